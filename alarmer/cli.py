@@ -1,0 +1,184 @@
+"""Command line: ``alarmer serve`` and the per-role commands.
+
+``alarmer serve`` runs everything on the embedded defaults in one
+process; ``alarmer-api``, ``alarmer-evaluator`` and ``alarmer-notifier``
+run the same pieces separately, on as many hosts as wanted, sharing a
+database, a series storage and a coordination backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from oslo_config import cfg
+
+from alarmer import __version__, runtime, service
+from alarmer import conf as aconf
+
+LOG = logging.getLogger(__name__)
+
+
+def _common_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument(
+        "--config-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="INI configuration file (repeatable; later files win).",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="Data directory of the embedded defaults "
+        "(overrides [DEFAULT] data_dir).",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
+    return parser
+
+
+def _add_listen_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="Listen address ([api] host).")
+    parser.add_argument("--port", type=int, help="Listen port ([api] port).")
+
+
+def load_conf(args: argparse.Namespace) -> cfg.ConfigOpts:
+    """Build the configuration from files and command-line overrides."""
+    overrides: dict[str, dict[str, object]] = {}
+    if getattr(args, "data_dir", None):
+        overrides.setdefault("DEFAULT", {})["data_dir"] = args.data_dir
+    if getattr(args, "host", None):
+        overrides.setdefault("api", {})["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        overrides.setdefault("api", {})["port"] = args.port
+    return aconf.make_conf(config_files=args.config_file, overrides=overrides)
+
+
+def setup_logging(conf: cfg.ConfigOpts) -> None:
+    """Log to standard error at ``[DEFAULT] log_level``."""
+    logging.basicConfig(
+        level=getattr(logging, conf.log_level),
+        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _api_services(rt: runtime.Runtime) -> list[service.Service]:
+    from api.server import ApiServer
+
+    return [ApiServer(rt)]
+
+
+def _evaluator_services(rt: runtime.Runtime) -> list[service.Service]:
+    return []
+
+
+def _notifier_services(rt: runtime.Runtime) -> list[service.Service]:
+    return []
+
+
+ServiceFactory = Callable[[runtime.Runtime], list[service.Service]]
+
+
+def _run(args: argparse.Namespace, factories: Sequence[ServiceFactory]) -> int:
+    conf = load_conf(args)
+    setup_logging(conf)
+    rt = runtime.build(conf, migrate=True)
+    try:
+        services: list[service.Service] = []
+        for factory in factories:
+            services.extend(factory(rt))
+        service.run(services)
+    finally:
+        rt.close()
+    return 0
+
+
+def _dbsync(args: argparse.Namespace) -> int:
+    conf = load_conf(args)
+    setup_logging(conf)
+    rt = runtime.build(conf, migrate=True)
+    rt.close()
+    LOG.info("database is up to date")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``alarmer``: the umbrella command."""
+    parser = _common_parser(
+        "alarmer", "alarmer: alarm evaluation with an embedded metrics engine."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser(
+        "serve",
+        help="Run the API, the evaluator and the notifier in one process "
+        "(embedded defaults: SQLite, file storage, file:// "
+        "coordination).",
+    )
+    _add_listen_args(serve)
+    api = sub.add_parser("api", help="Run the API only.")
+    _add_listen_args(api)
+    sub.add_parser("evaluator", help="Run an evaluator worker only.")
+    sub.add_parser("notifier", help="Run a notifier worker only.")
+    sub.add_parser("dbsync", help="Create or migrate the database.")
+    for name, subparser in sub.choices.items():
+        if name != "serve":
+            subparser.set_defaults()
+    # Options given after the subcommand are accepted too.
+    for subparser in sub.choices.values():
+        subparser.add_argument(
+            "--config-file",
+            action="append",
+            default=argparse.SUPPRESS,
+            metavar="FILE",
+            help=argparse.SUPPRESS,
+        )
+        subparser.add_argument(
+            "--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _run(
+            args,
+            (_api_services, _evaluator_services, _notifier_services),
+        )
+    if args.command == "api":
+        return _run(args, (_api_services,))
+    if args.command == "evaluator":
+        return _run(args, (_evaluator_services,))
+    if args.command == "notifier":
+        return _run(args, (_notifier_services,))
+    return _dbsync(args)
+
+
+def _single(command: str) -> int:
+    return main([command, *sys.argv[1:]])
+
+
+def api_main() -> int:
+    """``alarmer-api``."""
+    return _single("api")
+
+
+def evaluator_main() -> int:
+    """``alarmer-evaluator``."""
+    return _single("evaluator")
+
+
+def notifier_main() -> int:
+    """``alarmer-notifier``."""
+    return _single("notifier")
+
+
+def dbsync_main() -> int:
+    """``alarmer-dbsync``."""
+    return _single("dbsync")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Options of the ``[DEFAULT]`` section."""
+
+from oslo_config import cfg
+
+GROUP = "DEFAULT"
+
+OPTS = [
+    cfg.StrOpt(
+        "data_dir",
+        default="~/.local/share/alarmer",
+        help="Directory for the embedded defaults: the SQLite database, "
+        "the file storage of the metrics engine and the file:// "
+        "coordination backend. Created when missing.",
+    ),
+    cfg.IntOpt(
+        "additional_ingestion_lag",
+        default=0,
+        min=0,
+        max=86400,
+        help="Seconds added to the look-back window of threshold rules, "
+        "to wait for measures that arrive late (as in Aodh).",
+    ),
+    cfg.StrOpt(
+        "log_level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="Level of the log messages written to standard error.",
+    ),
+]

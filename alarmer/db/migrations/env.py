@@ -1,0 +1,29 @@
+"""Alembic environment: runs on the engine handed over by alarmer.db."""
+
+from alembic import context
+
+from alarmer import db
+
+config = context.config
+target_metadata = db.import_models()
+
+
+def run() -> None:
+    """Run the migrations online, on the engine given by the caller."""
+    engine = config.attributes.get("engine")
+    if engine is None:
+        url = config.get_main_option("sqlalchemy.url")
+        engine = db.create_engine(url)
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
+
+
+run()

@@ -1,0 +1,48 @@
+"""The objects one alarmer process shares: configuration, database, engine.
+
+A :class:`Runtime` is built once per process by the command line and
+handed explicitly to the API, the evaluator and the notifier.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from oslo_config import cfg
+
+from alarmer import channel as channel_mod
+from alarmer import db as db_mod
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Runtime:
+    """What the services of one process share."""
+
+    conf: cfg.ConfigOpts
+    db: db_mod.Database
+    channel: channel_mod.MetricChannel
+
+    def close(self) -> None:
+        """Release connections and files."""
+        self.channel.close()
+        self.db.dispose()
+
+
+def build(
+    conf: cfg.ConfigOpts,
+    *,
+    migrate: bool = False,
+    channel: channel_mod.MetricChannel | None = None,
+) -> Runtime:
+    """Build the runtime of a process; migrate the database if asked."""
+    database = db_mod.Database(db_mod.database_url(conf))
+    if migrate:
+        database.upgrade()
+    return Runtime(
+        conf=conf,
+        db=database,
+        channel=channel or channel_mod.LocalChannel(),
+    )

@@ -1,0 +1,5 @@
+"""Notifier plugins, chosen by the scheme of an action URL.
+
+Plugins are registered as ``alarmer.notifier`` entry points in
+``setup.cfg``.
+"""
