@@ -1,0 +1,211 @@
+"""The fenced transition write, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+
+import sqlalchemy as sa
+
+from alarmer.storage import transitions
+from alarmer.storage.models import Alarm, AlarmHistory, Notification
+
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+
+
+def insert_alarm(db, **fields) -> str:
+    """Insert an alarm row directly and return its id."""
+    alarm_id = fields.pop("alarm_id", str(uuid.uuid4()))
+    values = {
+        "name": "cpu-high",
+        "type": "gnocchi_resources_threshold",
+        "rule": {},
+        "ok_actions": ["log://"],
+        "alarm_actions": ["http://127.0.0.1:1/alarm"],
+        "insufficient_data_actions": [],
+        "time_constraints": [],
+        "project_id": "p1",
+        "user_id": "u1",
+        "severity": "critical",
+    }
+    values.update(fields)
+    with db.session() as session:
+        session.add(Alarm(alarm_id=alarm_id, **values))
+        session.commit()
+    return alarm_id
+
+
+def _alarm(db, alarm_id):
+    with db.read_session() as session:
+        return session.get(Alarm, alarm_id)
+
+
+def test_transition_writes_state_history_and_outbox(rt):
+    alarm_id = insert_alarm(rt.db)
+    data = {
+        "type": "threshold",
+        "disposition": "outside",
+        "count": 3,
+        "most_recent": 91.0,
+    }
+    with rt.db.session() as session:
+        assert transitions.record_transition(
+            session,
+            alarm_id,
+            1,
+            "alarm",
+            "Transition to alarm",
+            data,
+            now=NOW,
+        )
+        session.commit()
+    alarm = _alarm(rt.db, alarm_id)
+    assert (alarm.state, alarm.state_reason) == (
+        "alarm",
+        "Transition to alarm",
+    )
+    assert alarm.state_timestamp == NOW
+    assert (alarm.version, alarm.seq) == (2, 1)
+    with rt.db.read_session() as session:
+        history = session.scalars(
+            sa.select(AlarmHistory).where(AlarmHistory.alarm_id == alarm_id)
+        ).all()
+        outbox = session.scalars(
+            sa.select(Notification).where(Notification.alarm_id == alarm_id)
+        ).all()
+    assert len(history) == 1
+    assert history[0].type == "state transition"
+    assert json.loads(history[0].detail) == {
+        "state": "alarm",
+        "transition_reason": "Transition to alarm",
+    }
+    assert history[0].on_behalf_of == "p1"
+    assert history[0].severity == "critical"
+    assert len(outbox) == 1
+    row = outbox[0]
+    assert (row.seq, row.previous, row.current) == (
+        1,
+        "insufficient data",
+        "alarm",
+    )
+    assert row.actions == ["http://127.0.0.1:1/alarm"]
+    assert row.reason_data == data
+    assert (row.alarm_name, row.severity, row.project_id) == (
+        "cpu-high",
+        "critical",
+        "p1",
+    )
+
+
+def test_stale_version_writes_nothing(rt):
+    alarm_id = insert_alarm(rt.db)
+    with rt.db.session() as session:
+        assert transitions.record_transition(
+            session, alarm_id, 1, "alarm", "first", {}, now=NOW
+        )
+        session.commit()
+    # A second worker holding the old view cannot transition again.
+    with rt.db.session() as session:
+        assert not transitions.record_transition(
+            session, alarm_id, 1, "ok", "stale", {}, now=NOW
+        )
+        session.commit()
+    snap = transitions.AlarmSnapshot(
+        alarm_id=alarm_id,
+        version=1,
+        seq=0,
+        state="insufficient data",
+        name="cpu-high",
+        severity="critical",
+        project_id="p1",
+        alarm_actions=("log://",),
+    )
+    with rt.db.session() as session:
+        assert not transitions.record_transition(
+            session, alarm_id, 1, "alarm", "stale2", {}, now=NOW, snapshot=snap
+        )
+        session.commit()
+    alarm = _alarm(rt.db, alarm_id)
+    assert (alarm.state, alarm.state_reason, alarm.version, alarm.seq) == (
+        "alarm",
+        "first",
+        2,
+        1,
+    )
+    with rt.db.read_session() as session:
+        assert (
+            session.scalar(
+                sa.select(sa.func.count()).select_from(AlarmHistory)
+            )
+            == 1
+        )
+        assert (
+            session.scalar(
+                sa.select(sa.func.count()).select_from(Notification)
+            )
+            == 1
+        )
+
+
+def test_no_actions_no_outbox_row(rt):
+    alarm_id = insert_alarm(rt.db)
+    with rt.db.session() as session:
+        assert transitions.record_transition(
+            session, alarm_id, 1, "insufficient data", "why", {}, now=NOW
+        )
+        session.commit()
+    alarm = _alarm(rt.db, alarm_id)
+    assert (alarm.version, alarm.seq) == (2, 0)
+    with rt.db.read_session() as session:
+        assert (
+            session.scalar(
+                sa.select(sa.func.count()).select_from(Notification)
+            )
+            == 0
+        )
+        assert (
+            session.scalar(
+                sa.select(sa.func.count()).select_from(AlarmHistory)
+            )
+            == 1
+        )
+
+
+def test_deleted_alarm_returns_false(rt):
+    with rt.db.session() as session:
+        assert not transitions.record_transition(
+            session, "missing", 1, "alarm", "x", {}, now=NOW
+        )
+
+
+def test_repeat_adds_outbox_row_only(rt):
+    alarm_id = insert_alarm(rt.db, state="alarm", state_reason="old")
+    with rt.db.session() as session:
+        assert transitions.record_repeat(
+            session, alarm_id, 1, "Remaining as alarm", {"count": 3}, now=NOW
+        )
+        session.commit()
+    with rt.db.session() as session:
+        assert not transitions.record_repeat(
+            session, alarm_id, 1, "Remaining as alarm", {}, now=NOW
+        )
+        session.commit()
+    alarm = _alarm(rt.db, alarm_id)
+    assert (alarm.state, alarm.state_reason, alarm.version, alarm.seq) == (
+        "alarm",
+        "old",
+        2,
+        1,
+    )
+    with rt.db.read_session() as session:
+        rows = session.scalars(sa.select(Notification)).all()
+        assert (
+            session.scalar(
+                sa.select(sa.func.count()).select_from(AlarmHistory)
+            )
+            == 0
+        )
+    assert [(r.seq, r.previous, r.current, r.reason) for r in rows] == [
+        (1, "alarm", "alarm", "Remaining as alarm")
+    ]
