@@ -1,5 +1,91 @@
 """Notifier plugins, chosen by the scheme of an action URL.
 
-Plugins are registered as ``alarmer.notifier`` entry points in
-``setup.cfg``.
+Plugins are registered as ``alarmer.notifier`` entry points (``setup.cfg``:
+``http``, ``https``, ``log``); installing a package that declares another
+entry point adds a scheme without touching alarmer.  The API calls
+:func:`validate_action` for every action URL of an alarm it saves, so an
+unsupported or forbidden action is refused with a 400 then, not at
+delivery time.
 """
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import logging
+import types
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+from oslo_config import cfg
+
+from notifiers.base import InvalidAction, Message, Notifier, Result, redact
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "InvalidAction",
+    "Message",
+    "Notifier",
+    "Result",
+    "plugin_classes",
+    "redact",
+    "validate_action",
+]
+
+LOG = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "alarmer.notifier"
+
+
+@functools.cache
+def plugin_classes() -> Mapping[str, type[Notifier]]:
+    """Return the installed plugins by scheme (read once per process).
+
+    A plugin that fails to load is logged and left out.
+    """
+    classes: dict[str, type[Notifier]] = {}
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = entry.load()
+        except Exception:
+            LOG.exception("cannot load notifier plugin %s", entry.value)
+            continue
+        classes[entry.name.lower()] = loaded
+    return types.MappingProxyType(classes)
+
+
+def parse_action(url: str) -> urllib.parse.SplitResult:
+    """Split an action URL.
+
+    :raises InvalidAction: "Unable to parse action <url>".
+    """
+    try:
+        if not isinstance(url, str) or not url.strip():
+            raise ValueError("empty")
+        action = urllib.parse.urlsplit(url.strip())
+        _ = action.port  # raises ValueError on a bad port
+    except (ValueError, TypeError) as exc:
+        raise InvalidAction(
+            f"Unable to parse action {redact(str(url))}"
+        ) from exc
+    if not action.scheme:
+        raise InvalidAction(f"Unable to parse action {redact(url)}")
+    return action
+
+
+def validate_action(url: str, conf: cfg.ConfigOpts, identity: Any) -> None:
+    """Refuse an action URL that alarmer could or should not deliver to.
+
+    :param url: the action URL as given by the client.
+    :param conf: the configuration (``[notifier] allowed_networks``...).
+    :param identity: the caller (unused by the built-in plugins; the
+        admin-only ``log://`` rule is the API's).
+    :raises InvalidAction: "Unable to parse action <url>", "Unsupported
+        action <url>", or a message naming the refused address.
+    """
+    action = parse_action(url)
+    plugin = plugin_classes().get(action.scheme.lower())
+    if plugin is None:
+        raise InvalidAction(f"Unsupported action {redact(url)}")
+    plugin.validate(action, conf, identity)

@@ -1,0 +1,285 @@
+"""What every notifier plugin implements, and the checks they share.
+
+A plugin handles the action URLs of one or more schemes.  It validates an
+action when an alarm is saved (:meth:`Notifier.validate`, a class method:
+no connection is opened) and delivers one :class:`Message` per call of
+:meth:`Notifier.notify`, answering a :class:`Result` instead of raising,
+so that the notifier service decides about retries.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import ipaddress
+import logging
+import socket
+import threading
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any
+
+from oslo_config import cfg
+
+LOG = logging.getLogger(__name__)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Query parameters whose values are never written to logs or messages.
+_SENSITIVE = ("sig", "signature", "token", "secret", "key", "password")
+
+
+class InvalidAction(ValueError):
+    """An action URL that alarmer refuses; the message says why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+    """One notification to one target.
+
+    ``delivery_id`` is stable across retries and redeliveries: receivers
+    drop duplicates with it.  ``secrets`` sign the request when not empty;
+    they are never logged.
+    """
+
+    delivery_id: str
+    alarm_id: str
+    seq: int
+    alarm_name: str
+    severity: str
+    previous: str
+    current: str
+    reason: str
+    reason_data: dict[str, Any]
+    project_id: str = ""
+    secrets: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+
+    def payload(self) -> dict[str, Any]:
+        """Return the body Aodh's REST notifier posts (its seven keys)."""
+        return {
+            "alarm_name": self.alarm_name,
+            "alarm_id": self.alarm_id,
+            "severity": self.severity,
+            "previous": self.previous,
+            "current": self.current,
+            "reason": self.reason,
+            "reason_data": self.reason_data,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """The outcome of one attempt.
+
+    :ivar delivered: the target accepted the notification.
+    :ivar retryable: a later attempt may succeed (connection error,
+        timeout, 5xx, 429); ignored when delivered.
+    :ivar retry_after: seconds the target asked to wait (``Retry-After``).
+    """
+
+    delivered: bool
+    retryable: bool = False
+    status_code: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    duration: float = 0.0
+
+
+class Notifier(abc.ABC):
+    """Base class of the plugins; one instance per notifier process."""
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        self.conf = conf
+
+    @classmethod
+    def validate(
+        cls,
+        action: urllib.parse.SplitResult,
+        conf: cfg.ConfigOpts,
+        identity: Any = None,
+    ) -> None:
+        """Refuse an action URL at save time (raise :class:`InvalidAction`).
+
+        The default accepts everything.
+        """
+        return None
+
+    @abc.abstractmethod
+    def notify(
+        self, action: urllib.parse.SplitResult, message: Message
+    ) -> Result:
+        """Deliver *message* to *action*; never raise for delivery errors."""
+
+    def close(self) -> None:
+        """Release connections (the default has none)."""
+        return None
+
+
+def redact(url: str) -> str:
+    """Return *url* without its password and sensitive query values."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostport}" if ":" in userinfo else netloc
+    query = parts.query
+    if query:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        if any(any(s in k.lower() for s in _SENSITIVE) for k, _ in pairs):
+            query = "&".join(
+                f"{k}=***"
+                if any(s in k.lower() for s in _SENSITIVE)
+                else f"{k}={v}"
+                for k, v in pairs
+            )
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urllib.parse.urlunsplit(
+        (parts.scheme, netloc, parts.path, query, parts.fragment)
+    )
+
+
+def allowed_networks(conf: cfg.ConfigOpts) -> list[IPNetwork]:
+    """Parse ``[notifier] allowed_networks``.
+
+    :raises ValueError: naming the option and the bad entry.
+    """
+    networks = []
+    for text in conf.notifier.allowed_networks:
+        try:
+            networks.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError as exc:
+            raise ValueError(
+                f"[notifier] allowed_networks: invalid network {text!r}"
+            ) from exc
+    return networks
+
+
+class ResolutionError(OSError):
+    """A host name could not be resolved (error or timeout)."""
+
+
+def resolve(host: str, port: int | None, timeout: float) -> list[IPAddress]:
+    """Return every address of *host*, waiting at most *timeout* seconds.
+
+    ``getaddrinfo`` has no timeout of its own: it runs in a daemon thread
+    that is abandoned when it takes too long.
+
+    :raises ResolutionError: when the name does not resolve in time.
+    """
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    outcome: dict[str, Any] = {}
+
+    def _run() -> None:
+        try:
+            outcome["infos"] = socket.getaddrinfo(
+                host, port or 0, type=socket.SOCK_STREAM
+            )
+        except OSError as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=_run, name=f"resolve-{host}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise ResolutionError(f"resolving {host} took more than {timeout}s")
+    if "error" in outcome:
+        raise ResolutionError(f"cannot resolve {host}: {outcome['error']}")
+    addresses: list[IPAddress] = []
+    for info in outcome["infos"]:
+        text = str(info[4][0]).split("%", 1)[0]
+        address = ipaddress.ip_address(text)
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
+def is_internal(address: IPAddress) -> bool:
+    """True for loopback, link-local, private and other non-global ones."""
+    if isinstance(address, ipaddress.IPv6Address):
+        mapped = address.ipv4_mapped
+        if mapped is not None:
+            address = mapped
+    return (
+        not address.is_global
+        or address.is_multicast
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_private
+        or address.is_unspecified
+    )
+
+
+def refused_address(
+    addresses: Sequence[IPAddress], networks: Sequence[IPNetwork]
+) -> IPAddress | None:
+    """Return the first internal address of *addresses* not allowed."""
+    for address in addresses:
+        if not is_internal(address):
+            continue
+        candidates = [address]
+        if (
+            isinstance(address, ipaddress.IPv6Address)
+            and address.ipv4_mapped is not None
+        ):
+            candidates.append(address.ipv4_mapped)
+        if not any(
+            c in net
+            for c in candidates
+            for net in networks
+            if c.version == net.version
+        ):
+            return address
+    return None
+
+
+def check_target(
+    action: urllib.parse.SplitResult,
+    conf: cfg.ConfigOpts,
+    *,
+    unresolvable_ok: bool,
+) -> None:
+    """Refuse a target host resolving to a non-allowed internal address.
+
+    Every address of the name is checked.  When the name does not resolve
+    (or not in ``[notifier] dns_timeout``), the target is accepted if
+    *unresolvable_ok* (at save time: it is checked again at delivery)
+    and refused otherwise.
+
+    :raises InvalidAction: naming the URL, the address and the option.
+    """
+    url = action.geturl()
+    host = action.hostname
+    if not host:
+        raise InvalidAction(f"Unable to parse action {redact(url)}: no host")
+    try:
+        port = action.port
+        addresses = resolve(host, port, conf.notifier.dns_timeout)
+    except ResolutionError as exc:
+        if unresolvable_ok:
+            LOG.debug("accepting unresolvable action %s: %s", redact(url), exc)
+            return
+        raise InvalidAction(
+            f"Unable to resolve the host of action {redact(url)}: {exc}"
+        ) from exc
+    except ValueError as exc:
+        raise InvalidAction(f"Unable to parse action {redact(url)}") from exc
+    refused = refused_address(addresses, allowed_networks(conf))
+    if refused is not None:
+        raise InvalidAction(
+            f"Action {redact(url)} targets {refused}, a loopback, "
+            "link-local, private or reserved address not in [notifier] "
+            "allowed_networks"
+        )
