@@ -1,16 +1,33 @@
-"""Who is calling: identity and roles of a request.
+"""Who is calling: identity and roles of a request, and the role checks.
 
-In ``noauth`` mode the identity comes from the ``X-User-Id``,
-``X-Project-Id`` and ``X-Roles`` headers (what aodhclient's
-``aodh-noauth`` plugin and gnocchiclient's noauth mode send); alarmer
-must then run behind a trusted proxy.
+``[api] auth_mode`` chooses how a caller is identified:
+
+* ``noauth`` (default): from the ``X-User-Id``, ``X-Project-Id`` and
+  ``X-Roles`` headers (what aodhclient's ``aodh-noauth`` plugin and
+  gnocchiclient's noauth mode send).  Anyone able to reach the API can
+  claim any identity, so these requests are only accepted from loopback
+  peers (the API listens on 127.0.0.1 by default) unless
+  ``[api] noauth_allow_remote`` says a trusted proxy sets the headers.
+* ``apikey``: from an API key (``alarmer apikey create``) sent as
+  ``Authorization: Bearer <key>`` or ``X-Auth-Token: <key>``; the key is
+  bound to a project, a user and roles.
+
+Roles follow Aodh's default policy: ``reader`` reads, ``member`` reads and
+writes, ``admin`` does everything and may act across projects.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 
 import flask
+
+from api import errors
+
+EXTENSION = "alarmer"
+READ_ROLES = frozenset({"reader", "member", "admin"})
+WRITE_ROLES = frozenset({"member", "admin"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +47,16 @@ class Identity:
         """True when the caller has any of *roles* (admin has them all)."""
         return self.is_admin or bool(self.roles.intersection(roles))
 
+    @property
+    def can_read(self) -> bool:
+        """True for ``reader``, ``member`` and ``admin``."""
+        return bool(self.roles & READ_ROLES)
+
+    @property
+    def can_write(self) -> bool:
+        """True for ``member`` and ``admin``."""
+        return bool(self.roles & WRITE_ROLES)
+
 
 def _split_roles(value: str) -> frozenset[str]:
     return frozenset(r.strip().lower() for r in value.split(",") if r.strip())
@@ -45,10 +72,107 @@ def from_headers(request: flask.Request) -> Identity:
     )
 
 
+def bearer_key(request: flask.Request) -> str | None:
+    """Return the API key of *request* (bearer token or X-Auth-Token)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    token = request.headers.get("X-Auth-Token", "").strip()
+    return token or None
+
+
+def _is_loopback(address: str | None) -> bool:
+    if not address:
+        return False
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _from_api_key(request: flask.Request) -> Identity:
+    from alarmer.storage import apikeys
+
+    key = bearer_key(request)
+    if key is None:
+        raise errors.Unauthorized(
+            "Authentication required: send an API key as "
+            "'Authorization: Bearer <key>' or 'X-Auth-Token: <key>'",
+            headers={"WWW-Authenticate": 'Bearer realm="alarmer"'},
+        )
+    rt = flask.current_app.extensions[EXTENSION]
+    info = apikeys.authenticate(rt.db, key)
+    if info is None:
+        raise errors.Unauthorized(
+            "The API key is unknown, revoked or expired",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    return Identity(
+        user_id=info.user_id,
+        project_id=info.project_id,
+        roles=frozenset(info.roles),
+    )
+
+
+def authenticate(request: flask.Request) -> Identity:
+    """Identify the caller of *request* according to ``[api] auth_mode``.
+
+    :raises api.errors.Unauthorized: no valid credentials.
+    """
+    conf = flask.current_app.extensions[EXTENSION].conf
+    if conf.api.auth_mode == "apikey":
+        return _from_api_key(request)
+    if not conf.api.noauth_allow_remote and not _is_loopback(
+        request.remote_addr
+    ):
+        raise errors.Unauthorized(
+            "noauth mode only accepts requests from the local host; "
+            "use auth_mode = apikey or set noauth_allow_remote behind a "
+            "trusted proxy"
+        )
+    return from_headers(request)
+
+
 def current() -> Identity:
-    """Return the identity of the request being served."""
+    """Return the identity of the request being served.
+
+    :raises api.errors.Unauthorized: no valid credentials.
+    """
     identity = flask.g.get("identity")
     if identity is None:
-        identity = from_headers(flask.request)
+        identity = authenticate(flask.request)
         flask.g.identity = identity
+    return identity
+
+
+def _scoped(identity: Identity) -> Identity:
+    if identity.project_id is None and not identity.is_admin:
+        raise errors.Unauthorized(
+            "The request names no project (X-Project-Id)"
+        )
+    return identity
+
+
+def require_reader() -> Identity:
+    """Return the caller if it may read, else raise 401/403."""
+    identity = _scoped(current())
+    if not identity.can_read:
+        raise errors.Forbidden()
+    return identity
+
+
+def require_member() -> Identity:
+    """Return the caller if it may write, else raise 401/403."""
+    identity = _scoped(current())
+    if not identity.can_write:
+        raise errors.Forbidden()
+    return identity
+
+
+def require_admin() -> Identity:
+    """Return the caller if it is an administrator, else raise 401/403."""
+    identity = current()
+    if not identity.is_admin:
+        raise errors.Forbidden()
     return identity

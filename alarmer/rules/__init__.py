@@ -1,0 +1,355 @@
+"""Alarm definitions: validation, defaults and descriptions.
+
+Pure (no I/O): the API validates bodies with :func:`validate_alarm`; the
+evaluator uses :func:`threshold_rules` to walk a composite rule and
+:mod:`alarmer.rules.time_constraints` to gate evaluation.
+
+Every failure is a :class:`RuleError` whose message names the field and
+the reason, in Aodh's (WSME's) wording where Aodh has one.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from alarmer.engine import archive_policy
+from alarmer.rules import schema, time_constraints
+from alarmer.rules.errors import RuleError, invalid
+from alarmer.rules.schema import (
+    ALARM_TYPES,
+    COMPARISON_OPERATORS,
+    SEVERITIES,
+    STATES,
+    THRESHOLD_TYPES,
+)
+
+__all__ = [
+    "ALARM_TYPES",
+    "COMPARISON_OPERATORS",
+    "SEVERITIES",
+    "STATES",
+    "THRESHOLD_TYPES",
+    "RuleError",
+    "composition_form",
+    "dedupe",
+    "default_description",
+    "threshold_rules",
+    "validate_alarm",
+    "validate_rule",
+]
+
+_JSON_TYPES = {
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    str: "string",
+    list: "array",
+    dict: "object",
+    type(None): "null",
+}
+
+
+@functools.cache
+def _validator(kind: str) -> Draft202012Validator:
+    if kind == "alarm":
+        return Draft202012Validator(schema.alarm_schema())
+    if kind.startswith("sub:"):
+        return Draft202012Validator(
+            schema.rule_schema(kind[4:], with_type=True)
+        )
+    return Draft202012Validator(schema.rule_schema(kind))
+
+
+def _path(prefix: str, parts: Any) -> str:
+    text = prefix
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text = f"{text}.{part}" if text else str(part)
+    return text
+
+
+def _describe(error: ValidationError, prefix: str) -> RuleError:
+    field = _path(prefix, error.absolute_path)
+    value = error.instance
+    kind = error.validator
+    if kind == "required":
+        missing = next(
+            (
+                name
+                for name in error.validator_value
+                if isinstance(value, dict) and name not in value
+            ),
+            "",
+        )
+        return invalid(
+            _path(field, [missing]), None, "Mandatory field missing."
+        )
+    if kind == "additionalProperties":
+        allowed = set(error.schema.get("properties", {}))
+        extra = sorted(k for k in value if k not in allowed)
+        where = f"{field}." if field else ""
+        return RuleError(
+            f"Unknown attribute for argument data: {where}{extra[0]}",
+            _path(field, [extra[0]]),
+        )
+    if value is None:
+        return invalid(field, None, "Mandatory field missing.")
+    if kind in ("enum", "const"):
+        options = error.validator_value
+        if kind == "const":
+            options = [options]
+        return invalid(
+            field,
+            value,
+            "Value should be one of: " + ", ".join(map(str, options)),
+        )
+    if kind == "type":
+        expected = error.validator_value
+        if isinstance(expected, list):
+            expected = " or ".join(t for t in expected if t != "null")
+        got = _JSON_TYPES.get(type(value), type(value).__name__)
+        return invalid(
+            field, value, f"Wrong type. Expected '{expected}', got '{got}'"
+        )
+    if kind == "minimum":
+        return invalid(
+            field,
+            value,
+            f"Value should be greater or equal to {error.validator_value}",
+        )
+    if kind == "maximum":
+        return invalid(
+            field,
+            value,
+            f"Value should be lower or equal to {error.validator_value}",
+        )
+    if kind == "minLength":
+        return invalid(field, value, "Value should not be empty")
+    if kind == "maxLength":
+        return invalid(
+            field,
+            value,
+            f"Value should be at most {error.validator_value} characters",
+        )
+    if kind == "minItems":
+        return invalid(
+            field,
+            value,
+            f"At least {error.validator_value} item(s) must be given",
+        )
+    return invalid(field, value, error.message)
+
+
+def _check(kind: str, data: Any, prefix: str) -> None:
+    errors = sorted(
+        _validator(kind).iter_errors(data),
+        key=lambda e: (len(e.absolute_path), list(map(str, e.path))),
+    )
+    if errors:
+        raise _describe(errors[0], prefix)
+
+
+def _with_defaults(kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    props = _validator(kind).schema["properties"]
+    result: dict[str, Any] = {}
+    for key, prop in props.items():
+        if key in data and data[key] is not None:
+            result[key] = data[key]
+        elif "default" in prop:
+            result[key] = prop["default"]
+    return result
+
+
+def _check_method(field: str, method: str) -> None:
+    if archive_policy.is_valid_method(method):
+        return
+    raise invalid(
+        field,
+        method,
+        "aggregation_method should be in [mean, sum, last, max, min, "
+        "std, median, first, count, 1pct..99pct, rate:<method>] "
+        f"not {method}",
+    )
+
+
+def _threshold(
+    alarm_type: str, data: Any, prefix: str, *, sub: bool
+) -> dict[str, Any]:
+    kind = f"sub:{alarm_type}" if sub else alarm_type
+    _check(kind, data, prefix)
+    rule = _with_defaults(kind, data)
+    rule["threshold"] = float(rule["threshold"])
+    rule["granularity"] = int(rule["granularity"])
+    rule["evaluation_periods"] = int(rule["evaluation_periods"])
+    _check_method(f"{prefix}.aggregation_method", rule["aggregation_method"])
+    if alarm_type == "gnocchi_aggregation_by_resources_threshold":
+        try:
+            query = json.loads(rule["query"])
+        except ValueError as exc:
+            raise invalid(
+                f"{prefix}.query",
+                rule["query"],
+                f"Query is not a valid JSON document: {exc}",
+            ) from exc
+        if not isinstance(query, dict):
+            raise invalid(
+                f"{prefix}.query",
+                rule["query"],
+                "Query must be a JSON object, e.g. "
+                '{"=": {"server_group": "g"}}',
+            )
+    return rule
+
+
+def _composite(data: Any, prefix: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        got = _JSON_TYPES.get(type(data), type(data).__name__)
+        raise invalid(
+            prefix, data, f"Wrong type. Expected 'object', got '{got}'"
+        )
+    operators = [k for k in ("and", "or") if k in data]
+    if operators:
+        if len(data) != 1:
+            raise invalid(
+                prefix,
+                data,
+                "A composite node has exactly one key, 'and' or 'or'",
+            )
+        op = operators[0]
+        items = data[op]
+        if not isinstance(items, list) or not items:
+            raise invalid(
+                f"{prefix}.{op}",
+                items,
+                "Value should be a non-empty list of rules",
+            )
+        return {
+            op: [
+                _composite(item, f"{prefix}.{op}[{i}]")
+                for i, item in enumerate(items)
+            ]
+        }
+    sub_type = data.get("type")
+    if sub_type is None:
+        raise invalid(
+            f"{prefix}.type",
+            None,
+            "Mandatory field missing: a composite node is either "
+            "{'and': [...]}, {'or': [...]} or a rule with a type",
+        )
+    if sub_type not in THRESHOLD_TYPES:
+        raise invalid(
+            f"{prefix}.type",
+            sub_type,
+            "Value should be one of: " + ", ".join(THRESHOLD_TYPES),
+        )
+    rule = _threshold(sub_type, data, prefix, sub=True)
+    return {"type": sub_type, **rule}
+
+
+def validate_rule(alarm_type: str, data: Any) -> dict[str, Any]:
+    """Validate the ``<alarm_type>_rule`` object and fill its defaults.
+
+    :raises RuleError: naming the bad field.
+    """
+    prefix = f"{alarm_type}_rule"
+    if alarm_type == "composite":
+        return _composite(data, prefix)
+    return _threshold(alarm_type, data, prefix, sub=False)
+
+
+def dedupe(urls: list[str] | None) -> list[str]:
+    """Remove duplicated URLs, keeping the first occurrence's order."""
+    return list(dict.fromkeys(urls or []))
+
+
+def default_description(alarm_type: str) -> str:
+    """Aodh's default description of an alarm of *alarm_type*."""
+    return schema.DEFAULT_DESCRIPTIONS[alarm_type]
+
+
+def validate_alarm(
+    body: Any, *, check_action: Callable[[str, str], None] | None = None
+) -> dict[str, Any]:
+    """Validate a POST/PUT alarm body; return the normalized definition.
+
+    The result holds ``name, description, type, rule, enabled, severity,
+    ok_actions, alarm_actions, insufficient_data_actions, repeat_actions,
+    time_constraints`` (defaults filled, actions de-duplicated in order)
+    and, when the body gave them, ``state``, ``project_id`` and
+    ``user_id``.  Read-only fields (``alarm_id``, timestamps,
+    ``state_reason``) are accepted and dropped.
+
+    :param check_action: called as ``check_action(field, url)`` for every
+        action URL; raises :class:`RuleError` to reject it.
+    :raises RuleError: the first problem found, naming the field.
+    """
+    _check("alarm", body, "")
+    alarm_type = body["type"]
+    rule_key = f"{alarm_type}_rule"
+    if body.get(rule_key) is None:
+        raise RuleError(
+            f"{rule_key} must be set for {alarm_type} type alarm", rule_key
+        )
+    for other in ALARM_TYPES:
+        key = f"{other}_rule"
+        if other != alarm_type and body.get(key) is not None:
+            raise RuleError(
+                f"{rule_key} and {key} cannot be set at the same time", key
+            )
+    rule = validate_rule(alarm_type, body[rule_key])
+    result: dict[str, Any] = {
+        "name": body["name"],
+        "description": body.get("description")
+        or default_description(alarm_type),
+        "type": alarm_type,
+        "rule": rule,
+        "enabled": body.get("enabled", True),
+        "severity": body.get("severity", "low"),
+        "repeat_actions": body.get("repeat_actions", False),
+    }
+    for key in ("ok_actions", "alarm_actions", "insufficient_data_actions"):
+        urls = dedupe(body.get(key))
+        if check_action is not None:
+            for index, url in enumerate(urls):
+                check_action(f"{key}[{index}]", url)
+        result[key] = urls
+    result["time_constraints"] = time_constraints.normalize(
+        body.get("time_constraints") or []
+    )
+    for key in ("state", "project_id", "user_id"):
+        if body.get(key) is not None:
+            result[key] = body[key]
+    return result
+
+
+def threshold_rules(rule: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Yield the threshold sub-rules of a composite rule, depth first."""
+    for op in ("and", "or"):
+        if op in rule:
+            for item in rule[op]:
+                yield from threshold_rules(item)
+            return
+    yield dict(rule)
+
+
+def composition_form(rule: Mapping[str, Any]) -> str:
+    """Render a composite rule as ``(rule1 or (rule2 and rule3))``."""
+    counter = iter(range(1, 1_000_000))
+
+    def render(node: Mapping[str, Any]) -> str:
+        for op in ("and", "or"):
+            if op in node:
+                parts = [render(item) for item in node[op]]
+                return "(" + f" {op} ".join(parts) + ")"
+        return f"rule{next(counter)}"
+
+    return render(rule)

@@ -1,0 +1,213 @@
+"""JSON schemas of an alarm body and of each rule type.
+
+The API validates the raw JSON against these schemas before anything
+else, so that ``null`` for a mandatory field, a float where an integer is
+expected or a boolean where a number is expected are rejected instead of
+being coerced.  Pure data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Alarm states, as Aodh names them.
+STATES = ("ok", "alarm", "insufficient data")
+#: Severities, in their semantic order.
+SEVERITIES = ("low", "moderate", "critical")
+#: Comparison operators of a threshold rule.
+COMPARISON_OPERATORS = ("lt", "le", "eq", "ne", "ge", "gt")
+#: Threshold rule types (usable alone or inside a composite rule).
+THRESHOLD_TYPES = (
+    "gnocchi_resources_threshold",
+    "gnocchi_aggregation_by_metrics_threshold",
+    "gnocchi_aggregation_by_resources_threshold",
+)
+#: Every alarm type.
+ALARM_TYPES = (*THRESHOLD_TYPES, "composite")
+#: Smallest and largest granularity of a threshold rule, in seconds.
+MIN_GRANULARITY = 1
+MAX_GRANULARITY = 365 * 86400
+#: Largest number of evaluation periods.
+MAX_EVALUATION_PERIODS = 100
+#: Longest name, id and URL accepted.
+MAX_NAME = 255
+MAX_URL = 2048
+
+_TEXT = {"type": "string"}
+_ID = {"type": "string", "minLength": 1, "maxLength": MAX_NAME}
+
+#: Fields every threshold rule has, with their defaults.
+THRESHOLD_COMMON: dict[str, Any] = {
+    "comparison_operator": {
+        "enum": list(COMPARISON_OPERATORS),
+        "default": "eq",
+        "description": "How a point is compared with the threshold.",
+    },
+    "threshold": {
+        "type": "number",
+        "description": "The value points are compared with.",
+    },
+    "aggregation_method": {
+        "type": "string",
+        "minLength": 1,
+        "description": "Aggregation method of the series "
+        "(one of the engine's capabilities).",
+    },
+    "granularity": {
+        "type": "integer",
+        "minimum": MIN_GRANULARITY,
+        "maximum": MAX_GRANULARITY,
+        "default": 60,
+        "description": "Granularity of the points, in seconds.",
+    },
+    "evaluation_periods": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_EVALUATION_PERIODS,
+        "default": 1,
+        "description": "How many consecutive points must breach.",
+    },
+}
+_COMMON_REQUIRED = ["threshold", "aggregation_method"]
+
+#: The fields specific to each threshold type (with their descriptions).
+TYPE_FIELDS: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "gnocchi_resources_threshold": (
+        {
+            "metric": {**_ID, "description": "Metric name."},
+            "resource_id": {**_ID, "description": "Resource id."},
+            "resource_type": {**_ID, "description": "Resource type."},
+        },
+        ["metric", "resource_id", "resource_type"],
+    ),
+    "gnocchi_aggregation_by_metrics_threshold": (
+        {
+            "metrics": {
+                "type": "array",
+                "items": _ID,
+                "minItems": 1,
+                "description": "Metric ids aggregated together.",
+            },
+        },
+        ["metrics"],
+    ),
+    "gnocchi_aggregation_by_resources_threshold": (
+        {
+            "metric": {**_ID, "description": "Metric name."},
+            "resource_type": {**_ID, "description": "Resource type."},
+            "query": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Resource search query, a JSON document "
+                'given as a string, e.g. {"=": {"server_group": "g"}}.',
+            },
+        },
+        ["metric", "resource_type", "query"],
+    ),
+}
+
+#: Default description of each type (Aodh's wording).
+DEFAULT_DESCRIPTIONS = {t: f"{t} alarm rule" for t in ALARM_TYPES}
+
+
+def rule_schema(alarm_type: str, *, with_type: bool = False) -> dict:
+    """Return the JSON schema of the ``<alarm_type>_rule`` object.
+
+    :param with_type: include a ``type`` property (sub-rules of a
+        composite rule carry their type).
+    """
+    fields, required = TYPE_FIELDS[alarm_type]
+    properties: dict[str, Any] = {**fields, **THRESHOLD_COMMON}
+    if with_type:
+        properties = {"type": {"const": alarm_type}, **properties}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [*required, *_COMMON_REQUIRED],
+        "additionalProperties": False,
+    }
+
+
+def _time_constraint() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "name": {**_ID, "description": "Unique within the alarm."},
+            "description": {"type": ["string", "null"]},
+            "start": {
+                "type": "string",
+                "description": "Cron expression (5 fields) starting "
+                "each window.",
+            },
+            "duration": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 365 * 86400,
+                "description": "Length of each window, in seconds.",
+            },
+            "timezone": {
+                "type": ["string", "null"],
+                "description": "IANA time zone of the cron expression "
+                "(empty: UTC).",
+            },
+        },
+        "required": ["name", "start", "duration"],
+        "additionalProperties": False,
+    }
+
+
+def alarm_schema() -> dict[str, Any]:
+    """Return the JSON schema of a POST/PUT alarm body.
+
+    Every field a GET returns is accepted (read-only ones are ignored),
+    so that clients can PUT back what they read.
+    """
+    actions = {
+        "type": ["array", "null"],
+        "items": {"type": "string", "minLength": 1, "maxLength": MAX_URL},
+    }
+    timestamp = {"type": ["string", "null"]}
+    properties: dict[str, Any] = {
+        "name": {**_ID, "description": "Name (not unique)."},
+        "description": {"type": ["string", "null"]},
+        "type": {"enum": list(ALARM_TYPES)},
+        "enabled": {"type": "boolean", "default": True},
+        "state": {"enum": list(STATES)},
+        "severity": {"enum": list(SEVERITIES), "default": "low"},
+        "ok_actions": actions,
+        "alarm_actions": actions,
+        "insufficient_data_actions": actions,
+        "repeat_actions": {"type": "boolean", "default": False},
+        "time_constraints": {
+            "type": ["array", "null"],
+            "items": _time_constraint(),
+        },
+        "project_id": {"type": ["string", "null"], "maxLength": MAX_NAME},
+        "user_id": {"type": ["string", "null"], "maxLength": MAX_NAME},
+        # Read-only: accepted back, ignored.
+        "alarm_id": {"type": ["string", "null"]},
+        "state_reason": {"type": ["string", "null"]},
+        "state_timestamp": timestamp,
+        "timestamp": timestamp,
+        "evaluate_timestamp": timestamp,
+    }
+    for alarm_type in THRESHOLD_TYPES:
+        properties[f"{alarm_type}_rule"] = {"type": ["object", "null"]}
+    properties["composite_rule"] = {"type": ["object", "null"]}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": properties,
+        "required": ["name", "type"],
+        "additionalProperties": False,
+    }
+
+
+#: Fields a client may not set (the server owns them).
+READ_ONLY = (
+    "alarm_id",
+    "state_reason",
+    "state_timestamp",
+    "timestamp",
+    "evaluate_timestamp",
+)

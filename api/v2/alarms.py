@@ -1,0 +1,391 @@
+"""``/v2/alarms``: Aodh's alarm resource, its state and its history."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import urllib.parse
+from typing import Any
+
+import flask
+import sqlalchemy as sa
+
+import notifiers
+from alarmer import rules, timeutils
+from alarmer.rules import RuleError
+from alarmer.storage import alarms as store_mod
+from alarmer.storage.models import AlarmHistory
+from api import errors
+from api.identity import Identity, require_member, require_reader
+from api.v2 import common
+
+LOG = logging.getLogger(__name__)
+
+bp = flask.Blueprint("v2_alarms", __name__)
+
+#: Fields of GET /v2/alarms simple queries (Aodh's).
+LIST_FIELDS = (
+    "all_projects",
+    "user_id",
+    "project_id",
+    "type",
+    "name",
+    "enabled",
+    "state",
+    "severity",
+    "timestamp",
+    "repeat_actions",
+)
+HISTORY_FIELDS = (
+    "project",
+    "project_id",
+    "search_offset",
+    "severity",
+    "timestamp",
+    "type",
+    "user",
+    "user_id",
+)
+TIME_OPS = {"lt": "__lt__", "le": "__le__", "gt": "__gt__", "ge": "__ge__"}
+ACTION_FIELDS = ("ok_actions", "alarm_actions", "insufficient_data_actions")
+
+
+def store() -> store_mod.AlarmStore:
+    """The alarm store of this process."""
+    return store_mod.AlarmStore(common.runtime().db)
+
+
+def actor(identity: Identity) -> store_mod.Actor:
+    """The history author of a request."""
+    return store_mod.Actor(identity.user_id, identity.project_id)
+
+
+def scope(identity: Identity) -> str | None:
+    """Project an identity is limited to (None for an administrator)."""
+    return None if identity.is_admin else identity.project_id
+
+
+def _not_found(exc: store_mod.AlarmNotFound) -> errors.NotFound:
+    return errors.NotFound(str(exc))
+
+
+def _bad_marker(exc: store_mod.InvalidMarker) -> errors.APIError:
+    return errors.APIError(
+        f"Invalid input for field/attribute marker. Value: "
+        f"'{exc.marker}'. No such item in this listing"
+    )
+
+
+# -- validation ---------------------------------------------------------------
+
+
+def _action_checker(identity: Identity):
+    conf = common.runtime().conf
+
+    def check(field: str, url: str) -> None:
+        scheme = urllib.parse.urlsplit(url.strip()).scheme.lower()
+        if scheme == "log" and not identity.is_admin:
+            raise RuleError(
+                f"You are not authorized to create action: {url}",
+                field,
+                status=401,
+            )
+        try:
+            notifiers.validate_action(url, conf, identity)
+        except notifiers.InvalidAction as exc:
+            raise RuleError(exc.message, field) from exc
+
+    return check
+
+
+def validate_body(identity: Identity, body: Any) -> dict[str, Any]:
+    """Validate a POST/PUT body; 4xx in Aodh's envelope on failure."""
+    try:
+        values = rules.validate_alarm(
+            body, check_action=_action_checker(identity)
+        )
+    except RuleError as exc:
+        raise errors.APIError(exc.message, exc.status) from exc
+    max_actions = common.runtime().conf.api.alarm_max_actions
+    if max_actions >= 0:
+        for key in ACTION_FIELDS:
+            if len(values[key]) > max_actions:
+                raise errors.APIError(
+                    f"{key} count exceeds maximum value {max_actions}"
+                )
+    if "project_id" in values:
+        common.check_project_access(identity, values["project_id"])
+    if "user_id" in values:
+        common.check_user_access(identity, values["user_id"])
+    return values
+
+
+# -- collection ---------------------------------------------------------------
+
+
+def _list_filters(identity: Identity) -> dict[str, Any]:
+    filters: dict[str, Any] = {}
+    all_projects = False
+    for query in common.parse_queries():
+        field, op = query["field"], query["op"]
+        if field not in LIST_FIELDS:
+            raise errors.APIError(
+                f"Invalid input for field/attribute field. Value: "
+                f"'{field}'. only fields {', '.join(LIST_FIELDS)} are "
+                "allowed"
+            )
+        if op != "eq":
+            raise errors.APIError(
+                f"Invalid input for field/attribute op. Value: '{op}'. "
+                "only operations eq are allowed"
+            )
+        raw = query["value"]
+        if field in ("all_projects", "enabled", "repeat_actions"):
+            value: Any = common.parse_bool(field, raw)
+        elif field == "timestamp":
+            try:
+                value = timeutils.parse_datetime(raw)
+            except ValueError as exc:
+                raise errors.APIError(
+                    f"Invalid input for field/attribute timestamp. Value: "
+                    f"'{raw}'. Not an ISO 8601 timestamp"
+                ) from exc
+        else:
+            value = raw
+        if field == "all_projects":
+            all_projects = value
+        else:
+            filters[field] = value
+    if all_projects and not identity.is_admin:
+        raise errors.Forbidden()
+    if "project_id" in filters:
+        common.check_project_access(identity, filters["project_id"])
+    elif not identity.is_admin or (
+        not all_projects and identity.project_id is not None
+    ):
+        filters["project_id"] = identity.project_id
+    return filters
+
+
+@bp.get("/v2/alarms")
+def list_alarms() -> flask.Response:
+    """List alarms (filters, sort, limit, marker)."""
+    identity = require_reader()
+    filters = _list_filters(identity)
+    sort = common.parse_sort(store_mod.ALARM_SORT_KEYS)
+    limit = common.parse_limit(common.runtime().conf.api.max_limit)
+    marker = flask.request.args.get("marker") or None
+    try:
+        rows = store().list(
+            filters=filters, sort=sort, limit=limit, marker=marker
+        )
+    except store_mod.InvalidMarker as exc:
+        raise _bad_marker(exc) from exc
+    common.next_link(rows, limit, "alarm_id")
+    return common.respond([store_mod.document(r) for r in rows])
+
+
+@bp.post("/v2/alarms")
+def create_alarm() -> flask.Response:
+    """Create an alarm: 201 with an absolute Location."""
+    identity = require_member()
+    values = validate_body(identity, common.json_body())
+    values.setdefault("project_id", identity.project_id)
+    values.setdefault("user_id", identity.user_id)
+    if values["project_id"] is None or values["user_id"] is None:
+        raise errors.APIError(
+            "Invalid input for field/attribute project_id. Value: 'None'. "
+            "The alarm needs a project_id and a user_id"
+        )
+    api_conf = common.runtime().conf.api
+    try:
+        row = store().create(
+            values,
+            actor(identity),
+            project_quota=api_conf.project_alarm_quota,
+            user_quota=api_conf.user_alarm_quota,
+        )
+    except store_mod.QuotaExceeded as exc:
+        raise errors.Forbidden(str(exc)) from exc
+    response = common.respond(store_mod.document(row), 201)
+    response.headers["Location"] = (
+        flask.request.host_url.rstrip("/") + f"/v2/alarms/{row['alarm_id']}"
+    )
+    return response
+
+
+# -- one alarm ----------------------------------------------------------------
+
+
+@bp.get("/v2/alarms/<alarm_id>")
+def get_alarm(alarm_id: str) -> flask.Response:
+    """Return one alarm."""
+    identity = require_reader()
+    try:
+        row = store().get(alarm_id, scope(identity))
+    except store_mod.AlarmNotFound as exc:
+        raise _not_found(exc) from exc
+    return common.respond(store_mod.document(row))
+
+
+@bp.put("/v2/alarms/<alarm_id>")
+def replace_alarm(alarm_id: str) -> flask.Response:
+    """Replace an alarm's definition (the evaluation bookkeeping stays)."""
+    identity = require_member()
+    values = validate_body(identity, common.json_body())
+
+    def build(current: dict[str, Any]) -> dict[str, Any]:
+        new = dict(values)
+        new.setdefault("project_id", current["project_id"])
+        new.setdefault("user_id", current["user_id"])
+        return new
+
+    try:
+        row = store().replace(
+            alarm_id, build, actor(identity), project_id=scope(identity)
+        )
+    except store_mod.AlarmNotFound as exc:
+        raise _not_found(exc) from exc
+    except store_mod.ConcurrentUpdate as exc:
+        raise errors.Conflict(str(exc)) from exc
+    return common.respond(store_mod.document(row))
+
+
+@bp.delete("/v2/alarms/<alarm_id>")
+def delete_alarm(alarm_id: str) -> flask.Response:
+    """Delete an alarm (its history stays)."""
+    identity = require_member()
+    try:
+        store().delete(alarm_id, actor(identity), project_id=scope(identity))
+    except store_mod.AlarmNotFound as exc:
+        raise _not_found(exc) from exc
+    return flask.Response(status=204)
+
+
+@bp.get("/v2/alarms/<alarm_id>/state")
+def get_state(alarm_id: str) -> flask.Response:
+    """Return the state as a bare JSON string."""
+    identity = require_reader()
+    try:
+        row = store().get(alarm_id, scope(identity))
+    except store_mod.AlarmNotFound as exc:
+        raise _not_found(exc) from exc
+    return common.respond(row["state"])
+
+
+@bp.put("/v2/alarms/<alarm_id>/state")
+def set_state(alarm_id: str) -> flask.Response:
+    """Set the state from a bare JSON string such as ``"ok"``."""
+    identity = require_member()
+    state = common.json_body()
+    if not isinstance(state, str) or state not in rules.STATES:
+        raise errors.APIError(
+            f"Invalid input for field/attribute state. Value: '{state}'. "
+            "Value should be one of: " + ", ".join(rules.STATES)
+        )
+    try:
+        row = store().set_state(
+            alarm_id, state, actor(identity), project_id=scope(identity)
+        )
+    except store_mod.AlarmNotFound as exc:
+        raise _not_found(exc) from exc
+    except store_mod.ConcurrentUpdate as exc:
+        raise errors.Conflict(str(exc)) from exc
+    return common.respond(row["state"])
+
+
+# -- history ------------------------------------------------------------------
+
+
+def _history_conditions(identity: Identity) -> list[sa.ColumnElement[bool]]:
+    conditions: list[sa.ColumnElement[bool]] = []
+    timestamps: list[tuple[str, dt.datetime]] = []
+    offset = 0
+    for query in common.parse_queries():
+        field, op, raw = query["field"], query["op"], query["value"]
+        if field not in HISTORY_FIELDS:
+            raise errors.APIError(
+                f'Unknown argument: "{field}": unrecognized field in '
+                f"query, valid keys: {', '.join(HISTORY_FIELDS)}"
+            )
+        if field == "timestamp":
+            if op not in TIME_OPS and op != "eq":
+                raise errors.APIError(
+                    f"Invalid input for field/attribute op. Value: '{op}'. "
+                    "timestamp takes lt, le, gt, ge or eq"
+                )
+            try:
+                timestamps.append((op, timeutils.parse_datetime(raw)))
+            except ValueError as exc:
+                raise errors.APIError(
+                    f"Invalid input for field/attribute timestamp. Value: "
+                    f"'{raw}'. Not an ISO 8601 timestamp"
+                ) from exc
+            continue
+        if op != "eq":
+            raise errors.APIError(
+                f"Invalid input for field/attribute op. Value: '{op}'. "
+                f"only operations eq are allowed for {field}"
+            )
+        if field == "search_offset":
+            try:
+                offset = int(raw)
+            except ValueError as exc:
+                raise errors.APIError(
+                    f"Invalid input for field/attribute search_offset. "
+                    f"Value: '{raw}'. it should be an integer (minutes)"
+                ) from exc
+            continue
+        column = {"user": "user_id", "project": "project_id"}.get(field, field)
+        conditions.append(getattr(AlarmHistory, column) == raw)
+    if offset and not timestamps:
+        raise errors.APIError(
+            "Invalid input for field/attribute search_offset. "
+            "search_offset needs a timestamp query"
+        )
+    delta = dt.timedelta(minutes=offset)
+    for op, when in timestamps:
+        if op == "eq":
+            conditions.append(AlarmHistory.timestamp >= when - delta)
+            conditions.append(AlarmHistory.timestamp <= when + delta)
+        elif op in ("lt", "le"):
+            conditions.append(
+                getattr(AlarmHistory.timestamp, TIME_OPS[op])(when + delta)
+            )
+        else:
+            conditions.append(
+                getattr(AlarmHistory.timestamp, TIME_OPS[op])(when - delta)
+            )
+    if not identity.is_admin:
+        conditions.append(AlarmHistory.on_behalf_of == identity.project_id)
+    return conditions
+
+
+@bp.get("/v2/alarms/<alarm_id>/history")
+def alarm_history(alarm_id: str) -> flask.Response:
+    """History of one alarm, also after its deletion."""
+    identity = require_reader()
+    conditions = [
+        AlarmHistory.alarm_id == alarm_id,
+        *_history_conditions(identity),
+    ]
+    sort = common.parse_sort(store_mod.HISTORY_SORT_KEYS)
+    limit = common.parse_limit(common.runtime().conf.api.max_limit)
+    marker = flask.request.args.get("marker") or None
+    alarms = store()
+    try:
+        alarms.get(alarm_id, scope(identity))
+    except store_mod.AlarmNotFound as exc:
+        visible = [AlarmHistory.alarm_id == alarm_id]
+        if not identity.is_admin:
+            visible.append(AlarmHistory.on_behalf_of == identity.project_id)
+        if not alarms.history(conditions=visible, limit=1):
+            raise _not_found(exc) from exc
+    try:
+        entries = alarms.history(
+            conditions=conditions, sort=sort, limit=limit, marker=marker
+        )
+    except store_mod.InvalidMarker as exc:
+        raise _bad_marker(exc) from exc
+    common.next_link(entries, limit, "event_id")
+    return common.respond(entries)

@@ -1,0 +1,91 @@
+"""``/v2/quotas``: per-project alarm limits (Aodh's shape)."""
+
+from __future__ import annotations
+
+import flask
+from jsonschema import Draft202012Validator
+
+from alarmer.rules.errors import invalid
+from alarmer.storage import alarms as store_mod
+from api import errors
+from api.identity import require_admin, require_reader
+from api.v2 import common
+
+bp = flask.Blueprint("v2_quotas", __name__)
+
+RESOURCES = ("alarms",)
+QUOTA_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "project_id": {"type": "string", "minLength": 1, "maxLength": 255},
+        "quotas": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "resource": {"enum": list(RESOURCES)},
+                    "limit": {"type": "integer", "minimum": -1},
+                },
+                "required": ["resource", "limit"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["project_id", "quotas"],
+    "additionalProperties": False,
+}
+
+
+def _document(project_id: str) -> dict:
+    stored = store_mod.AlarmStore(common.runtime().db).get_quotas(project_id)
+    default = common.runtime().conf.api.project_alarm_quota
+    return {
+        "project_id": project_id,
+        "quotas": [
+            {"resource": r, "limit": stored.get(r, default)} for r in RESOURCES
+        ],
+    }
+
+
+@bp.get("/v2/quotas")
+def get_quotas() -> flask.Response:
+    """Quotas of ``?project_id=`` (default: the caller's project)."""
+    identity = require_reader()
+    project_id = flask.request.args.get("project_id") or identity.project_id
+    if not project_id:
+        raise errors.APIError(
+            "Invalid input for field/attribute project_id. Value: 'None'. "
+            "Mandatory field missing."
+        )
+    common.check_project_access(identity, project_id)
+    return common.respond(_document(project_id))
+
+
+@bp.post("/v2/quotas")
+def set_quotas() -> flask.Response:
+    """Set quotas of a project (administrators only): 201."""
+    require_admin()
+    body = common.json_body()
+    errs = sorted(
+        Draft202012Validator(QUOTA_SCHEMA).iter_errors(body),
+        key=lambda e: len(e.absolute_path),
+    )
+    if errs:
+        error = errs[0]
+        field = ".".join(str(p) for p in error.absolute_path) or "data"
+        raise errors.APIError(
+            invalid(field, error.instance, error.message).message
+        )
+    limits = {q["resource"]: q["limit"] for q in body["quotas"]}
+    store_mod.AlarmStore(common.runtime().db).set_quotas(
+        body["project_id"], limits
+    )
+    return common.respond(_document(body["project_id"]), 201)
+
+
+@bp.delete("/v2/quotas/<project_id>")
+def delete_quotas(project_id: str) -> flask.Response:
+    """Forget a project's quotas (back to the configured default): 204."""
+    require_admin()
+    store_mod.AlarmStore(common.runtime().db).delete_quotas(project_id)
+    return flask.Response(status=204)
