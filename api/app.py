@@ -73,4 +73,7 @@ def create_app(rt: Runtime) -> flask.Flask:
     app.add_url_rule(
         "/healthcheck", "healthcheck", _healthcheck, methods=["GET", "HEAD"]
     )
+    from api import v2
+
+    v2.register(app)
     return app
