@@ -1,0 +1,87 @@
+"""``/v1/resource_type``: declare resource types and their attributes.
+
+Creating, patching and deleting types is for admins (as in Gnocchi);
+everyone may read them.  ``generic`` always exists and cannot be changed.
+"""
+
+from __future__ import annotations
+
+import flask
+from sqlalchemy import exc as sa_exc
+
+from alarmer.engine import resources as res
+from api import app as app_mod
+from api import errors, identity
+from api.v1 import resources as views
+
+blueprint = flask.Blueprint("v1_resource_type", __name__, url_prefix="/v1")
+
+
+def _require_admin() -> None:
+    views.caller()
+    if not identity.current().is_admin:
+        raise errors.Forbidden()
+
+
+@blueprint.get("/resource_type")
+def list_types() -> flask.Response:
+    """Every resource type."""
+    views.caller()
+    with app_mod.runtime().db.read_session() as session:
+        return flask.jsonify([t.to_dict() for t in res.list_types(session)])
+
+
+@blueprint.get("/resource_type/<string:name>")
+def show_type(name: str) -> flask.Response:
+    """One resource type."""
+    views.caller()
+    with app_mod.runtime().db.read_session() as session:
+        return flask.jsonify(views.load_type(session, name).to_dict())
+
+
+@blueprint.post("/resource_type")
+def create_type() -> flask.Response:
+    """Declare a resource type with typed attributes."""
+    _require_admin()
+    body = views.json_body()
+    try:
+        definition = res.parse_type_definition(body)
+        with app_mod.runtime().db.session() as session, session.begin():
+            created = res.create_type(session, definition)
+    except views.ENGINE_ERRORS as exc:
+        raise views.translate(exc) from None
+    except sa_exc.IntegrityError:
+        raise errors.Conflict(
+            f"Resource type {definition.name} already exists"
+        ) from None
+    response = flask.jsonify(created.to_dict())
+    response.status_code = 201
+    response.headers["Location"] = (
+        f"{flask.request.host_url.rstrip('/')}/v1/resource_type/{created.name}"
+    )
+    return response
+
+
+@blueprint.patch("/resource_type/<string:name>")
+def patch_type(name: str) -> flask.Response:
+    """Add or remove attributes with a JSON patch."""
+    _require_admin()
+    body = views.json_body()
+    try:
+        with app_mod.runtime().db.session() as session, session.begin():
+            patched = res.patch_type(session, name, body)
+    except views.ENGINE_ERRORS as exc:
+        raise views.translate(exc) from None
+    return flask.jsonify(patched.to_dict())
+
+
+@blueprint.delete("/resource_type/<string:name>")
+def delete_type(name: str) -> flask.Response:
+    """Delete a resource type no resource uses."""
+    _require_admin()
+    try:
+        with app_mod.runtime().db.session() as session, session.begin():
+            res.delete_type(session, name)
+    except views.ENGINE_ERRORS as exc:
+        raise views.translate(exc) from None
+    return flask.Response(status=204)

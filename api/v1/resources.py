@@ -1,0 +1,675 @@
+"""``/v1/resource``: Gnocchi's resources and their named metrics.
+
+Resources are created with their typed attributes and, optionally, their
+metrics (``"metrics": {"cpu": "<metric id>" | {"archive_policy_name":
+...}}``), listed (paged, sorted, scoped to the caller's project unless
+admin), shown, patched and deleted (with their metrics).  Bad input is a
+400 naming the field; nothing is stored then.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import flask
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import orm
+
+from alarmer.engine import indexer as idx
+from alarmer.engine import resources as res
+from alarmer.engine import search as srch
+from api import app as app_mod
+from api import errors, identity
+
+LOG = logging.getLogger(__name__)
+
+blueprint = flask.Blueprint("v1_resources", __name__, url_prefix="/v1")
+
+DEFAULT_MAX_LIMIT = 1000
+#: Keys a listing or a search can be sorted by.
+SORT_KEYS = (
+    "id",
+    "type",
+    "original_resource_id",
+    "creator",
+    "created_by_user_id",
+    "created_by_project_id",
+    "user_id",
+    "project_id",
+    "started_at",
+    "ended_at",
+    "revision_start",
+)
+DEFAULT_SORT = (("revision_start", "asc"), ("started_at", "asc"))
+NULLABLE_SORT = frozenset(
+    [
+        "creator",
+        "created_by_user_id",
+        "created_by_project_id",
+        "user_id",
+        "project_id",
+        "ended_at",
+    ]
+)
+
+
+# ------------------------------------------------------------- helpers
+
+
+def json_body(*, allow_empty: bool = False) -> Any:
+    """The request's JSON body; a 400 when it is not JSON."""
+    data = flask.request.get_data(cache=True)
+    if not data.strip():
+        if allow_empty:
+            return None
+        raise errors.APIError("Invalid input: a JSON body is required")
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.APIError(
+            f"Invalid input: body is not JSON: {exc}"
+        ) from None
+
+
+def caller() -> res.Caller:
+    """The caller of this request; a 401 when it is anonymous."""
+    ident = identity.current()
+    if ident.user_id is None and ident.project_id is None:
+        raise errors.Unauthorized("Unable to determine current user")
+    return res.Caller(ident.user_id, ident.project_id, ident.is_admin)
+
+
+def visible(who: res.Caller) -> sa.ColumnElement[bool]:
+    """Where-clause of the resources *who* may see."""
+    if who.is_admin:
+        return sa.true()
+    if who.project_id is None:
+        return res.ResourceModel.created_by_user_id == who.user_id
+    return res.project_scope(who.project_id)
+
+
+def load_type(session: orm.Session, name: str) -> res.TypeDef:
+    """The resource type *name*, or a 404 naming it."""
+    try:
+        return res.get_type(session, name)
+    except res.NoSuchResourceType as exc:
+        raise errors.NotFound(str(exc)) from None
+
+
+def max_limit() -> int:
+    """``[api] max_limit`` of this process."""
+    conf = app_mod.runtime().conf
+    try:
+        return int(conf.api.max_limit)
+    except (AttributeError, Exception):
+        return DEFAULT_MAX_LIMIT
+
+
+def bool_arg(name: str, default: bool = False) -> bool:
+    value = flask.request.args.get(name)
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off", ""):
+        return False
+    raise errors.APIError(
+        f"Invalid value for query parameter {name}: {value!r} is not a boolean"
+    )
+
+
+def paging_args() -> tuple[int, str | None, list[tuple[str, str]]]:
+    """Parse ``limit``, ``marker`` and ``sort`` query parameters."""
+    args = flask.request.args
+    top = max_limit()
+    limit = top
+    if "limit" in args:
+        raw = args["limit"]
+        try:
+            limit = int(raw)
+        except ValueError:
+            raise errors.APIError(
+                f"Invalid value for query parameter limit: {raw!r} is not "
+                "an integer"
+            ) from None
+        if not 1 <= limit <= top:
+            raise errors.APIError(
+                "Invalid value for query parameter limit: must be between "
+                f"1 and {top}"
+            )
+    sorts: list[tuple[str, str]] = []
+    for raw in args.getlist("sort"):
+        key, _, direction = raw.partition(":")
+        direction = direction or "asc"
+        if key not in SORT_KEYS:
+            raise errors.APIError(
+                f"Invalid value for query parameter sort: unknown sort key "
+                f"{key!r}, valid keys: {', '.join(SORT_KEYS)}"
+            )
+        if direction not in ("asc", "desc"):
+            raise errors.APIError(
+                f"Invalid value for query parameter sort: direction of "
+                f"{key} must be asc or desc, not {direction!r}"
+            )
+        sorts.append((key, direction))
+    return limit, args.get("marker"), sorts or list(DEFAULT_SORT)
+
+
+def _sort_parts(key: str) -> list[Any]:
+    column = getattr(res.ResourceModel, key)
+    if key in NULLABLE_SORT:
+        return [sa.case((column.is_(None), 1), else_=0), column]
+    return [column]
+
+
+def _marker_values(key: str, row: res.ResourceModel) -> list[Any]:
+    value = getattr(row, key)
+    if key in NULLABLE_SORT:
+        return [1 if value is None else 0, value]
+    return [value]
+
+
+def _after_marker(
+    sorts: Sequence[tuple[str, str]], mark: res.ResourceModel
+) -> sa.ColumnElement[bool]:
+    parts: list[tuple[Any, Any, str]] = []
+    for key, direction in sorts:
+        for expr, value in zip(
+            _sort_parts(key), _marker_values(key, mark), strict=True
+        ):
+            if value is None:  # both null: equal, nothing to compare
+                continue
+            parts.append((expr, value, direction))
+    clauses = []
+    for i, (expr, value, direction) in enumerate(parts):
+        equal = [e == v for e, v, _ in parts[:i]]
+        step = expr > value if direction == "asc" else expr < value
+        clauses.append(sa.and_(*equal, step))
+    return sa.or_(*clauses) if clauses else sa.false()
+
+
+def find_resources(
+    session: orm.Session,
+    rtype: res.TypeDef,
+    who: res.Caller,
+    where: sa.ColumnElement[bool],
+) -> list[res.ResourceModel]:
+    """The visible resources of *rtype* matching *where*, one page."""
+    limit, marker, sorts = paging_args()
+    if ("id", "asc") not in sorts and ("id", "desc") not in sorts:
+        sorts = [*sorts, ("id", "asc")]
+    stmt = sa.select(res.ResourceModel).where(
+        srch.type_clause(rtype), visible(who), where
+    )
+    if marker is not None:
+        try:
+            mark_id = res.resource_uuid(marker, who.creator)
+        except res.ResourceError:
+            mark_id = None
+        mark = (
+            None
+            if mark_id is None
+            else session.get(res.ResourceModel, mark_id)
+        )
+        if mark is None:
+            raise errors.APIError(
+                f"Invalid value for query parameter marker: resource "
+                f"{marker} does not exist"
+            )
+        stmt = stmt.where(_after_marker(sorts, mark))
+    order = []
+    for key, direction in sorts:
+        for expr in _sort_parts(key):
+            order.append(expr.desc() if direction == "desc" else expr.asc())
+    stmt = stmt.order_by(*order).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def metrics_of(
+    session: orm.Session, resource_ids: Sequence[str]
+) -> dict[str, dict[str, str]]:
+    """``{resource id: {metric name: metric id}}`` of *resource_ids*."""
+    found: dict[str, dict[str, str]] = {rid: {} for rid in resource_ids}
+    for start in range(0, len(resource_ids), 500):
+        chunk = list(resource_ids[start : start + 500])
+        rows = session.execute(
+            sa.select(
+                idx.Metric.resource_id, idx.Metric.name, idx.Metric.id
+            ).where(idx.Metric.resource_id.in_(chunk))
+        )
+        for rid, name, mid in rows:
+            if rid is not None and name is not None:
+                found[rid][name] = mid
+    return found
+
+
+def render(
+    session: orm.Session,
+    rtype: res.TypeDef,
+    rows: list[res.ResourceModel],
+    *,
+    details: bool,
+) -> list[dict[str, Any]]:
+    """Resources as the API shows them.
+
+    A listing of a type shows that type's attributes; a ``generic``
+    listing shows each resource's own attributes with ``details=true``.
+    """
+    attributes: dict[str, dict[str, Any]] = {}
+    if rtype.name != res.GENERIC or details:
+        attributes = res.load_attributes(session, rows)
+    metrics = metrics_of(session, [r.id for r in rows])
+    return [
+        res.resource_dict(r, attributes.get(r.id, {}), metrics[r.id])
+        for r in rows
+    ]
+
+
+def _metric_name(name: Any) -> str:
+    if not isinstance(name, str) or not name or "/" in name:
+        raise errors.APIError(
+            f"Invalid metric name {name!r}: a non-empty string without '/'"
+        )
+    if len(name) > res.STRING_MAX:
+        raise errors.APIError(
+            f"Invalid metric name {name[:40]}...: at most 255 characters"
+        )
+    return name
+
+
+def _policy_for(session: orm.Session, name: str, given: Any) -> str:
+    if given is not None:
+        if not isinstance(given, str):
+            raise errors.APIError(
+                f"Invalid input for metrics/{name}/archive_policy_name: "
+                "must be a string"
+            )
+        if session.get(idx.ArchivePolicy, given) is None:
+            raise errors.APIError(f"Archive policy {given} does not exist")
+        return given
+    rules = [
+        idx.Rule(r.name, r.archive_policy_name, r.metric_pattern)
+        for r in session.scalars(sa.select(idx.ArchivePolicyRule))
+    ]
+    rule = idx.match_rule(rules, name)
+    if rule is None:
+        raise errors.APIError(
+            f"No archive policy given and no archive policy rule matches "
+            f"metric {name}"
+        )
+    return rule.archive_policy_name
+
+
+def attach_metrics(
+    session: orm.Session,
+    resource_id: str,
+    metrics: Any,
+    who: res.Caller,
+    *,
+    replace: bool = False,
+) -> None:
+    """Create or attach the named metrics of a resource (caller commits).
+
+    Each value is the id of an existing metric of the caller, or an
+    object ``{"archive_policy_name", "unit"}`` creating one.
+    """
+    if not isinstance(metrics, dict):
+        raise errors.APIError(
+            "Invalid input for metrics: must be an object mapping metric "
+            "names to metric ids or definitions"
+        )
+    current = metrics_of(session, [resource_id])[resource_id]
+    if replace:
+        dropped = [mid for n, mid in current.items() if n not in metrics]
+        if dropped:
+            session.execute(
+                sa.update(idx.Metric)
+                .where(idx.Metric.id.in_(dropped))
+                .values(resource_id=None)
+            )
+        current = {n: m for n, m in current.items() if n in metrics}
+    for raw_name, spec in metrics.items():
+        name = _metric_name(raw_name)
+        if isinstance(spec, str):
+            try:
+                metric_id = str(uuid.UUID(spec))
+            except ValueError:
+                raise errors.APIError(
+                    f"Invalid input for metrics/{name}: {spec!r} is not a "
+                    "metric id"
+                ) from None
+            if current.get(name) == metric_id:
+                continue
+            if name in current:
+                raise errors.Conflict(f"Named metric {name} already exists")
+            row = session.get(idx.Metric, metric_id)
+            if row is None or not (
+                who.is_admin
+                or row.created_by_project_id in (who.project_id, None)
+            ):
+                raise errors.APIError(f"Metric {metric_id} does not exist")
+            row.resource_id = resource_id
+            row.name = name
+        elif isinstance(spec, dict):
+            unknown = sorted(set(spec) - {"archive_policy_name", "unit"})
+            if unknown:
+                raise errors.APIError(
+                    f"Invalid input for metrics/{name}: unknown field "
+                    f"{unknown[0]}"
+                )
+            if name in current:
+                raise errors.Conflict(f"Named metric {name} already exists")
+            unit = spec.get("unit")
+            if unit is not None and (
+                not isinstance(unit, str) or len(unit) > 31
+            ):
+                raise errors.APIError(
+                    f"Invalid input for metrics/{name}/unit: a string of "
+                    "at most 31 characters"
+                )
+            policy = _policy_for(
+                session, name, spec.get("archive_policy_name")
+            )
+            session.add(
+                idx.Metric(
+                    id=str(uuid.uuid4()),
+                    archive_policy_name=policy,
+                    name=name,
+                    unit=unit,
+                    resource_id=resource_id,
+                    creator=who.creator,
+                    created_by_user_id=who.user_id,
+                    created_by_project_id=who.project_id,
+                    created_at=res.timeutils.utcnow(),
+                )
+            )
+        else:
+            raise errors.APIError(
+                f"Invalid input for metrics/{name}: a metric id or an "
+                "object with archive_policy_name"
+            )
+    session.flush()
+
+
+def translate(exc: Exception) -> errors.APIError:
+    """The API error answering an engine exception."""
+    if isinstance(exc, res.NoSuchResourceType | res.NoSuchResource):
+        return errors.NotFound(str(exc))
+    if isinstance(exc, PermissionError):
+        return errors.Forbidden()
+    if isinstance(exc, res.ResourceAlreadyExists):
+        return errors.Conflict(str(exc))
+    if isinstance(exc, res.ResourceTypeInUse):
+        return errors.APIError(str(exc))
+    return errors.APIError(str(exc))
+
+
+ENGINE_ERRORS = (
+    res.ResourceError,
+    res.NoSuchResourceType,
+    res.NoSuchResource,
+    res.ResourceAlreadyExists,
+    res.ResourceTypeInUse,
+    PermissionError,
+)
+
+
+def _created(body: Mapping[str, Any]) -> flask.Response:
+    response = flask.jsonify(body)
+    response.status_code = 201
+    response.headers["Location"] = (
+        f"{flask.request.host_url.rstrip('/')}/v1/resource/"
+        f"{body['type']}/{body['id']}"
+    )
+    return response
+
+
+# ------------------------------------------------------------- views
+
+
+@blueprint.post("/resource/<string:type_name>")
+def create_resource(type_name: str) -> flask.Response:
+    """Create a resource of *type_name*, with its metrics."""
+    who = caller()
+    body = json_body()
+    if not isinstance(body, dict):
+        raise errors.APIError("Invalid input: the body must be a JSON object")
+    rt = app_mod.runtime()
+    try:
+        with rt.db.session() as session, session.begin():
+            rtype = load_type(session, type_name)
+            row = res.create_resource(session, rtype, body, who)
+            if "metrics" in body:
+                attach_metrics(session, row.id, body["metrics"], who)
+            shown = render(session, rtype, [row], details=True)[0]
+    except ENGINE_ERRORS as exc:
+        raise translate(exc) from None
+    except sa_exc.IntegrityError:
+        raise errors.Conflict(
+            f"Resource {body.get('id')} already exists"
+        ) from None
+    return _created(shown)
+
+
+@blueprint.get("/resource/<string:type_name>")
+def list_resources(type_name: str) -> flask.Response:
+    """List the visible resources of *type_name*, paged."""
+    who = caller()
+    details = bool_arg("details")
+    rt = app_mod.runtime()
+    with rt.db.read_session() as session:
+        rtype = load_type(session, type_name)
+        rows = find_resources(session, rtype, who, sa.true())
+        return flask.jsonify(render(session, rtype, rows, details=details))
+
+
+def _one(
+    session: orm.Session,
+    type_name: str,
+    resource_id: str,
+    who: res.Caller,
+    *,
+    for_update: bool = False,
+) -> tuple[res.TypeDef, res.ResourceModel]:
+    rtype = load_type(session, type_name)
+    try:
+        row = res.find_resource(
+            session, rtype, resource_id, who, for_update=for_update
+        )
+    except ENGINE_ERRORS as exc:
+        raise translate(exc) from None
+    return rtype, row
+
+
+@blueprint.get("/resource/<string:type_name>/<string:resource_id>")
+def show_resource(type_name: str, resource_id: str) -> flask.Response:
+    """Show one resource."""
+    who = caller()
+    rt = app_mod.runtime()
+    with rt.db.read_session() as session:
+        rtype, row = _one(session, type_name, resource_id, who)
+        return flask.jsonify(render(session, rtype, [row], details=True)[0])
+
+
+@blueprint.patch("/resource/<string:type_name>/<string:resource_id>")
+def update_resource(type_name: str, resource_id: str) -> flask.Response:
+    """Update attributes (and the metrics) of one resource."""
+    who = caller()
+    body = json_body()
+    if not isinstance(body, dict):
+        raise errors.APIError("Invalid input: the body must be a JSON object")
+    rt = app_mod.runtime()
+    try:
+        with rt.db.session() as session, session.begin():
+            rtype, row = _one(
+                session, type_name, resource_id, who, for_update=True
+            )
+            res.update_resource(session, rtype, row, body)
+            if "metrics" in body:
+                attach_metrics(
+                    session, row.id, body["metrics"], who, replace=True
+                )
+            shown = render(session, rtype, [row], details=True)[0]
+    except ENGINE_ERRORS as exc:
+        raise translate(exc) from None
+    return flask.jsonify(shown)
+
+
+def delete_resources(session: orm.Session, ids: list[str]) -> list[str]:
+    """Delete resources and their metrics; return the metric ids."""
+    metric_ids = list(
+        session.scalars(
+            sa.select(idx.Metric.id).where(idx.Metric.resource_id.in_(ids))
+        )
+    )
+    if metric_ids:
+        session.execute(
+            sa.delete(idx.Metric).where(idx.Metric.id.in_(metric_ids))
+        )
+    res.delete_resource_rows(session, ids)
+    return metric_ids
+
+
+def forget_metric_data(metric_ids: Sequence[str]) -> None:
+    """Drop the stored series of deleted metrics, when the engine can."""
+    engine = getattr(app_mod.runtime(), "engine", None)
+    drop = getattr(engine, "delete_metric", None)
+    if drop is None:
+        return
+    for metric_id in metric_ids:
+        try:
+            drop(metric_id)
+        except Exception:
+            LOG.exception("could not delete the data of metric %s", metric_id)
+
+
+@blueprint.delete("/resource/<string:type_name>/<string:resource_id>")
+def delete_resource(type_name: str, resource_id: str) -> flask.Response:
+    """Delete one resource and its metrics."""
+    who = caller()
+    rt = app_mod.runtime()
+    with rt.db.session() as session, session.begin():
+        _, row = _one(session, type_name, resource_id, who, for_update=True)
+        metric_ids = delete_resources(session, [row.id])
+    LOG.info("resource %s deleted with %d metrics", row.id, len(metric_ids))
+    forget_metric_data(metric_ids)
+    return flask.Response(status=204)
+
+
+@blueprint.delete("/resource/<string:type_name>")
+def delete_matching(type_name: str) -> flask.Response:
+    """Delete the visible resources of a type matching a search body."""
+    who = caller()
+    query = json_body(allow_empty=True)
+    rt = app_mod.runtime()
+    try:
+        with rt.db.session() as session, session.begin():
+            rtype = load_type(session, type_name)
+            where = srch.compile_query(query or {}, rtype, who.creator)
+            ids = list(
+                session.scalars(
+                    sa.select(res.ResourceModel.id).where(
+                        srch.type_clause(rtype), visible(who), where
+                    )
+                )
+            )
+            metric_ids = delete_resources(session, ids)
+    except ENGINE_ERRORS as exc:
+        raise translate(exc) from None
+    forget_metric_data(metric_ids)
+    return flask.jsonify({"deleted": len(ids)})
+
+
+# --------------------------------------------------- named metrics
+
+
+@blueprint.get("/resource/<string:type_name>/<string:resource_id>/metric")
+def list_resource_metrics(type_name: str, resource_id: str) -> flask.Response:
+    """The metrics of one resource."""
+    who = caller()
+    rt = app_mod.runtime()
+    with rt.db.read_session() as session:
+        _, row = _one(session, type_name, resource_id, who)
+        names = metrics_of(session, [row.id])[row.id]
+    infos = _indexer().get_metrics(names.values())
+    return flask.jsonify(
+        [infos[m].to_dict() for _, m in sorted(names.items()) if m in infos]
+    )
+
+
+@blueprint.post("/resource/<string:type_name>/<string:resource_id>/metric")
+def add_resource_metrics(type_name: str, resource_id: str) -> flask.Response:
+    """Create or attach named metrics to one resource."""
+    who = caller()
+    body = json_body()
+    rt = app_mod.runtime()
+    try:
+        with rt.db.session() as session, session.begin():
+            _, row = _one(
+                session, type_name, resource_id, who, for_update=True
+            )
+            attach_metrics(session, row.id, body, who)
+            names = metrics_of(session, [row.id])[row.id]
+    except ENGINE_ERRORS as exc:
+        raise translate(exc) from None
+    infos = _indexer().get_metrics(names.values())
+    return flask.jsonify(
+        [infos[m].to_dict() for _, m in sorted(names.items()) if m in infos]
+    )
+
+
+def _indexer() -> idx.Indexer:
+    rt = app_mod.runtime()
+    found = getattr(rt, "indexer", None)
+    return found if found is not None else idx.Indexer(rt.db)
+
+
+def named_metric_id(type_name: str, resource_id: str, name: str) -> str:
+    """The id of metric *name* of a resource, or a 404 naming it."""
+    who = caller()
+    rt = app_mod.runtime()
+    with rt.db.read_session() as session:
+        _, row = _one(session, type_name, resource_id, who)
+        metric_id = metrics_of(session, [row.id])[row.id].get(name)
+    if metric_id is None:
+        raise errors.NotFound(
+            f"Metric {name} does not exist for resource {resource_id}"
+        )
+    return metric_id
+
+
+@blueprint.get(
+    "/resource/<string:type_name>/<string:resource_id>/metric/<string:name>"
+)
+def show_resource_metric(
+    type_name: str, resource_id: str, name: str
+) -> flask.Response:
+    """One named metric of a resource."""
+    metric_id = named_metric_id(type_name, resource_id, name)
+    info = _indexer().get_metric(metric_id)
+    if info is None:
+        raise errors.NotFound(f"Metric {name} does not exist")
+    return flask.jsonify(info.to_dict())
+
+
+@blueprint.delete(
+    "/resource/<string:type_name>/<string:resource_id>/metric/<string:name>"
+)
+def delete_resource_metric(
+    type_name: str, resource_id: str, name: str
+) -> flask.Response:
+    """Delete one named metric of a resource."""
+    metric_id = named_metric_id(type_name, resource_id, name)
+    rt = app_mod.runtime()
+    with rt.db.session() as session, session.begin():
+        session.execute(
+            sa.delete(idx.Metric).where(idx.Metric.id == metric_id)
+        )
+    forget_metric_data([metric_id])
+    return flask.Response(status=204)

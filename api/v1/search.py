@@ -1,0 +1,40 @@
+"""``POST /v1/search/resource/{type}``: Gnocchi's resource search.
+
+The body is a JSON query (see :mod:`alarmer.engine.search`); ``limit``,
+``marker``, ``sort`` and ``details`` work as in listings, and a
+non-admin only finds the resources of its project.
+"""
+
+from __future__ import annotations
+
+import flask
+
+from alarmer.engine import search as srch
+from api import app as app_mod
+from api import errors
+from api.v1 import resources as views
+
+blueprint = flask.Blueprint("v1_search", __name__, url_prefix="/v1")
+
+
+@blueprint.post("/search/resource/<string:type_name>")
+def search_resources(type_name: str) -> flask.Response:
+    """Resources of *type_name* matching the JSON query in the body."""
+    who = views.caller()
+    if "filter" in flask.request.args:
+        raise errors.APIError(
+            "Invalid query parameter filter: only JSON queries in the body "
+            "are supported"
+        )
+    query = views.json_body(allow_empty=True)
+    details = views.bool_arg("details")
+    with app_mod.runtime().db.read_session() as session:
+        rtype = views.load_type(session, type_name)
+        try:
+            where = srch.compile_query(query or {}, rtype, who.creator)
+        except srch.QueryError as exc:
+            raise errors.APIError(str(exc)) from None
+        rows = views.find_resources(session, rtype, who, where)
+        return flask.jsonify(
+            views.render(session, rtype, rows, details=details)
+        )
