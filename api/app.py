@@ -73,6 +73,10 @@ def create_app(rt: Runtime) -> flask.Flask:
     app.add_url_rule(
         "/healthcheck", "healthcheck", _healthcheck, methods=["GET", "HEAD"]
     )
+    from api.v1 import resource_type, resources, search
+
+    for blueprint in (resources, resource_type, search):
+        app.register_blueprint(blueprint.blueprint)
     from api import v2
 
     v2.register(app)

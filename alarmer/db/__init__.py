@@ -29,7 +29,11 @@ LOG = logging.getLogger(__name__)
 
 #: Modules declaring models on :class:`Base`; imported before comparing the
 #: models with the migrated schema.
-MODEL_MODULES = ("alarmer.storage.models", "alarmer.engine.indexer")
+MODEL_MODULES = (
+    "alarmer.storage.models",
+    "alarmer.engine.indexer",
+    "alarmer.engine.resources",
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
