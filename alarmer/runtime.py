@@ -13,6 +13,7 @@ from oslo_config import cfg
 
 from alarmer import channel as channel_mod
 from alarmer import db as db_mod
+from alarmer.engine import engine as engine_mod
 
 LOG = logging.getLogger(__name__)
 
@@ -24,9 +25,13 @@ class Runtime:
     conf: cfg.ConfigOpts
     db: db_mod.Database
     channel: channel_mod.MetricChannel
+    #: The metrics engine (series storage); built by :func:`build`.
+    engine: engine_mod.Engine | None = None
 
     def close(self) -> None:
         """Release connections and files."""
+        if self.engine is not None:
+            self.engine.close()
         self.channel.close()
         self.db.dispose()
 
@@ -45,4 +50,5 @@ def build(
         conf=conf,
         db=database,
         channel=channel or channel_mod.LocalChannel(),
+        engine=engine_mod.make_engine(conf),
     )

@@ -1,0 +1,132 @@
+"""Series storage drivers of the metrics engine.
+
+A driver stores, for each metric, an append-only *log* of opaque records
+(see :mod:`alarmer.engine.storage.codec` for what the engine puts in
+them) and knows nothing about aggregation.  Every write is conditional on
+the :class:`Version` the writer last read, so that concurrent writers
+(threads, processes, hosts) never lose an update: a writer whose version
+is stale gets ``None`` back, catches up and retries.
+
+Drivers: :mod:`~alarmer.engine.storage.file` (embedded default, one host)
+and :mod:`~alarmer.engine.storage.redis` (shared by several hosts).  One
+conformance suite (``tests/functional/test_storage_conformance.py``)
+runs against both.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import re
+
+from oslo_config import cfg
+
+from alarmer import conf as aconf
+
+_METRIC_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+
+
+class StorageError(Exception):
+    """The series storage failed."""
+
+
+class InvalidMetricId(StorageError, ValueError):
+    """A metric id that cannot name stored data."""
+
+
+def check_metric_id(metric_id: str) -> str:
+    """Return *metric_id* when it is safe as a file or key name."""
+    if not isinstance(metric_id, str) or not _METRIC_ID.match(metric_id):
+        raise InvalidMetricId(f"Invalid metric id {metric_id!r}")
+    return metric_id
+
+
+@dataclasses.dataclass(frozen=True)
+class Version:
+    """Where a metric's log stands: its generation and its length.
+
+    The generation changes when the log is rewritten (compaction); the
+    length grows with every append.  Drivers define the units.
+    """
+
+    generation: int
+    length: int
+
+
+@dataclasses.dataclass(frozen=True)
+class LogRead:
+    """Records read from a metric's log.
+
+    ``reset`` True means *records* is the whole log (the caller's
+    previous version is obsolete); False means they follow the version
+    the caller passed.  ``version`` None: no data stored.
+    """
+
+    version: Version | None
+    reset: bool
+    records: list[bytes]
+
+
+class SeriesDriver(abc.ABC):
+    """Append-only per-metric record logs with conditional writes."""
+
+    @abc.abstractmethod
+    def read(self, metric_id: str, since: Version | None = None) -> LogRead:
+        """Records of *metric_id* after *since* (all when None/stale).
+
+        A record that is incomplete or fails its checksum (a write that
+        was never acknowledged) ends the log.
+        """
+
+    @abc.abstractmethod
+    def append(
+        self, metric_id: str, expected: Version | None, record: bytes
+    ) -> Version | None:
+        """Append *record* if the log is still at *expected*.
+
+        *expected* None means "no data stored".  Returns the new version,
+        or None when another writer got there first.  When it returns,
+        the record survives a crash of the process.
+        """
+
+    @abc.abstractmethod
+    def rewrite(
+        self, metric_id: str, expected: Version | None, record: bytes
+    ) -> Version | None:
+        """Atomically replace the whole log by one record (compaction).
+
+        Conditional like :meth:`append`; a reader sees either the old log
+        or the new one.
+        """
+
+    @abc.abstractmethod
+    def delete(self, metric_id: str) -> None:
+        """Remove every record of *metric_id* (no error when absent)."""
+
+    def statistics(self) -> dict[str, int]:
+        """Counters the driver can report (e.g. stored bytes)."""
+        return {}
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and files."""
+
+
+def make_driver(conf: cfg.ConfigOpts) -> SeriesDriver:
+    """Build the driver named by ``[storage] driver``."""
+    name = conf.storage.driver
+    if name == "file":
+        import os
+
+        from alarmer.engine.storage import file
+
+        base = conf.storage.file_basepath or os.path.join(
+            aconf.data_dir(conf), "series"
+        )
+        return file.FileDriver(base, fsync=conf.storage.file_fsync)
+    if name == "redis":
+        from alarmer.engine.storage import redis
+
+        return redis.RedisDriver(
+            conf.storage.redis_url, prefix=conf.storage.redis_key_prefix
+        )
+    raise StorageError(f"Unknown [storage] driver {name!r}")

@@ -1,0 +1,178 @@
+"""Serialization of a metric's state and of its log records (no I/O).
+
+A metric is stored as a log of records: a *snapshot* (the whole
+:class:`~alarmer.engine.aggregation.MetricState`) followed by *deltas*
+(the points accepted by one write, replayed through
+:meth:`MetricState.apply`, which is deterministic).  Record layout:
+
+- snapshot: ``b"S"`` + LZ4 block of (JSON header, arrays);
+- delta: ``b"D"`` + LZ4 block of (JSON header, int64 timestamps,
+  float64 values); the header carries the policy when the write changed
+  it.
+
+Timestamps are delta-encoded (bucket timestamps in units of the
+granularity) so that they compress to almost nothing; values are raw
+float64.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import lz4.block
+import numpy as np
+
+from alarmer.engine import aggregation as agg
+from alarmer.engine import archive_policy as ap
+
+SNAPSHOT = b"S"
+DELTA = b"D"
+_HEAD = struct.Struct("<I")
+
+
+class CorruptRecord(ValueError):
+    """A record cannot be decoded."""
+
+
+def policy_to_json(policy: ap.ArchivePolicy) -> dict:
+    """Compact JSON form of a policy (ns granularities)."""
+    return {
+        "name": policy.name,
+        "definition": [[i.granularity, i.points] for i in policy.definition],
+        "methods": list(policy.aggregation_methods),
+        "back_window": policy.back_window,
+    }
+
+
+def policy_from_json(data: dict) -> ap.ArchivePolicy:
+    """Inverse of :func:`policy_to_json`."""
+    return ap.ArchivePolicy(
+        name=data["name"],
+        definition=tuple(
+            ap.PolicyItem(int(g), None if p is None else int(p))
+            for g, p in data["definition"]
+        ),
+        aggregation_methods=tuple(data["methods"]),
+        back_window=int(data["back_window"]),
+    )
+
+
+def _pack(header: dict, arrays: list[np.ndarray]) -> bytes:
+    head = json.dumps(header, separators=(",", ":")).encode()
+    body = b"".join(
+        [_HEAD.pack(len(head)), head]
+        + [np.ascontiguousarray(a).tobytes() for a in arrays]
+    )
+    return lz4.block.compress(body, store_size=True)
+
+
+def _unpack(blob: bytes) -> tuple[dict, memoryview, int]:
+    try:
+        body = lz4.block.decompress(blob)
+    except (lz4.block.LZ4BlockError, ValueError) as exc:
+        raise CorruptRecord(str(exc)) from exc
+    (hlen,) = _HEAD.unpack_from(body, 0)
+    header = json.loads(body[4 : 4 + hlen])
+    return header, memoryview(body), 4 + hlen
+
+
+def _delta_ts(ts: np.ndarray, unit: int) -> np.ndarray:
+    out = np.empty(ts.size, dtype=np.int64)
+    if ts.size:
+        out[0] = ts[0]
+        out[1:] = np.diff(ts) // unit
+    return out
+
+
+def _undelta_ts(enc: np.ndarray, unit: int) -> np.ndarray:
+    if enc.size == 0:
+        return enc.astype(np.int64)
+    out = enc.copy()
+    out[1:] *= unit
+    return np.cumsum(out)
+
+
+def encode_snapshot(state: agg.MetricState) -> bytes:
+    """Serialize a whole metric state."""
+    arrays: list[np.ndarray] = [state.raw_ts, state.raw_values]
+    levels = []
+    for g, level in state.levels.items():
+        levels.append([g, int(level.ts.size)])
+        arrays.append(_delta_ts(level.ts, g))
+        arrays.extend(level.cols[c] for c in state.columns)
+    header = {
+        "policy": policy_to_json(state.policy),
+        "last_ts": state.last_ts,
+        "raw": int(state.raw_ts.size),
+        "levels": levels,
+        "columns": list(state.columns),
+    }
+    raw = arrays[0]
+    arrays[0] = _delta_ts(raw, 1)
+    return SNAPSHOT + _pack(header, arrays)
+
+
+def encode_delta(
+    ts: np.ndarray,
+    values: np.ndarray,
+    policy: ap.ArchivePolicy | None = None,
+) -> bytes:
+    """Serialize the accepted points of one write."""
+    header: dict = {"n": int(ts.size)}
+    if policy is not None:
+        header["policy"] = policy_to_json(policy)
+    return DELTA + _pack(
+        header,
+        [_delta_ts(ts.astype(np.int64), 1), values.astype(np.float64)],
+    )
+
+
+def _take(
+    view: memoryview, pos: int, n: int, dtype: type
+) -> tuple[np.ndarray, int]:
+    size = n * 8
+    if pos + size > len(view):
+        raise CorruptRecord("record shorter than its header says")
+    arr = np.frombuffer(view[pos : pos + size], dtype=dtype).copy()
+    return arr, pos + size
+
+
+def decode_snapshot(record: bytes) -> agg.MetricState:
+    """Inverse of :func:`encode_snapshot`."""
+    if record[:1] != SNAPSHOT:
+        raise CorruptRecord("not a snapshot record")
+    header, view, pos = _unpack(record[1:])
+    state = agg.MetricState(policy_from_json(header["policy"]))
+    if list(state.columns) != header["columns"]:
+        raise CorruptRecord("snapshot columns do not match its policy")
+    state.last_ts = header["last_ts"]
+    nraw = header["raw"]
+    raw_ts, pos = _take(view, pos, nraw, np.int64)
+    state.raw_ts = _undelta_ts(raw_ts, 1)
+    state.raw_values, pos = _take(view, pos, nraw, np.float64)
+    for g, n in header["levels"]:
+        enc, pos = _take(view, pos, n, np.int64)
+        cols = {}
+        for col in state.columns:
+            cols[col], pos = _take(view, pos, n, np.float64)
+        state.levels[g] = agg.Level(g, _undelta_ts(enc, g), cols)
+    return state
+
+
+def decode_delta(
+    record: bytes,
+) -> tuple[np.ndarray, np.ndarray, ap.ArchivePolicy | None]:
+    """Inverse of :func:`encode_delta`."""
+    if record[:1] != DELTA:
+        raise CorruptRecord("not a delta record")
+    header, view, pos = _unpack(record[1:])
+    n = header["n"]
+    ts, pos = _take(view, pos, n, np.int64)
+    values, pos = _take(view, pos, n, np.float64)
+    policy = header.get("policy")
+    return (
+        _undelta_ts(ts, 1),
+        values,
+        None if policy is None else policy_from_json(policy),
+    )

@@ -1,0 +1,217 @@
+"""File driver: one append-only log file per metric.
+
+Layout: ``<basepath>/<first two characters of the id>/<metric id>``.
+The file is a sequence of frames ``[u32 length][u32 crc32][payload]``.
+
+- A write appends one frame under an exclusive ``fcntl.flock`` of the
+  file, after checking that the file is still at the version the writer
+  read (same inode, same length); the data is in the kernel when
+  :meth:`FileDriver.append` returns, so it survives ``kill -9`` of the
+  process (``fsync=True`` also makes it survive a power loss).
+- Readers take no lock: they stop at the first incomplete frame or bad
+  checksum, which can only be a write that was never acknowledged; the
+  next writer truncates such a torn tail before appending.
+- Compaction writes the new log to a temporary file and ``rename()``s it
+  over the old one, holding the old file's lock; a writer that acquires
+  a lock checks that its file is still the one at the path, so no append
+  can land in a replaced file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import struct
+import zlib
+
+from alarmer.engine.storage import (
+    LogRead,
+    SeriesDriver,
+    Version,
+    check_metric_id,
+)
+
+LOG = logging.getLogger(__name__)
+_FRAME = struct.Struct("<II")
+
+
+def frame(record: bytes) -> bytes:
+    """Frame one record: length, CRC-32, payload."""
+    return _FRAME.pack(len(record), zlib.crc32(record)) + record
+
+
+def parse_frames(data: bytes | memoryview) -> tuple[list[bytes], int]:
+    """Records of *data* up to the first torn or corrupt frame.
+
+    :returns: (records, number of valid bytes).
+    """
+    records: list[bytes] = []
+    pos = 0
+    size = len(data)
+    view = memoryview(data)
+    while pos + _FRAME.size <= size:
+        length, crc = _FRAME.unpack_from(view, pos)
+        end = pos + _FRAME.size + length
+        if end > size:
+            break
+        payload = bytes(view[pos + _FRAME.size : end])
+        if zlib.crc32(payload) != crc:
+            break
+        records.append(payload)
+        pos = end
+    return records, pos
+
+
+class FileDriver(SeriesDriver):
+    """Per-metric log files under *basepath*."""
+
+    def __init__(self, basepath: str, *, fsync: bool = False) -> None:
+        self.basepath = os.path.abspath(basepath)
+        self.fsync = fsync
+        os.makedirs(self.basepath, exist_ok=True)
+
+    def path(self, metric_id: str) -> str:
+        """The log file of *metric_id*."""
+        check_metric_id(metric_id)
+        return os.path.join(self.basepath, metric_id[:2], metric_id)
+
+    # -- reads -------------------------------------------------------------
+
+    def read(self, metric_id: str, since: Version | None = None) -> LogRead:
+        path = self.path(metric_id)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return LogRead(None, True, [])
+        try:
+            st = os.fstat(fd)
+            if since is not None and since.generation == st.st_ino:
+                if since.length == st.st_size:
+                    return LogRead(since, False, [])
+                if since.length < st.st_size:
+                    data = os.pread(
+                        fd, st.st_size - since.length, since.length
+                    )
+                    records, valid = parse_frames(data)
+                    return LogRead(
+                        Version(st.st_ino, since.length + valid),
+                        False,
+                        records,
+                    )
+            data = os.pread(fd, st.st_size, 0) if st.st_size else b""
+        finally:
+            os.close(fd)
+        records, valid = parse_frames(data)
+        if valid == 0:
+            return LogRead(None, True, [])
+        return LogRead(Version(st.st_ino, valid), True, records)
+
+    # -- writes ------------------------------------------------------------
+
+    def _open_locked(self, path: str) -> int:
+        """Open and exclusively lock the current file at *path*."""
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                st = os.fstat(fd)
+                try:
+                    current = os.stat(path).st_ino
+                except FileNotFoundError:
+                    current = None
+                if current == st.st_ino and st.st_nlink:
+                    return fd
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)  # replaced or deleted meanwhile: retry
+
+    def _check(self, fd: int, expected: Version | None) -> int | None:
+        """Size to write at, or None when *expected* is stale."""
+        st = os.fstat(fd)
+        if expected is None:
+            want = 0
+        elif expected.generation != st.st_ino:
+            return None
+        else:
+            want = expected.length
+        if st.st_size == want:
+            return want
+        if st.st_size < want:
+            return None
+        # Longer than expected: acceptable only if the extra bytes hold
+        # no valid frame (a torn, unacknowledged write).
+        tail = os.pread(fd, st.st_size - want, want)
+        records, _ = parse_frames(tail)
+        if records:
+            return None
+        LOG.warning(
+            "metric log %s: dropping %d bytes of an incomplete write",
+            fd,
+            st.st_size - want,
+        )
+        os.ftruncate(fd, want)
+        return want
+
+    def append(
+        self, metric_id: str, expected: Version | None, record: bytes
+    ) -> Version | None:
+        path = self.path(metric_id)
+        fd = self._open_locked(path)
+        try:
+            at = self._check(fd, expected)
+            if at is None:
+                return None
+            data = frame(record)
+            written = os.pwrite(fd, data, at)
+            if written != len(data):
+                os.ftruncate(fd, at)
+                raise OSError(errno.EIO, f"short write to {path}")
+            if self.fsync:
+                os.fsync(fd)
+            return Version(os.fstat(fd).st_ino, at + written)
+        finally:
+            os.close(fd)
+
+    def rewrite(
+        self, metric_id: str, expected: Version | None, record: bytes
+    ) -> Version | None:
+        path = self.path(metric_id)
+        fd = self._open_locked(path)
+        try:
+            if self._check(fd, expected) is None:
+                return None
+            tmp = f"{path}.{os.getpid()}.{id(record):x}.tmp"
+            data = frame(record)
+            tfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(tfd, data)
+                if self.fsync:
+                    os.fsync(tfd)
+                ino = os.fstat(tfd).st_ino
+            finally:
+                os.close(tfd)
+            os.rename(tmp, path)
+            if self.fsync:
+                dfd = os.open(os.path.dirname(path), os.O_RDONLY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+            return Version(ino, len(data))
+        finally:
+            os.close(fd)
+
+    def delete(self, metric_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(metric_id))
+
+    def statistics(self) -> dict[str, int]:
+        return {}

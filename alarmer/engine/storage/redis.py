@@ -1,0 +1,135 @@
+"""Redis driver: one list per metric, shared by every host.
+
+Keys (``<prefix>`` is ``[storage] redis_key_prefix``; the braces keep a
+metric's keys in one Redis Cluster slot):
+
+- ``<prefix>series:{<metric id>}``: a list of records (the log);
+- ``<prefix>series-gen:{<metric id>}``: the generation, incremented when
+  the log is rewritten or deleted.
+
+Every read and conditional write is one Lua script, so it is atomic on
+the server: an append happens only if the generation and the length of
+the list are still those the writer read.  Durability is Redis': an
+acknowledged write survives a crash of alarmer; surviving a crash of
+Redis needs its ``appendonly`` persistence.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis as redis_lib
+
+from alarmer.engine.storage import (
+    LogRead,
+    SeriesDriver,
+    StorageError,
+    Version,
+    check_metric_id,
+)
+
+LOG = logging.getLogger(__name__)
+
+_READ = """
+local g = tonumber(redis.call('GET', KEYS[2]) or '0')
+local n = redis.call('LLEN', KEYS[1])
+if n == 0 then return {g, 0, 1, {}} end
+local sg = tonumber(ARGV[1])
+local sn = tonumber(ARGV[2])
+if sg == g and sn >= 0 and sn <= n then
+  if sn == n then return {g, n, 0, {}} end
+  return {g, n, 0, redis.call('LRANGE', KEYS[1], sn, -1)}
+end
+return {g, n, 1, redis.call('LRANGE', KEYS[1], 0, -1)}
+"""
+
+_CHECK = """
+local g = tonumber(redis.call('GET', KEYS[2]) or '0')
+local n = redis.call('LLEN', KEYS[1])
+if ARGV[1] ~= '-1' and tonumber(ARGV[1]) ~= g then return nil end
+if tonumber(ARGV[2]) ~= n then return nil end
+"""
+
+_APPEND = (
+    _CHECK
+    + """
+return {g, redis.call('RPUSH', KEYS[1], ARGV[3])}
+"""
+)
+
+_REWRITE = (
+    _CHECK
+    + """
+redis.call('DEL', KEYS[1])
+redis.call('RPUSH', KEYS[1], ARGV[3])
+return {redis.call('INCR', KEYS[2]), 1}
+"""
+)
+
+_DELETE = """
+redis.call('DEL', KEYS[1])
+redis.call('INCR', KEYS[2])
+return 1
+"""
+
+
+class RedisDriver(SeriesDriver):
+    """Per-metric record lists in Redis."""
+
+    def __init__(self, url: str, *, prefix: str = "alarmer:") -> None:
+        self.prefix = prefix
+        self.client = redis_lib.Redis.from_url(url)
+        self._read = self.client.register_script(_READ)
+        self._append = self.client.register_script(_APPEND)
+        self._rewrite = self.client.register_script(_REWRITE)
+        self._delete = self.client.register_script(_DELETE)
+
+    def keys(self, metric_id: str) -> list[str]:
+        """The Redis keys of *metric_id* (log, generation)."""
+        check_metric_id(metric_id)
+        return [
+            f"{self.prefix}series:{{{metric_id}}}",
+            f"{self.prefix}series-gen:{{{metric_id}}}",
+        ]
+
+    def _call(self, script, keys, args):  # type: ignore[no-untyped-def]
+        try:
+            return script(keys=keys, args=args)
+        except redis_lib.RedisError as exc:
+            raise StorageError(f"Redis series storage failed: {exc}") from exc
+
+    def read(self, metric_id: str, since: Version | None = None) -> LogRead:
+        args = [-1, -1] if since is None else [since.generation, since.length]
+        gen, length, reset, records = self._call(
+            self._read, self.keys(metric_id), args
+        )
+        if length == 0:
+            return LogRead(None, True, [])
+        return LogRead(Version(int(gen), int(length)), bool(reset), records)
+
+    def _conditional(self, script, metric_id, expected, record):  # type: ignore[no-untyped-def]
+        args = (
+            ["-1", 0, record]
+            if expected is None
+            else [expected.generation, expected.length, record]
+        )
+        result = self._call(script, self.keys(metric_id), args)
+        if result is None:
+            return None
+        return Version(int(result[0]), int(result[1]))
+
+    def append(
+        self, metric_id: str, expected: Version | None, record: bytes
+    ) -> Version | None:
+        return self._conditional(self._append, metric_id, expected, record)
+
+    def rewrite(
+        self, metric_id: str, expected: Version | None, record: bytes
+    ) -> Version | None:
+        return self._conditional(self._rewrite, metric_id, expected, record)
+
+    def delete(self, metric_id: str) -> None:
+        self._call(self._delete, self.keys(metric_id), [])
+
+    def close(self) -> None:
+        self.client.close()
