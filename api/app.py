@@ -6,7 +6,7 @@ import flask
 import sqlalchemy as sa
 
 from alarmer.runtime import Runtime
-from api import errors
+from api import errors, v1
 
 EXTENSION = "alarmer"
 
@@ -69,6 +69,7 @@ def create_app(rt: Runtime) -> flask.Flask:
     app.url_map.strict_slashes = False
     app.extensions[EXTENSION] = rt
     errors.install(app)
+    app.register_blueprint(v1.create_blueprint())
     app.add_url_rule("/", "versions", _versions, methods=["GET"])
     app.add_url_rule(
         "/healthcheck", "healthcheck", _healthcheck, methods=["GET", "HEAD"]

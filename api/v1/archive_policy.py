@@ -1,0 +1,151 @@
+"""``/v1/archive_policy``: create, list, show, update, delete policies.
+
+Reads are open to everyone; writes need the admin role (as Gnocchi's
+default policy file).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import flask
+
+from alarmer.engine import archive_policy as ap
+from alarmer.engine import indexer as idx
+from api import errors
+from api.v1 import validation as v
+
+LOG = logging.getLogger(__name__)
+
+_ITEM = {
+    "type": "object",
+    "properties": {
+        "granularity": {"type": ["number", "string"]},
+        "points": {"type": ["integer", "null"]},
+        "timespan": {"type": ["number", "string", "null"]},
+    },
+    "additionalProperties": False,
+}
+
+PATCH_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "definition": {"type": "array", "minItems": 1, "items": _ITEM},
+        "back_window": {"type": "integer", "minimum": 0},
+    },
+    "additionalProperties": False,
+    "minProperties": 1,
+}
+
+
+def _methods_defaults() -> tuple[str, ...]:
+    return ap.DEFAULT_METHODS
+
+
+def create() -> tuple[dict[str, Any], int, dict[str, str]]:
+    """POST: create a policy (201, 409 when the name is taken)."""
+    v.require_admin()
+    body = v.json_body()
+    try:
+        policy = ap.ArchivePolicy.from_request(body, _methods_defaults())
+    except ap.PolicyError as exc:
+        raise errors.APIError(str(exc), 400) from None
+    try:
+        v.indexer().create_archive_policy(policy)
+    except idx.IndexerError as exc:
+        raise v.index_error(exc) from None
+    location = flask.url_for(
+        "v1.archive_policy_show", name=policy.name, _external=True
+    )
+    return policy.to_dict(), 201, {"Location": location}
+
+
+def list_() -> flask.Response:
+    """GET: every policy."""
+    return flask.jsonify(
+        [p.to_dict() for p in v.indexer().list_archive_policies()]
+    )
+
+
+def show(name: str) -> dict[str, Any]:
+    """GET one policy (404 when unknown)."""
+    policy = v.indexer().get_archive_policy(name)
+    if policy is None:
+        raise errors.NotFound(f"Archive policy {name} does not exist")
+    return policy.to_dict()
+
+
+def update(name: str) -> dict[str, Any]:
+    """PATCH: change points/timespan of the items, or back_window."""
+    v.require_admin()
+    body = v.json_body()
+    v.check_schema(PATCH_SCHEMA, body)
+    items = None
+    if "definition" in body:
+        try:
+            items = [
+                ap.parse_item(raw, i)
+                for i, raw in enumerate(body["definition"])
+            ]
+        except ap.PolicyError as exc:
+            raise errors.APIError(str(exc), 400) from None
+        grans = [item.granularity for item in items]
+        if len(set(grans)) != len(grans):
+            raise errors.APIError(
+                "Invalid value for definition: more than one item with the "
+                "same granularity",
+                400,
+            )
+    try:
+        policy = v.indexer().update_archive_policy(
+            name, definition=items, back_window=body.get("back_window")
+        )
+    except idx.NoSuchArchivePolicy as exc:
+        raise errors.NotFound(str(exc)) from None
+    except idx.IndexerError as exc:
+        raise v.index_error(exc) from None
+    return policy.to_dict()
+
+
+def delete(name: str) -> tuple[str, int]:
+    """DELETE an unused policy (204; 400 while metrics or rules use it)."""
+    v.require_admin()
+    try:
+        v.indexer().delete_archive_policy(name)
+    except idx.NoSuchArchivePolicy as exc:
+        raise errors.NotFound(str(exc)) from None
+    except idx.IndexerError as exc:
+        raise v.index_error(exc) from None
+    return "", 204
+
+
+def register(bp: flask.Blueprint) -> None:
+    """Add the routes to the v1 blueprint."""
+    bp.add_url_rule(
+        "/archive_policy",
+        "archive_policy_create",
+        create,
+        methods=["POST"],
+    )
+    bp.add_url_rule(
+        "/archive_policy", "archive_policy_list", list_, methods=["GET"]
+    )
+    bp.add_url_rule(
+        "/archive_policy/<path:name>",
+        "archive_policy_show",
+        show,
+        methods=["GET"],
+    )
+    bp.add_url_rule(
+        "/archive_policy/<path:name>",
+        "archive_policy_update",
+        update,
+        methods=["PATCH"],
+    )
+    bp.add_url_rule(
+        "/archive_policy/<path:name>",
+        "archive_policy_delete",
+        delete,
+        methods=["DELETE"],
+    )

@@ -1,0 +1,57 @@
+"""``/v1`` (version document), ``/v1/capabilities`` and ``/v1/status``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+
+from alarmer.engine import archive_policy as ap
+from api.v1 import validation as v
+
+
+def version() -> dict[str, Any]:
+    """The v1 version document (Gnocchi's shape)."""
+    base = flask.request.host_url.rstrip("/")
+    return {
+        "build": None,
+        "version": {
+            "id": "v1.0",
+            "status": "CURRENT",
+            "updated": "2015-03-19T00:00:00Z",
+            "links": [{"href": f"{base}/v1/", "rel": "self"}],
+            "media-types": [
+                {"base": "application/json", "type": "application/json"}
+            ],
+        },
+    }
+
+
+def capabilities() -> dict[str, Any]:
+    """Every aggregation method an archive policy may store."""
+    return {"aggregation_methods": ap.capability_methods()}
+
+
+def status() -> dict[str, Any]:
+    """Index and engine statistics (admin only, as in Gnocchi)."""
+    v.require_admin()
+    engine_stats = v.runtime().engine.statistics()
+    return {
+        "storage": {
+            "summary": {
+                "metrics": v.indexer().count_metrics(),
+                "measures": 0,
+            },
+            "measures_to_process": {},
+        },
+        "engine": engine_stats,
+    }
+
+
+def register(bp: flask.Blueprint) -> None:
+    """Add the routes to the v1 blueprint."""
+    bp.add_url_rule("/", "version", version, methods=["GET"])
+    bp.add_url_rule(
+        "/capabilities", "capabilities", capabilities, methods=["GET"]
+    )
+    bp.add_url_rule("/status", "status", status, methods=["GET"])

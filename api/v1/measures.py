@@ -1,0 +1,173 @@
+"""Measures: push to one metric, push to many, read aggregates back.
+
+* ``POST /v1/metric/<id>/measures``: a list of ``{"timestamp", "value"}``
+  -> 202 ``{"measures_stored": n, "measures_refused": m}``.
+* ``POST /v1/batch/metrics/measures``: ``{metric_id: [measures...]}``.
+* ``GET /v1/metric/<id>/measures``: ``[[timestamp, granularity, value],
+  ...]``, coarsest granularity first.
+
+A whole request is validated (every metric exists and is visible, every
+measure parses) before anything is written; late points refused by the
+engine (older than the back window allows) are counted in the answer
+and logged, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import flask
+import numpy as np
+
+from alarmer import timeutils
+from alarmer.engine import indexer as idx
+from api import errors
+from api.v1 import metric as metric_views
+from api.v1 import validation as v
+
+LOG = logging.getLogger(__name__)
+
+NS = v.NS
+
+
+def metric_ref(info: idx.MetricInfo) -> Any:
+    """The engine's reference to the metric *info*."""
+    from alarmer.engine.engine import MetricRef
+
+    return MetricRef(id=info.id, policy=info.archive_policy)
+
+
+def _answer(stored: int, refused: int) -> tuple[dict[str, int], int]:
+    return {"measures_stored": stored, "measures_refused": refused}, 202
+
+
+def _log_refused(metric_id: str, result: Any) -> None:
+    if result.refused:
+        LOG.warning(
+            "metric %s: %d late measure(s) refused (older than the back "
+            "window accepts)",
+            metric_id,
+            result.refused,
+        )
+
+
+def add(metric_id: str) -> tuple[dict[str, int], int]:
+    """POST measures to one metric."""
+    info = metric_views.get_visible(metric_id)
+    stamps, values = v.measures(v.json_body(), "measures")
+    rt = v.runtime()
+    if stamps.size == 0:
+        return _answer(0, 0)
+    result = rt.engine.add_measures(metric_ref(info), stamps, values)
+    _log_refused(info.id, result)
+    if result.stored:
+        rt.channel.publish([info.id])
+    return _answer(result.stored, result.refused)
+
+
+def add_batch() -> tuple[dict[str, int], int]:
+    """POST measures to many metrics at once (all or nothing)."""
+    body = v.json_body()
+    if not isinstance(body, dict):
+        raise v.bad(
+            "body: an object mapping metric ids to measures is required"
+        )
+    found = v.indexer().get_metrics(body.keys(), v.metric_filter())
+    missing = [mid for mid in body if mid not in found]
+    if missing:
+        raise v.bad(f"Unknown metrics: {', '.join(sorted(missing))}")
+    batch = []
+    for metric_id, raw in body.items():
+        stamps, values = v.measures(raw, f"measures[{metric_id}]")
+        if stamps.size:
+            batch.append((metric_ref(found[metric_id]), stamps, values))
+    if not batch:
+        return _answer(0, 0)
+    rt = v.runtime()
+    results = rt.engine.add_measures_batch(batch)
+    stored = refused = 0
+    changed = []
+    for (ref, _, _), result in zip(batch, results, strict=True):
+        _log_refused(ref.id, result)
+        stored += result.stored
+        refused += result.refused
+        if result.stored:
+            changed.append(ref.id)
+    rt.channel.publish(changed)
+    return _answer(stored, refused)
+
+
+def series_to_json(series_list: Sequence[Any]) -> list[list[Any]]:
+    """Gnocchi's ``[[timestamp, granularity_seconds, value], ...]``."""
+    out: list[list[Any]] = []
+    for series in series_list:
+        gran = series.granularity / NS
+        values = np.asarray(series.values, dtype=np.float64)
+        for ts, value in zip(
+            series.timestamps.tolist(), values.tolist(), strict=True
+        ):
+            out.append([timeutils.isoformat_ns(ts), gran, value])
+    return out
+
+
+def check_method(info: idx.MetricInfo, method: str) -> None:
+    """404 when *method* is not stored by the metric's policy."""
+    if method not in info.archive_policy.aggregation_methods:
+        raise errors.NotFound(
+            f"Aggregation method '{method}' for metric {info.id} does not "
+            "exist"
+        )
+
+
+def check_granularity(info: idx.MetricInfo, method: str, gran: int) -> None:
+    """404 when the metric's policy has no *gran* level."""
+    if info.archive_policy.item(gran) is None:
+        raise errors.NotFound(
+            f"Aggregation method '{method}' at granularity "
+            f"'{gran / NS:g}' for metric {info.id} does not exist"
+        )
+
+
+def get(metric_id: str) -> flask.Response:
+    """GET the aggregated measures of one metric."""
+    info = metric_views.get_visible(metric_id)
+    method = v.query_arg("aggregation") or "mean"
+    start = v.query_timestamp("start")
+    stop = v.query_timestamp("stop")
+    granularity = v.query_granularity("granularity")
+    v.query_bool("refresh")  # accepted: measures are aggregated on write
+    if v.query_arg("resample"):
+        raise v.bad("resample: resampling is not supported")
+    if start is not None and stop is not None and stop < start:
+        raise v.bad("stop: must not be before start")
+    check_method(info, method)
+    if granularity is not None:
+        check_granularity(info, method, granularity)
+    series = v.runtime().engine.get_measures(
+        info.id, method, granularity=granularity, start=start, stop=stop
+    )
+    return flask.jsonify(series_to_json(series))
+
+
+def register(bp: flask.Blueprint) -> None:
+    """Add the routes to the v1 blueprint."""
+    bp.add_url_rule(
+        "/metric/<metric_id>/measures",
+        "measures_add",
+        add,
+        methods=["POST"],
+    )
+    bp.add_url_rule(
+        "/metric/<metric_id>/measures",
+        "measures_get",
+        get,
+        methods=["GET"],
+    )
+    bp.add_url_rule(
+        "/batch/metrics/measures",
+        "measures_batch",
+        add_batch,
+        methods=["POST"],
+    )

@@ -1,0 +1,162 @@
+"""``/v1/metric``: create, list, show and delete metrics.
+
+Non-admin callers see and touch only the metrics their project created
+(others' answer 404); admins see every metric.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from typing import Any
+
+import flask
+
+from alarmer.engine import indexer as idx
+from api import errors, identity
+from api.v1 import validation as v
+
+LOG = logging.getLogger(__name__)
+
+#: Largest page of a listing (Gnocchi's ``[api] max_limit`` default).
+MAX_LIMIT = 1000
+
+_NULLABLE_NAME = {"type": ["string", "null"], "maxLength": 255}
+
+CREATE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "archive_policy_name": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 255,
+        },
+        "name": _NULLABLE_NAME,
+        "unit": {"type": ["string", "null"], "maxLength": 31},
+        "resource_id": {"type": ["string", "null"], "maxLength": 36},
+    },
+    "additionalProperties": False,
+}
+
+#: Query parameters of the listing that filter on a column.
+_FILTERS = (
+    "name",
+    "unit",
+    "archive_policy_name",
+    "creator",
+    "user_id",
+    "resource_id",
+)
+
+
+def get_visible(metric_id: str) -> idx.MetricInfo:
+    """The metric *metric_id* if the caller may see it, else 404."""
+    info = v.indexer().get_metric(metric_id, v.metric_filter())
+    if info is None:
+        raise errors.NotFound(f"Metric {metric_id} does not exist")
+    return info
+
+
+def create() -> tuple[dict[str, Any], int, dict[str, str]]:
+    """POST: create a metric; the policy comes from the rules if omitted."""
+    body = v.json_body()
+    v.check_schema(CREATE_SCHEMA, body)
+    caller = identity.current()
+    try:
+        info = v.indexer().create_metric(
+            archive_policy_name=body.get("archive_policy_name"),
+            name=body.get("name"),
+            unit=body.get("unit"),
+            resource_id=body.get("resource_id"),
+            user_id=caller.user_id,
+            project_id=caller.project_id,
+        )
+    except idx.IndexerError as exc:
+        raise v.index_error(exc) from None
+    location = flask.url_for(
+        "v1.metric_show", metric_id=info.id, _external=True
+    )
+    return info.to_dict(), 201, {"Location": location}
+
+
+def _sorts() -> list[tuple[str, str]]:
+    sorts = []
+    for raw in flask.request.args.getlist("sort"):
+        key, _, direction = raw.partition(":")
+        direction = (direction or "asc").split("-", 1)[0].lower()
+        if key not in idx.METRIC_SORT_KEYS:
+            raise v.bad(
+                f"sort: unknown sort key {key!r} (one of "
+                f"{', '.join(idx.METRIC_SORT_KEYS)})"
+            )
+        if direction not in ("asc", "desc"):
+            raise v.bad(f"sort: unknown sort direction {direction!r}")
+        sorts.append((key, direction))
+    return sorts
+
+
+def list_() -> flask.Response:
+    """GET: the caller's metrics, filtered, sorted and paged."""
+    limit = v.query_int("limit", minimum=1, maximum=MAX_LIMIT) or MAX_LIMIT
+    marker = v.query_arg("marker") or None
+    sorts = _sorts()
+    filters = {key: v.query_arg(key) for key in _FILTERS}
+    caller = identity.current()
+    project = v.query_arg("project_id")
+    if project is not None and (
+        caller.is_admin or project == caller.project_id
+    ):
+        metric_filter = idx.MetricFilter(project_id=project, **filters)
+    elif project is not None:
+        return flask.jsonify([])
+    else:
+        metric_filter = v.metric_filter(**filters)
+    try:
+        infos = v.indexer().list_metrics(
+            metric_filter, limit=limit, marker=marker, sorts=sorts
+        )
+    except idx.NoSuchMetric:
+        raise v.bad(f"marker: no metric {marker} to continue from") from None
+    response = flask.jsonify([info.to_dict() for info in infos])
+    if len(infos) == limit:
+        args = [
+            (k, val)
+            for k, values in flask.request.args.lists()
+            if k not in ("marker", "limit")
+            for val in values
+        ]
+        args += [("limit", str(limit)), ("marker", infos[-1].id)]
+        url = (
+            flask.url_for("v1.metric_list", _external=True)
+            + "?"
+            + urllib.parse.urlencode(args)
+        )
+        response.headers["Link"] = f'<{url}>; rel="next"'
+    return response
+
+
+def show(metric_id: str) -> dict[str, Any]:
+    """GET one metric, with its archive policy."""
+    return get_visible(metric_id).to_dict()
+
+
+def delete(metric_id: str) -> tuple[str, int]:
+    """DELETE a metric and its series (204)."""
+    info = get_visible(metric_id)
+    if not v.indexer().delete_metric(info.id):
+        raise errors.NotFound(f"Metric {metric_id} does not exist")
+    v.runtime().engine.delete_metric(info.id)
+    LOG.info("metric %s deleted with its series", info.id)
+    return "", 204
+
+
+def register(bp: flask.Blueprint) -> None:
+    """Add the routes to the v1 blueprint."""
+    bp.add_url_rule("/metric", "metric_create", create, methods=["POST"])
+    bp.add_url_rule("/metric", "metric_list", list_, methods=["GET"])
+    bp.add_url_rule(
+        "/metric/<metric_id>", "metric_show", show, methods=["GET"]
+    )
+    bp.add_url_rule(
+        "/metric/<metric_id>", "metric_delete", delete, methods=["DELETE"]
+    )

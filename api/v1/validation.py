@@ -1,0 +1,340 @@
+"""Validation shared by the v1 views: bodies, query strings, timestamps.
+
+Everything a client sends is checked here before anything is trusted or
+stored; failures raise :class:`api.errors.APIError` (400) with a message
+naming the field and the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import flask
+import jsonschema
+import numpy as np
+
+from alarmer.engine import archive_policy as ap
+from alarmer.engine import indexer as idx
+from api import errors, identity
+
+NS = 1_000_000_000
+INT64_MAX = 2**63 - 1
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+_ISO = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
+    r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$"
+)
+
+#: Key of the :class:`~alarmer.engine.indexer.Indexer` in app.extensions.
+INDEXER_EXTENSION = "alarmer.indexer"
+
+
+def bad(message: str) -> errors.APIError:
+    """A 400 error with Gnocchi's ``Invalid input`` prefix."""
+    return errors.APIError(f"Invalid input: {message}", 400)
+
+
+def runtime() -> Any:
+    """The :class:`~alarmer.runtime.Runtime` serving this request."""
+    from api import app as api_app
+
+    return api_app.runtime()
+
+
+def indexer() -> idx.Indexer:
+    """The metric index of the application serving this request."""
+    return flask.current_app.extensions[INDEXER_EXTENSION]
+
+
+# ------------------------------------------------------------ bodies --
+
+
+def json_body() -> Any:
+    """Decode the request body as JSON or answer 400."""
+    data = flask.request.get_data(cache=True)
+    if not data.strip():
+        raise bad("the body is empty, a JSON document is required")
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad(f"the body is not valid JSON ({exc})") from None
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    path = error.json_path
+    if path == "$":
+        return "body"
+    return path.removeprefix("$.").removeprefix("$")
+
+
+def check_schema(schema: Mapping[str, Any], body: Any) -> None:
+    """Validate *body* against a JSON schema; 400 naming the field."""
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(body))
+    if error is None:
+        return
+    if error.validator == "additionalProperties":
+        allowed = set(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - allowed)
+        where = _where(error)
+        prefix = "" if where == "body" else f"{where}: "
+        raise bad(f"{prefix}unknown attribute(s) {', '.join(extra)}")
+    raise bad(f"{_where(error)}: {error.message}")
+
+
+# -------------------------------------------------------- timestamps --
+
+
+def timestamp_ns(value: object, field: str) -> int:
+    """Parse a timestamp to integer nanoseconds since the epoch.
+
+    Accepted: epoch seconds (a number or a numeric string) and ISO 8601
+    strings with any offset (naive means UTC), to the nanosecond.
+
+    :raises APIError: 400 naming *field*, also before the epoch.
+    """
+    if isinstance(value, bool) or value is None:
+        raise bad(f"{field}: not a timestamp: {json.dumps(value)}")
+    if isinstance(value, int):
+        ns = value * NS
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise bad(f"{field}: not a timestamp: {value!r}")
+        ns = _decimal_ns(decimal.Decimal(repr(value)))
+    elif isinstance(value, str):
+        ns = _string_ns(value, field)
+    else:
+        raise bad(f"{field}: not a timestamp: {json.dumps(value)}")
+    if ns < 0:
+        raise bad(f"{field}: timestamp must be after Epoch")
+    if ns > INT64_MAX:
+        raise bad(f"{field}: timestamp is out of range")
+    return ns
+
+
+def _decimal_ns(value: decimal.Decimal) -> int:
+    return int(
+        (value * NS).to_integral_value(rounding=decimal.ROUND_HALF_EVEN)
+    )
+
+
+def _string_ns(text: str, field: str) -> int:
+    stripped = text.strip()
+    if not stripped:
+        raise bad(f"{field}: empty timestamp")
+    if stripped[0] in "0123456789+-." and "-" not in stripped[1:]:
+        try:
+            number = decimal.Decimal(stripped)
+        except decimal.InvalidOperation:
+            pass
+        else:
+            if not number.is_finite():
+                raise bad(f"{field}: not a timestamp: {text!r}")
+            return _decimal_ns(number)
+    match = _ISO.match(stripped)
+    if match is None:
+        raise bad(
+            f"{field}: unable to parse timestamp {text!r} (ISO 8601 or "
+            "epoch seconds expected)"
+        )
+    year, month, day, hour, minute, second, frac, offset = match.groups()
+    try:
+        ordinal = dt.date(int(year), int(month), int(day)).toordinal()
+    except ValueError as exc:
+        raise bad(f"{field}: invalid date in {text!r} ({exc})") from None
+    h, m, s = int(hour or 0), int(minute or 0), int(second or 0)
+    if h > 23 or m > 59 or s > 59:
+        raise bad(f"{field}: invalid time of day in {text!r}")
+    nanos = int((frac or "0")[:9].ljust(9, "0"))
+    seconds = (ordinal - _EPOCH_ORDINAL) * 86400 + h * 3600 + m * 60 + s
+    if offset and offset not in ("Z", "z"):
+        sign = -1 if offset[0] == "-" else 1
+        digits = offset[1:].replace(":", "")
+        off_h, off_m = int(digits[:2]), int(digits[2:] or 0)
+        if off_h > 23 or off_m > 59:
+            raise bad(f"{field}: invalid UTC offset in {text!r}")
+        seconds -= sign * (off_h * 3600 + off_m * 60)
+    return seconds * NS + nanos
+
+
+# ---------------------------------------------------------- measures --
+
+
+def measures(raw: object, field: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a list of ``{"timestamp", "value"}`` into numpy arrays.
+
+    :returns: (int64 nanosecond timestamps, float64 values), in the
+        order given.
+    :raises APIError: 400 naming the first bad element, e.g.
+        ``measures[3].value``.
+    """
+    if not isinstance(raw, list):
+        raise bad(f"{field}: a list of measures is required")
+    n = len(raw)
+    stamps = np.empty(n, dtype=np.int64)
+    values = np.empty(n, dtype=np.float64)
+    for i, item in enumerate(raw):
+        if type(item) is not dict:
+            raise bad(
+                f"{field}[{i}]: a measure must be an object with "
+                "timestamp and value"
+            )
+        if len(item) != 2 or "timestamp" not in item or "value" not in item:
+            missing = {"timestamp", "value"} - set(item)
+            if missing:
+                raise bad(
+                    f"{field}[{i}]: required attribute(s) "
+                    f"{', '.join(sorted(missing))} missing"
+                )
+            extra = sorted(set(item) - {"timestamp", "value"})
+            raise bad(f"{field}[{i}]: unknown attribute(s) {', '.join(extra)}")
+        stamps[i] = timestamp_ns(item["timestamp"], f"{field}[{i}].timestamp")
+        values[i] = measure_value(item["value"], f"{field}[{i}].value")
+    return stamps, values
+
+
+def measure_value(value: object, field: str) -> float:
+    """A finite float from a JSON number or numeric string."""
+    if type(value) is float:
+        result = value
+    elif type(value) is int:
+        result = float(value)
+    elif isinstance(value, str):
+        try:
+            result = float(value)
+        except ValueError:
+            raise bad(
+                f"{field}: must be a finite number, got {value!r}"
+            ) from None
+    else:
+        raise bad(f"{field}: must be a finite number, got {json.dumps(value)}")
+    if not math.isfinite(result):
+        raise bad(f"{field}: must be a finite number, got {value!r}")
+    return result
+
+
+# ------------------------------------------------------ query string --
+
+
+def query_arg(name: str) -> str | None:
+    """The last value of query parameter *name*, or None."""
+    values = flask.request.args.getlist(name)
+    return values[-1] if values else None
+
+
+def query_timestamp(name: str) -> int | None:
+    """A timestamp query parameter in nanoseconds, or None."""
+    value = query_arg(name)
+    if value is None or value == "":
+        return None
+    return timestamp_ns(value, name)
+
+
+def query_granularity(name: str = "granularity") -> int | None:
+    """A granularity query parameter (seconds or a span) in ns, or None."""
+    value = query_arg(name)
+    if value is None or value == "":
+        return None
+    try:
+        return ap.parse_timespan(value, name)
+    except ap.PolicyError as exc:
+        raise bad(str(exc).removeprefix("Invalid value for ")) from None
+
+
+def query_float(
+    name: str, minimum: float | None = None, maximum: float | None = None
+) -> float | None:
+    """A finite float query parameter within bounds, or None."""
+    value = query_arg(name)
+    if value is None or value == "":
+        return None
+    try:
+        result = float(value)
+    except ValueError:
+        raise bad(f"{name}: must be a number, got {value!r}") from None
+    if not math.isfinite(result):
+        raise bad(f"{name}: must be a finite number, got {value!r}")
+    if minimum is not None and result < minimum:
+        raise bad(f"{name}: must be >= {minimum:g}, got {value!r}")
+    if maximum is not None and result > maximum:
+        raise bad(f"{name}: must be <= {maximum:g}, got {value!r}")
+    return result
+
+
+def query_int(
+    name: str, minimum: int | None = None, maximum: int | None = None
+) -> int | None:
+    """An integer query parameter within bounds, or None."""
+    value = query_arg(name)
+    if value is None or value == "":
+        return None
+    try:
+        result = int(value)
+    except ValueError:
+        raise bad(f"{name}: must be an integer, got {value!r}") from None
+    if minimum is not None and result < minimum:
+        raise bad(f"{name}: must be >= {minimum}, got {value!r}")
+    if maximum is not None and result > maximum:
+        raise bad(f"{name}: must be <= {maximum}, got {value!r}")
+    return result
+
+
+_TRUE = {"true", "1", "yes", "on", "y", "t"}
+_FALSE = {"false", "0", "no", "off", "n", "f", ""}
+
+
+def query_bool(name: str, default: bool = False) -> bool:
+    """A boolean query parameter (true/false, 1/0, yes/no)."""
+    value = query_arg(name)
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise bad(f"{name}: must be a boolean, got {value!r}")
+
+
+# ---------------------------------------------------------- identity --
+
+
+def require_admin() -> identity.Identity:
+    """The caller, who must have the admin role (403 otherwise)."""
+    caller = identity.current()
+    if not caller.is_admin:
+        raise errors.Forbidden()
+    return caller
+
+
+def metric_filter(**kwargs: Any) -> idx.MetricFilter:
+    """A filter restricting metrics to those the caller may see."""
+    caller = identity.current()
+    return idx.MetricFilter(
+        any_project=caller.is_admin, project_id=caller.project_id, **kwargs
+    )
+
+
+def index_error(exc: idx.IndexerError) -> errors.APIError:
+    """The API error answering an index error."""
+    status = 400
+    if isinstance(
+        exc,
+        idx.NoSuchMetric | idx.NoSuchArchivePolicyRule,
+    ):
+        status = 404
+    elif isinstance(
+        exc,
+        idx.ArchivePolicyAlreadyExists
+        | idx.ArchivePolicyRuleAlreadyExists
+        | idx.NamedMetricAlreadyExists,
+    ):
+        status = 409
+    return errors.APIError(str(exc), status)
