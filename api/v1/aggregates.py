@@ -33,6 +33,8 @@ import flask
 import numpy as np
 
 from alarmer import timeutils
+from alarmer.engine import cross
+from alarmer.engine import engine as engine_mod
 from alarmer.engine import indexer as idx
 from api import errors
 from api.v1 import measures as measures_views
@@ -100,6 +102,8 @@ BODY_SCHEMA = {
     "type": "object",
     "properties": {
         "operations": {"type": ["array", "string"], "minLength": 1},
+        "search": {"type": ["object", "string"]},
+        "resource_type": {"type": "string", "minLength": 1},
     },
     "required": ["operations"],
     "additionalProperties": False,
@@ -279,6 +283,10 @@ def resolve_references(
 
     :raises APIError: 404 naming the unknown metrics or methods.
     """
+    if "search" in body or "resource_type" in body:
+        from api.v1 import resources as resource_views
+
+        return resource_views.resolve_search_references(body, refs)
     wanted = list(dict.fromkeys(ref for ref, _ in refs))
     found = v.indexer().get_metrics(wanted, v.metric_filter())
     missing = [ref for ref in wanted if ref not in found]
@@ -391,10 +399,8 @@ class _Fetcher:
         return self._cache[key]
 
 
-def _empty(granularity: int) -> Any:
-    from alarmer.engine.engine import Series
-
-    return Series(
+def _empty(granularity: int) -> engine_mod.Series:
+    return engine_mod.Series(
         granularity=granularity,
         timestamps=np.empty(0, dtype=np.int64),
         values=np.empty(0, dtype=np.float64),
@@ -417,8 +423,6 @@ def _evaluate(
     inputs: list[Any] = []
     for child in op.children:
         inputs.extend(_evaluate(child, resolved, fetch, granularity))
-    from alarmer.engine import cross
-
     params = fetch.params
     try:
         return [
@@ -431,7 +435,7 @@ def _evaluate(
                 fill=params.fill,
             )
         ]
-    except ValueError as exc:
+    except cross.CrossAggregationError as exc:
         raise errors.APIError(str(exc), 400) from None
 
 
@@ -484,23 +488,15 @@ def align(
                 f"overlap in this timespan ({percent:.2f}%)",
                 400,
             )
-    elif fill in ("ffill", "full_ffill", "bfill", "full_bfill"):
-        for row in grid:
-            if fill in ("ffill", "full_ffill", "full_bfill"):
-                _ffill(row)
-            if fill in ("bfill", "full_ffill", "full_bfill"):
-                _ffill(row[::-1])
+    elif fill == "ffill":
+        grid = cross.forward_fill(grid)
+    elif fill == "bfill":
+        grid = cross.backward_fill(grid)
+    elif fill == "full_ffill":
+        grid = cross.backward_fill(cross.forward_fill(grid))
+    elif fill == "full_bfill":
+        grid = cross.forward_fill(cross.backward_fill(grid))
     return times, grid
-
-
-def _ffill(row: np.ndarray) -> None:
-    """Forward-fill NaNs of *row* in place (a view works too)."""
-    valid = ~np.isnan(row)
-    idx_ = np.where(valid, np.arange(row.size), 0)
-    np.maximum.accumulate(idx_, out=idx_)
-    filled = row[idx_]
-    filled[~valid & (np.cumsum(valid) == 0)] = np.nan
-    row[:] = filled
 
 
 def _per_series_output(

@@ -22,6 +22,7 @@ import flask
 import numpy as np
 
 from alarmer import timeutils
+from alarmer.engine import engine as engine_mod
 from alarmer.engine import indexer as idx
 from api import errors
 from api.v1 import metric as metric_views
@@ -32,11 +33,9 @@ LOG = logging.getLogger(__name__)
 NS = v.NS
 
 
-def metric_ref(info: idx.MetricInfo) -> Any:
+def metric_ref(info: idx.MetricInfo) -> engine_mod.MetricRef:
     """The engine's reference to the metric *info*."""
-    from alarmer.engine.engine import MetricRef
-
-    return MetricRef(id=info.id, policy=info.archive_policy)
+    return engine_mod.MetricRef(id=info.id, policy=info.archive_policy)
 
 
 def _answer(stored: int, refused: int) -> tuple[dict[str, int], int]:

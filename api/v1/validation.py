@@ -29,8 +29,10 @@ _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})"
     r"(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
-    r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$"
+    r"(?:\s*(Z|z|[+-]\d{2}(?::?\d{2})?)|\s(\d{2}:?\d{2}))?$"
 )
+# The second offset form is "+HH:MM" whose "+" a query string decoded
+# into a space.
 
 #: Key of the :class:`~alarmer.engine.indexer.Indexer` in app.extensions.
 INDEXER_EXTENSION = "alarmer.indexer"
@@ -144,7 +146,9 @@ def _string_ns(text: str, field: str) -> int:
             f"{field}: unable to parse timestamp {text!r} (ISO 8601 or "
             "epoch seconds expected)"
         )
-    year, month, day, hour, minute, second, frac, offset = match.groups()
+    year, month, day, hour, minute, second, frac, offset, plus = match.groups()
+    if plus is not None:
+        offset = "+" + plus
     try:
         ordinal = dt.date(int(year), int(month), int(day)).toordinal()
     except ValueError as exc:
