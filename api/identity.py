@@ -96,16 +96,18 @@ def _from_api_key(request: flask.Request) -> Identity:
 
     key = bearer_key(request)
     if key is None:
-        raise errors.Unauthorized(
+        raise errors.APIError(
             "Authentication required: send an API key as "
             "'Authorization: Bearer <key>' or 'X-Auth-Token: <key>'",
+            401,
             headers={"WWW-Authenticate": 'Bearer realm="alarmer"'},
         )
     rt = flask.current_app.extensions[EXTENSION]
     info = apikeys.authenticate(rt.db, key)
     if info is None:
-        raise errors.Unauthorized(
+        raise errors.APIError(
             "The API key is unknown, revoked or expired",
+            401,
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
     return Identity(
