@@ -79,7 +79,9 @@ def _evaluator_services(rt: runtime.Runtime) -> list[service.Service]:
 
 
 def _notifier_services(rt: runtime.Runtime) -> list[service.Service]:
-    return []
+    from alarmer.notifier.service import NotifierService
+
+    return [NotifierService(rt)]
 
 
 ServiceFactory = Callable[[runtime.Runtime], list[service.Service]]

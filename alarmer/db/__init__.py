@@ -33,6 +33,7 @@ MODEL_MODULES = (
     "alarmer.storage.models",
     "alarmer.engine.indexer",
     "alarmer.engine.resources",
+    "alarmer.notifier.models",
 )
 
 NAMING_CONVENTION = {

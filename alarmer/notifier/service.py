@@ -1,0 +1,811 @@
+"""The notifier service: outbox rows in, webhooks out, at least once.
+
+One dispatcher thread per process loops over three steps:
+
+1. **expand** outbox rows (:class:`~alarmer.storage.models.Notification`)
+   that have no deliveries yet into one :class:`Delivery` per action URL
+   (idempotent: stable ids, a unique expansion mark, and on PostgreSQL an
+   advisory lock so that expansions of several processes never
+   interleave);
+2. **claim** due deliveries (``FOR UPDATE SKIP LOCKED`` on PostgreSQL and
+   MySQL; SQLite's writers are serialized by ``BEGIN IMMEDIATE``): a
+   delivery is due when pending and its ``next_attempt_at`` has passed,
+   or in flight with an expired claim (its notifier died), and when no
+   earlier delivery of the same alarm to the same target is still
+   pending or in flight, which keeps each target's notifications in
+   order;
+3. hand the claimed deliveries to a pool of worker threads.
+
+A worker calls the plugin under :mod:`tenacity`: a few attempts in a row
+while the backoff is short, after which the delivery is put back with
+``next_attempt_at`` (no thread or lock is held while waiting).  Outcomes
+and attempts are written in batches by a recorder thread; a crash between
+claim and record only means the delivery is claimed again after
+``claim_timeout``, with the same delivery id.
+
+The dispatcher wakes up when a session of this process commits an outbox
+row, when a PostgreSQL ``NOTIFY alarmer_outbox`` arrives (sent by a
+trigger), after each recorded batch, and every ``poll_interval``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import os
+import queue
+import socket
+import threading
+import types
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+import tenacity
+from sqlalchemy import event, orm
+
+import notifiers
+from alarmer import runtime as runtime_mod
+from alarmer import timeutils
+from alarmer.notifier import models, signing
+from alarmer.storage.models import Notification
+
+LOG = logging.getLogger(__name__)
+
+_SESSION_FLAG = "alarmer_outbox_written"
+_PG_CHANNEL = "alarmer_outbox"
+_PG_LOCK_KEY = 0x616C61726D  # "alarm"
+
+DELIVERY = models.Delivery.__table__
+ATTEMPT = models.DeliveryAttempt.__table__
+EXPANSION = models.NotificationExpansion.__table__
+NOTIFICATION = Notification.__table__
+
+
+class _Stopping(Exception):
+    """The service stops while a worker waits between two attempts."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """A claimed delivery and the notification it carries."""
+
+    id: str
+    token: str
+    target: str
+    attempts: int
+    dead_after: dt.datetime
+    message: notifiers.Message
+
+
+@dataclasses.dataclass
+class Attempt:
+    """One finished attempt, as recorded in ``delivery_attempt``."""
+
+    at: dt.datetime
+    result: notifiers.Result
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What to write for a job once its attempts are over."""
+
+    job: Job
+    status: str
+    attempts: list[Attempt]
+    next_attempt_at: dt.datetime
+    release: bool = False
+
+
+class Backoff(tenacity.wait.wait_base):
+    """Exponential backoff with jitter; a ``Retry-After`` wins.
+
+    The attempt number continues from *offset* (the attempts a delivery
+    already had), so that the delays keep growing across claims.
+    """
+
+    def __init__(
+        self,
+        initial: float,
+        maximum: float,
+        jitter: float,
+        max_retry_after: float,
+        offset: int = 0,
+    ) -> None:
+        self.exponential = tenacity.wait_exponential_jitter(
+            multiplier=initial, max=maximum, jitter=jitter
+        )
+        self.max_retry_after = max_retry_after
+        self.offset = offset
+
+    def delay(
+        self, attempt_number: int, result: notifiers.Result | None
+    ) -> float:
+        """Seconds to wait after the *attempt_number*-th attempt."""
+        if result is not None and result.retry_after is not None:
+            return min(result.retry_after, self.max_retry_after)
+        state = types.SimpleNamespace(attempt_number=attempt_number)
+        return float(self.exponential(state))  # type: ignore[arg-type]
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        result = None
+        outcome = retry_state.outcome
+        if outcome is not None and not outcome.failed:
+            result = outcome.result()
+        return self.delay(retry_state.attempt_number + self.offset, result)
+
+
+def _retryable(result: notifiers.Result) -> bool:
+    return not result.delivered and result.retryable
+
+
+class NotifierService:
+    """Deliver the outbox of the database of *rt*; see the module doc."""
+
+    name = "notifier"
+
+    def __init__(
+        self, rt: runtime_mod.Runtime, worker_id: str | None = None
+    ) -> None:
+        self.rt = rt
+        self.conf = rt.conf
+        self.opts = rt.conf.notifier
+        self.worker_id = worker_id or (
+            f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        )
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._outcomes: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._inflight = 0
+        self._plugins: dict[str, notifiers.Notifier] = {}
+        self._threads: list[threading.Thread] = []
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._hooks: list[tuple[Any, str, Callable[..., Any]]] = []
+
+    # -- lifecycle --------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the dispatcher, the workers and the recorder."""
+        self._stopping.clear()
+        self._install_hooks()
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.opts.workers,
+            thread_name_prefix="notifier-worker",
+        )
+        targets: list[tuple[str, Callable[[], None]]] = [
+            ("notifier-recorder", self._record_loop),
+            ("notifier-dispatcher", self._dispatch_loop),
+        ]
+        if self.rt.db.dialect == "postgresql":
+            targets.append(("notifier-listen", self._listen_loop))
+        for name, target in targets:
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        LOG.info("notifier %s started", self.worker_id)
+
+    def stop(self) -> None:
+        """Stop claiming, finish or release running jobs, record, stop."""
+        self._stopping.set()
+        self._wake.set()
+        for thread in self._threads:
+            if thread.name != "notifier-recorder":
+                thread.join()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self._outcomes.put(None)
+        for thread in self._threads:
+            if thread.name == "notifier-recorder":
+                thread.join()
+        self._threads = []
+        self._remove_hooks()
+        for plugin in self._plugins.values():
+            plugin.close()
+        self._plugins.clear()
+        LOG.info("notifier %s stopped", self.worker_id)
+
+    def wake(self) -> None:
+        """Look at the outbox now (new notifications were committed)."""
+        self._wake.set()
+
+    # -- wake-ups ---------------------------------------------------------
+
+    def _install_hooks(self) -> None:
+        def after_flush(session: orm.Session, _ctx: Any) -> None:
+            if any(isinstance(o, Notification) for o in session.new):
+                session.info[_SESSION_FLAG] = True
+
+        def do_orm_execute(state: orm.ORMExecuteState) -> None:
+            mapper = state.bind_mapper
+            if state.is_insert and mapper is not None:
+                state.session.info[_SESSION_FLAG] = (
+                    state.session.info.get(_SESSION_FLAG, False)
+                    or mapper.class_ is Notification
+                )
+
+        def after_commit(session: orm.Session) -> None:
+            if session.info.pop(_SESSION_FLAG, False):
+                self.wake()
+
+        def after_rollback(session: orm.Session) -> None:
+            session.info.pop(_SESSION_FLAG, None)
+
+        maker = self.rt.db.sessionmaker
+        for name, fn in (
+            ("after_flush", after_flush),
+            ("do_orm_execute", do_orm_execute),
+            ("after_commit", after_commit),
+            ("after_rollback", after_rollback),
+        ):
+            event.listen(maker, name, fn)
+            self._hooks.append((maker, name, fn))
+
+    def _remove_hooks(self) -> None:
+        for target, name, fn in self._hooks:
+            event.remove(target, name, fn)
+        self._hooks = []
+
+    def _listen_loop(self) -> None:
+        """Wake up on PostgreSQL notifications from any process."""
+        import psycopg
+
+        url = sa.make_url(self.rt.db.url).set(drivername="postgresql")
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(
+                    url.render_as_string(hide_password=False),
+                    autocommit=True,
+                ) as conn:
+                    conn.execute(f"LISTEN {_PG_CHANNEL}")
+                    while not self._stopping.is_set():
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            self.wake()
+            except Exception:
+                LOG.exception("LISTEN %s failed; retrying", _PG_CHANNEL)
+                self._stopping.wait(self.opts.poll_interval)
+
+    # -- dispatcher -------------------------------------------------------
+
+    def _dispatch_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            busy = False
+            try:
+                busy = self.expand() >= self.opts.batch_size
+                with self._lock:
+                    free = 2 * self.opts.workers - self._inflight
+                if free > 0:
+                    jobs = self.claim(min(free, self.opts.batch_size))
+                    for job in jobs:
+                        self._submit(job)
+                    busy = busy or len(jobs) == min(free, self.opts.batch_size)
+            except Exception:
+                LOG.exception("notifier %s: dispatch failed", self.worker_id)
+                busy = False
+            if not busy:
+                self._wake.wait(self.opts.poll_interval)
+
+    def _submit(self, job: Job) -> None:
+        assert self._executor is not None
+        with self._lock:
+            self._inflight += 1
+        self._executor.submit(self._run_job, job)
+
+    def expand(self) -> int:
+        """Create the deliveries of outbox rows that have none yet.
+
+        :returns: the number of outbox rows expanded.
+        """
+        now = timeutils.utcnow()
+        window = now - dt.timedelta(seconds=self.opts.max_age)
+        query = (
+            sa.select(
+                NOTIFICATION.c.id,
+                NOTIFICATION.c.alarm_id,
+                NOTIFICATION.c.seq,
+                NOTIFICATION.c.actions,
+                NOTIFICATION.c.created_at,
+            )
+            .select_from(
+                NOTIFICATION.outerjoin(
+                    EXPANSION,
+                    EXPANSION.c.notification_id == NOTIFICATION.c.id,
+                )
+            )
+            .where(
+                EXPANSION.c.notification_id.is_(None),
+                NOTIFICATION.c.created_at >= window,
+            )
+            .order_by(NOTIFICATION.c.id)
+            .limit(self.opts.batch_size)
+        )
+        dialect = self.rt.db.dialect
+        with self.rt.db.session() as session:
+            if dialect == "postgresql":
+                # Serialize expansions across processes: deliveries of a
+                # later notification must never commit before those of an
+                # earlier one.
+                session.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                    {"key": _PG_LOCK_KEY},
+                )
+            rows = session.execute(query).all()
+            if not rows:
+                session.rollback()
+                return 0
+            deliveries: list[dict[str, Any]] = []
+            for row in rows:
+                seen: set[str] = set()
+                for target in row.actions or ():
+                    if not isinstance(target, str) or target in seen:
+                        continue
+                    seen.add(target)
+                    deliveries.append(
+                        {
+                            "id": models.delivery_id(
+                                row.alarm_id, row.seq, target
+                            ),
+                            "notification_id": row.id,
+                            "alarm_id": row.alarm_id,
+                            "seq": row.seq,
+                            "stream": models.stream_id(row.alarm_id, target),
+                            "target": target,
+                            "status": models.PENDING,
+                            "attempts": 0,
+                            "next_attempt_at": now,
+                            "dead_after": row.created_at
+                            + dt.timedelta(seconds=self.opts.max_age),
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                    )
+            if deliveries:
+                session.execute(_insert_ignore(DELIVERY, dialect), deliveries)
+            session.execute(
+                _insert_ignore(EXPANSION, dialect),
+                [{"notification_id": r.id, "expanded_at": now} for r in rows],
+            )
+            session.commit()
+        LOG.debug(
+            "expanded %d notifications into %d deliveries",
+            len(rows),
+            len(deliveries),
+        )
+        return len(rows)
+
+    def claim(self, limit: int) -> list[Job]:
+        """Claim up to *limit* due deliveries for this notifier."""
+        now = timeutils.utcnow()
+        earlier = DELIVERY.alias("earlier")
+        blocked = sa.exists().where(
+            earlier.c.stream == DELIVERY.c.stream,
+            earlier.c.seq < DELIVERY.c.seq,
+            earlier.c.status.in_((models.PENDING, models.IN_FLIGHT)),
+        )
+        due = sa.or_(
+            sa.and_(
+                DELIVERY.c.status == models.PENDING,
+                DELIVERY.c.next_attempt_at <= now,
+            ),
+            sa.and_(
+                DELIVERY.c.status == models.IN_FLIGHT,
+                DELIVERY.c.claim_expires_at < now,
+            ),
+        )
+        query = (
+            sa.select(DELIVERY.c.id)
+            .where(due, ~blocked)
+            .order_by(DELIVERY.c.next_attempt_at)
+            .limit(limit)
+        )
+        dialect = self.rt.db.dialect
+        if dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=DELIVERY)
+        elif dialect == "mysql":
+            query = query.with_for_update(skip_locked=True)
+        token = str(uuid.uuid4())
+        with self.rt.db.session() as session:
+            ids = list(session.execute(query).scalars())
+            if not ids:
+                session.rollback()
+                return []
+            session.execute(
+                DELIVERY.update()
+                .where(DELIVERY.c.id.in_(ids))
+                .values(
+                    status=models.IN_FLIGHT,
+                    claimed_by=self.worker_id,
+                    claim_token=token,
+                    claim_expires_at=now
+                    + dt.timedelta(seconds=self.opts.claim_timeout),
+                    updated_at=now,
+                )
+            )
+            rows = session.execute(
+                sa.select(
+                    DELIVERY.c.id,
+                    DELIVERY.c.target,
+                    DELIVERY.c.attempts,
+                    DELIVERY.c.dead_after,
+                    DELIVERY.c.seq,
+                    NOTIFICATION.c.alarm_id,
+                    NOTIFICATION.c.alarm_name,
+                    NOTIFICATION.c.severity,
+                    NOTIFICATION.c.previous,
+                    NOTIFICATION.c.current,
+                    NOTIFICATION.c.reason,
+                    NOTIFICATION.c.reason_data,
+                    NOTIFICATION.c.project_id,
+                )
+                .select_from(
+                    DELIVERY.join(
+                        NOTIFICATION,
+                        NOTIFICATION.c.id == DELIVERY.c.notification_id,
+                    )
+                )
+                .where(DELIVERY.c.id.in_(ids))
+                .order_by(DELIVERY.c.next_attempt_at)
+            ).all()
+            session.commit()
+        return [self._job(row, token) for row in rows]
+
+    def _job(self, row: Any, token: str) -> Job:
+        return Job(
+            id=row.id,
+            token=token,
+            target=row.target,
+            attempts=row.attempts,
+            dead_after=row.dead_after,
+            message=notifiers.Message(
+                delivery_id=row.id,
+                alarm_id=row.alarm_id,
+                seq=row.seq,
+                alarm_name=row.alarm_name,
+                severity=row.severity,
+                previous=row.previous,
+                current=row.current,
+                reason=row.reason,
+                reason_data=row.reason_data or {},
+                project_id=row.project_id,
+                secrets=self.secrets_for(row.alarm_id, row.project_id),
+            ),
+        )
+
+    def secrets_for(self, alarm_id: str, project_id: str) -> tuple[str, ...]:
+        """Return the signing secrets of an alarm (may be empty)."""
+        per_alarm = self.opts.alarm_secrets or {}
+        value = per_alarm.get(alarm_id) or per_alarm.get(project_id)
+        return signing.split_secrets(value or self.opts.webhook_secret)
+
+    # -- workers ----------------------------------------------------------
+
+    def _plugin(self, scheme: str) -> notifiers.Notifier | None:
+        with self._lock:
+            plugin = self._plugins.get(scheme)
+            if plugin is None:
+                cls = notifiers.plugin_classes().get(scheme)
+                if cls is None:
+                    return None
+                plugin = cls(self.conf)
+                self._plugins[scheme] = plugin
+            return plugin
+
+    def _run_job(self, job: Job) -> None:
+        try:
+            outcome = self.deliver(job)
+        except Exception as exc:
+            LOG.exception(
+                "delivery %s of alarm %s failed unexpectedly",
+                job.id,
+                job.message.alarm_id,
+            )
+            outcome = self._final(
+                job,
+                [
+                    Attempt(
+                        timeutils.utcnow(),
+                        notifiers.Result(
+                            delivered=False,
+                            retryable=True,
+                            error=f"internal error: {exc!r}",
+                        ),
+                    )
+                ],
+            )
+        finally:
+            with self._lock:
+                self._inflight -= 1
+        self._outcomes.put(outcome)
+
+    def deliver(self, job: Job) -> Outcome:
+        """Make the attempts of one claimed delivery; return the outcome."""
+        now = timeutils.utcnow()
+        if self._stopping.is_set():
+            return Outcome(job, models.PENDING, [], now, release=True)
+        message = job.message
+        try:
+            action = notifiers.parse_action(job.target)
+        except notifiers.InvalidAction as exc:
+            return self._dead(job, exc.message)
+        plugin = self._plugin(action.scheme.lower())
+        if plugin is None:
+            return self._dead(
+                job, f"Unsupported action {notifiers.redact(job.target)}"
+            )
+        attempts: list[Attempt] = []
+
+        def attempt() -> notifiers.Result:
+            started = timeutils.utcnow()
+            try:
+                result = plugin.notify(action, message)
+            except Exception as exc:
+                LOG.exception(
+                    "notifier plugin %s failed for alarm %s",
+                    action.scheme,
+                    message.alarm_id,
+                )
+                result = notifiers.Result(
+                    delivered=False,
+                    retryable=True,
+                    error=f"plugin error: {exc!r}",
+                )
+            attempts.append(Attempt(started, result))
+            return result
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            if self._stopping.is_set():
+                return True
+            if state.attempt_number >= self.opts.inline_attempts:
+                return True
+            if job.attempts + state.attempt_number >= self.opts.max_attempts:
+                return True
+            sleep = state.upcoming_sleep
+            if sleep > self.opts.inline_max_delay:
+                return True
+            return (
+                timeutils.utcnow() + dt.timedelta(seconds=sleep)
+                > job.dead_after
+            )
+
+        def sleep(seconds: float) -> None:
+            if self._stopping.wait(seconds):
+                raise _Stopping
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_result(_retryable),
+            wait=self._backoff(job.attempts),
+            stop=stop,
+            sleep=sleep,
+            retry_error_callback=lambda state: state.outcome.result(),
+        )
+        with contextlib.suppress(_Stopping):
+            retrying(attempt)
+        return self._final(job, attempts)
+
+    def _backoff(self, offset: int = 0) -> Backoff:
+        return Backoff(
+            self.opts.retry_initial_delay,
+            self.opts.retry_max_delay,
+            self.opts.retry_jitter,
+            self.opts.max_retry_after,
+            offset,
+        )
+
+    def _final(self, job: Job, attempts: list[Attempt]) -> Outcome:
+        now = timeutils.utcnow()
+        message = job.message
+        if not attempts:
+            return Outcome(job, models.PENDING, [], now, release=True)
+        last = attempts[-1].result
+        if last.delivered:
+            LOG.debug(
+                "delivered %s (alarm %s seq %d) to %s",
+                job.id,
+                message.alarm_id,
+                message.seq,
+                notifiers.redact(job.target),
+            )
+            return Outcome(job, models.DELIVERED, attempts, now)
+        total = job.attempts + len(attempts)
+        delay = self._backoff().delay(total, last)
+        next_at = now + dt.timedelta(seconds=delay)
+        if not last.retryable:
+            reason = "not retryable"
+        elif total >= self.opts.max_attempts:
+            reason = f"{total} attempts"
+        elif next_at > job.dead_after:
+            reason = "too old"
+        else:
+            LOG.info(
+                "delivery %s of alarm %s seq %d to %s failed (%s); "
+                "retry in %.1fs",
+                job.id,
+                message.alarm_id,
+                message.seq,
+                notifiers.redact(job.target),
+                last.error,
+                delay,
+            )
+            return Outcome(job, models.PENDING, attempts, next_at)
+        LOG.warning(
+            "delivery %s of alarm %s seq %d to %s dead-lettered (%s): %s",
+            job.id,
+            message.alarm_id,
+            message.seq,
+            notifiers.redact(job.target),
+            reason,
+            last.error,
+        )
+        return Outcome(job, models.DEAD, attempts, now)
+
+    def _dead(self, job: Job, error: str) -> Outcome:
+        result = notifiers.Result(delivered=False, error=error)
+        return self._final(job, [Attempt(timeutils.utcnow(), result)])
+
+    # -- recorder ---------------------------------------------------------
+
+    def _record_loop(self) -> None:
+        pending: list[Outcome] = []
+        done = False
+        while not (done and not pending):
+            if not pending:
+                item = self._outcomes.get()
+                if item is None:
+                    done = True
+                else:
+                    pending.append(item)
+            while len(pending) < 1000:
+                try:
+                    item = self._outcomes.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    done = True
+                else:
+                    pending.append(item)
+            if not pending:
+                continue
+            try:
+                self.record(pending)
+            except Exception:
+                LOG.exception(
+                    "cannot record %d delivery outcomes; retrying",
+                    len(pending),
+                )
+                if self._stopping.wait(0.5) and done:
+                    # Give up on shutdown: the claims expire and the
+                    # deliveries are made again.
+                    break
+                continue
+            pending = []
+            self.wake()
+
+    def record(self, outcomes: list[Outcome]) -> None:
+        """Write outcomes and attempts in one transaction."""
+        now = timeutils.utcnow()
+        updates = []
+        attempt_rows = []
+        for outcome in outcomes:
+            job = outcome.job
+            last = outcome.attempts[-1].result if outcome.attempts else None
+            updates.append(
+                {
+                    "b_id": job.id,
+                    "b_token": job.token,
+                    "status": outcome.status,
+                    "n": len(outcome.attempts),
+                    "next_attempt_at": outcome.next_attempt_at,
+                    "updated_at": now,
+                    "delivered_at": now
+                    if outcome.status == models.DELIVERED
+                    else None,
+                    "last_status_code": last.status_code if last else None,
+                    "last_error": _truncate(last.error) if last else None,
+                }
+            )
+            for attempt in outcome.attempts:
+                result = attempt.result
+                attempt_rows.append(
+                    {
+                        "delivery_id": job.id,
+                        "attempted_at": attempt.at,
+                        "status_code": result.status_code,
+                        "error": _truncate(result.error),
+                        "duration_ms": round(result.duration * 1000.0, 3),
+                        "outcome": "delivered"
+                        if result.delivered
+                        else ("retry" if result.retryable else "failed"),
+                        "worker": self.worker_id,
+                    }
+                )
+        update = (
+            DELIVERY.update()
+            .where(
+                DELIVERY.c.id == sa.bindparam("b_id"),
+                DELIVERY.c.claim_token == sa.bindparam("b_token"),
+            )
+            .values(
+                status=sa.bindparam("status"),
+                attempts=DELIVERY.c.attempts + sa.bindparam("n"),
+                next_attempt_at=sa.bindparam("next_attempt_at"),
+                updated_at=sa.bindparam("updated_at"),
+                delivered_at=sa.func.coalesce(
+                    sa.bindparam("delivered_at", type_=models.UTCDateTime()),
+                    DELIVERY.c.delivered_at,
+                ),
+                last_status_code=sa.func.coalesce(
+                    sa.bindparam("last_status_code", type_=sa.Integer()),
+                    DELIVERY.c.last_status_code,
+                ),
+                last_error=sa.case(
+                    (sa.bindparam("n") > 0, sa.bindparam("last_error")),
+                    else_=DELIVERY.c.last_error,
+                ),
+                claimed_by=None,
+                claim_token=None,
+                claim_expires_at=None,
+            )
+        )
+        with self.rt.db.session() as session:
+            session.execute(update, updates)
+            if attempt_rows:
+                session.execute(ATTEMPT.insert(), attempt_rows)
+            session.commit()
+
+
+def _truncate(text: str | None, limit: int = 2000) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + "..."
+
+
+def _insert_ignore(table: sa.Table, dialect: str) -> Any:
+    """An INSERT that skips rows whose primary key already exists."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(table).on_conflict_do_nothing()
+    return table.insert().prefix_with("IGNORE")
+
+
+def redeliver(rt: runtime_mod.Runtime, delivery_id: str) -> bool:
+    """Put a dead-lettered delivery back in the queue.
+
+    Its attempt count restarts at zero and it gets a new ``max_age``; its
+    id (and so the ``webhook-id``) does not change.
+
+    :returns: False when the delivery is not dead.
+    """
+    now = timeutils.utcnow()
+    max_age = dt.timedelta(seconds=rt.conf.notifier.max_age)
+    with rt.db.session() as session:
+        # Wakes the notifier of this process up (see _install_hooks).
+        session.info[_SESSION_FLAG] = True
+        result = session.execute(
+            DELIVERY.update()
+            .where(
+                DELIVERY.c.id == delivery_id,
+                DELIVERY.c.status == models.DEAD,
+            )
+            .values(
+                status=models.PENDING,
+                attempts=0,
+                next_attempt_at=now,
+                dead_after=now + max_age,
+                updated_at=now,
+            )
+        )
+        session.commit()
+    changed = bool(result.rowcount)
+    if changed:
+        LOG.info("delivery %s queued again for redelivery", delivery_id)
+    return changed
