@@ -110,6 +110,74 @@ def _dbsync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _apikey(args: argparse.Namespace) -> int:
+    from alarmer import timeutils
+    from alarmer.storage import apikeys
+
+    conf = load_conf(args)
+    setup_logging(conf)
+    rt = runtime.build(conf, migrate=True)
+    out = sys.stdout
+    try:
+        if args.apikey_command == "create":
+            expires = None
+            if args.expires:
+                expires = timeutils.parse_datetime(args.expires)
+            key, info = apikeys.create(
+                rt.db,
+                project_id=args.project_id,
+                user_id=args.user_id,
+                roles=args.roles.split(","),
+                description=args.description,
+                expires_at=expires,
+            )
+            out.write(f"key_id: {info.key_id}\nkey: {key}\n")
+            out.write("(the key is shown only once)\n")
+            return 0
+        if args.apikey_command == "list":
+            for info in apikeys.list_keys(rt.db):
+                expires_at = timeutils.isoformat(info.expires_at) or "-"
+                status = "revoked" if info.revoked else "active"
+                out.write(
+                    f"{info.key_id} project={info.project_id} "
+                    f"user={info.user_id} roles={','.join(info.roles)} "
+                    f"expires={expires_at} {status} {info.description}\n"
+                )
+            return 0
+        if apikeys.revoke(rt.db, args.key_id):
+            out.write(f"revoked {args.key_id}\n")
+            return 0
+        sys.stderr.write(f"no API key {args.key_id}\n")
+        return 1
+    finally:
+        rt.close()
+
+
+def _add_apikey_parser(sub: argparse._SubParsersAction) -> None:
+    apikey = sub.add_parser(
+        "apikey",
+        help="Create, list or revoke API keys ([api] auth_mode = apikey).",
+    )
+    keys = apikey.add_subparsers(dest="apikey_command", required=True)
+    create = keys.add_parser(
+        "create", help="Create a key; it is printed once, stored hashed."
+    )
+    create.add_argument("--project-id", required=True)
+    create.add_argument("--user-id", required=True)
+    create.add_argument(
+        "--roles",
+        default="member",
+        help="Comma-separated roles: reader, member, admin (default member).",
+    )
+    create.add_argument("--description", default="")
+    create.add_argument(
+        "--expires", help="Expiry, ISO 8601 (naive is UTC); default never."
+    )
+    keys.add_parser("list", help="List keys (never their secrets).")
+    revoke = keys.add_parser("revoke", help="Revoke a key by its key_id.")
+    revoke.add_argument("key_id")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``alarmer``: the umbrella command."""
     parser = _common_parser(
@@ -128,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("evaluator", help="Run an evaluator worker only.")
     sub.add_parser("notifier", help="Run a notifier worker only.")
     sub.add_parser("dbsync", help="Create or migrate the database.")
+    _add_apikey_parser(sub)
     for name, subparser in sub.choices.items():
         if name != "serve":
             subparser.set_defaults()
@@ -155,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args, (_evaluator_services,))
     if args.command == "notifier":
         return _run(args, (_notifier_services,))
+    if args.command == "apikey":
+        return _apikey(args)
     return _dbsync(args)
 
 
