@@ -1,0 +1,275 @@
+"""One conformance suite for every series storage driver.
+
+Each test runs against the file driver and against the real Redis
+server (unique key prefix per test, keys removed afterwards): the
+driver's conditional log verbs, then the engine on top of it, across
+restarts, ``kill -9`` of writers and concurrent writer processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from alarmer.engine import archive_policy as ap
+from alarmer.engine import engine as eng
+from alarmer.engine import storage
+from alarmer.engine.storage import file as file_driver
+from alarmer.engine.storage import redis as redis_driver
+
+NS = ap.NS
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+POLICY = ap.ArchivePolicy(
+    "conformance",
+    (ap.PolicyItem(1 * NS, None), ap.PolicyItem(60 * NS, None)),
+    ("count", "sum", "mean", "last", "max"),
+    back_window=0,
+)
+
+
+@pytest.fixture(params=["file", "redis"])
+def driver_spec(request, tmp_path):
+    """(kind, location) of a fresh, empty storage."""
+    if request.param == "file":
+        yield ("file", str(tmp_path / "series"))
+        return
+    url = request.getfixturevalue("redis_url")
+    prefix = f"alarmer-test:{uuid.uuid4().hex}:"
+    yield ("redis", json.dumps([url, prefix]))
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def open_driver(kind: str, location: str) -> storage.SeriesDriver:
+    if kind == "file":
+        return file_driver.FileDriver(location)
+    url, prefix = json.loads(location)
+    return redis_driver.RedisDriver(url, prefix=prefix)
+
+
+@pytest.fixture
+def driver(driver_spec):
+    drv = open_driver(*driver_spec)
+    yield drv
+    drv.close()
+
+
+# -- the driver's verbs -------------------------------------------------------
+
+
+def test_absent_metric_reads_empty(driver):
+    result = driver.read("m-absent")
+    assert result.version is None and result.records == []
+
+
+def test_append_and_read_back(driver):
+    v1 = driver.append("m1", None, b"one")
+    assert v1 is not None
+    v2 = driver.append("m1", v1, b"two")
+    assert v2 is not None and v2 != v1
+    full = driver.read("m1")
+    assert full.reset and full.records == [b"one", b"two"]
+    assert full.version == v2
+    tail = driver.read("m1", v1)
+    assert not tail.reset and tail.records == [b"two"]
+    same = driver.read("m1", v2)
+    assert not same.reset and same.records == [] and same.version == v2
+
+
+def test_stale_append_is_refused(driver):
+    v1 = driver.append("m1", None, b"one")
+    assert driver.append("m1", v1, b"two") is not None
+    assert driver.append("m1", v1, b"late") is None
+    assert driver.append("m1", None, b"late") is None
+    assert driver.read("m1").records == [b"one", b"two"]
+
+
+def test_rewrite_replaces_the_log(driver):
+    v1 = driver.append("m1", None, b"one")
+    v2 = driver.append("m1", v1, b"two")
+    assert driver.rewrite("m1", v1, b"stale") is None
+    v3 = driver.rewrite("m1", v2, b"snapshot")
+    assert v3 is not None
+    assert driver.read("m1").records == [b"snapshot"]
+    stale = driver.read("m1", v2)
+    assert stale.reset and stale.records == [b"snapshot"]
+    assert driver.append("m1", v2, b"x") is None
+    assert driver.append("m1", v3, b"three") is not None
+    assert driver.read("m1", v3).records == [b"three"]
+
+
+def test_delete(driver):
+    v1 = driver.append("m1", None, b"one")
+    driver.append("m2", None, b"other")
+    driver.delete("m1")
+    driver.delete("m-never-existed")
+    assert driver.read("m1").version is None
+    assert driver.append("m1", v1, b"stale") is None
+    assert driver.read("m2").records == [b"other"]
+
+
+def test_binary_records_round_trip(driver):
+    blob = bytes(range(256)) * 50
+    driver.append("m1", None, blob)
+    assert driver.read("m1").records == [blob]
+
+
+def test_invalid_metric_id(driver):
+    with pytest.raises(storage.InvalidMetricId):
+        driver.read("../etc/passwd")
+
+
+# -- the engine on the driver ----------------------------------------------
+
+
+def make_engine(spec, **kwargs) -> eng.Engine:
+    return eng.Engine(open_driver(*spec), **kwargs)
+
+
+def test_engine_round_trip_and_restart(driver_spec):
+    engine = make_engine(driver_spec, compact_deltas=5)
+    metric = eng.MetricRef("metric-a", POLICY)
+    ts = np.arange(0, 600) * NS
+    values = np.arange(600, dtype=float)
+    for lo in range(0, 600, 50):
+        result = engine.add_measures(
+            metric, ts[lo : lo + 50], values[lo : 50 + lo]
+        )
+        assert result.stored == 50
+    (coarse, fine) = engine.get_measures("metric-a", "sum")
+    assert coarse.granularity == 60 * NS and fine.granularity == NS
+    assert coarse.timestamps.tolist() == [i * 60 * NS for i in range(10)]
+    assert coarse.values.tolist() == [
+        float(sum(range(i * 60, i * 60 + 60))) for i in range(10)
+    ]
+    engine.close()
+    again = make_engine(driver_spec)
+    last = again.last_buckets("metric-a", "mean", 60 * NS, 2)
+    assert last.values.tolist() == [
+        np.mean(np.arange(480, 540)),
+        np.mean(np.arange(540, 600)),
+    ]
+    assert again.get_measures("metric-a", "count", NS)[0].values.sum() == 600
+    again.delete_metric("metric-a")
+    assert again.get_measures("metric-a", "count") == []
+    again.close()
+
+
+def test_engine_sees_other_writers(driver_spec):
+    one = make_engine(driver_spec)
+    two = make_engine(driver_spec)
+    metric = eng.MetricRef("metric-b", POLICY)
+    one.add_measures(metric, np.array([0]), np.array([1.0]))
+    assert two.last_buckets("metric-b", "sum", 60 * NS, 1).values.tolist() == [
+        1.0
+    ]
+    two.add_measures(metric, np.array([NS]), np.array([2.0]))
+    one.add_measures(metric, np.array([2 * NS]), np.array([4.0]))
+    for engine in (one, two):
+        assert engine.last_buckets(
+            "metric-b", "sum", 60 * NS, 1
+        ).values.tolist() == [7.0]
+    one.close()
+    two.close()
+
+
+# -- processes -----------------------------------------------------------------
+
+
+def _worker_main() -> None:
+    """Subprocess: write one point per call, print each acknowledgement."""
+    kind, location, metric_id, first, count, step = sys.argv[1:7]
+    engine = eng.Engine(open_driver(kind, location), compact_deltas=16)
+    metric = eng.MetricRef(metric_id, POLICY)
+    for i in range(int(first), int(first) + int(count) * int(step), int(step)):
+        engine.add_measures(metric, np.array([i * NS]), np.array([float(i)]))
+        sys.stdout.write(f"{i}\n")
+        sys.stdout.flush()
+    engine.close()
+
+
+def _spawn(spec, metric_id, first, count, step=1) -> subprocess.Popen:
+    code = (
+        "import sys; sys.path.insert(0, sys.argv.pop(1));"
+        "from tests.functional.test_storage_conformance import _worker_main;"
+        "_worker_main()"
+    )
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            ROOT,
+            *spec,
+            metric_id,
+            str(first),
+            str(count),
+            str(step),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.slow
+def test_kill_9_never_loses_an_acknowledged_write(driver_spec):
+    rng = random.Random(42)
+    acked: list[int] = []
+    in_flight: set[int] = set()
+    next_ts = 0
+    for _round in range(6):
+        proc = _spawn(driver_spec, "metric-crash", next_ts, 100000)
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # the writer is up and writing
+        time.sleep(rng.uniform(0.05, 0.6))
+        os.kill(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        out = first + out
+        lines = [int(x) for x in out.split("\n") if x.strip()]
+        assert lines, "the writer acknowledged nothing before the kill"
+        acked.extend(lines)
+        # The write in flight may or may not be stored; start after it.
+        in_flight.add(lines[-1] + 1)
+        next_ts = lines[-1] + 2
+        engine = make_engine(driver_spec)
+        stored = engine.get_measures("metric-crash", "count", NS)[0]
+        stored_ts = set((stored.timestamps // NS).tolist())
+        assert set(acked) <= stored_ts
+        assert stored_ts - set(acked) <= in_flight
+        assert (stored.values == 1.0).all()
+        engine.close()
+
+
+@pytest.mark.slow
+def test_concurrent_writer_processes_lose_nothing(driver_spec):
+    writers, each = 4, 150
+    procs = [
+        _spawn(driver_spec, "metric-shared", i, each, writers)
+        for i in range(writers)
+    ]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        assert len(out.split()) == each
+    engine = make_engine(driver_spec)
+    fine = engine.get_measures("metric-shared", "count", NS)[0]
+    assert fine.values.sum() == writers * each
+    assert (fine.timestamps // NS).tolist() == list(range(writers * each))
+    total = engine.get_measures("metric-shared", "sum", 60 * NS)[0]
+    assert total.values.sum() == sum(range(writers * each))
+    engine.close()
