@@ -78,7 +78,8 @@ def create_app(rt: Runtime) -> flask.Flask:
 
     for blueprint in (resources, resource_type, search):
         app.register_blueprint(blueprint.blueprint)
-    from api import v2
+    from api import openapi, v2
 
     v2.register(app)
+    openapi.register(app)
     return app
