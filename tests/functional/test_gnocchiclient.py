@@ -1,0 +1,152 @@
+"""The real gnocchiclient (library and ``gnocchi`` CLI) against alarmer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+gnocchiclient = pytest.importorskip("gnocchiclient")
+
+from gnocchiclient import auth as gauth  # noqa: E402
+from gnocchiclient import client as gclient  # noqa: E402
+from keystoneauth1 import session as ks_session  # noqa: E402
+
+T0 = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def make_client(url, user="alice", project="p-a", roles="member"):
+    plugin = gauth.GnocchiNoAuthPlugin(user, project, roles, url)
+    return gclient.Client("1", session=ks_session.Session(auth=plugin))
+
+
+def test_python_client_round_trip(live_api):
+    gn = make_client(live_api)
+    metric = gn.metric.create(name="cpu.util", unit="%")
+    assert metric["archive_policy"]["name"] == "low"
+    assert metric["unit"] == "%"
+    medium = gn.metric.create(
+        name="mem", archive_policy_name="medium", unit="B"
+    )
+    measures = [
+        {
+            "timestamp": (T0 + dt.timedelta(seconds=30 * i)).isoformat(),
+            "value": float(i),
+        }
+        for i in range(20)
+    ]
+    gn.metric.add_measures(medium["id"], measures)
+    got = gn.metric.get_measures(medium["id"], granularity=60)
+    assert [(ts, g) for ts, g, _ in got] == [
+        (T0 + dt.timedelta(minutes=m), 60.0) for m in range(10)
+    ]
+    assert [v for _, _, v in got] == [2 * m + 0.5 for m in range(10)]
+    got = gn.metric.get_measures(
+        medium["id"],
+        aggregation="max",
+        start=T0 + dt.timedelta(minutes=3),
+        stop=T0 + dt.timedelta(minutes=5),
+        granularity=60,
+    )
+    assert [v for _, _, v in got] == [7.0, 9.0]
+    hourly = gn.metric.get_measures(medium["id"], granularity=3600)
+    assert hourly == [(T0, 3600.0, 9.5)]
+
+    mem2 = gn.metric.create(name="mem2", archive_policy_name="medium")
+    gn.metric.batch_metrics_measures(
+        {
+            metric["id"]: [{"timestamp": T0.isoformat(), "value": 4}],
+            mem2["id"]: [{"timestamp": T0.isoformat(), "value": 4}],
+        }
+    )
+    assert gn.metric.get_measures(metric["id"]) == [(T0, 300.0, 4.0)]
+
+    agg = gn.aggregates.fetch(
+        [
+            "aggregate",
+            "mean",
+            ["metric", medium["id"], "mean"],
+            ["metric", mem2["id"], "mean"],
+        ],
+        granularity=60,
+        start=T0,
+        stop=T0 + dt.timedelta(hours=1),
+        needed_overlap=0,
+    )
+    points = agg["measures"]["aggregated"]
+    assert tuple(points[0]) == (T0, 60.0, 2.25)
+    assert [p[2] for p in points[1:]] == [2 * m + 0.5 for m in range(1, 10)]
+
+    ids = {m["id"] for m in gn.metric.list()}
+    assert ids == {metric["id"], medium["id"], mem2["id"]}
+    caps = gn.capabilities.list()
+    assert "rate:mean" in caps["aggregation_methods"]
+    assert {p["name"] for p in gn.archive_policy.list()} >= {"low", "bool"}
+
+    gn.metric.delete(metric["id"])
+    assert {m["id"] for m in gn.metric.list()} == {medium["id"], mem2["id"]}
+    other = make_client(live_api, user="bob", project="p-b")
+    with pytest.raises(Exception) as excinfo:
+        other.metric.get(medium["id"])
+    assert getattr(excinfo.value, "code", None) == 404
+
+
+def test_gnocchi_cli_round_trip(live_api, tmp_path):
+    cli = os.path.join(os.path.dirname(sys.executable), "gnocchi")
+    base = [
+        cli,
+        "--os-auth-type",
+        "gnocchi-noauth",
+        "--user-id",
+        "alice",
+        "--project-id",
+        "p-a",
+        "--roles",
+        "member",
+        "--endpoint",
+        live_api,
+    ]
+    env = {**os.environ, "HOME": str(tmp_path)}
+
+    def run(*args):
+        out = subprocess.run(
+            [*base, *args, "-f", "json"]
+            if args[-1] != "--"
+            else [*base, *args[:-1]],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout) if out.stdout.strip() else None
+
+    created = run("metric", "create", "-a", "medium", "--unit", "B", "disk")
+    assert created["archive_policy/name"] == "medium"
+    mid = created["id"]
+    run(
+        "measures",
+        "add",
+        "-m",
+        "2024-03-01T12:00:10+00:00@3",
+        "-m",
+        "2024-03-01T12:00:40+00:00@5",
+        "-m",
+        "2024-03-01T12:01:10+00:00@11",
+        mid,
+        "--",
+    )
+    rows = run("measures", "show", "--granularity", "60", "--utc", mid)
+    assert [(r["granularity"], r["value"]) for r in rows] == [
+        (60.0, 4.0),
+        (60.0, 11.0),
+    ]
+    assert rows[0]["timestamp"].startswith("2024-03-01T12:00:00")
+    shown = run("metric", "show", mid)
+    assert shown["unit"] == "B"
+    listed = run("metric", "list")
+    assert [m["id"] for m in listed] == [mid]
