@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import fnmatch
+import json
 import logging
 import math
 import re
@@ -967,3 +969,167 @@ def resource_dict(
     }
     body.update(attributes)
     return body
+
+
+# --------------------------------------------------------------- metrics
+
+
+def _parse_query(query: Any) -> Any:
+    from alarmer.engine import search
+
+    if isinstance(query, str):
+        try:
+            return json.loads(query) if query.strip() else {}
+        except ValueError as exc:
+            raise search.QueryError(
+                f"Invalid query: not a JSON document: {exc}"
+            ) from None
+    return query
+
+
+def resolve_resource_metrics(
+    session: orm.Session,
+    resource_type: str,
+    query: Any,
+    metric_name: str,
+    *,
+    project_id: str | None = None,
+    creator: str | None = None,
+) -> list[tuple[str, str, str]]:
+    """Metrics named *metric_name* of the resources matching *query*.
+
+    :param query: a JSON query (object, or the JSON text Aodh rules
+        store); ``None`` or ``{}`` matches every resource of the type.
+    :param metric_name: a metric name or an :mod:`fnmatch` pattern
+        (``cpu*``), as Gnocchi's aggregates accept.
+    :param project_id: when given, only resources of that project (its
+        own or created for it) count, as a non-admin caller's search.
+    :returns: ``(resource id, metric name, metric id)`` sorted by
+        resource id then name.
+    :raises NoSuchResourceType: unknown type.
+    :raises alarmer.engine.search.QueryError: invalid query.
+    """
+    from alarmer.engine import indexer, search
+
+    rtype = get_type(session, resource_type)
+    where = search.compile_query(_parse_query(query), rtype, creator)
+    stmt = (
+        sa.select(
+            indexer.Metric.resource_id, indexer.Metric.name, indexer.Metric.id
+        )
+        .join(ResourceModel, ResourceModel.id == indexer.Metric.resource_id)
+        .where(search.type_clause(rtype), where)
+    )
+    wildcard = any(c in metric_name for c in "*?[")
+    if not wildcard:
+        stmt = stmt.where(indexer.Metric.name == metric_name)
+    if project_id is not None:
+        stmt = stmt.where(project_scope(project_id))
+    rows = [
+        (str(rid), str(name), str(mid))
+        for rid, name, mid in session.execute(stmt)
+        if not wildcard or fnmatch.fnmatchcase(name or "", metric_name)
+    ]
+    rows.sort()
+    return rows
+
+
+def resolve_metric_ids(
+    session: orm.Session,
+    resource_type: str,
+    query: Any,
+    metric_name: str,
+    project_id: str | None = None,
+) -> list[str]:
+    """Ids of the metrics a by-resources rule reads now.
+
+    The group is evaluated at call time: resources created since count,
+    resources deleted or no longer matching (e.g. ended, with Heat's
+    ``ended_at = null`` clause) do not.  Same parameters and errors as
+    :func:`resolve_resource_metrics`.
+    """
+    return [
+        mid
+        for _, _, mid in resolve_resource_metrics(
+            session, resource_type, query, metric_name, project_id=project_id
+        )
+    ]
+
+
+def scope_query(query: str, project_id: str) -> str:
+    """Aodh's rewrite of a by-resources query for a non-admin project.
+
+    The stored query becomes ``{"and": [<project filter>, <query>]}``
+    where the project filter matches the resources the project created
+    or that were created for it (Gnocchi's visibility rule).
+    """
+    scope = {
+        "or": [
+            {"=": {"created_by_project_id": project_id}},
+            {"=": {"project_id": project_id}},
+        ]
+    }
+    return json.dumps({"and": [scope, _parse_query(query)]})
+
+
+def check_rule_query(
+    session: orm.Session, resource_type: str, query: str
+) -> None:
+    """Check a by-resources rule's query against its resource type.
+
+    An unknown resource type is accepted (Aodh accepts Gnocchi's 404: the
+    type may be declared later); an invalid query is not.
+
+    :raises alarmer.engine.search.QueryError: naming the culprit.
+    """
+    from alarmer.engine import search
+
+    try:
+        rtype = get_type(session, resource_type)
+    except NoSuchResourceType:
+        return
+    search.compile_query(_parse_query(query), rtype)
+
+
+def metric_of_resource(
+    session: orm.Session,
+    resource_id: str,
+    metric_name: str,
+    *,
+    project_id: str | None = None,
+    creator: str | None = None,
+) -> str | None:
+    """Id of metric *metric_name* of the resource a client calls *resource_id*.
+
+    A UUID is the stored id; another string is mapped with
+    :func:`resource_uuid` for *creator* when given, else looked up by the
+    original id the client used (within *project_id* when given).
+    """
+    from alarmer.engine import indexer
+
+    candidates: list[str] = []
+    try:
+        candidates.append(str(uuid.UUID(resource_id)))
+    except (TypeError, ValueError):
+        if creator is not None:
+            try:
+                candidates.append(resource_uuid(resource_id, creator))
+            except ResourceError:
+                return None
+        stmt = sa.select(ResourceModel.id).where(
+            ResourceModel.original_resource_id == resource_id
+        )
+        if project_id is not None:
+            stmt = stmt.where(project_scope(project_id))
+        candidates.extend(session.scalars(stmt))
+    if not candidates:
+        return None
+    return session.scalar(
+        sa.select(indexer.Metric.id)
+        .where(
+            indexer.Metric.resource_id.in_(candidates),
+            indexer.Metric.name == metric_name,
+        )
+        .order_by(indexer.Metric.id)
+        .limit(1)
+    )
