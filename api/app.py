@@ -82,4 +82,7 @@ def create_app(rt: Runtime) -> flask.Flask:
 
     v2.register(app)
     openapi.register(app)
+    from api.v2 import deliveries
+
+    app.register_blueprint(deliveries.bp)
     return app

@@ -55,7 +55,8 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
-                behaviour = receiver.behaviour.get(self.path, 200)
+                path = self.path.split("?", 1)[0]
+                behaviour = receiver.behaviour.get(path, 200)
                 headers: dict[str, str] = {}
                 if behaviour == "hang":
                     time.sleep(receiver.hang_seconds)
@@ -69,7 +70,7 @@ class Receiver:
                 if 200 <= status < 300:
                     with receiver.lock:
                         receiver.received.append(
-                            Received(self.path, dict(self.headers), body)
+                            Received(path, dict(self.headers), body)
                         )
                 payload = f"answer {status}".encode()
                 self.send_response(status)
