@@ -1,0 +1,137 @@
+"""Pure parsers of the v1 API: timestamps, operations, rule matching."""
+
+from __future__ import annotations
+
+import flask
+import pytest
+
+from alarmer.engine import indexer as idx
+from api import errors
+from api.v1 import aggregates as agg
+from api.v1 import validation as v
+
+NS = 1_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("raw", "ns"),
+    [
+        (0, 0),
+        (1, NS),
+        (1.5, 1_500_000_000),
+        ("1700000000.123456789", 1_700_000_000_123_456_789),
+        (1700000000.1234567, 1_700_000_000_123_456_700),
+        ("1970-01-01T00:00:00Z", 0),
+        ("1970-01-01T01:00:00+01:00", 0),
+        ("1970-01-01T00:00:00.000000001", 1),
+        ("1970-01-01 00:00:01,5", 1_500_000_000),
+        ("1970-01-02", 86400 * NS),
+        ("1970-01-01T05:30:00+0530", 0),
+        ("1970-01-01T05:30:00 05:30", 0),
+        ("2024-02-29T23:59:59-00:00", 1709251199 * NS),
+    ],
+)
+def test_timestamps(raw, ns):
+    assert v.timestamp_ns(raw, "ts") == ns
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("1969-12-31T23:59:59Z", "after Epoch"),
+        (-1, "after Epoch"),
+        ("nan", "unable to parse"),
+        (float("inf"), "not a timestamp"),
+        (True, "not a timestamp"),
+        (None, "not a timestamp"),
+        ([1], "not a timestamp"),
+        ("", "empty"),
+        ("tomorrow", "unable to parse"),
+        ("2023-02-29", "invalid date"),
+        ("2024-01-01T24:00:00", "invalid time"),
+        ("2024-01-01T10:00:00+25:00", "invalid UTC offset"),
+        ("3000-01-01", "out of range"),
+    ],
+)
+def test_bad_timestamps_name_the_field(raw, reason):
+    with pytest.raises(errors.APIError) as excinfo:
+        v.timestamp_ns(raw, "measures[2].timestamp")
+    assert excinfo.value.status == 400
+    assert "measures[2].timestamp" in excinfo.value.message
+    assert reason in excinfo.value.message
+
+
+def test_measures_arrays_and_first_bad_element():
+    ts, values = v.measures(
+        [{"timestamp": 2, "value": 1}, {"timestamp": "3", "value": "2.5"}],
+        "m",
+    )
+    assert ts.tolist() == [2 * NS, 3 * NS]
+    assert values.tolist() == [1.0, 2.5]
+    with pytest.raises(errors.APIError) as excinfo:
+        v.measures(
+            [{"timestamp": 1, "value": 1}, {"timestamp": 1, "value": 1e400}],
+            "m",
+        )
+    assert "m[1].value" in excinfo.value.message
+
+
+def test_sexpr_matches_the_list_form():
+    assert agg.parse_sexpr("(aggregate mean (metric (a mean) (b max)))") == [
+        "aggregate",
+        "mean",
+        ["metric", ["a", "mean"], ["b", "max"]],
+    ]
+    assert agg.parse_sexpr('(metric "x y" mean)') == ["metric", "x y", "mean"]
+    for bad in ("(metric a mean", "metric a mean)", "(a) (b)", "x"):
+        with pytest.raises(agg.OperationError):
+            agg.parse_sexpr(bad)
+
+
+def test_operations_tree():
+    op = agg.parse_operations(
+        [
+            "aggregate",
+            "rate:max",
+            ["metric", "a", "mean"],
+            ["metric", "b", "mean"],
+        ]
+    )
+    assert op == agg.AggregateOp(
+        "rate:max",
+        (agg.MetricOp((("a", "mean"),)), agg.MetricOp((("b", "mean"),))),
+    )
+    assert agg.metric_refs(op) == [("a", "mean"), ("b", "mean")]
+    nested = agg.parse_operations(
+        "(aggregate max (aggregate mean (metric (a mean) (b mean))))"
+    )
+    assert agg.metric_refs(nested) == [("a", "mean"), ("b", "mean")]
+    with pytest.raises(agg.OperationError, match=r"operations\[2\]\[0\]"):
+        agg.parse_operations(["aggregate", "mean", ["nope", "a", "b"]])
+
+
+def test_rule_matching_order_is_gnocchis():
+    rules = [
+        idx.Rule("default", "low", "*"),
+        idx.Rule("b", "high", "disk.*"),
+        idx.Rule("a", "medium", "disk.*"),
+        idx.Rule("io", "bool", "disk.io.*"),
+    ]
+    assert idx.match_rule(rules, "disk.io.x").name == "io"
+    assert idx.match_rule(rules, "disk.free").name == "a"
+    assert idx.match_rule(rules, None).name == "default"
+    assert idx.match_rule(rules[1:], "cpu") is None
+
+
+def test_query_parsers():
+    app = flask.Flask("t")
+    with app.test_request_context(
+        "/?needed_overlap=50&fill=0&flag=yes&n=3&g=5min&n2=x"
+    ):
+        assert v.query_float("needed_overlap", 0, 100) == 50.0
+        assert v.query_bool("flag") is True
+        assert v.query_bool("absent", default=True) is True
+        assert v.query_int("n", minimum=1) == 3
+        assert v.query_granularity("g") == 300 * NS
+        with pytest.raises(errors.APIError, match="n2"):
+            v.query_int("n2")
