@@ -75,7 +75,9 @@ def _api_services(rt: runtime.Runtime) -> list[service.Service]:
 
 
 def _evaluator_services(rt: runtime.Runtime) -> list[service.Service]:
-    return []
+    from alarmer.evaluator.service import EvaluatorService
+
+    return [EvaluatorService(rt)]
 
 
 def _notifier_services(rt: runtime.Runtime) -> list[service.Service]:

@@ -49,6 +49,6 @@ def build(
     return Runtime(
         conf=conf,
         db=database,
-        channel=channel or channel_mod.LocalChannel(),
+        channel=channel or channel_mod.make_channel(conf),
         engine=engine_mod.make_engine(conf),
     )

@@ -9,6 +9,40 @@ OPTS = [
         "evaluation_interval",
         default=60,
         min=1,
-        help="Seconds between two evaluations of an enabled alarm.",
+        help="Seconds between two evaluations of an enabled alarm. The "
+        "evaluations of a worker's alarms are spread evenly across the "
+        "interval; an evaluation that could not run in its interval is "
+        "skipped, not queued.",
+    ),
+    cfg.BoolOpt(
+        "event_driven",
+        default=True,
+        help="Re-evaluate the alarms reading a metric as soon as measures "
+        "for it arrive (in addition to the periodic evaluation).",
+    ),
+    cfg.StrOpt(
+        "metric_channel",
+        default="",
+        help="Channel carrying 'metric changed' announcements from the API "
+        "to the evaluators: 'local' (in-process, for the one-command "
+        "start), a redis:// URL (across processes and hosts), or empty: "
+        "the Redis server of [coordination] backend_url when it is a "
+        "redis:// URL, else 'local'.",
+    ),
+    cfg.FloatOpt(
+        "refresh_interval",
+        default=1.0,
+        min=0.05,
+        help="Seconds between two checks for created, edited or deleted "
+        "alarms (a cheap aggregate query; changed rows are then loaded).",
+    ),
+    cfg.IntOpt(
+        "event_coalesce_ms",
+        default=0,
+        min=0,
+        max=10000,
+        help="Milliseconds to wait after a 'metric changed' announcement "
+        "before evaluating, so that a burst of measures leads to one "
+        "evaluation. 0 evaluates at once.",
     ),
 ]

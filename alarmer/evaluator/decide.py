@@ -111,7 +111,7 @@ def window_values(
     dropped, as Gnocchi does not return them.
     """
     gran_ns = round(granularity * NS)
-    now_ns = _ns(now)
+    now_ns = to_ns(now)
     window_ns = gran_ns * (evaluation_periods + 1) + round(lag * NS)
     start_ns = ((now_ns - window_ns) // gran_ns) * gran_ns
     ts = np.asarray(timestamps_ns, dtype=np.int64)
@@ -294,7 +294,7 @@ def evaluate(
     else:
         granularity = float(rule["granularity"])
         kept = sorted(
-            (_ns(ts), float(value))
+            (to_ns(ts), float(value))
             for ts, gran, value in points
             if math.isclose(float(gran), granularity)
         )
@@ -313,7 +313,8 @@ def evaluate(
     )
 
 
-def _ns(value: Any) -> int:
+def to_ns(value: Any) -> int:
+    """Nanoseconds since the epoch of a datetime (naive = UTC) or int."""
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.UTC)

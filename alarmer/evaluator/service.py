@@ -1,0 +1,764 @@
+"""The evaluator service: owns a share of the alarms and evaluates them.
+
+Two threads:
+
+* the *control* thread polls the group membership
+  (:mod:`alarmer.evaluator.coordination`) and keeps the definitions of
+  the owned alarms in memory, refreshed incrementally: every
+  ``refresh_interval`` a cheap aggregate (``count``, ``max(timestamp)``,
+  ``sum(version)``) tells whether anything changed; only then are the
+  ``(alarm_id, version)`` pairs compared and the changed rows loaded.
+  Memory is bounded by the owned share.
+* the *worker* thread evaluates: first the alarms reading a metric that
+  just received measures (the event-driven path, fed by the metric
+  channel through an in-memory index metric id -> alarms), then the
+  periodic evaluations.  Each owned alarm has a fixed slot in the
+  ``evaluation_interval`` (a hash of its id), so evaluations are spread
+  evenly; a slot missed by more than one interval is skipped, not
+  queued, and the schedule lag (start - slot) is measured.
+
+A decision that changes something is committed by
+:func:`alarmer.storage.transitions.record_transition` (or
+``record_repeat``), fenced by the version the worker holds in memory.  A
+fence failure means the worker's view is stale: it reloads the alarm and
+decides again.  Engine errors turn into ``insufficient data`` as in Aodh;
+database errors are logged with the alarm id and the alarm is retried at
+its next evaluation; nothing stops the worker.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+import heapq
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from alarmer import runtime as runtime_mod
+from alarmer.evaluator import composite, data, decide, timeconstraints
+from alarmer.evaluator.coordination import Membership
+from alarmer.evaluator.decide import Decision, Outcome
+from alarmer.storage import transitions
+from alarmer.storage.models import Alarm
+
+LOG = logging.getLogger(__name__)
+
+SUPPORTED_TYPES = (*data.THRESHOLD_TYPES, data.COMPOSITE)
+_LOAD_CHUNK = 500
+_LAG_SAMPLES = 200_000
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class AlarmDef:
+    """One owned alarm as the worker keeps it in memory."""
+
+    alarm_id: str
+    type: str
+    rule: dict[str, Any]
+    version: int
+    seq: int
+    state: str
+    name: str
+    severity: str
+    project_id: str
+    ok_actions: tuple[str, ...]
+    alarm_actions: tuple[str, ...]
+    insufficient_data_actions: tuple[str, ...]
+    repeat_actions: bool
+    time_constraints: list[dict[str, Any]]
+    #: Metric ids read, per threshold (sub-)rule, or why unresolved.
+    targets: list[list[str] | data.Unresolved]
+    subrules: list[dict[str, Any]]
+    slot: float
+    token: int = 0
+    tc_inside: bool = True
+    tc_until: float = 0.0
+    resolve_after: float = 0.0
+
+    def metric_ids(self) -> set[str]:
+        """Every metric this alarm reads."""
+        return {m for t in self.targets if isinstance(t, list) for m in t}
+
+    def snapshot(self) -> transitions.AlarmSnapshot:
+        """The transition snapshot at the version held."""
+        return transitions.AlarmSnapshot(
+            alarm_id=self.alarm_id,
+            version=self.version,
+            seq=self.seq,
+            state=self.state,
+            name=self.name,
+            severity=self.severity,
+            project_id=self.project_id,
+            ok_actions=self.ok_actions,
+            alarm_actions=self.alarm_actions,
+            insufficient_data_actions=self.insufficient_data_actions,
+        )
+
+    def has_actions(self, state: str) -> bool:
+        """True when *state* has notification actions."""
+        if state == decide.ALARM:
+            return bool(self.alarm_actions)
+        if state == decide.OK:
+            return bool(self.ok_actions)
+        return bool(self.insufficient_data_actions)
+
+
+@dataclasses.dataclass
+class Stats:
+    """Counters of one evaluator process (read by benchmarks and tests)."""
+
+    evaluations: int = 0
+    event_evaluations: int = 0
+    transitions: int = 0
+    repeats: int = 0
+    fence_conflicts: int = 0
+    skipped_slots: int = 0
+    errors: int = 0
+    frozen: int = 0
+    lags: collections.deque = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=_LAG_SAMPLES)
+    )
+
+    def lag_percentiles(self) -> dict[str, float]:
+        """p50, p99 and max of the recorded schedule lags (seconds)."""
+        values = sorted(self.lags)
+        if not values:
+            return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+        return {
+            "p50": values[len(values) // 2],
+            "p99": values[min(len(values) - 1, int(len(values) * 0.99))],
+            "max": values[-1],
+        }
+
+
+def slot_of(alarm_id: str, interval: float) -> float:
+    """The fixed offset of an alarm within the evaluation interval."""
+    return (zlib.crc32(alarm_id.encode()) / 2**32) * interval
+
+
+class EvaluatorService:
+    """The evaluator of one process (see the module documentation).
+
+    :param rt: the process runtime (database, engine, metric channel).
+    :param membership: the group membership; by default built from
+        ``[coordination]``.
+    """
+
+    name = "evaluator"
+
+    def __init__(
+        self,
+        rt: runtime_mod.Runtime,
+        *,
+        membership: Membership | None = None,
+    ) -> None:
+        self.rt = rt
+        self.conf = rt.conf
+        self.membership = membership or Membership(rt.conf)
+        self.interval = float(rt.conf.evaluator.evaluation_interval)
+        self.lag = float(rt.conf.additional_ingestion_lag)
+        self.stats = Stats()
+        self._alarms: dict[str, AlarmDef] = {}
+        self._versions: dict[str, int] = {}
+        self._owner: dict[str, bool] = {}
+        self._by_metric: dict[str, set[str]] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._urgent: dict[str, None] = {}
+        self._pending_metrics: dict[str, None] = {}
+        self._cv = threading.Condition()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._generation = -1
+        self._fingerprint: tuple[Any, ...] | None = None
+        self._loaded_once = False
+        self._token = 0
+        #: Set after each completed definition sync (tests wait on it).
+        self.synced = threading.Event()
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def start(self) -> None:
+        """Join the group, load the owned alarms, start the threads."""
+        self.membership.start()
+        self._control_step(force=True)
+        if self.conf.evaluator.event_driven:
+            self.rt.channel.subscribe(self.on_metrics)
+        for target, label in (
+            (self._control_loop, "evaluator-control"),
+            (self._work_loop, "evaluator-worker"),
+        ):
+            thread = threading.Thread(target=target, name=label, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        LOG.info(
+            "evaluator started: %d alarms owned, interval %.0f s",
+            len(self._alarms),
+            self.interval,
+        )
+
+    def stop(self) -> None:
+        """Stop the threads and leave the group."""
+        self._stop.set()
+        with self._cv:
+            self._cv.notify_all()
+        self.rt.channel.unsubscribe(self.on_metrics)
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._threads.clear()
+        self.membership.stop()
+
+    # -- event-driven path --------------------------------------------------
+
+    def on_metrics(self, metric_ids: list[str]) -> None:
+        """Metric channel callback: queue the alarms reading these."""
+        with self._cv:
+            by_metric = self._by_metric
+            hit = False
+            for metric_id in metric_ids:
+                if metric_id in by_metric:
+                    self._pending_metrics[metric_id] = None
+                    hit = True
+            if hit:
+                self._cv.notify()
+
+    # -- control: membership and definitions -------------------------------
+
+    def _control_loop(self) -> None:
+        period = min(
+            self.conf.coordination.check_interval,
+            self.conf.evaluator.refresh_interval,
+        )
+        next_refresh = time.monotonic()
+        while not self._stop.wait(period):
+            force = False
+            now = time.monotonic()
+            if now >= next_refresh:
+                next_refresh = now + self.conf.evaluator.refresh_interval
+                force = None  # refresh if the fingerprint changed
+            try:
+                self._control_step(force=force)
+            except Exception:
+                LOG.exception("evaluator: refreshing alarm definitions failed")
+
+    def _control_step(self, *, force: bool | None) -> None:
+        """Poll membership; resync when ownership or alarms changed.
+
+        *force*: True = always sync, None = sync if the table changed,
+        False = sync only on an ownership change.
+        """
+        try:
+            self.membership.poll()
+        except Exception:
+            LOG.exception("evaluator: coordination poll failed")
+        generation = self.membership.generation
+        owner_changed = generation != self._generation
+        if owner_changed:
+            self._generation = generation
+            self._owner = {}
+        if force is False and not owner_changed:
+            return
+        fingerprint = self._table_fingerprint()
+        if (
+            force is None
+            and not owner_changed
+            and fingerprint == self._fingerprint
+        ):
+            return
+        self._sync(fingerprint)
+
+    def _table_fingerprint(self) -> tuple[Any, ...]:
+        with self.rt.db.read_session() as session:
+            row = session.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.max(Alarm.timestamp),
+                    sa.func.sum(Alarm.version),
+                )
+            ).one()
+        return tuple(row)
+
+    def _owns(self, alarm_id: str) -> bool:
+        owned = self._owner.get(alarm_id)
+        if owned is None:
+            owned = self.membership.owns(alarm_id)
+            self._owner[alarm_id] = owned
+        return owned
+
+    def _sync(self, fingerprint: tuple[Any, ...]) -> None:
+        """Bring the owned definitions up to date with the table."""
+        with self.rt.db.read_session() as session:
+            pairs = session.execute(
+                sa.select(Alarm.alarm_id, Alarm.version)
+            ).all()
+        owned = {aid: ver for aid, ver in pairs if self._owns(aid)}
+        stale = [
+            aid for aid, ver in owned.items() if self._versions.get(aid) != ver
+        ]
+        gone = [aid for aid in self._versions if aid not in owned]
+        loaded: list[AlarmDef] = []
+        dropped: list[str] = list(gone)
+        versions: dict[str, int] = {}
+        with self.rt.db.read_session() as session:
+            for start in range(0, len(stale), _LOAD_CHUNK):
+                chunk = stale[start : start + _LOAD_CHUNK]
+                rows = session.scalars(
+                    sa.select(Alarm).where(Alarm.alarm_id.in_(chunk))
+                ).all()
+                found = {row.alarm_id for row in rows}
+                dropped.extend(aid for aid in chunk if aid not in found)
+                defs, skipped = self._build(session, rows)
+                loaded.extend(defs)
+                dropped.extend(skipped)
+                versions.update((r.alarm_id, r.version) for r in rows)
+        self._apply(loaded, dropped, versions)
+        self._fingerprint = fingerprint
+        self._loaded_once = True
+        self.synced.set()
+        if loaded or dropped:
+            LOG.debug(
+                "evaluator: %d alarms (re)loaded, %d dropped, %d owned",
+                len(loaded),
+                len(dropped),
+                len(self._alarms),
+            )
+
+    def _build(
+        self, session: Any, rows: Iterable[Alarm]
+    ) -> tuple[list[AlarmDef], list[str]]:
+        """Turn rows into definitions; ids not to evaluate are returned."""
+        defs: list[AlarmDef] = []
+        skipped: list[str] = []
+        pending: list[
+            tuple[AlarmDef, list[tuple[str, Mapping[str, Any]]]]
+        ] = []
+        for row in rows:
+            if not row.enabled or row.type not in SUPPORTED_TYPES:
+                skipped.append(row.alarm_id)
+                continue
+            rule = dict(row.rule or {})
+            alarm = AlarmDef(
+                alarm_id=row.alarm_id,
+                type=row.type,
+                rule=rule,
+                version=row.version,
+                seq=row.seq,
+                state=row.state,
+                name=row.name,
+                severity=row.severity,
+                project_id=row.project_id,
+                ok_actions=tuple(row.ok_actions or ()),
+                alarm_actions=tuple(row.alarm_actions or ()),
+                insufficient_data_actions=tuple(
+                    row.insufficient_data_actions or ()
+                ),
+                repeat_actions=bool(row.repeat_actions),
+                time_constraints=list(row.time_constraints or []),
+                targets=[],
+                subrules=[rule],
+                slot=slot_of(row.alarm_id, self.interval),
+            )
+            items: list[tuple[str, Mapping[str, Any]]] = [(row.type, rule)]
+            if row.type == data.COMPOSITE:
+                # The sub-rules are the very dicts inside the rule tree
+                # (the composite evaluation hands them back by identity).
+                alarm.subrules = list(composite.sub_rules(rule))
+                items = [(str(s.get("type")), s) for s in alarm.subrules]
+            pending.append((alarm, items))
+        flat = [item for _, items in pending for item in items]
+        try:
+            resolved = data.bulk_resolve(session, flat)
+        except Exception as exc:
+            LOG.exception("evaluator: resolving alarm metrics failed")
+            resolved = [
+                data.Unresolved(f"alarm statistics retrieval failed: {exc}")
+            ] * len(flat)
+        position = 0
+        for alarm, items in pending:
+            alarm.targets = resolved[position : position + len(items)]
+            position += len(items)
+            defs.append(alarm)
+        return defs, skipped
+
+    def _apply(
+        self,
+        loaded: list[AlarmDef],
+        dropped: list[str],
+        versions: Mapping[str, int],
+    ) -> None:
+        now = time.time()
+        with self._cv:
+            for alarm_id in dropped:
+                self._versions.pop(alarm_id, None)
+                old = self._alarms.pop(alarm_id, None)
+                if old is not None:
+                    self._unindex(old)
+            self._versions.update(versions)
+            for alarm in loaded:
+                old = self._alarms.get(alarm.alarm_id)
+                if old is not None:
+                    self._unindex(old)
+                    alarm.token = old.token
+                    self._alarms[alarm.alarm_id] = alarm
+                    self._index(alarm)
+                    continue
+                self._alarms[alarm.alarm_id] = alarm
+                self._index(alarm)
+                self._schedule(alarm, self._next_slot(alarm, now))
+                if self._loaded_once:
+                    # Created, enabled or taken over since the start:
+                    # evaluate it now rather than at its slot.
+                    self._urgent[alarm.alarm_id] = None
+            if self._urgent:
+                self._cv.notify()
+
+    def _index(self, alarm: AlarmDef) -> None:
+        for metric_id in alarm.metric_ids():
+            self._by_metric.setdefault(metric_id, set()).add(alarm.alarm_id)
+
+    def _unindex(self, alarm: AlarmDef) -> None:
+        for metric_id in alarm.metric_ids():
+            ids = self._by_metric.get(metric_id)
+            if ids is not None:
+                ids.discard(alarm.alarm_id)
+                if not ids:
+                    del self._by_metric[metric_id]
+
+    def _next_slot(self, alarm: AlarmDef, now: float) -> float:
+        base = (now - alarm.slot) // self.interval * self.interval
+        due = base + alarm.slot
+        return due if due > now else due + self.interval
+
+    def _schedule(self, alarm: AlarmDef, due: float) -> None:
+        self._token += 1
+        alarm.token = self._token
+        heapq.heappush(self._heap, (due, self._token, alarm.alarm_id))
+
+    # -- worker -------------------------------------------------------------
+
+    def _work_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._work_step()
+            except Exception:
+                self.stats.errors += 1
+                LOG.exception("evaluator: worker step failed")
+                time.sleep(0.1)
+
+    def _take(
+        self,
+    ) -> tuple[list[AlarmDef], list[tuple[AlarmDef, float]], bool]:
+        """Wait for work; return (event alarms, due alarms, from events)."""
+        with self._cv:
+            while not self._stop.is_set():
+                now = time.time()
+                if self._pending_metrics or self._urgent:
+                    ids: dict[str, None] = {}
+                    for metric_id in self._pending_metrics:
+                        for alarm_id in self._by_metric.get(metric_id, ()):
+                            ids[alarm_id] = None
+                    from_events = bool(self._pending_metrics)
+                    ids.update(self._urgent)
+                    self._pending_metrics = {}
+                    self._urgent = {}
+                    alarms = [
+                        self._alarms[a] for a in ids if a in self._alarms
+                    ]
+                    return alarms, [], from_events
+                if self._heap and self._heap[0][0] <= now:
+                    due_items: list[tuple[AlarmDef, float]] = []
+                    while (
+                        self._heap
+                        and self._heap[0][0] <= now
+                        and len(due_items) < 256
+                    ):
+                        due, token, alarm_id = heapq.heappop(self._heap)
+                        alarm = self._alarms.get(alarm_id)
+                        if alarm is None or alarm.token != token:
+                            continue
+                        if now - due >= self.interval:
+                            missed = int((now - due) // self.interval)
+                            self.stats.skipped_slots += missed
+                            due += missed * self.interval
+                        self._schedule(alarm, due + self.interval)
+                        due_items.append((alarm, due))
+                    if due_items:
+                        return [], due_items, False
+                    continue
+                timeout = 0.5
+                if self._heap:
+                    timeout = min(timeout, max(self._heap[0][0] - now, 0))
+                self._cv.wait(timeout)
+        return [], [], False
+
+    def _work_step(self) -> None:
+        event_alarms, due_items, from_events = self._take()
+        for alarm in event_alarms:
+            self.evaluate(alarm, event=from_events)
+        lags = self.stats.lags
+        for alarm, due in due_items:
+            lags.append(time.time() - due)
+            self.evaluate(alarm)
+
+    # -- evaluation ---------------------------------------------------------
+
+    def evaluate(self, alarm: AlarmDef, *, event: bool = False) -> None:
+        """Evaluate one alarm now and commit what changed."""
+        now_ts = time.time()
+        now = dt.datetime.fromtimestamp(now_ts, dt.UTC)
+        self.stats.evaluations += 1
+        if event:
+            self.stats.event_evaluations += 1
+        if alarm.time_constraints and not self._within(alarm, now, now_ts):
+            self.stats.frozen += 1
+            return
+        try:
+            decision = self.decide(alarm, now, now_ts)
+        except Exception:
+            self.stats.errors += 1
+            LOG.exception("alarm %s: evaluation failed", alarm.alarm_id)
+            return
+        if decision.action == decide.NOTHING:
+            return
+        self._commit(alarm, decision, now)
+
+    def _within(
+        self, alarm: AlarmDef, now: dt.datetime, now_ts: float
+    ) -> bool:
+        if alarm.tc_until and now_ts < alarm.tc_until:
+            return alarm.tc_inside
+        try:
+            inside, until = timeconstraints.status(alarm.time_constraints, now)
+        except Exception as exc:
+            LOG.warning(
+                "alarm %s: invalid time constraint (%s); not evaluated",
+                alarm.alarm_id,
+                exc,
+            )
+            alarm.tc_inside, alarm.tc_until = False, now_ts + self.interval
+            return False
+        alarm.tc_inside = inside
+        # "until" is inclusive for an open window: re-check one second on.
+        alarm.tc_until = (
+            (until.timestamp() + (1 if inside else 0)) if until else 0
+        )
+        if not inside:
+            LOG.debug(
+                "alarm %s: outside its time constraints, not evaluated",
+                alarm.alarm_id,
+            )
+        return inside
+
+    def decide(
+        self, alarm: AlarmDef, now: dt.datetime, now_ts: float
+    ) -> Decision:
+        """The decision for *alarm* at *now* (reads its data)."""
+        if alarm.type == data.COMPOSITE:
+            positions = {id(s): i for i, s in enumerate(alarm.subrules)}
+
+            def assess(sub: Mapping[str, Any]) -> Outcome:
+                index = positions[id(sub)]
+                return self._outcome(
+                    alarm,
+                    index,
+                    str(sub.get("type")),
+                    sub,
+                    now=now,
+                    now_ts=now_ts,
+                )
+
+            return composite.evaluate(
+                alarm.rule,
+                assess,
+                alarm.state,
+                repeat_actions=alarm.repeat_actions,
+            )
+        outcome = self._outcome(
+            alarm, 0, alarm.type, alarm.rule, now=now, now_ts=now_ts
+        )
+        return decide.transition(
+            outcome,
+            current_state=alarm.state,
+            repeat_actions=alarm.repeat_actions,
+            evaluation_periods=int(alarm.rule["evaluation_periods"]),
+        )
+
+    def _outcome(
+        self,
+        alarm: AlarmDef,
+        index: int,
+        alarm_type: str,
+        rule: Mapping[str, Any],
+        *,
+        now: dt.datetime,
+        now_ts: float,
+    ) -> Outcome:
+        target = alarm.targets[index] if index < len(alarm.targets) else None
+        if alarm_type == data.BY_RESOURCES or (
+            not isinstance(target, list) and now_ts >= alarm.resolve_after
+        ):
+            target = self._resolve(alarm, index, alarm_type, rule, now_ts)
+        if not isinstance(target, list):
+            return decide.insufficient(str(target))
+        try:
+            return data.read_outcome(
+                self.rt.engine,
+                alarm_type,
+                rule,
+                target,
+                now,
+                lag=self.lag,
+            )
+        except Exception as exc:
+            LOG.warning(
+                "alarm %s: statistics retrieval failed: %s",
+                alarm.alarm_id,
+                exc,
+            )
+            return decide.insufficient(
+                f"alarm statistics retrieval failed: {exc}"
+            )
+
+    def _resolve(
+        self,
+        alarm: AlarmDef,
+        index: int,
+        alarm_type: str,
+        rule: Mapping[str, Any],
+        now_ts: float,
+    ) -> list[str] | data.Unresolved:
+        alarm.resolve_after = now_ts + min(self.interval, 60.0)
+        try:
+            with self.rt.db.read_session() as session:
+                target: list[str] | data.Unresolved = data.resolve(
+                    session, alarm_type, rule
+                )
+        except data.Unresolved as exc:
+            target = exc
+        except Exception as exc:
+            LOG.warning(
+                "alarm %s: resolving its metrics failed: %s",
+                alarm.alarm_id,
+                exc,
+            )
+            target = data.Unresolved(
+                f"alarm statistics retrieval failed: {exc}"
+            )
+        with self._cv:
+            if alarm.alarm_id in self._alarms:
+                self._unindex(alarm)
+                while len(alarm.targets) <= index:
+                    alarm.targets.append(data.Unresolved(""))
+                alarm.targets[index] = target
+                self._index(alarm)
+        return target
+
+    def _commit(
+        self, alarm: AlarmDef, decision: Decision, now: dt.datetime
+    ) -> None:
+        for _attempt in range(2):
+            repeat = decision.action == decide.REPEAT
+            if repeat and not alarm.has_actions(alarm.state):
+                return
+            try:
+                with self.rt.db.session() as session:
+                    if repeat:
+                        done = transitions.record_repeat(
+                            session,
+                            alarm.alarm_id,
+                            alarm.version,
+                            decision.reason,
+                            decision.reason_data,
+                            now=now,
+                            snapshot=alarm.snapshot(),
+                        )
+                    else:
+                        done = transitions.record_transition(
+                            session,
+                            alarm.alarm_id,
+                            alarm.version,
+                            decision.state,
+                            decision.reason,
+                            decision.reason_data,
+                            now=now,
+                            snapshot=alarm.snapshot(),
+                        )
+                    session.commit()
+            except Exception:
+                self.stats.errors += 1
+                LOG.exception(
+                    "alarm %s: committing %s to %s failed; retried at the "
+                    "next evaluation",
+                    alarm.alarm_id,
+                    decision.action,
+                    decision.state,
+                )
+                return
+            if done:
+                self._applied(alarm, decision, repeat)
+                return
+            self.stats.fence_conflicts += 1
+            fresh = self._reload(alarm.alarm_id)
+            if fresh is None:
+                return
+            alarm = fresh
+            try:
+                decision = self.decide(alarm, now, now.timestamp())
+            except Exception:
+                LOG.exception("alarm %s: evaluation failed", alarm.alarm_id)
+                return
+            if decision.action == decide.NOTHING:
+                return
+
+    def _applied(
+        self, alarm: AlarmDef, decision: Decision, repeat: bool
+    ) -> None:
+        bump = alarm.has_actions(decision.state)
+        with self._cv:
+            alarm.version += 1
+            alarm.seq += 1 if bump else 0
+            alarm.state = decision.state
+            if self._versions.get(alarm.alarm_id) == alarm.version - 1:
+                self._versions[alarm.alarm_id] = alarm.version
+        if repeat:
+            self.stats.repeats += 1
+        else:
+            self.stats.transitions += 1
+
+    def _reload(self, alarm_id: str) -> AlarmDef | None:
+        """Reload one alarm after a fence failure; None if not to evaluate."""
+        try:
+            with self.rt.db.read_session() as session:
+                row = session.get(Alarm, alarm_id)
+                if row is None:
+                    defs: list[AlarmDef] = []
+                    dropped = [alarm_id]
+                    versions: dict[str, int] = {}
+                else:
+                    defs, dropped = self._build(session, [row])
+                    versions = {alarm_id: row.version}
+        except Exception:
+            LOG.exception("alarm %s: reloading failed", alarm_id)
+            return None
+        if not self._owns(alarm_id):
+            return None
+        self._apply(defs, dropped, versions)
+        return defs[0] if defs else None
+
+    # -- introspection ------------------------------------------------------
+
+    def owned(self) -> list[str]:
+        """Ids of the alarms this worker evaluates."""
+        with self._cv:
+            return sorted(self._alarms)
+
+    def wait_synced(self, timeout: float = 10.0) -> bool:
+        """Wait for the next definition sync (tests)."""
+        self.synced.clear()
+        return self.synced.wait(timeout)
