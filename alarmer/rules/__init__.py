@@ -168,6 +168,18 @@ def _with_defaults(kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _digits(data: Any, keys: tuple[str, ...]) -> Any:
+    """Read integers aodhclient sends as text (``"60"``): digits only."""
+    if not isinstance(data, dict):
+        return data
+    fixed = dict(data)
+    for key in keys:
+        value = fixed.get(key)
+        if isinstance(value, str) and value.strip().isdigit():
+            fixed[key] = int(value)
+    return fixed
+
+
 def _check_method(field: str, method: str) -> None:
     if archive_policy.is_valid_method(method):
         return
@@ -184,6 +196,7 @@ def _threshold(
     alarm_type: str, data: Any, prefix: str, *, sub: bool
 ) -> dict[str, Any]:
     kind = f"sub:{alarm_type}" if sub else alarm_type
+    data = _digits(data, ("granularity", "evaluation_periods"))
     _check(kind, data, prefix)
     rule = _with_defaults(kind, data)
     rule["threshold"] = float(rule["threshold"])
@@ -292,6 +305,16 @@ def validate_alarm(
         action URL; raises :class:`RuleError` to reject it.
     :raises RuleError: the first problem found, naming the field.
     """
+    if isinstance(body, dict) and isinstance(
+        body.get("time_constraints"), list
+    ):
+        body = {
+            **body,
+            "time_constraints": [
+                _digits(item, ("duration",))
+                for item in body["time_constraints"]
+            ],
+        }
     _check("alarm", body, "")
     alarm_type = body["type"]
     rule_key = f"{alarm_type}_rule"
