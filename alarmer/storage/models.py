@@ -67,8 +67,13 @@ class Alarm(Base):
     user_id: orm.Mapped[str] = orm.mapped_column(sa.String(255))
 
     __table_args__ = (
-        sa.Index("ix_alarm_project_id_timestamp", "project_id", "timestamp"),
-        sa.Index("ix_alarm_timestamp", "timestamp"),
+        sa.Index(
+            "ix_alarm_project_id_timestamp",
+            "project_id",
+            "timestamp",
+            "alarm_id",
+        ),
+        sa.Index("ix_alarm_timestamp", "timestamp", "alarm_id"),
         sa.Index("ix_alarm_enabled_type", "enabled", "type"),
     )
 
@@ -94,7 +99,10 @@ class AlarmHistory(Base):
 
     __table_args__ = (
         sa.Index(
-            "ix_alarm_history_alarm_id_timestamp", "alarm_id", "timestamp"
+            "ix_alarm_history_alarm_id_timestamp",
+            "alarm_id",
+            "timestamp",
+            "event_id",
         ),
         sa.Index(
             "ix_alarm_history_on_behalf_of_timestamp",

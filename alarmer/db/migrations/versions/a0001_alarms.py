@@ -47,9 +47,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("alarm_id", name=op.f("pk_alarm")),
     )
     op.create_index(
-        "ix_alarm_project_id_timestamp", "alarm", ["project_id", "timestamp"]
+        "ix_alarm_project_id_timestamp",
+        "alarm",
+        ["project_id", "timestamp", "alarm_id"],
     )
-    op.create_index("ix_alarm_timestamp", "alarm", ["timestamp"])
+    op.create_index("ix_alarm_timestamp", "alarm", ["timestamp", "alarm_id"])
     op.create_index("ix_alarm_enabled_type", "alarm", ["enabled", "type"])
 
     op.create_table(
@@ -68,7 +70,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_alarm_history_alarm_id_timestamp",
         "alarm_history",
-        ["alarm_id", "timestamp"],
+        ["alarm_id", "timestamp", "event_id"],
     )
     op.create_index(
         "ix_alarm_history_on_behalf_of_timestamp",
