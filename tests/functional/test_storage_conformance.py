@@ -8,6 +8,7 @@ restarts, ``kill -9`` of writers and concurrent writer processes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -192,9 +193,10 @@ def test_engine_sees_other_writers(driver_spec):
 
 def _worker_main() -> None:
     """Subprocess: write one point per call, print each acknowledgement."""
-    kind, location, metric_id, first, count, step = sys.argv[1:7]
+    kind, location, metric_id, first, count, step, back = sys.argv[1:8]
     engine = eng.Engine(open_driver(kind, location), compact_deltas=16)
-    metric = eng.MetricRef(metric_id, POLICY)
+    policy = dataclasses.replace(POLICY, back_window=int(back))
+    metric = eng.MetricRef(metric_id, policy)
     for i in range(int(first), int(first) + int(count) * int(step), int(step)):
         engine.add_measures(metric, np.array([i * NS]), np.array([float(i)]))
         sys.stdout.write(f"{i}\n")
@@ -202,7 +204,9 @@ def _worker_main() -> None:
     engine.close()
 
 
-def _spawn(spec, metric_id, first, count, step=1) -> subprocess.Popen:
+def _spawn(
+    spec, metric_id, first, count, step=1, back_window=0
+) -> subprocess.Popen:
     code = (
         "import sys; sys.path.insert(0, sys.argv.pop(1));"
         "from tests.functional.test_storage_conformance import _worker_main;"
@@ -219,6 +223,7 @@ def _spawn(spec, metric_id, first, count, step=1) -> subprocess.Popen:
             str(first),
             str(count),
             str(step),
+            str(back_window),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -259,7 +264,8 @@ def test_kill_9_never_loses_an_acknowledged_write(driver_spec):
 def test_concurrent_writer_processes_lose_nothing(driver_spec):
     writers, each = 4, 150
     procs = [
-        _spawn(driver_spec, "metric-shared", i, each, writers)
+        # a wide back window: the writers run at different speeds
+        _spawn(driver_spec, "metric-shared", i, each, writers, 1000)
         for i in range(writers)
     ]
     for proc in procs:

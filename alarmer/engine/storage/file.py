@@ -1,11 +1,15 @@
 """File driver: one append-only log file per metric.
 
 Layout: ``<basepath>/<first two characters of the id>/<metric id>``.
-The file is a sequence of frames ``[u32 length][u32 crc32][payload]``.
+The file is a 12-byte header (``b"ALG1"`` and a random 64-bit
+*generation* that identifies this incarnation of the log, so that a
+version read from a replaced file can never match its successor, even
+when the file system reuses the inode number) followed by frames
+``[u32 length][u32 crc32][payload]``.
 
 - A write appends one frame under an exclusive ``fcntl.flock`` of the
   file, after checking that the file is still at the version the writer
-  read (same inode, same length); the data is in the kernel when
+  read (same generation, same length); the data is in the kernel when
   :meth:`FileDriver.append` returns, so it survives ``kill -9`` of the
   process (``fsync=True`` also makes it survive a power loss).
 - Readers take no lock: they stop at the first incomplete frame or bad
@@ -24,6 +28,7 @@ import errno
 import fcntl
 import logging
 import os
+import secrets
 import struct
 import zlib
 
@@ -36,6 +41,22 @@ from alarmer.engine.storage import (
 
 LOG = logging.getLogger(__name__)
 _FRAME = struct.Struct("<II")
+_HEADER = struct.Struct("<4sQ")
+_MAGIC = b"ALG1"
+
+
+def new_header() -> tuple[int, bytes]:
+    """A fresh generation and the file header carrying it."""
+    generation = secrets.randbits(63) or 1
+    return generation, _HEADER.pack(_MAGIC, generation)
+
+
+def read_generation(fd: int, size: int) -> int | None:
+    """Generation of the log open at *fd* (None: empty or not a log)."""
+    if size < _HEADER.size:
+        return None
+    magic, generation = _HEADER.unpack(os.pread(fd, _HEADER.size, 0))
+    return generation if magic == _MAGIC else None
 
 
 def frame(record: bytes) -> bytes:
@@ -87,27 +108,30 @@ class FileDriver(SeriesDriver):
         except FileNotFoundError:
             return LogRead(None, True, [])
         try:
-            st = os.fstat(fd)
-            if since is not None and since.generation == st.st_ino:
-                if since.length == st.st_size:
+            size = os.fstat(fd).st_size
+            generation = read_generation(fd, size)
+            if generation is None:
+                return LogRead(None, True, [])
+            if since is not None and since.generation == generation:
+                if since.length == size:
                     return LogRead(since, False, [])
-                if since.length < st.st_size:
-                    data = os.pread(
-                        fd, st.st_size - since.length, since.length
-                    )
+                if since.length < size:
+                    data = os.pread(fd, size - since.length, since.length)
                     records, valid = parse_frames(data)
                     return LogRead(
-                        Version(st.st_ino, since.length + valid),
+                        Version(generation, since.length + valid),
                         False,
                         records,
                     )
-            data = os.pread(fd, st.st_size, 0) if st.st_size else b""
+            data = os.pread(fd, size - _HEADER.size, _HEADER.size)
         finally:
             os.close(fd)
         records, valid = parse_frames(data)
-        if valid == 0:
+        if not records:
             return LogRead(None, True, [])
-        return LogRead(Version(st.st_ino, valid), True, records)
+        return LogRead(
+            Version(generation, _HEADER.size + valid), True, records
+        )
 
     # -- writes ------------------------------------------------------------
 
@@ -133,32 +157,47 @@ class FileDriver(SeriesDriver):
                 raise
             os.close(fd)  # replaced or deleted meanwhile: retry
 
-    def _check(self, fd: int, expected: Version | None) -> int | None:
-        """Size to write at, or None when *expected* is stale."""
-        st = os.fstat(fd)
-        if expected is None:
-            want = 0
-        elif expected.generation != st.st_ino:
+    def _check(
+        self, fd: int, expected: Version | None
+    ) -> tuple[int, int, bytes] | None:
+        """Where to write: (generation, offset, header to write first).
+
+        None when *expected* is stale.  A tail that holds no valid frame
+        (a torn, unacknowledged write) is cut off.
+        """
+        size = os.fstat(fd).st_size
+        generation = read_generation(fd, size)
+        if generation is None or (
+            expected is None
+            and not parse_frames(
+                os.pread(fd, size - _HEADER.size, _HEADER.size)
+            )[0]
+        ):
+            # Empty (or only a torn first write): a fresh log.
+            if expected is not None:
+                return None
+            if size:
+                os.ftruncate(fd, 0)
+            generation, header = new_header()
+            return generation, 0, header
+        if expected is None or expected.generation != generation:
             return None
-        else:
-            want = expected.length
-        if st.st_size == want:
-            return want
-        if st.st_size < want:
+        want = expected.length
+        if size == want:
+            return generation, want, b""
+        if size < want:
             return None
-        # Longer than expected: acceptable only if the extra bytes hold
-        # no valid frame (a torn, unacknowledged write).
-        tail = os.pread(fd, st.st_size - want, want)
-        records, _ = parse_frames(tail)
-        if records:
+        tail = os.pread(fd, size - want, want)
+        if parse_frames(tail)[0]:
             return None
         LOG.warning(
-            "metric log %s: dropping %d bytes of an incomplete write",
-            fd,
-            st.st_size - want,
+            "series log generation %x: dropping %d bytes of an "
+            "incomplete write",
+            generation,
+            size - want,
         )
         os.ftruncate(fd, want)
-        return want
+        return generation, want, b""
 
     def append(
         self, metric_id: str, expected: Version | None, record: bytes
@@ -166,17 +205,18 @@ class FileDriver(SeriesDriver):
         path = self.path(metric_id)
         fd = self._open_locked(path)
         try:
-            at = self._check(fd, expected)
-            if at is None:
+            where = self._check(fd, expected)
+            if where is None:
                 return None
-            data = frame(record)
+            generation, at, header = where
+            data = header + frame(record)
             written = os.pwrite(fd, data, at)
             if written != len(data):
                 os.ftruncate(fd, at)
                 raise OSError(errno.EIO, f"short write to {path}")
             if self.fsync:
                 os.fsync(fd)
-            return Version(os.fstat(fd).st_ino, at + written)
+            return Version(generation, at + written)
         finally:
             os.close(fd)
 
@@ -188,14 +228,14 @@ class FileDriver(SeriesDriver):
         try:
             if self._check(fd, expected) is None:
                 return None
-            tmp = f"{path}.{os.getpid()}.{id(record):x}.tmp"
-            data = frame(record)
+            generation, header = new_header()
+            tmp = f"{path}.{generation:x}.tmp"
+            data = header + frame(record)
             tfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 os.write(tfd, data)
                 if self.fsync:
                     os.fsync(tfd)
-                ino = os.fstat(tfd).st_ino
             finally:
                 os.close(tfd)
             os.rename(tmp, path)
@@ -205,7 +245,7 @@ class FileDriver(SeriesDriver):
                     os.fsync(dfd)
                 finally:
                     os.close(dfd)
-            return Version(ino, len(data))
+            return Version(generation, len(data))
         finally:
             os.close(fd)
 
