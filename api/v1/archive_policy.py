@@ -7,6 +7,7 @@ default policy file).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import flask
@@ -17,6 +18,9 @@ from api import errors
 from api.v1 import validation as v
 
 LOG = logging.getLogger(__name__)
+
+#: Largest back_window (an SQL INTEGER).
+MAX_BACK_WINDOW = 2**31 - 1
 
 _ITEM = {
     "type": "object",
@@ -32,7 +36,11 @@ PATCH_SCHEMA = {
     "type": "object",
     "properties": {
         "definition": {"type": "array", "minItems": 1, "items": _ITEM},
-        "back_window": {"type": "integer", "minimum": 0},
+        "back_window": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": MAX_BACK_WINDOW,
+        },
     },
     "additionalProperties": False,
     "minProperties": 1,
@@ -43,6 +51,36 @@ def _methods_defaults() -> tuple[str, ...]:
     return ap.DEFAULT_METHODS
 
 
+def check_bounds(
+    items: Sequence[ap.PolicyItem], back_window: object = 0
+) -> None:
+    """400 for items the engine cannot represent in int64 nanoseconds."""
+    for i, item in enumerate(items):
+        if item.granularity < 1:
+            raise errors.APIError(
+                f"Invalid value for definition[{i}].granularity: must be at "
+                "least one nanosecond",
+                400,
+            )
+        span = item.timespan or item.granularity
+        if span > v.INT64_MAX:
+            raise errors.APIError(
+                f"Invalid value for definition[{i}]: the timespan is longer "
+                "than 292 years",
+                400,
+            )
+    if (
+        isinstance(back_window, int)
+        and not isinstance(back_window, bool)
+        and not 0 <= back_window <= MAX_BACK_WINDOW
+    ):
+        raise errors.APIError(
+            f"Invalid value for back_window: must be between 0 and "
+            f"{MAX_BACK_WINDOW}",
+            400,
+        )
+
+
 def create() -> tuple[dict[str, Any], int, dict[str, str]]:
     """POST: create a policy (201, 409 when the name is taken)."""
     v.require_admin()
@@ -51,6 +89,7 @@ def create() -> tuple[dict[str, Any], int, dict[str, str]]:
         policy = ap.ArchivePolicy.from_request(body, _methods_defaults())
     except ap.PolicyError as exc:
         raise errors.APIError(str(exc), 400) from None
+    check_bounds(policy.definition, policy.back_window)
     try:
         v.indexer().create_archive_policy(policy)
     except idx.IndexerError as exc:
@@ -90,6 +129,7 @@ def update(name: str) -> dict[str, Any]:
             ]
         except ap.PolicyError as exc:
             raise errors.APIError(str(exc), 400) from None
+        check_bounds(items)
         grans = [item.granularity for item in items]
         if len(set(grans)) != len(grans):
             raise errors.APIError(

@@ -42,6 +42,13 @@ def _answer(stored: int, refused: int) -> tuple[dict[str, int], int]:
     return {"measures_stored": stored, "measures_refused": refused}, 202
 
 
+def _busy(exc: Exception) -> errors.APIError:
+    LOG.warning("measures not written: %s", exc)
+    return errors.APIError(
+        f"{exc}; retry the request", 503, headers={"Retry-After": "1"}
+    )
+
+
 def _log_refused(metric_id: str, result: Any) -> None:
     if result.refused:
         LOG.warning(
@@ -59,7 +66,10 @@ def add(metric_id: str) -> tuple[dict[str, int], int]:
     rt = v.runtime()
     if stamps.size == 0:
         return _answer(0, 0)
-    result = rt.engine.add_measures(metric_ref(info), stamps, values)
+    try:
+        result = rt.engine.add_measures(metric_ref(info), stamps, values)
+    except engine_mod.WriteConflict as exc:
+        raise _busy(exc) from None
     _log_refused(info.id, result)
     if result.stored:
         rt.channel.publish([info.id])
@@ -85,7 +95,10 @@ def add_batch() -> tuple[dict[str, int], int]:
     if not batch:
         return _answer(0, 0)
     rt = v.runtime()
-    results = rt.engine.add_measures_batch(batch)
+    try:
+        results = rt.engine.add_measures_batch(batch)
+    except engine_mod.WriteConflict as exc:
+        raise _busy(exc) from None
     stored = refused = 0
     changed = []
     for (ref, _, _), result in zip(batch, results, strict=True):

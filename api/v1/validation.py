@@ -209,7 +209,10 @@ def measure_value(value: object, field: str) -> float:
     if type(value) is float:
         result = value
     elif type(value) is int:
-        result = float(value)
+        try:
+            result = float(value)
+        except OverflowError:
+            raise bad(f"{field}: number out of range") from None
     elif isinstance(value, str):
         try:
             result = float(value)

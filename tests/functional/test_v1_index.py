@@ -150,6 +150,25 @@ def test_policy_duplicate_is_409_and_keeps_the_first(client):
         ),
         ({"definition": [{"granularity": 60, "points": 2}]}, "name"),
         (
+            {"name": "x", "definition": [{"granularity": 1e-12, "points": 1}]},
+            "definition[0].granularity",
+        ),
+        (
+            {
+                "name": "x",
+                "definition": [{"granularity": 1, "points": 10**30}],
+            },
+            "definition[0]",
+        ),
+        (
+            {
+                "name": "x",
+                "definition": [{"granularity": 1, "points": 1}],
+                "back_window": 10**20,
+            },
+            "back_window",
+        ),
+        (
             {
                 "name": "x",
                 "definition": [{"granularity": 1, "points": 1}],

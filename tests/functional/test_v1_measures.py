@@ -230,6 +230,8 @@ BAD_BODIES = [
     ([{"timestamp": T0, "value": True}], "measures[0].value"),
     ([{"timestamp": T0, "value": "nan"}], "measures[0].value"),
     ([{"timestamp": T0, "value": "Infinity"}], "measures[0].value"),
+    ([{"timestamp": T0, "value": 10**400}], "measures[0].value"),
+    ([{"timestamp": 1e30, "value": 1}], "measures[0].timestamp"),
     (
         [
             {"timestamp": T0, "value": 1},
