@@ -250,13 +250,15 @@ def check_target(
     conf: cfg.ConfigOpts,
     *,
     unresolvable_ok: bool,
+    networks: Sequence[IPNetwork] | None = None,
 ) -> None:
     """Refuse a target host resolving to a non-allowed internal address.
 
     Every address of the name is checked.  When the name does not resolve
     (or not in ``[notifier] dns_timeout``), the target is accepted if
     *unresolvable_ok* (at save time: it is checked again at delivery)
-    and refused otherwise.
+    and refused otherwise.  *networks* are the parsed ``[notifier]
+    allowed_networks`` when the caller has them already.
 
     :raises InvalidAction: naming the URL, the address and the option.
     """
@@ -276,7 +278,9 @@ def check_target(
         ) from exc
     except ValueError as exc:
         raise InvalidAction(f"Unable to parse action {redact(url)}") from exc
-    refused = refused_address(addresses, allowed_networks(conf))
+    if networks is None:
+        networks = allowed_networks(conf)
+    refused = refused_address(addresses, networks)
     if refused is not None:
         raise InvalidAction(
             f"Action {redact(url)} targets {refused}, a loopback, "

@@ -77,6 +77,11 @@ class HttpNotifier(base.Notifier):
         )
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        self._networks = base.allowed_networks(conf)
+        self._timeouts = (
+            conf.notifier.connect_timeout,
+            conf.notifier.read_timeout,
+        )
 
     @classmethod
     def validate(
@@ -133,7 +138,12 @@ class HttpNotifier(base.Notifier):
         start = time.monotonic()
         url = action.geturl()
         try:
-            base.check_target(action, self.conf, unresolvable_ok=False)
+            base.check_target(
+                action,
+                self.conf,
+                unresolvable_ok=False,
+                networks=self._networks,
+            )
         except base.InvalidAction as exc:
             return base.Result(
                 delivered=False,
@@ -142,15 +152,18 @@ class HttpNotifier(base.Notifier):
                 duration=time.monotonic() - start,
             )
         body = json.dumps(message.payload()).encode("utf-8")
-        opts = self.conf.notifier
         try:
-            response = self.session.post(
-                url,
-                data=body,
-                headers=self.headers(message, body),
-                timeout=(opts.connect_timeout, opts.read_timeout),
+            # Prepared directly: the session has no cookies, auth or
+            # environment settings to merge (trust_env is off).
+            request = requests.Request(
+                "POST", url, data=body, headers=self.headers(message, body)
+            ).prepare()
+            response = self.session.send(
+                request,
+                timeout=self._timeouts,
                 verify=self._verify(action),
                 cert=self._cert(),
+                proxies={},
                 allow_redirects=False,
                 stream=True,
             )

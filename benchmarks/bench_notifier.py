@@ -1,0 +1,222 @@
+"""Notifier benchmark: throughput and commit-to-receipt latency.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_notifier.py [--db URL] [-n 5000]
+
+* **throughput**: N outbox rows (one webhook each, spread over alarms of
+  10 notifications) are committed first, then one notifier process
+  (a :class:`NotifierService`, as ``alarmer-notifier`` runs it) delivers
+  them to a local receiver running in another process; the figure is
+  deliveries per second until the receiver has them all.
+* **latency**: with the notifier running in the same process as the
+  writer (as under ``alarmer serve``), outbox rows are committed one by
+  one at a steady rate; the figure is the time from the end of the commit
+  to the receipt of the webhook (same host, same clock).
+
+The receiver is a minimal asyncio HTTP/1.1 server (keep-alive) so that
+it is not the bottleneck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from alarmer import conf as aconf
+from alarmer import runtime, timeutils
+from alarmer.notifier.service import NotifierService
+from alarmer.storage.models import Notification
+
+
+def _receiver(port_queue: multiprocessing.Queue) -> None:
+    received: dict[str, float] = {}
+
+    async def handle(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                now = time.time()
+                lines = head.decode("latin-1").split("\r\n")
+                method, path = lines[0].split(" ")[:2]
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        k, v = line.split(":", 1)
+                        headers[k.strip().lower()] = v.strip()
+                length = int(headers.get("content-length", "0"))
+                if length:
+                    await reader.readexactly(length)
+                if method == "GET" and path == "/stats":
+                    body = json.dumps(received).encode()
+                else:
+                    received.setdefault(headers.get("webhook-id", ""), now)
+                    body = b""
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: "
+                    + str(len(body)).encode()
+                    + b"\r\n\r\n"
+                    + body
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port_queue.put(server.sockets[0].getsockname()[1])
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def _stats(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{port}/stats", timeout=30
+    ) as response:
+        return json.loads(response.read())
+
+
+def _conf(db_url: str | None, data_dir: str, **notifier):
+    overrides = {
+        "DEFAULT": {"data_dir": data_dir},
+        "notifier": {"allowed_networks": ["127.0.0.0/8"], **notifier},
+    }
+    if db_url:
+        overrides["database"] = {"connection": db_url}
+    return aconf.make_conf(overrides=overrides)
+
+
+def _notification(alarm_id: str, seq: int, url: str) -> Notification:
+    return Notification(
+        alarm_id=alarm_id,
+        seq=seq,
+        alarm_name="bench",
+        severity="low",
+        previous="ok",
+        current="alarm",
+        reason="benchmark",
+        reason_data={"type": "threshold"},
+        actions=[url],
+        project_id="bench",
+        created_at=timeutils.utcnow(),
+    )
+
+
+def throughput(db_url, data_dir, port, count, workers) -> dict[str, float]:
+    rt = runtime.build(_conf(db_url, data_dir, workers=workers), migrate=True)
+    url = f"http://127.0.0.1:{port}/t"
+    alarms = [str(uuid.uuid4()) for _ in range(max(1, count // 10))]
+    with rt.db.session() as session:
+        n = 0
+        for seq in range(1, 11):
+            for alarm_id in alarms:
+                if n >= count:
+                    break
+                session.add(_notification(alarm_id, seq, url))
+                n += 1
+        session.commit()
+    before = len(_stats(port))
+    service = NotifierService(rt)
+    start = time.perf_counter()
+    service.start()
+    try:
+        while len(_stats(port)) - before < count:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - start
+    finally:
+        service.stop()
+        rt.close()
+    return {"deliveries": count, "seconds": elapsed, "per_s": count / elapsed}
+
+
+def latency(db_url, data_dir, port, count, rate) -> dict[str, float]:
+    rt = runtime.build(_conf(db_url, data_dir), migrate=True)
+    url = f"http://127.0.0.1:{port}/l"
+    service = NotifierService(rt)
+    service.start()
+    committed: dict[str, float] = {}
+    try:
+        from alarmer.notifier import models
+
+        for _i in range(count):
+            alarm_id = str(uuid.uuid4())
+            with rt.db.session() as session:
+                session.add(_notification(alarm_id, 1, url))
+                session.commit()
+            committed[models.delivery_id(alarm_id, 1, url)] = time.time()
+            time.sleep(1.0 / rate)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            got = _stats(port)
+            if all(k in got for k in committed):
+                break
+            time.sleep(0.1)
+    finally:
+        service.stop()
+        rt.close()
+    delays = sorted(
+        (got[k] - t) * 1000.0 for k, t in committed.items() if k in got
+    )
+    q = statistics.quantiles(delays, n=100)
+    return {
+        "samples": len(delays),
+        "p50_ms": statistics.median(delays),
+        "p99_ms": q[98],
+        "max_ms": delays[-1],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", help="database URL (default: SQLite file)")
+    parser.add_argument("-n", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--latency-samples", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=50.0)
+    args = parser.parse_args()
+    port_queue: multiprocessing.Queue = multiprocessing.Queue()
+    proc = multiprocessing.Process(
+        target=_receiver, args=(port_queue,), daemon=True
+    )
+    proc.start()
+    port = port_queue.get(timeout=10)
+    try:
+        with tempfile.TemporaryDirectory() as data_dir:
+            backend = (args.db or "sqlite").split(":")[0]
+            t = throughput(args.db, data_dir, port, args.n, args.workers)
+            lat = latency(
+                args.db, data_dir, port, args.latency_samples, args.rate
+            )
+    finally:
+        proc.terminate()
+    print(f"backend: {backend}")
+    print(f"{'measure':<42} {'value':>12}")
+    print(f"{'-' * 42} {'-' * 12}")
+    print(f"{'deliveries':<42} {t['deliveries']:>12d}")
+    print(f"{'seconds':<42} {t['seconds']:>12.2f}")
+    print(f"{'deliveries per second (1 process)':<42} {t['per_s']:>12.0f}")
+    print(
+        f"{'latency samples (commit -> received)':<42} {lat['samples']:>12d}"
+    )
+    print(f"{'latency p50 (ms)':<42} {lat['p50_ms']:>12.1f}")
+    print(f"{'latency p99 (ms)':<42} {lat['p99_ms']:>12.1f}")
+    print(f"{'latency max (ms)':<42} {lat['max_ms']:>12.1f}")
+
+
+if __name__ == "__main__":
+    main()
