@@ -117,6 +117,9 @@ def validate_body(identity: Identity, body: Any) -> dict[str, Any]:
         common.check_project_access(identity, values["project_id"])
     if "user_id" in values:
         common.check_user_access(identity, values["user_id"])
+    from api.v1 import resources as resource_views
+
+    resource_views.scope_alarm(identity, values)
     return values
 
 
