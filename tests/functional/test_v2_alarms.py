@@ -68,6 +68,21 @@ def test_create_each_type_and_read_back(client, alarm_type):
         expected.setdefault("granularity", 60)
         expected.setdefault("evaluation_periods", 1)
         expected["threshold"] = float(expected["threshold"])
+        if alarm_type == "gnocchi_aggregation_by_resources_threshold":
+            # A non-admin's resource query is limited to its project.
+            expected["query"] = json.dumps(
+                {
+                    "and": [
+                        {
+                            "or": [
+                                {"=": {"created_by_project_id": "p1"}},
+                                {"=": {"project_id": "p1"}},
+                            ]
+                        },
+                        json.loads(expected["query"]),
+                    ]
+                }
+            )
         assert rule == expected
 
 
