@@ -1,0 +1,313 @@
+"""Resource search and by-resources evaluation, in process.
+
+Builds, in a temporary directory (SQLite file, ``file`` series driver):
+
+* 100,000 ``instance`` resources (``server_group`` with 10 members per
+  group, ``host`` with 200 per host) inserted in bulk;
+* one extra group of 1,000 instances, each with a ``cpu`` metric
+  (policy ``medium``, 60 s) holding 10 buckets of measures.
+
+Then times, over ``--repeat`` runs:
+
+* the search ``server_group = X`` over the 100,000 resources: the SQL the
+  search compiles to alone, the same for a non-admin (project scope
+  added), and the whole ``POST /v1/search/resource/instance`` view through
+  Flask's test client (compile, query, attributes and metrics of the
+  matches, JSON);
+* one evaluation of a ``gnocchi_aggregation_by_resources_threshold``
+  rule over the 1,000-instance group: resolving the group's metrics
+  (``resolve_metric_ids``), reading the newest buckets of each metric
+  from the engine and reducing them across the group
+  (``aggregate_across``), then the decision.
+
+Usage: ``.venv/bin/python benchmarks/bench_resources.py [--resources N]
+[--group N] [--repeat N] [--database URL]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+
+import numpy as np
+import sqlalchemy as sa
+
+from alarmer import conf as aconf
+from alarmer import runtime, timeutils
+from alarmer.engine import cross, search
+from alarmer.engine import engine as engine_mod
+from alarmer.engine import indexer as idx
+from alarmer.engine import resources as res
+
+NS = 1_000_000_000
+HEADERS = {"X-User-Id": "bench", "X-Project-Id": "bp", "X-Roles": "member"}
+
+
+def timed(fn: Callable[[int], object], repeat: int) -> list[float]:
+    out = []
+    for i in range(repeat):
+        t0 = time.perf_counter()
+        fn(i)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def row(name: str, samples: list[float], note: str = "") -> None:
+    samples = sorted(samples)
+    p95 = samples[min(len(samples) - 1, int(len(samples) * 0.95))]
+    print(
+        f"| {name} | {statistics.median(samples):.2f} | {p95:.2f} | "
+        f"{samples[0]:.2f} | {note} |"
+    )
+
+
+def populate(rt: runtime.Runtime, n: int, group: int) -> list[str]:
+    with rt.db.session() as session, session.begin():
+        rtype = res.create_type(
+            session,
+            res.parse_type_definition(
+                {
+                    "name": "instance",
+                    "attributes": {
+                        "server_group": {"type": "string", "required": False},
+                        "host": {"type": "string", "required": False},
+                    },
+                }
+            ),
+        )
+    sg = rtype.attributes["server_group"].id
+    host = rtype.attributes["host"].id
+    now = timeutils.utcnow()
+    base = {
+        "type": "instance",
+        "creator": "bench:bp",
+        "created_by_user_id": "bench",
+        "created_by_project_id": "bp",
+        "user_id": None,
+        "project_id": "bp",
+        "started_at": now,
+        "ended_at": None,
+        "revision_start": now,
+    }
+    members: list[str] = []
+    total = n + group
+    t0 = time.perf_counter()
+    for start in range(0, total, 5000):
+        resources, attrs = [], []
+        for i in range(start, min(total, start + 5000)):
+            rid = str(uuid.uuid4())
+            in_group = i >= n
+            resources.append({**base, "id": rid, "original_resource_id": rid})
+            attrs.append(
+                {
+                    "resource_id": rid,
+                    "attribute_id": sg,
+                    "value_str": "big" if in_group else f"g{i % (n // 10)}",
+                }
+            )
+            attrs.append(
+                {
+                    "resource_id": rid,
+                    "attribute_id": host,
+                    "value_str": f"host{i % 500}",
+                }
+            )
+            if in_group:
+                members.append(rid)
+        with rt.db.session() as session, session.begin():
+            session.execute(sa.insert(res.ResourceModel), resources)
+            session.execute(sa.insert(res.ResourceAttributeModel), attrs)
+    with rt.db.engine.begin() as conn:
+        if rt.db.dialect in ("postgresql", "sqlite"):
+            conn.exec_driver_sql("ANALYZE")
+    print(
+        f"inserted {total} resources in {time.perf_counter() - t0:.1f} s",
+        file=sys.stderr,
+    )
+    return members
+
+
+def add_metrics(rt: runtime.Runtime, members: list[str]) -> list[str]:
+    policy = idx.Indexer(rt.db).get_archive_policy("medium")
+    assert policy is not None
+    metrics = []
+    rows = []
+    for rid in members:
+        mid = str(uuid.uuid4())
+        metrics.append(mid)
+        rows.append(
+            {
+                "id": mid,
+                "archive_policy_name": "medium",
+                "name": "cpu",
+                "resource_id": rid,
+                "created_at": timeutils.utcnow(),
+            }
+        )
+    with rt.db.session() as session, session.begin():
+        session.execute(sa.insert(idx.Metric), rows)
+    now = int(time.time()) * NS
+    stamps = now - np.arange(10, 0, -1, dtype=np.int64) * 60 * NS
+    rng = np.random.default_rng(42)
+    assert rt.engine is not None
+    batch = [
+        (
+            engine_mod.MetricRef(id=mid, policy=policy),
+            stamps,
+            rng.random(10) * 100,
+        )
+        for mid in metrics
+    ]
+    rt.engine.add_measures_batch(batch)
+    return metrics
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--resources", type=int, default=100_000)
+    parser.add_argument("--group", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--database", default=None)
+    args = parser.parse_args()
+
+    tmp = tempfile.TemporaryDirectory(prefix="alarmer-bench-")
+    conf = aconf.make_conf(overrides={"DEFAULT": {"data_dir": tmp.name}})
+    if args.database:
+        conf.set_override("connection", args.database, group="database")
+    rt = runtime.build(conf, migrate=True)
+    members = populate(rt, args.resources, args.group)
+    add_metrics(rt, members)
+
+    print(
+        f"\n{args.resources:,} resources + a group of {args.group:,}; "
+        f"backend {rt.db.dialect}; {args.repeat} runs\n"
+    )
+    print("| operation | p50 ms | p95 ms | min ms | note |")
+    print("|---|---|---|---|---|")
+
+    groups = args.resources // 10
+    with rt.db.read_session() as session:
+        rtype = res.get_type(session, "instance")
+
+    def sql_search(i: int, scoped: bool = False) -> None:
+        where = search.compile_query(
+            {"=": {"server_group": f"g{(i * 7919) % groups}"}}, rtype
+        )
+        stmt = sa.select(res.ResourceModel).where(
+            search.type_clause(rtype), where
+        )
+        if scoped:
+            stmt = stmt.where(res.project_scope("bp"))
+        with rt.db.read_session() as session:
+            found = session.scalars(stmt.limit(1000)).all()
+        assert len(found) == 10, len(found)
+
+    row(
+        f"search server_group = X, SQL (10 of {args.resources:,} match)",
+        timed(sql_search, args.repeat),
+    )
+    row(
+        "same, non-admin (project scope)",
+        timed(lambda i: sql_search(i, True), args.repeat),
+    )
+
+    from api.app import create_app
+
+    client = create_app(rt).test_client()
+
+    def api_search(i: int) -> None:
+        response = client.post(
+            "/v1/search/resource/instance",
+            json={"=": {"server_group": f"g{(i * 7919) % groups}"}},
+            headers=HEADERS,
+        )
+        assert response.status_code == 200
+        assert len(response.get_json()) == 10
+
+    row(
+        "POST /v1/search/resource/instance (view, in process)",
+        timed(api_search, args.repeat),
+        "10 results rendered",
+    )
+
+    def api_search_host(i: int) -> None:
+        response = client.post(
+            "/v1/search/resource/instance?limit=1000",
+            json={"=": {"host": f"host{i % 500}"}},
+            headers=HEADERS,
+        )
+        assert response.status_code == 200
+        assert len(response.get_json()) >= args.resources // 500
+
+    row(
+        f"same, host = X ({args.resources // 500} results)",
+        timed(api_search_host, max(20, args.repeat // 4)),
+        "each rendered",
+    )
+
+    # By-resources evaluation over the group.
+    query = json.dumps(
+        {"and": [{"=": {"server_group": "big"}}, {"=": {"ended_at": None}}]}
+    )
+    scoped = res.scope_query(query, "bp")
+    engine = rt.engine
+    assert engine is not None
+    gran = 60 * NS
+
+    def resolve(_: int) -> list[str]:
+        with rt.db.read_session() as session:
+            ids = res.resolve_metric_ids(session, "instance", scoped, "cpu")
+        assert len(ids) == args.group
+        return ids
+
+    ids = resolve(0)
+
+    def read(_: int) -> None:
+        now = int(time.time()) * NS
+        series = [engine.last_buckets(m, "mean", gran, 3) for m in ids]
+        out = cross.aggregate_across(
+            series,
+            "mean",
+            start=now - 3 * gran,
+            stop=now,
+            needed_overlap=0,
+        )
+        assert len(out.values) >= 1
+
+    def evaluate(i: int) -> None:
+        metric_ids = resolve(i)
+        now = int(time.time()) * NS
+        series = [engine.last_buckets(m, "mean", gran, 3) for m in metric_ids]
+        out = cross.aggregate_across(
+            series, "mean", start=now - 3 * gran, stop=now, needed_overlap=0
+        )
+        assert np.asarray(out.values).size >= 1
+
+    row(
+        f"by-resources: resolve the group ({args.group} metrics)",
+        timed(resolve, args.repeat),
+        "scoped query, SQL",
+    )
+    row(
+        f"by-resources: read + reduce {args.group} series",
+        timed(read, args.repeat),
+        "last_buckets x N + aggregate_across",
+    )
+    row(
+        f"by-resources evaluation, {args.group} instances (total)",
+        timed(evaluate, args.repeat),
+        "Gnocchi /v1/aggregates: 259 ms",
+    )
+    rt.close()
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
