@@ -26,7 +26,7 @@ recomputes only what they change.
 from __future__ import annotations
 
 import dataclasses
-import math
+import itertools
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -290,10 +290,21 @@ def method_values(
 # Per-metric state
 
 
-class Level:
-    """The buckets of one granularity: timestamps and columns."""
+def _grown(arr: np.ndarray, lo: int, hi: int, cap: int) -> np.ndarray:
+    out = np.empty(cap, dtype=arr.dtype)
+    out[: hi - lo] = arr[lo:hi]
+    return out
 
-    __slots__ = ("cols", "granularity", "ts")
+
+class Level:
+    """The buckets of one granularity: timestamps and columns.
+
+    Arrays carry spare capacity at the end (appending a bucket is O(1)
+    amortized) and a moving start (retention drops old buckets without
+    copying); :attr:`ts` and :attr:`cols` are views of the live part.
+    """
+
+    __slots__ = ("_cols", "_ts", "granularity", "hi", "lo")
 
     def __init__(
         self,
@@ -302,43 +313,169 @@ class Level:
         cols: dict[str, np.ndarray],
     ) -> None:
         self.granularity = granularity
-        self.ts = ts
-        self.cols = cols
+        self._set(ts, cols)
+
+    def _set(self, ts: np.ndarray, cols: dict[str, np.ndarray]) -> None:
+        self._ts = ts
+        self._cols = dict(cols)
+        self.lo = 0
+        self.hi = int(ts.size)
 
     @classmethod
     def empty(cls, granularity: int, columns: Iterable[str]) -> Level:
         return cls(granularity, _EMPTY_I, {c: _EMPTY_F for c in columns})
 
+    @property
+    def ts(self) -> np.ndarray:
+        """Bucket starts (a view)."""
+        return self._ts[self.lo : self.hi]
+
+    @property
+    def cols(self) -> dict[str, np.ndarray]:
+        """Columns (views)."""
+        lo, hi = self.lo, self.hi
+        return {k: v[lo:hi] for k, v in self._cols.items()}
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def nbytes(self) -> int:
+        """Bytes held, spare capacity included."""
+        return self._ts.nbytes + sum(v.nbytes for v in self._cols.values())
+
     def replace_from(
         self, start: int, ts: np.ndarray, cols: dict[str, np.ndarray]
     ) -> None:
         """Replace every bucket >= *start* by the given ones."""
-        cut = int(np.searchsorted(self.ts, start))
-        if cut == self.ts.size:
-            self.ts = np.concatenate((self.ts, ts)) if cut else ts
-            for name in self.cols:
-                old = self.cols[name]
-                self.cols[name] = (
-                    np.concatenate((old, cols[name])) if cut else cols[name]
-                )
+        cut = self.lo + int(np.searchsorted(self.ts, start))
+        end = cut + int(ts.size)
+        if end <= self._ts.size:
+            self._ts[cut:end] = ts
+            for name, arr in self._cols.items():
+                arr[cut:end] = cols[name]
+            self.hi = end
             return
-        self.ts = np.concatenate((self.ts[:cut], ts))
-        for name in self.cols:
-            self.cols[name] = np.concatenate(
-                (self.cols[name][:cut], cols[name])
-            )
+        if cut == self.lo:
+            self._set(ts, cols)
+            return
+        self._set(
+            np.concatenate((self._ts[self.lo : cut], ts)),
+            {
+                name: np.concatenate((arr[self.lo : cut], cols[name]))
+                for name, arr in self._cols.items()
+            },
+        )
+
+    def append(self, start: int) -> int:
+        """Add an (uninitialised) bucket at the end; return its index."""
+        if self.hi == self._ts.size:
+            live = self.hi - self.lo
+            cap = max(16, live * 2)
+            self._ts = _grown(self._ts, self.lo, self.hi, cap)
+            self._cols = {
+                k: _grown(v, self.lo, self.hi, cap)
+                for k, v in self._cols.items()
+            }
+            self.lo, self.hi = 0, live
+        index = self.hi
+        self._ts[index] = start
+        self.hi += 1
+        return index
 
     def truncate(self, points: int | None) -> None:
         """Keep the buckets newer than newest - points * granularity."""
-        if points is None or self.ts.size == 0:
+        if points is None or self.hi == self.lo:
             return
-        horizon = int(self.ts[-1]) - points * self.granularity
-        if self.ts[0] > horizon:
+        horizon = int(self._ts[self.hi - 1]) - points * self.granularity
+        if self._ts[self.lo] > horizon:
             return
-        cut = int(np.searchsorted(self.ts, horizon, side="right"))
-        self.ts = self.ts[cut:]
-        for name in self.cols:
-            self.cols[name] = self.cols[name][cut:]
+        self.lo += int(np.searchsorted(self.ts, horizon, side="right"))
+
+
+class RawBuffer:
+    """Raw points still inside the back window (sorted, unique)."""
+
+    __slots__ = ("_ts", "_values", "hi", "lo")
+
+    def __init__(self, ts: np.ndarray, values: np.ndarray) -> None:
+        self.set(ts, values)
+
+    def set(self, ts: np.ndarray, values: np.ndarray) -> None:
+        self._ts = ts
+        self._values = values
+        self.lo = 0
+        self.hi = int(ts.size)
+
+    @property
+    def ts(self) -> np.ndarray:
+        return self._ts[self.lo : self.hi]
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._values[self.lo : self.hi]
+
+    def append(self, ts: int, value: float) -> None:
+        if self.hi == self._ts.size:
+            live = self.hi - self.lo
+            cap = max(16, live * 2)
+            self._ts = _grown(self._ts, self.lo, self.hi, cap)
+            self._values = _grown(self._values, self.lo, self.hi, cap)
+            self.lo, self.hi = 0, live
+        self._ts[self.hi] = ts
+        self._values[self.hi] = value
+        self.hi += 1
+
+    def nbytes(self) -> int:
+        return self._ts.nbytes + self._values.nbytes
+
+
+def _init_bucket(
+    cols: dict[str, np.ndarray], i: int, v: float, prefix: str
+) -> None:
+    cols[prefix + "count"][i] = 1.0
+    for name in ("sum", "min", "max", "first", "last"):
+        arr = cols.get(prefix + name)
+        if arr is not None:
+            arr[i] = v
+    arr = cols.get(prefix + "m2")
+    if arr is not None:
+        arr[i] = 0.0
+
+
+def _empty_rate_bucket(cols: dict[str, np.ndarray], i: int) -> None:
+    for name, arr in cols.items():
+        if name.startswith(RATE):
+            arr[i] = 0.0 if name == RATE + "count" else np.nan
+
+
+def _update_bucket(
+    cols: dict[str, np.ndarray], i: int, v: float, prefix: str
+) -> None:
+    counts = cols[prefix + "count"]
+    n0 = float(counts[i])
+    if n0 == 0.0:
+        _init_bucket(cols, i, v, prefix)
+        return
+    n1 = n0 + 1.0
+    counts[i] = n1
+    sums = cols.get(prefix + "sum")
+    if sums is not None:
+        s0 = float(sums[i])
+        s1 = s0 + v
+        sums[i] = s1
+        m2 = cols.get(prefix + "m2")
+        if m2 is not None:
+            # Welford: M2 += (v - old mean) * (v - new mean)
+            m2[i] = float(m2[i]) + (v - s0 / n0) * (v - s1 / n1)
+    arr = cols.get(prefix + "min")
+    if arr is not None and v < arr[i]:
+        arr[i] = v
+    arr = cols.get(prefix + "max")
+    if arr is not None and v > arr[i]:
+        arr[i] = v
+    arr = cols.get(prefix + "last")
+    if arr is not None:
+        arr[i] = v
 
 
 @dataclasses.dataclass
@@ -372,29 +509,49 @@ def dedupe_sorted(
     return ts[keep], values[keep]
 
 
+#: Batches up to this size, all newer than the last point, take the
+#: scalar incremental path (O(1) per point and level).
+FAST_PATH_MAX = 16
+
+
 class MetricState:
     """Everything stored for one metric (pure data, no I/O)."""
 
     __slots__ = (
+        "_sorted_cols",
         "columns",
         "has_rate",
         "last_ts",
         "levels",
         "policy",
-        "raw_ts",
-        "raw_values",
+        "raw",
     )
 
     def __init__(self, policy: ap.ArchivePolicy) -> None:
-        self.policy = policy
-        self.columns = columns_for(policy.aggregation_methods)
-        self.has_rate = any(c.startswith(RATE) for c in self.columns)
         self.last_ts: int | None = None
-        self.raw_ts = _EMPTY_I
-        self.raw_values = _EMPTY_F
+        self.raw = RawBuffer(_EMPTY_I, _EMPTY_F)
+        self._adopt(policy)
         self.levels: dict[int, Level] = {
             g: Level.empty(g, self.columns) for g in policy.granularities
         }
+
+    def _adopt(self, policy: ap.ArchivePolicy) -> None:
+        self.policy = policy
+        self.columns = columns_for(policy.aggregation_methods)
+        self.has_rate = any(c.startswith(RATE) for c in self.columns)
+        self._sorted_cols = tuple(
+            c for c in self.columns if _is_sorted_column(c)
+        )
+
+    @property
+    def raw_ts(self) -> np.ndarray:
+        """Timestamps of the raw points kept."""
+        return self.raw.ts
+
+    @property
+    def raw_values(self) -> np.ndarray:
+        """Values of the raw points kept."""
+        return self.raw.values
 
     # -- policy ------------------------------------------------------------
 
@@ -421,19 +578,16 @@ class MetricState:
         """
         if policy == self.policy:
             return
-        columns = columns_for(policy.aggregation_methods)
-        same_cols = columns == self.columns
-        self.policy = policy
-        self.columns = columns
-        self.has_rate = any(c.startswith(RATE) for c in columns)
+        old_columns = self.columns
+        self._adopt(policy)
         levels = {}
         for g in policy.granularities:
             level = self.levels.get(g)
-            if level is None or not same_cols:
-                level = Level.empty(g, columns)
+            if level is None or self.columns != old_columns:
+                level = Level.empty(g, self.columns)
                 if self.raw_ts.size:
                     starts, cols = compute_buckets(
-                        self.raw_ts, self.raw_values, g, columns
+                        self.raw_ts, self.raw_values, g, self.columns
                     )
                     level.replace_from(0, starts, cols)
             levels[g] = level
@@ -450,6 +604,17 @@ class MetricState:
         Duplicated timestamps: the newest write wins (in a batch, the
         last occurrence).
         """
+        ts = np.asarray(ts, dtype=np.int64)
+        values = np.asarray(values, dtype=np.float64)
+        if 0 < ts.size <= FAST_PATH_MAX and self.last_ts is not None:
+            tl = ts.tolist()
+            if tl[0] > self.last_ts and all(
+                a < b for a, b in itertools.pairwise(tl)
+            ):
+                for t, v in zip(tl, values.tolist(), strict=True):
+                    self._append_point(t, v)
+                self._truncate_raw()
+                return ApplyResult(len(tl), 0, ts, values)
         ts, values = dedupe_sorted(ts, values)
         refused = 0
         fbt = self.first_block_timestamp()
@@ -463,34 +628,99 @@ class MetricState:
         self._merge(ts, values)
         return ApplyResult(int(ts.size), refused, ts, values)
 
+    def _append_point(self, t: int, v: float) -> None:
+        """In-order append of one point: O(1) per level (scalar code)."""
+        raw = self.raw
+        prev = float(raw._values[raw.hi - 1]) if raw.hi > raw.lo else None
+        raw.append(t, v)
+        self.last_ts = t
+        has_rate = self.has_rate
+        for g, level in self.levels.items():
+            start = t - t % g
+            i = level.hi - 1
+            if i >= level.lo and level._ts[i] == start:
+                cols = level._cols
+                _update_bucket(cols, i, v, "")
+                if has_rate and prev is not None:
+                    _update_bucket(cols, i, v - prev, RATE)
+                new = False
+            else:
+                i = level.append(start)
+                cols = level._cols
+                _init_bucket(cols, i, v, "")
+                if has_rate:
+                    if prev is None:
+                        _empty_rate_bucket(cols, i)
+                    else:
+                        _init_bucket(cols, i, v - prev, RATE)
+                new = True
+            if self._sorted_cols:
+                self._recompute_sorted(level, i, start)
+            if new:
+                item = self.policy.item(g)
+                if item is not None and item.points is not None:
+                    level.truncate(item.points)
+
+    def _recompute_sorted(self, level: Level, i: int, start: int) -> None:
+        """Sorted columns of the newest bucket, from the raw points."""
+        raw_ts = self.raw.ts
+        raw_values = self.raw.values
+        j = int(np.searchsorted(raw_ts, start))
+        plain = np.sort(raw_values[j:])
+        rated = None
+        for col in self._sorted_cols:
+            if col.startswith(RATE):
+                if rated is None:
+                    rated = np.sort(np.diff(raw_values[max(j - 1, 0) :]))
+                    if j == 0:  # no point before the bucket
+                        rated = np.sort(np.diff(raw_values[j:]))
+                data = rated
+            else:
+                data = plain
+            if data.size == 0:
+                level._cols[col][i] = np.nan
+                continue
+            level._cols[col][i] = segment_quantile(
+                data,
+                np.zeros(1, dtype=np.int64),
+                np.array([data.size]),
+                _quantile_of(col),
+            )[0]
+
     def _merge(self, ts: np.ndarray, values: np.ndarray) -> None:
         first_new = int(ts[0])
-        if self.raw_ts.size == 0 or first_new > self.raw_ts[-1]:
-            self.raw_ts = np.concatenate((self.raw_ts, ts))
-            self.raw_values = np.concatenate((self.raw_values, values))
+        raw_ts = self.raw.ts
+        raw_values = self.raw.values
+        if raw_ts.size == 0 or first_new > raw_ts[-1]:
+            self.raw.set(
+                np.concatenate((raw_ts, ts)),
+                np.concatenate((raw_values, values)),
+            )
         else:
-            pos = np.searchsorted(self.raw_ts, ts)
-            inside = pos < self.raw_ts.size
+            pos = np.searchsorted(raw_ts, ts)
+            inside = pos < raw_ts.size
             dup = np.zeros(ts.size, dtype=bool)
-            dup[inside] = self.raw_ts[pos[inside]] == ts[inside]
-            old_ts = np.delete(self.raw_ts, pos[dup])
-            old_vals = np.delete(self.raw_values, pos[dup])
+            dup[inside] = raw_ts[pos[inside]] == ts[inside]
+            old_ts = np.delete(raw_ts, pos[dup])
+            old_vals = np.delete(raw_values, pos[dup])
             where = np.searchsorted(old_ts, ts)
-            self.raw_ts = np.insert(old_ts, where, ts)
-            self.raw_values = np.insert(old_vals, where, values)
+            self.raw.set(
+                np.insert(old_ts, where, ts),
+                np.insert(old_vals, where, values),
+            )
+        raw_ts = self.raw.ts
+        raw_values = self.raw.values
         last_new = int(ts[-1])
         if self.last_ts is None or last_new > self.last_ts:
             self.last_ts = last_new
         for g, level in self.levels.items():
             start = first_new - first_new % g
-            i0 = int(np.searchsorted(self.raw_ts, start))
+            i0 = int(np.searchsorted(raw_ts, start))
             prev = (
-                float(self.raw_values[i0 - 1])
-                if self.has_rate and i0 > 0
-                else None
+                float(raw_values[i0 - 1]) if self.has_rate and i0 > 0 else None
             )
             starts, cols = compute_buckets(
-                self.raw_ts[i0:], self.raw_values[i0:], g, self.columns, prev
+                raw_ts[i0:], raw_values[i0:], g, self.columns, prev
             )
             level.replace_from(start, starts, cols)
             item = self.policy.item(g)
@@ -499,16 +729,15 @@ class MetricState:
 
     def _truncate_raw(self) -> None:
         keep_from = self._raw_keep_from()
-        if keep_from is None or self.raw_ts.size == 0:
+        raw = self.raw
+        if keep_from is None or raw.hi == raw.lo:
             return
-        if self.raw_ts[0] >= keep_from:
+        if raw._ts[raw.lo] >= keep_from:
             return
-        idx = int(np.searchsorted(self.raw_ts, keep_from))
+        idx = int(np.searchsorted(raw.ts, keep_from))
         if self.has_rate:
             idx = max(idx - 1, 0)
-        if idx:
-            self.raw_ts = self.raw_ts[idx:]
-            self.raw_values = self.raw_values[idx:]
+        raw.lo += idx
 
     # -- reads -------------------------------------------------------------
 
@@ -531,7 +760,8 @@ class MetricState:
             hi = int(np.searchsorted(ts, stop))
         if hi <= lo:
             return _EMPTY_I, _EMPTY_F
-        cols = {k: v[lo:hi] for k, v in level.cols.items()}
+        base = level.lo
+        cols = {k: v[base + lo : base + hi] for k, v in level._cols.items()}
         vals, mask = method_values(method, cols)
         ts = ts[lo:hi]
         if mask is not None:
@@ -543,32 +773,25 @@ class MetricState:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The newest *n* buckets of one stored series."""
         level = self.levels[granularity]
-        size = level.ts.size
-        if n <= 0 or size == 0:
+        if n <= 0 or level.hi == level.lo:
             return _EMPTY_I, _EMPTY_F
         # Read a few more when some buckets may have no value.
-        lo = max(size - n, 0)
+        lo = max(level.hi - n, level.lo)
+        hi = level.hi
         while True:
-            cols = {k: v[lo:] for k, v in level.cols.items()}
+            cols = {k: v[lo:hi] for k, v in level._cols.items()}
             vals, mask = method_values(method, cols)
-            ts = level.ts[lo:]
+            ts = level._ts[lo:hi]
             if mask is not None:
                 ts = ts[mask]
                 vals = vals[mask]
-            if ts.size >= n or lo == 0:
+            if ts.size >= n or lo == level.lo:
                 return ts[-n:].copy(), np.array(vals[-n:], dtype=np.float64)
-            lo = max(lo - 2 * n, 0)
+            lo = max(lo - 2 * n, level.lo)
 
 
 def stored_bytes_estimate(state: MetricState) -> int:
     """Bytes held by the arrays of *state* (for statistics)."""
-    total = state.raw_ts.nbytes + state.raw_values.nbytes
-    for level in state.levels.values():
-        total += level.ts.nbytes
-        total += sum(c.nbytes for c in level.cols.values())
-    return total
-
-
-def is_finite(value: float) -> bool:
-    """True for a finite float (helper of callers validating input)."""
-    return math.isfinite(value)
+    return state.raw.nbytes() + sum(
+        level.nbytes() for level in state.levels.values()
+    )

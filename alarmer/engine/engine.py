@@ -208,13 +208,9 @@ class Engine:
                 entry.delta_bytes = 0
                 return
             if kind == codec.DELTA:
-                ts, values, policy = codec.decode_delta(record)
                 if entry.state is None:
-                    if policy is None:
-                        raise codec.CorruptRecord("delta before any policy")
-                    entry.state = agg.MetricState(policy)
-                elif policy is not None:
-                    entry.state.set_policy(policy)
+                    raise codec.CorruptRecord("delta before any snapshot")
+                ts, values = codec.decode_delta(record)
                 entry.state.apply(ts, values)
                 entry.deltas += 1
                 entry.delta_bytes += len(record)
@@ -258,7 +254,13 @@ class Engine:
     def _try_write(
         self, metric: MetricRef, timestamps: np.ndarray, values: np.ndarray
     ) -> WriteResult | None:
-        entry = self._load(metric.id)
+        # A cached state is used without asking the driver: the write is
+        # conditional on its version, so a stale cache costs one retry.
+        entry = self._cache_get(metric.id)
+        fresh = entry is None or entry.state is None
+        if fresh:
+            entry = self._load(metric.id)
+        assert entry is not None
         state = entry.state
         new = state is None
         if state is None:
@@ -268,12 +270,17 @@ class Engine:
             state.set_policy(metric.policy)
         applied = state.apply(timestamps, values)
         if applied.stored == 0 and not changed:
+            if not fresh:
+                # Decide refusals on the latest data, not a stale cache.
+                self._cache_drop(metric.id)
+                return self._try_write(metric, timestamps, values)
             self._count(0, applied.refused, metric.id)
             return WriteResult(
                 0, applied.refused, state.first_block_timestamp()
             )
         compact = (
             new
+            or changed
             or entry.deltas >= self.compact_deltas
             or entry.delta_bytes >= self.compact_bytes
         )
@@ -283,25 +290,17 @@ class Engine:
                 version = self.driver.append(metric.id, None, record)
             else:
                 version = self.driver.rewrite(metric.id, entry.version, record)
-            deltas, delta_bytes = 0, 0
+            if version is None:
+                return None
+            self._cache_put(metric.id, _Entry(state=state, version=version))
         else:
-            record = codec.encode_delta(
-                applied.ts, applied.values, metric.policy if changed else None
-            )
+            record = codec.encode_delta(applied.ts, applied.values)
             version = self.driver.append(metric.id, entry.version, record)
-            deltas = entry.deltas + 1
-            delta_bytes = entry.delta_bytes + len(record)
-        if version is None:
-            return None
-        self._cache_put(
-            metric.id,
-            _Entry(
-                state=state,
-                version=version,
-                deltas=deltas,
-                delta_bytes=delta_bytes,
-            ),
-        )
+            if version is None:
+                return None
+            entry.version = version
+            entry.deltas += 1
+            entry.delta_bytes += len(record)
         self._count(applied.stored, applied.refused, metric.id)
         return WriteResult(
             applied.stored, applied.refused, state.first_block_timestamp()
@@ -310,7 +309,9 @@ class Engine:
     def _count(self, stored: int, refused: int, metric_id: str) -> None:
         with self._cache_lock:
             self._counters["measures_stored"] += stored
-            self._counters["measures_refused_late"] += refused
+            self._counters["writes"] += 1
+            if refused:
+                self._counters["measures_refused_late"] += refused
         if refused:
             LOG.info(
                 "metric %s: %d late measures refused (older than the "

@@ -6,9 +6,10 @@ A metric is stored as a log of records: a *snapshot* (the whole
 :meth:`MetricState.apply`, which is deterministic).  Record layout:
 
 - snapshot: ``b"S"`` + LZ4 block of (JSON header, arrays);
-- delta: ``b"D"`` + LZ4 block of (JSON header, int64 timestamps,
-  float64 values); the header carries the policy when the write changed
-  it.
+- delta: ``b"D"``, a little-endian u32 count, then the int64
+  timestamps and the float64 values (16 bytes per point, no compression:
+  deltas are small and short-lived, compaction folds them into the next
+  snapshot).  A write that changes the policy writes a snapshot instead.
 
 Timestamps are delta-encoded (bucket timestamps in units of the
 granularity) so that they compress to almost nothing; values are raw
@@ -113,18 +114,16 @@ def encode_snapshot(state: agg.MetricState) -> bytes:
     return SNAPSHOT + _pack(header, arrays)
 
 
-def encode_delta(
-    ts: np.ndarray,
-    values: np.ndarray,
-    policy: ap.ArchivePolicy | None = None,
-) -> bytes:
+def encode_delta(ts: np.ndarray, values: np.ndarray) -> bytes:
     """Serialize the accepted points of one write."""
-    header: dict = {"n": int(ts.size)}
-    if policy is not None:
-        header["policy"] = policy_to_json(policy)
-    return DELTA + _pack(
-        header,
-        [_delta_ts(ts.astype(np.int64), 1), values.astype(np.float64)],
+    n = int(ts.size)
+    return b"".join(
+        (
+            DELTA,
+            _HEAD.pack(n),
+            np.ascontiguousarray(ts, dtype="<i8").tobytes(),
+            np.ascontiguousarray(values, dtype="<f8").tobytes(),
+        )
     )
 
 
@@ -149,8 +148,8 @@ def decode_snapshot(record: bytes) -> agg.MetricState:
     state.last_ts = header["last_ts"]
     nraw = header["raw"]
     raw_ts, pos = _take(view, pos, nraw, np.int64)
-    state.raw_ts = _undelta_ts(raw_ts, 1)
-    state.raw_values, pos = _take(view, pos, nraw, np.float64)
+    raw_values, pos = _take(view, pos, nraw, np.float64)
+    state.raw.set(_undelta_ts(raw_ts, 1), raw_values)
     for g, n in header["levels"]:
         enc, pos = _take(view, pos, n, np.int64)
         cols = {}
@@ -160,19 +159,13 @@ def decode_snapshot(record: bytes) -> agg.MetricState:
     return state
 
 
-def decode_delta(
-    record: bytes,
-) -> tuple[np.ndarray, np.ndarray, ap.ArchivePolicy | None]:
+def decode_delta(record: bytes) -> tuple[np.ndarray, np.ndarray]:
     """Inverse of :func:`encode_delta`."""
-    if record[:1] != DELTA:
+    if record[:1] != DELTA or len(record) < 5:
         raise CorruptRecord("not a delta record")
-    header, view, pos = _unpack(record[1:])
-    n = header["n"]
-    ts, pos = _take(view, pos, n, np.int64)
-    values, pos = _take(view, pos, n, np.float64)
-    policy = header.get("policy")
-    return (
-        _undelta_ts(ts, 1),
-        values,
-        None if policy is None else policy_from_json(policy),
-    )
+    (n,) = _HEAD.unpack_from(record, 1)
+    if len(record) != 5 + 16 * n:
+        raise CorruptRecord("delta record of the wrong size")
+    ts = np.frombuffer(record, dtype="<i8", count=n, offset=5)
+    values = np.frombuffer(record, dtype="<f8", count=n, offset=5 + 8 * n)
+    return ts.astype(np.int64), values.astype(np.float64)
