@@ -23,7 +23,7 @@ from sqlalchemy import orm
 
 from alarmer import timeutils
 from alarmer.db import Database
-from alarmer.storage.models import Alarm, AlarmHistory, Quota
+from alarmer.storage.models import Alarm, AlarmHistory, Notification, Quota
 
 LOG = logging.getLogger(__name__)
 
@@ -111,6 +111,18 @@ class Actor:
 
 
 # -- representation ---------------------------------------------------------
+
+
+def _manual_actions(row: Mapping[str, Any], state: str) -> list[str]:
+    """The action URLs of *state* (without duplicates, order kept)."""
+    field = {
+        "alarm": "alarm_actions",
+        "ok": "ok_actions",
+        "insufficient data": "insufficient_data_actions",
+    }.get(state)
+    if field is None:
+        return []
+    return list(dict.fromkeys(row.get(field) or ()))
 
 
 def row_dict(alarm: Alarm) -> dict[str, Any]:
@@ -486,8 +498,13 @@ class AlarmStore:
         actor: Actor,
         *,
         project_id: str | None = None,
+        notify: bool = False,
     ) -> dict[str, Any]:
         """Set the state by hand, fenced by version; history if it changed.
+
+        With *notify* (``[notifier] notify_on_manual_state_change``), the
+        actions of the new state are notified: an outbox row numbered by
+        the alarm's next ``seq`` is written in the same transaction.
 
         :raises AlarmNotFound: no such alarm in the scope.
         """
@@ -502,6 +519,9 @@ class AlarmStore:
                 "state_timestamp": when,
                 "version": current["version"] + 1,
             }
+            actions = _manual_actions(current, state) if notify else []
+            if actions:
+                values["seq"] = current["seq"] + 1
             with self.db.session() as session, session.begin():
                 result = session.execute(
                     sa.update(Alarm)
@@ -524,6 +544,22 @@ class AlarmStore:
                         when,
                     )
                 )
+                if actions:
+                    session.add(
+                        Notification(
+                            alarm_id=alarm_id,
+                            seq=values["seq"],
+                            alarm_name=current["name"],
+                            severity=current["severity"],
+                            previous=current["state"],
+                            current=state,
+                            reason=MANUAL_REASON,
+                            reason_data={"type": "manual"},
+                            actions=actions,
+                            project_id=current["project_id"],
+                            created_at=when,
+                        )
+                    )
             LOG.info("alarm %s manually set to %s", alarm_id, state)
             return updated
         raise ConcurrentUpdate(f"Alarm {alarm_id} is being changed")

@@ -288,7 +288,11 @@ def set_state(alarm_id: str) -> flask.Response:
         )
     try:
         row = store().set_state(
-            alarm_id, state, actor(identity), project_id=scope(identity)
+            alarm_id,
+            state,
+            actor(identity),
+            project_id=scope(identity),
+            notify=common.runtime().conf.notifier.notify_on_manual_state_change,
         )
     except store_mod.AlarmNotFound as exc:
         raise _not_found(exc) from exc
