@@ -80,6 +80,14 @@ def _evaluator_services(rt: runtime.Runtime) -> list[service.Service]:
     return [EvaluatorService(rt)]
 
 
+def _serve_evaluator_services(rt: runtime.Runtime) -> list[service.Service]:
+    # The API runs in this process: every metric change is announced on
+    # the in-process channel, so the evaluator may cache what it reads.
+    from alarmer.evaluator.service import EvaluatorService
+
+    return [EvaluatorService(rt, api_in_process=True)]
+
+
 def _notifier_services(rt: runtime.Runtime) -> list[service.Service]:
     from alarmer.notifier.service import NotifierService
 
@@ -218,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _run(
             args,
-            (_api_services, _evaluator_services, _notifier_services),
+            (_api_services, _serve_evaluator_services, _notifier_services),
         )
     if args.command == "api":
         return _run(args, (_api_services,))

@@ -36,13 +36,15 @@ OPTS = [
         help="Seconds between two checks for created, edited or deleted "
         "alarms (a cheap aggregate query; changed rows are then loaded).",
     ),
-    cfg.IntOpt(
-        "event_coalesce_ms",
-        default=0,
+    cfg.FloatOpt(
+        "series_cache_ttl",
+        default=10.0,
         min=0,
-        max=10000,
-        help="Milliseconds to wait after a 'metric changed' announcement "
-        "before evaluating, so that a burst of measures leads to one "
-        "evaluation. 0 evaluates at once.",
+        help="Seconds the evaluator keeps the newest buckets it read of a "
+        "metric. An entry is dropped as soon as the metric channel "
+        "announces new measures for the metric, so this only bounds the "
+        "delay when an announcement is lost. Used only with event_driven "
+        "and a channel that carries every announcement (redis, or the "
+        "one-command start); 0 disables the cache.",
     ),
 ]

@@ -19,10 +19,12 @@ Every failure becomes an ``insufficient data`` outcome with Aodh's texts
 
 from __future__ import annotations
 
-import datetime as dt
+import dataclasses
 import json
 import logging
 import math
+import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -31,6 +33,8 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from alarmer.engine import cross
+from alarmer.engine.engine import Series
 from alarmer.engine.indexer import Metric
 from alarmer.evaluator import decide
 from alarmer.evaluator.decide import Outcome
@@ -200,58 +204,213 @@ def buckets_needed(rule: Mapping[str, Any], lag: float) -> int:
     return int(rule["evaluation_periods"]) + 2 + math.ceil(lag / granularity)
 
 
-def _aggregate_across(
-    series: list[SeriesLike], method: str, *, start: int, stop: int
-) -> tuple[np.ndarray, np.ndarray]:
-    from alarmer.engine import cross
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    """What evaluating one threshold rule needs, computed once per rule."""
 
+    alarm_type: str
+    method: str
+    read_method: str
+    granularity: float
+    gran_ns: int
+    periods: int
+    n: int
+    threshold: float
+    comparison_operator: str
+    lag_ns: int
+    metric: str | None
+    resource_id: str | None
+
+    @classmethod
+    def of(
+        cls, alarm_type: str, rule: Mapping[str, Any], lag: float = 0
+    ) -> Plan:
+        """The plan of *rule* (raises KeyError/ValueError when invalid)."""
+        method = rule.get("aggregation_method") or "mean"
+        granularity = float(rule["granularity"])
+        operator = rule.get("comparison_operator") or "eq"
+        if operator not in decide.COMPARATORS:
+            raise ValueError(f"unknown comparison operator {operator!r}")
+        return cls(
+            alarm_type=alarm_type,
+            method=method,
+            read_method=(
+                method if alarm_type == RESOURCES else base_method(method)
+            ),
+            granularity=granularity,
+            gran_ns=round(granularity * decide.NS),
+            periods=int(rule["evaluation_periods"]),
+            n=buckets_needed(rule, lag),
+            threshold=float(rule["threshold"]),
+            comparison_operator=operator,
+            lag_ns=round(lag * decide.NS),
+            metric=rule.get("metric"),
+            resource_id=rule.get("resource_id"),
+        )
+
+    @property
+    def window_ns(self) -> int:
+        """Length of the look-back window."""
+        return self.gran_ns * (self.periods + 1) + self.lag_ns
+
+
+class BucketCache:
+    """The newest buckets read per (metric, method, granularity).
+
+    An entry is dropped when the metric channel announces new measures
+    for its metric (:meth:`invalidate`) and in any case after *ttl*
+    seconds, so that an announcement lost on the way delays what the
+    evaluator sees by at most *ttl*.  At most *max_metrics* metrics are
+    kept (oldest first out).
+    """
+
+    def __init__(self, ttl: float, max_metrics: int = 200_000) -> None:
+        self.ttl = ttl
+        self.max_metrics = max_metrics
+        self._entries: dict[str, dict[tuple[str, int, int], Any]] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(
+        self, engine: Engine, metric_id: str, method: str, gran_ns: int, n: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Bucket starts and values, from the cache or the engine."""
+        key = (method, gran_ns, n)
+        now = time.monotonic()
+        per_metric = self._entries.get(metric_id)
+        if per_metric is not None:
+            found = per_metric.get(key)
+            if found is not None and found[0] > now:
+                self.hits += 1
+                return found[1], found[2]
+        self.misses += 1
+        series = engine.last_buckets(metric_id, method, gran_ns, n)
+        entry = (now + self.ttl, series.timestamps, series.values)
+        with self._lock:
+            per_metric = self._entries.get(metric_id)
+            if per_metric is None:
+                per_metric = self._entries[metric_id] = {}
+                while len(self._entries) > self.max_metrics:
+                    self._entries.pop(next(iter(self._entries)))
+            per_metric[key] = entry
+        return series.timestamps, series.values
+
+    def invalidate(self, metric_ids: Sequence[str]) -> None:
+        """Forget what was read of *metric_ids*."""
+        with self._lock:
+            for metric_id in metric_ids:
+                self._entries.pop(metric_id, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _fetch(
+    engine: Engine,
+    cache: BucketCache | None,
+    metric_id: str,
+    method: str,
+    plan: Plan,
+) -> tuple[np.ndarray, np.ndarray]:
+    if cache is not None:
+        return cache.get(engine, metric_id, method, plan.gran_ns, plan.n)
+    series = engine.last_buckets(metric_id, method, plan.gran_ns, plan.n)
+    return series.timestamps, series.values
+
+
+def aggregate_across(
+    series: list[tuple[np.ndarray, np.ndarray]],
+    method: str,
+    gran_ns: int,
+    *,
+    start: int,
+    stop: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gnocchi's ``aggregate <method>`` across series in [start, stop).
+
+    ``needed_overlap=0``, no fill (Aodh's request).  When every series has
+    the same bucket starts (the usual case) the grid is stacked directly;
+    otherwise :func:`alarmer.engine.cross.aggregate_across` does it all.
+    """
+    first = series[0][0]
+    if all(
+        ts.size == first.size and np.array_equal(ts, first) for ts, _ in series
+    ):
+        lo = int(first.searchsorted(start - start % gran_ns))
+        hi = int(first.searchsorted(stop))
+        times = first[lo:hi]
+        if times.size == 0:
+            return times, np.empty(0, dtype=np.float64)
+        grid = np.vstack([values[lo:hi] for _, values in series])
+        values = cross.reduce_columns(grid, method.removeprefix("rate:"))
+        if method.startswith("rate:"):
+            return times[1:], np.diff(values)
+        return times, values
     result = cross.aggregate_across(
-        series, method, start=start, stop=stop, needed_overlap=0.0
+        [Series(gran_ns, ts, values) for ts, values in series],
+        method,
+        start=start,
+        stop=stop,
+        needed_overlap=0.0,
     )
     return result.timestamps, result.values
 
 
 def read_outcome(
     engine: Engine,
-    alarm_type: str,
-    rule: Mapping[str, Any],
+    plan: Plan,
     metric_ids: Sequence[str],
-    now: dt.datetime,
+    now_ns: int,
     *,
-    lag: float = 0,
+    cache: BucketCache | None = None,
 ) -> Outcome:
     """Read the points of a threshold rule and assess them.
 
-    Engine errors become ``insufficient data`` outcomes with Aodh's text;
-    they are logged by the caller, which knows the alarm id.
+    Missing aggregations or granularities become ``insufficient data``
+    outcomes with Aodh's text; other engine errors propagate (the caller
+    logs them with the alarm id and reports ``alarm statistics retrieval
+    failed``).
     """
-    method = rule.get("aggregation_method") or "mean"
-    granularity = int(rule["granularity"])
-    gran_ns = granularity * decide.NS
-    n = buckets_needed(rule, lag)
     try:
-        if len(metric_ids) == 1 and alarm_type == RESOURCES:
-            found = engine.last_buckets(metric_ids[0], method, gran_ns, n)
-            timestamps, values = found.timestamps, found.values
+        if plan.alarm_type == RESOURCES and len(metric_ids) == 1:
+            timestamps, values = _fetch(
+                engine, cache, metric_ids[0], plan.read_method, plan
+            )
         else:
             per_metric = [
-                engine.last_buckets(m, base_method(method), gran_ns, n)
+                _fetch(engine, cache, m, plan.read_method, plan)
                 for m in metric_ids
             ]
-            now_ns = decide.to_ns(now)
-            window_ns = gran_ns * (int(rule["evaluation_periods"]) + 1)
-            window_ns += round(lag * decide.NS)
-            timestamps, values = _aggregate_across(
-                per_metric, method, start=now_ns - window_ns, stop=now_ns
+            timestamps, values = aggregate_across(
+                per_metric,
+                plan.method,
+                plan.gran_ns,
+                start=now_ns - plan.window_ns,
+                stop=now_ns,
             )
     except LookupError as exc:
-        if alarm_type == RESOURCES:
+        if plan.alarm_type == RESOURCES:
             return decide.insufficient(
-                f"aggregation {method} does not exist for metric "
-                f"{rule.get('metric')} of resource {rule.get('resource_id')}"
+                f"aggregation {plan.method} does not exist for metric "
+                f"{plan.metric} of resource {plan.resource_id}"
             )
         return decide.insufficient(f"alarm statistics retrieval failed: {exc}")
-    return decide.assess_rule(rule, timestamps, values, now, lag=lag)
+    selected = decide.select_window(
+        timestamps,
+        values,
+        gran_ns=plan.gran_ns,
+        periods=plan.periods,
+        now_ns=now_ns,
+        lag_ns=plan.lag_ns,
+    )
+    return decide.assess(
+        selected,
+        threshold=plan.threshold,
+        comparison_operator=plan.comparison_operator,
+        evaluation_periods=plan.periods,
+        granularity=plan.granularity,
+    )
 
 
 def bulk_resolve(

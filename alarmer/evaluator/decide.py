@@ -18,6 +18,7 @@ Pure functions, no I/O, reproducing Aodh's threshold evaluator exactly:
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import math
@@ -93,6 +94,30 @@ def no_verdict(state: str) -> Decision:
     return Decision(state, "", {}, NOTHING)
 
 
+def select_window(
+    timestamps_ns: np.ndarray | Sequence[int],
+    values: np.ndarray | Sequence[float],
+    *,
+    gran_ns: int,
+    periods: int,
+    now_ns: int,
+    lag_ns: int = 0,
+) -> list[float]:
+    """:func:`window_values` with everything in integer nanoseconds."""
+    start_ns = (now_ns - gran_ns * (periods + 1) - lag_ns) // gran_ns * gran_ns
+    ts = (
+        timestamps_ns.tolist()
+        if isinstance(timestamps_ns, np.ndarray)
+        else (list(timestamps_ns))
+    )
+    vals = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    lo = bisect.bisect_left(ts, start_ns)
+    hi = bisect.bisect_left(ts, now_ns, lo)
+    # NaN (a bucket without data) is not a point: NaN != NaN.
+    selected = [v for v in vals[lo:hi] if v == v]  # noqa: PLR0124
+    return selected[-periods:] if selected else []
+
+
 def window_values(
     timestamps_ns: np.ndarray | Sequence[int],
     values: np.ndarray | Sequence[float],
@@ -110,18 +135,14 @@ def window_values(
     *evaluation_periods* of them.  NaN values (buckets without data) are
     dropped, as Gnocchi does not return them.
     """
-    gran_ns = round(granularity * NS)
-    now_ns = to_ns(now)
-    window_ns = gran_ns * (evaluation_periods + 1) + round(lag * NS)
-    start_ns = ((now_ns - window_ns) // gran_ns) * gran_ns
-    ts = np.asarray(timestamps_ns, dtype=np.int64)
-    vals = np.asarray(values, dtype=np.float64)
-    lo = int(np.searchsorted(ts, start_ns, side="left"))
-    hi = int(np.searchsorted(ts, now_ns, side="left"))
-    selected = vals[lo:hi]
-    if selected.size and np.isnan(selected).any():
-        selected = selected[~np.isnan(selected)]
-    return selected[-evaluation_periods:].tolist() if selected.size else []
+    return select_window(
+        timestamps_ns,
+        values,
+        gran_ns=round(granularity * NS),
+        periods=evaluation_periods,
+        now_ns=to_ns(now),
+        lag_ns=round(lag * NS),
+    )
 
 
 def assess(

@@ -41,6 +41,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from alarmer import channel as channel_mod
 from alarmer import runtime as runtime_mod
 from alarmer.evaluator import composite, data, decide, timeconstraints
 from alarmer.evaluator.coordination import Membership
@@ -76,6 +77,8 @@ class AlarmDef:
     #: Metric ids read, per threshold (sub-)rule, or why unresolved.
     targets: list[list[str] | data.Unresolved]
     subrules: list[dict[str, Any]]
+    #: Evaluation plan per threshold (sub-)rule, or why it has none.
+    plans: list[data.Plan | Exception]
     slot: float
     token: int = 0
     tc_inside: bool = True
@@ -149,6 +152,9 @@ class EvaluatorService:
     :param rt: the process runtime (database, engine, metric channel).
     :param membership: the group membership; by default built from
         ``[coordination]``.
+    :param api_in_process: the API runs in this process and announces
+        every metric change on the (in-process) channel, so the bucket
+        cache may be used with a local channel.
     """
 
     name = "evaluator"
@@ -158,6 +164,7 @@ class EvaluatorService:
         rt: runtime_mod.Runtime,
         *,
         membership: Membership | None = None,
+        api_in_process: bool = False,
     ) -> None:
         self.rt = rt
         self.conf = rt.conf
@@ -165,6 +172,13 @@ class EvaluatorService:
         self.interval = float(rt.conf.evaluator.evaluation_interval)
         self.lag = float(rt.conf.additional_ingestion_lag)
         self.stats = Stats()
+        ttl = rt.conf.evaluator.series_cache_ttl
+        announced = api_in_process or not isinstance(
+            rt.channel, channel_mod.LocalChannel
+        )
+        self.cache: data.BucketCache | None = None
+        if ttl > 0 and rt.conf.evaluator.event_driven and announced:
+            self.cache = data.BucketCache(ttl)
         self._alarms: dict[str, AlarmDef] = {}
         self._versions: dict[str, int] = {}
         self._owner: dict[str, bool] = {}
@@ -218,6 +232,8 @@ class EvaluatorService:
 
     def on_metrics(self, metric_ids: list[str]) -> None:
         """Metric channel callback: queue the alarms reading these."""
+        if self.cache is not None:
+            self.cache.invalidate(metric_ids)
         with self._cv:
             by_metric = self._by_metric
             hit = False
@@ -362,6 +378,7 @@ class EvaluatorService:
                 time_constraints=list(row.time_constraints or []),
                 targets=[],
                 subrules=[rule],
+                plans=[],
                 slot=slot_of(row.alarm_id, self.interval),
             )
             items: list[tuple[str, Mapping[str, Any]]] = [(row.type, rule)]
@@ -381,10 +398,19 @@ class EvaluatorService:
             ] * len(flat)
         position = 0
         for alarm, items in pending:
+            alarm.plans = [self._plan(t, r) for t, r in items]
             alarm.targets = resolved[position : position + len(items)]
             position += len(items)
             defs.append(alarm)
         return defs, skipped
+
+    def _plan(
+        self, alarm_type: str, rule: Mapping[str, Any]
+    ) -> data.Plan | Exception:
+        try:
+            return data.Plan.of(alarm_type, rule, self.lag)
+        except Exception as exc:
+            return ValueError(f"invalid rule: {exc}")
 
     def _apply(
         self,
@@ -510,29 +536,30 @@ class EvaluatorService:
 
     def evaluate(self, alarm: AlarmDef, *, event: bool = False) -> None:
         """Evaluate one alarm now and commit what changed."""
-        now_ts = time.time()
-        now = dt.datetime.fromtimestamp(now_ts, dt.UTC)
+        now_ns = time.time_ns()
+        now_ts = now_ns / 1e9
         self.stats.evaluations += 1
         if event:
             self.stats.event_evaluations += 1
-        if alarm.time_constraints and not self._within(alarm, now, now_ts):
+        if alarm.time_constraints and not self._within(alarm, now_ts):
             self.stats.frozen += 1
             return
         try:
-            decision = self.decide(alarm, now, now_ts)
+            decision = self.decide(alarm, now_ns)
         except Exception:
             self.stats.errors += 1
             LOG.exception("alarm %s: evaluation failed", alarm.alarm_id)
             return
         if decision.action == decide.NOTHING:
             return
-        self._commit(alarm, decision, now)
+        self._commit(
+            alarm, decision, dt.datetime.fromtimestamp(now_ts, dt.UTC)
+        )
 
-    def _within(
-        self, alarm: AlarmDef, now: dt.datetime, now_ts: float
-    ) -> bool:
+    def _within(self, alarm: AlarmDef, now_ts: float) -> bool:
         if alarm.tc_until and now_ts < alarm.tc_until:
             return alarm.tc_inside
+        now = dt.datetime.fromtimestamp(now_ts, dt.UTC)
         try:
             inside, until = timeconstraints.status(alarm.time_constraints, now)
         except Exception as exc:
@@ -555,22 +582,15 @@ class EvaluatorService:
             )
         return inside
 
-    def decide(
-        self, alarm: AlarmDef, now: dt.datetime, now_ts: float
-    ) -> Decision:
-        """The decision for *alarm* at *now* (reads its data)."""
+    def decide(self, alarm: AlarmDef, now_ns: int) -> Decision:
+        """The decision for *alarm* at *now_ns* (reads its data)."""
         if alarm.type == data.COMPOSITE:
             positions = {id(s): i for i, s in enumerate(alarm.subrules)}
 
             def assess(sub: Mapping[str, Any]) -> Outcome:
                 index = positions[id(sub)]
                 return self._outcome(
-                    alarm,
-                    index,
-                    str(sub.get("type")),
-                    sub,
-                    now=now,
-                    now_ts=now_ts,
+                    alarm, index, str(sub.get("type")), sub, now_ns
                 )
 
             return composite.evaluate(
@@ -579,14 +599,14 @@ class EvaluatorService:
                 alarm.state,
                 repeat_actions=alarm.repeat_actions,
             )
-        outcome = self._outcome(
-            alarm, 0, alarm.type, alarm.rule, now=now, now_ts=now_ts
-        )
+        outcome = self._outcome(alarm, 0, alarm.type, alarm.rule, now_ns)
+        plan = alarm.plans[0]
+        periods = plan.periods if isinstance(plan, data.Plan) else 0
         return decide.transition(
             outcome,
             current_state=alarm.state,
             repeat_actions=alarm.repeat_actions,
-            evaluation_periods=int(alarm.rule["evaluation_periods"]),
+            evaluation_periods=periods,
         )
 
     def _outcome(
@@ -595,10 +615,14 @@ class EvaluatorService:
         index: int,
         alarm_type: str,
         rule: Mapping[str, Any],
-        *,
-        now: dt.datetime,
-        now_ts: float,
+        now_ns: int,
     ) -> Outcome:
+        plan = alarm.plans[index]
+        if not isinstance(plan, data.Plan):
+            return decide.insufficient(
+                f"alarm statistics retrieval failed: {plan}"
+            )
+        now_ts = now_ns / 1e9
         target = alarm.targets[index] if index < len(alarm.targets) else None
         if alarm_type == data.BY_RESOURCES or (
             not isinstance(target, list) and now_ts >= alarm.resolve_after
@@ -608,12 +632,7 @@ class EvaluatorService:
             return decide.insufficient(str(target))
         try:
             return data.read_outcome(
-                self.rt.engine,
-                alarm_type,
-                rule,
-                target,
-                now,
-                lag=self.lag,
+                self.rt.engine, plan, target, now_ns, cache=self.cache
             )
         except Exception as exc:
             LOG.warning(
@@ -709,7 +728,7 @@ class EvaluatorService:
                 return
             alarm = fresh
             try:
-                decision = self.decide(alarm, now, now.timestamp())
+                decision = self.decide(alarm, time.time_ns())
             except Exception:
                 LOG.exception("alarm %s: evaluation failed", alarm.alarm_id)
                 return

@@ -75,7 +75,7 @@ def push(url: str, metric_id: str, values, *, end=None) -> float:
     return t0
 
 
-def create_alarm(url: str, metric_id: str, **extra) -> str:
+def create_alarm(url: str, metric_id: str, rule=None, **extra) -> str:
     body = {
         "name": "cpu-high",
         "type": "gnocchi_aggregation_by_metrics_threshold",
@@ -89,6 +89,7 @@ def create_alarm(url: str, metric_id: str, **extra) -> str:
             "comparison_operator": "gt",
             "granularity": 1,
             "evaluation_periods": 3,
+            **(rule or {}),
         },
     }
     body.update(extra)
@@ -187,8 +188,13 @@ def test_periodic_path_without_events(env):
     url, rt = env["url"], env["rt"]
     service = env["start"](interval=1, event_driven=False)
     metric_id = create_metric(url)
-    alarm_id = create_alarm(url, metric_id)
+    # One 60 s bucket: the data stay in the window for the whole test.
+    alarm_id = create_alarm(
+        url, metric_id, rule={"granularity": 60, "evaluation_periods": 1}
+    )
     wait_for(lambda: alarm_id in service.owned())
+    if time.time() % 60 > 55:
+        time.sleep(6)
     push(url, metric_id, [90, 91, 92, 93, 94, 95])
     wait_for(lambda: get_alarm(url, alarm_id)["state"] == "alarm", 4)
     assert service.stats.event_evaluations == 0
