@@ -273,16 +273,21 @@ def method_values(
         prefix = RATE
         base = method[len(RATE) :]
     count = cols[prefix + "count"]
-    mask: np.ndarray | None = count > 0 if prefix else None
-    if base == "mean":
-        with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if base == "mean":
             vals = cols[prefix + "sum"] / count
-    elif base == "std":
-        with np.errstate(invalid="ignore", divide="ignore"):
+        elif base == "std":
             vals = np.sqrt(np.maximum(cols[prefix + "m2"], 0.0) / (count - 1))
-        mask = count > 1
-    else:
-        vals = cols[prefix + base]
+            vals[count <= 1] = np.nan
+        else:
+            vals = cols[prefix + base]
+    # NaN marks a bucket without a value (one-point std, no difference
+    # yet for rate:, a method added to the policy after the bucket).
+    mask = ~np.isnan(vals)
+    if prefix:
+        mask &= count > 0
+    if mask.all():
+        return vals, None
     return vals, mask
 
 
@@ -572,24 +577,54 @@ class MetricState:
     def set_policy(self, policy: ap.ArchivePolicy) -> None:
         """Adopt a new definition of the metric's policy.
 
-        Points and back_window changes apply from now on; a level whose
-        granularity or columns are new is rebuilt from the raw points
-        still kept.
+        Points and back_window changes apply from now on.  A new column
+        (a method added) or a new granularity gets values from the
+        buckets the raw points kept still cover completely; older
+        buckets have no value for it.
         """
         if policy == self.policy:
             return
         old_columns = self.columns
+        fbt = self.first_block_timestamp()
         self._adopt(policy)
         levels = {}
         for g in policy.granularities:
             level = self.levels.get(g)
-            if level is None or self.columns != old_columns:
+            if level is not None and self.columns == old_columns:
+                levels[g] = level
+                continue
+            if level is None:
                 level = Level.empty(g, self.columns)
-                if self.raw_ts.size:
-                    starts, cols = compute_buckets(
-                        self.raw_ts, self.raw_values, g, self.columns
+            else:
+                n = len(level)
+                old = level.cols
+                cols = {}
+                for col in self.columns:
+                    if col in old:
+                        cols[col] = old[col].copy()
+                    elif col == RATE + "count":
+                        cols[col] = np.zeros(n)
+                    else:
+                        cols[col] = np.full(n, np.nan)
+                level = Level(g, level.ts.copy(), cols)
+            if fbt is not None:
+                start = fbt - fbt % g
+                raw_ts = self.raw.ts
+                i0 = int(np.searchsorted(raw_ts, start))
+                if i0 < raw_ts.size:
+                    prev = (
+                        float(self.raw.values[i0 - 1])
+                        if self.has_rate and i0 > 0
+                        else None
                     )
-                    level.replace_from(0, starts, cols)
+                    starts, cols = compute_buckets(
+                        raw_ts[i0:],
+                        self.raw.values[i0:],
+                        g,
+                        self.columns,
+                        prev,
+                    )
+                    level.replace_from(start, starts, cols)
             levels[g] = level
         self.levels = levels
         for g, level in self.levels.items():

@@ -1,0 +1,301 @@
+"""The engine end to end on the file driver: write, read back, restart."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+from alarmer import runtime
+from alarmer.engine import archive_policy as ap
+from alarmer.engine import engine as eng
+from alarmer.engine import storage
+from alarmer.engine.storage import file as file_driver
+from tests.unit.test_aggregation import ALL_METHODS, Model, reference_series
+
+NS = ap.NS
+
+
+def make_policy(items, methods=ALL_METHODS, back_window=0):
+    return ap.ArchivePolicy(
+        "test",
+        tuple(ap.PolicyItem(g * NS, p) for g, p in items),
+        tuple(methods),
+        back_window,
+    )
+
+
+@pytest.fixture
+def base(tmp_path):
+    return str(tmp_path / "series")
+
+
+def open_engine(base, **kwargs) -> eng.Engine:
+    return eng.Engine(file_driver.FileDriver(base), **kwargs)
+
+
+def check_all(engine: eng.Engine, metric_id: str, model: Model) -> None:
+    for method in model.policy.aggregation_methods:
+        got = engine.get_measures(metric_id, method)
+        assert [s.granularity for s in got] == sorted(
+            model.policy.granularities, reverse=True
+        )
+        for series in got:
+            item = model.policy.item(series.granularity)
+            expected = reference_series(
+                model.points, method, series.granularity, item.points
+            )
+            assert series.timestamps.tolist() == list(expected), method
+            np.testing.assert_allclose(
+                series.values,
+                list(expected.values()),
+                rtol=1e-9,
+                atol=1e-9,
+                err_msg=f"{method} {series.granularity}",
+            )
+
+
+def test_full_cycle_every_method_and_restart(base):
+    policy = make_policy([(60, 30), (600, None), (3600, 4)], back_window=1)
+    metric = eng.MetricRef("metric-1", policy)
+    model = Model(policy)
+    engine = open_engine(base, compact_deltas=7)
+    rng = np.random.default_rng(11)
+    t = 1_700_000_000
+    refused = 0
+    for step in range(120):
+        if step % 10 == 9:
+            # a late batch: some inside the back window, some refused
+            ts = [t - 5000, t - 3000, t - 30, t - 7]
+        elif step % 4 == 0:
+            ts = sorted(t + rng.integers(1, 200, 5))
+        else:
+            ts = [t + int(rng.integers(1, 90))]
+        values = rng.normal(10, 3, len(ts)).tolist()
+        ts_ns = [x * NS for x in ts]
+        before = model.refused
+        model.write(ts_ns, values)
+        result = engine.add_measures(metric, np.array(ts_ns), np.array(values))
+        assert result.refused == model.refused - before
+        refused += result.refused
+        assert result.oldest_accepted == (
+            model.last - model.last % (3600 * NS) - 3600 * NS
+        )
+        t = max(t, *ts)
+    assert refused > 0
+    check_all(engine, "metric-1", model)
+    stats = engine.statistics()
+    assert stats["measures_refused_late"] == refused
+    assert stats["measures_stored"] >= len(model.points)
+    engine.close()
+    # a new engine on the same directory reads the same thing
+    again = open_engine(base)
+    check_all(again, "metric-1", model)
+    again.close()
+
+
+def test_reads_of_unknown_metric_and_errors(base):
+    engine = open_engine(base)
+    assert engine.get_measures("nothing", "mean") == []
+    (empty,) = engine.get_measures("nothing", "mean", 60 * NS)
+    assert empty.granularity == 60 * NS and empty.timestamps.size == 0
+    assert engine.last_buckets("nothing", "max", 60 * NS, 3).values.size == 0
+    with pytest.raises(eng.UnknownMethod):
+        engine.get_measures("nothing", "avg")
+    policy = make_policy([(60, None)], methods=("mean",))
+    engine.add_measures(
+        eng.MetricRef("m", policy), np.array([0]), np.array([1.0])
+    )
+    with pytest.raises(eng.AggregationNotStored, match="'max'"):
+        engine.get_measures("m", "max")
+    with pytest.raises(eng.GranularityNotStored, match="'300'"):
+        engine.get_measures("m", "mean", 300 * NS)
+    with pytest.raises(eng.GranularityNotStored):
+        engine.last_buckets("m", "mean", 300 * NS, 1)
+    with pytest.raises(storage.InvalidMetricId):
+        engine.get_measures("../x", "mean")
+
+
+def test_start_stop_and_last_buckets(base):
+    engine = open_engine(base)
+    policy = make_policy([(60, None)], methods=("mean", "std"))
+    engine.add_measures(
+        eng.MetricRef("m", policy),
+        np.arange(0, 600, 30) * NS,
+        np.arange(20, dtype=float),
+    )
+    (series,) = engine.get_measures("m", "mean", 60 * NS, 125 * NS, 300 * NS)
+    assert series.timestamps.tolist() == [120 * NS, 180 * NS, 240 * NS]
+    assert series.values.tolist() == [4.5, 6.5, 8.5]
+    last = engine.last_buckets("m", "mean", 60 * NS, 2)
+    assert last.timestamps.tolist() == [480 * NS, 540 * NS]
+    # the partial current bucket is visible and updated
+    engine.add_measures(
+        eng.MetricRef("m", policy), np.array([600 * NS]), np.array([7.0])
+    )
+    last = engine.last_buckets("m", "std", 60 * NS, 2)
+    assert last.timestamps.tolist() == [480 * NS, 540 * NS]
+    engine.add_measures(
+        eng.MetricRef("m", policy), np.array([601 * NS]), np.array([9.0])
+    )
+    last = engine.last_buckets("m", "std", 60 * NS, 1)
+    assert last.timestamps.tolist() == [600 * NS]
+    assert last.values.tolist() == [pytest.approx(np.std([7.0, 9.0], ddof=1))]
+
+
+def test_torn_tail_is_ignored_then_cut(base):
+    engine = open_engine(base)
+    policy = make_policy([(60, None)], methods=("count", "sum"))
+    metric = eng.MetricRef("m", policy)
+    for i in range(5):
+        engine.add_measures(metric, np.array([i * NS]), np.array([1.0]))
+    path = engine.driver.path("m")
+    size = os.path.getsize(path)
+    with open(path, "ab") as fh:
+        fh.write(b"\x20\x00\x00\x00garbage")  # an unfinished frame
+    fresh = open_engine(base)
+    assert fresh.get_measures("m", "count")[0].values.tolist() == [5.0]
+    fresh.add_measures(metric, np.array([9 * NS]), np.array([1.0]))
+    assert os.path.getsize(path) > size
+    third = open_engine(base)
+    assert third.get_measures("m", "sum")[0].values.tolist() == [6.0]
+
+
+def test_log_is_compacted(base):
+    engine = open_engine(base, compact_deltas=3)
+    policy = make_policy([(60, None)], methods=("count",))
+    metric = eng.MetricRef("m", policy)
+    for i in range(20):
+        engine.add_measures(metric, np.array([i * NS]), np.array([1.0]))
+    records = engine.driver.read("m").records
+    assert records[0][:1] == b"S" and len(records) <= 4
+    assert open_engine(base).get_measures("m", "count")[0].values.tolist() == [
+        20.0
+    ]
+
+
+def test_policy_change_applies_to_later_writes(base):
+    engine = open_engine(base)
+    first = make_policy([(60, None)], methods=("mean",))
+    engine.add_measures(
+        eng.MetricRef("m", first),
+        np.arange(0, 600, 60) * NS,
+        np.arange(10, dtype=float),
+    )
+    second = make_policy([(60, 3)], methods=("mean", "max"))
+    engine.add_measures(
+        eng.MetricRef("m", second), np.array([600 * NS]), np.array([10.0])
+    )
+    (mean,) = engine.get_measures("m", "mean")
+    assert mean.timestamps.tolist() == [480 * NS, 540 * NS, 600 * NS]
+    (mx,) = open_engine(base).get_measures("m", "max")
+    assert mx.values.tolist()[-1] == 10.0
+
+
+def test_delete_metric(base):
+    engine = open_engine(base)
+    policy = make_policy([(60, None)], methods=("count",))
+    engine.add_measures(
+        eng.MetricRef("m", policy), np.array([0]), np.array([1.0])
+    )
+    engine.delete_metric("m")
+    assert engine.get_measures("m", "count") == []
+    assert open_engine(base).get_measures("m", "count") == []
+    engine.add_measures(
+        eng.MetricRef("m", policy), np.array([0]), np.array([2.0])
+    )
+    assert engine.get_measures("m", "count")[0].values.tolist() == [1.0]
+
+
+def test_cache_is_bounded(base):
+    engine = open_engine(base, cache_bytes=64 * 1024)
+    policy = make_policy([(1, None)], methods=("mean",))
+    for i in range(40):
+        engine.add_measures(
+            eng.MetricRef(f"m{i}", policy),
+            np.arange(500) * NS,
+            np.ones(500),
+        )
+    stats = engine.statistics()
+    assert stats["cached_bytes"] <= 64 * 1024
+    assert stats["cached_metrics"] < 40
+    # evicted metrics are read back from storage
+    assert engine.get_measures("m0", "mean")[0].values.size == 500
+
+
+def test_threads_writing_one_metric(base):
+    engine = open_engine(base, compact_deltas=5)
+    policy = make_policy(
+        [(60, None)], methods=("count", "sum"), back_window=99
+    )
+    metric = eng.MetricRef("m", policy)
+
+    def work(k):
+        for i in range(k, 400, 4):
+            engine.add_measures(metric, np.array([i * NS]), np.array([1.0]))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    (count,) = engine.get_measures("m", "count")
+    assert count.values.sum() == 400
+
+
+def test_batch_results_in_order(base):
+    engine = open_engine(base)
+    policy = make_policy([(60, None)], methods=("count",))
+    results = engine.add_measures_batch(
+        [
+            (eng.MetricRef("a", policy), np.array([0, 1]) * NS, np.ones(2)),
+            (eng.MetricRef("b", policy), np.array([5]) * NS, np.ones(1)),
+        ]
+    )
+    assert [r.stored for r in results] == [2, 1]
+    assert engine.get_measures("b", "count")[0].values.tolist() == [1.0]
+
+
+def test_make_engine_from_configuration(make_conf, tmp_path):
+    conf = make_conf()
+    engine = eng.make_engine(conf)
+    assert isinstance(engine.driver, file_driver.FileDriver)
+    assert engine.driver.basepath == str(tmp_path / "data" / "series")
+    engine.close()
+    conf = make_conf(storage={"file_basepath": str(tmp_path / "elsewhere")})
+    engine = eng.make_engine(conf)
+    assert engine.driver.basepath == str(tmp_path / "elsewhere")
+    engine.close()
+    with pytest.raises(storage.StorageError, match="nope"):
+        eng.make_engine(make_conf(storage={"driver": "nope"}))
+
+
+def test_make_engine_redis(make_conf, redis_url):
+    from alarmer.engine.storage import redis as redis_driver
+
+    engine = eng.make_engine(
+        make_conf(
+            storage={
+                "driver": "redis",
+                "redis_url": redis_url,
+                "redis_key_prefix": "alarmer-test-conf:",
+            }
+        )
+    )
+    assert isinstance(engine.driver, redis_driver.RedisDriver)
+    policy = make_policy([(60, None)], methods=("count",))
+    engine.add_measures(eng.MetricRef("m", policy), np.array([0]), np.ones(1))
+    assert engine.get_measures("m", "count")[0].values.tolist() == [1.0]
+    engine.delete_metric("m")
+    engine.driver.client.delete("alarmer-test-conf:series-gen:{m}")
+    engine.close()
+
+
+def test_runtime_builds_the_engine(make_conf):
+    built = runtime.build(make_conf())
+    try:
+        assert isinstance(built.engine, eng.Engine)
+    finally:
+        built.close()
