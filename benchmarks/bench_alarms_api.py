@@ -1,8 +1,9 @@
 """Benchmark of the v2 (Aodh-compatible) alarm API.
 
-Starts alarmer's API (waitress) in this process on a temporary SQLite
-file or a temporary PostgreSQL database, drives it over real HTTP with
-one keep-alive ``requests`` session (one client, sequential requests) and
+Starts ``alarmer api`` (waitress) in its own process on a temporary
+SQLite file or a temporary PostgreSQL database, drives it over real HTTP
+with one keep-alive ``requests`` session (one client, sequential
+requests) and
 prints a table: create, get, list-page (first page and a page deep in
 the list, 100 alarms each) and update, with throughput and p50/p99
 latency.  The list pages are measured at 100 alarms, at ``--alarms`` and,
@@ -15,11 +16,17 @@ after bulk-inserting rows straight into SQL, at ``--grow`` alarms.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import random
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 
 import requests
 import sqlalchemy as sa
@@ -27,7 +34,6 @@ import sqlalchemy as sa
 from alarmer import conf as aconf
 from alarmer import runtime, timeutils
 from alarmer.storage.models import Alarm
-from api.server import ApiServer
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 HEADERS = {
@@ -156,22 +162,53 @@ def grow(rt: runtime.Runtime, target: int, have: int) -> None:
             conn.exec_driver_sql("ANALYZE alarm")
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def api_process(tmp: str, url: str) -> Iterator[str]:
+    """Run ``alarmer api`` in its own process; yield its base URL."""
+    port = free_port()
+    config = os.path.join(tmp, "alarmer.conf")
+    with open(config, "w", encoding="utf-8") as handle:
+        handle.write(
+            f"[DEFAULT]\ndata_dir = {tmp}\nlog_level = WARNING\n"
+            f"[database]\nconnection = {url}\n"
+            f"[api]\nport = {port}\n"
+        )
+    exe = os.path.join(os.path.dirname(sys.executable), "alarmer")
+    proc = subprocess.Popen([exe, "api", "--config-file", config])
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/healthcheck", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def run(url: str, alarms: int, samples: int, grow_to: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
+        url = url or f"sqlite:///{os.path.join(tmp, 'alarmer.sqlite')}"
         conf = aconf.make_conf(
             overrides={
                 "DEFAULT": {"data_dir": tmp, "log_level": "WARNING"},
-                "api": {"port": 0},
-                "database": {"connection": url or ""},
+                "database": {"connection": url},
             }
         )
         rt = runtime.build(conf, migrate=True)
-        server = ApiServer(rt)
-        server.start()
-        base = f"http://127.0.0.1:{server.port}"
         session = requests.Session()
         rows = []
-        try:
+        with api_process(tmp, url) as base:
             creates, ids = [], []
             for i in range(alarms):
                 start = time.perf_counter()
@@ -234,9 +271,7 @@ def run(url: str, alarms: int, samples: int, grow_to: int) -> None:
                     for _ in range(samples)
                 ]
                 rows.append(stats(f"get (of {grow_to:,})", gets))
-        finally:
-            server.stop()
-            rt.close()
+        rt.close()
     print(f"backend: {rt.db.dialect}")
     print("| operation | requests | req/s | p50 ms | p99 ms |")
     print("|---|---|---|---|---|")
