@@ -323,8 +323,92 @@ class Engine:
     def add_measures_batch(
         self, batch: Sequence[tuple[MetricRef, np.ndarray, np.ndarray]]
     ) -> list[WriteResult]:
-        """:meth:`add_measures` for several metrics, results in order."""
-        return [self.add_measures(m, ts, vals) for m, ts, vals in batch]
+        """:meth:`add_measures` for several metrics, results in order.
+
+        The common case -- a metric already in the cache receiving new
+        points -- is aggregated for the whole batch first, then its log
+        appends go to the driver in one :meth:`append_many` call (one
+        pipeline with Redis).  Anything else (a new metric, a compaction
+        due, a policy change, a lost race) goes through
+        :meth:`add_measures`.
+        """
+        items = [
+            (
+                metric,
+                np.asarray(ts, dtype=np.int64),
+                np.asarray(vals, dtype=np.float64),
+            )
+            for metric, ts, vals in batch
+        ]
+        for _metric, ts, vals in items:
+            if ts.shape != vals.shape or ts.ndim != 1:
+                raise ValueError(
+                    "timestamps and values must be 1-D, same size"
+                )
+        ids = [metric.id for metric, _, _ in items]
+        if len(items) < 2 or len(set(ids)) != len(ids):
+            return [self.add_measures(*item) for item in items]
+        stripes = sorted({zlib.crc32(i.encode()) % _STRIPES for i in ids})
+        results: list[WriteResult | None] = [None] * len(items)
+        for index in stripes:
+            self._stripes[index].acquire()
+        try:
+            pending = []  # (position, entry, applied, record)
+            for pos, (metric, ts, vals) in enumerate(items):
+                entry = self._cache_get(metric.id)
+                if (
+                    entry is None
+                    or entry.state is None
+                    or entry.version is None
+                    or entry.state.policy != metric.policy
+                    or entry.deltas >= self.compact_deltas
+                    or entry.delta_bytes >= self.compact_bytes
+                ):
+                    continue
+                applied = entry.state.apply(ts, vals)
+                if applied.stored == 0:
+                    continue
+                pending.append(
+                    (
+                        pos,
+                        entry,
+                        applied,
+                        codec.encode_delta(applied.ts, applied.values),
+                    )
+                )
+            versions = self.driver.append_many(
+                [
+                    (items[pos][0].id, entry.version, record)
+                    for pos, entry, _, record in pending
+                ]
+            )
+            for (pos, entry, applied, record), version in zip(
+                pending, versions, strict=True
+            ):
+                metric = items[pos][0]
+                if version is None:
+                    with self._cache_lock:
+                        self._counters["write_conflicts"] += 1
+                    self._cache_drop(metric.id)
+                    continue
+                entry.version = version
+                entry.deltas += 1
+                entry.delta_bytes += len(record)
+                self._count(applied.stored, applied.refused, metric.id)
+                results[pos] = WriteResult(
+                    applied.stored,
+                    applied.refused,
+                    entry.state.first_block_timestamp()
+                    if entry.state
+                    else None,
+                )
+        finally:
+            for index in stripes:
+                self._stripes[index].release()
+        return [
+            result if result is not None else self.add_measures(*items[pos])
+            for pos, result in enumerate(results)
+        ]
 
     # -- reads ---------------------------------------------------------------
 

@@ -679,6 +679,10 @@ class Indexer:
                     if taken is not None:
                         raise NamedMetricAlreadyExists(name)
                 session.add(row)
+                if resource_id is not None:
+                    from alarmer.engine import resources
+
+                    resources.bump_generation(session)
         except sa_exc.IntegrityError as exc:
             if self.get_archive_policy(archive_policy_name) is None:
                 raise NoSuchArchivePolicy(archive_policy_name) from exc

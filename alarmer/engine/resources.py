@@ -20,6 +20,7 @@ language is compiled by :mod:`alarmer.engine.search`.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import fnmatch
@@ -27,6 +28,7 @@ import json
 import logging
 import math
 import re
+import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -195,6 +197,41 @@ class ResourceAttributeModel(Base):
     value_str: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
     value_num: orm.Mapped[float | None] = orm.mapped_column(sa.Double)
     value_dt: orm.Mapped[dt.datetime | None] = orm.mapped_column(UTCDateTime)
+
+
+class ResourceGenerationModel(Base):
+    """One row counting the changes that can alter a group's members.
+
+    Bumped in the same transaction as every resource, attribute, metric
+    attachment or type change, so that a cached resolution (see
+    :class:`ResolutionCache`) is known stale by one primary-key read.
+    """
+
+    __tablename__ = "resource_generation"
+
+    id: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, primary_key=True, autoincrement=False
+    )
+    value: orm.Mapped[int] = orm.mapped_column(sa.BigInteger)
+
+
+def bump_generation(session: orm.Session) -> None:
+    """Mark the resource index changed (in the caller's transaction)."""
+    session.execute(
+        sa.update(ResourceGenerationModel)
+        .where(ResourceGenerationModel.id == 1)
+        .values(value=ResourceGenerationModel.value + 1)
+    )
+
+
+def current_generation(session: orm.Session) -> int:
+    """The change counter of the resource index."""
+    value = session.scalar(
+        sa.select(ResourceGenerationModel.value).where(
+            ResourceGenerationModel.id == 1
+        )
+    )
+    return int(value or 0)
 
 
 #: Where each attribute type stores its value.
@@ -468,6 +505,7 @@ def delete_type(session: orm.Session, name: str) -> None:
     session.execute(
         sa.delete(ResourceTypeModel).where(ResourceTypeModel.name == name)
     )
+    bump_generation(session)
     LOG.info("resource type %s deleted", name)
 
 
@@ -555,6 +593,7 @@ def patch_type(session: orm.Session, name: str, operations: Any) -> TypeDef:
             )
         )
     session.flush()
+    bump_generation(session)
     return get_type(session, name)
 
 
@@ -817,6 +856,7 @@ def create_resource(
     session.add(row)
     session.flush()
     _write_attributes(session, rtype, rid, attrs)
+    bump_generation(session)
     LOG.info("resource %s (%s) created", rid, rtype.name)
     return row
 
@@ -899,6 +939,7 @@ def update_resource(
     row.revision_start = timeutils.utcnow()
     session.flush()
     _write_attributes(session, full, row.id, attrs)
+    bump_generation(session)
     LOG.info("resource %s updated", row.id)
     return row
 
@@ -913,6 +954,7 @@ def delete_resource_rows(session: orm.Session, ids: list[str]) -> None:
         )
     )
     session.execute(sa.delete(ResourceModel).where(ResourceModel.id.in_(ids)))
+    bump_generation(session)
 
 
 def load_attributes(
@@ -1034,26 +1076,93 @@ def resolve_resource_metrics(
     return rows
 
 
+class ResolutionCache:
+    """Resolved groups, valid while the resource index is unchanged.
+
+    Entries are keyed by (type, query, metric name, project) and tagged
+    with the :func:`current_generation` read *before* resolving, so an
+    entry is never newer than its tag and any change made since (in any
+    process: the counter is in the database) makes it a miss.  At most
+    *max_entries* are kept, least recently used out.  Thread-safe; one
+    per evaluator process.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._entries: collections.OrderedDict[
+            tuple[str, str, str, str | None], tuple[int, tuple[str, ...]]
+        ] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(
+        self, key: tuple[str, str, str, str | None], generation: int
+    ) -> tuple[str, ...] | None:
+        """The cached metric ids of *key* at *generation*, or None."""
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None or found[0] != generation:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return found[1]
+
+    def put(
+        self,
+        key: tuple[str, str, str, str | None],
+        generation: int,
+        metric_ids: tuple[str, ...],
+    ) -> None:
+        """Remember the metric ids of *key* resolved at *generation*."""
+        with self._lock:
+            self._entries[key] = (generation, metric_ids)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+
 def resolve_metric_ids(
     session: orm.Session,
     resource_type: str,
     query: Any,
     metric_name: str,
     project_id: str | None = None,
+    *,
+    cache: ResolutionCache | None = None,
 ) -> list[str]:
     """Ids of the metrics a by-resources rule reads now.
 
     The group is evaluated at call time: resources created since count,
     resources deleted or no longer matching (e.g. ended, with Heat's
-    ``ended_at = null`` clause) do not.  Same parameters and errors as
+    ``ended_at = null`` clause) do not.  With *cache*, the answer is
+    reused until the resource index changes (one primary-key read per
+    call instead of the search).  Same parameters and errors as
     :func:`resolve_resource_metrics`.
     """
-    return [
+    key: tuple[str, str, str, str | None] | None = None
+    generation = 0
+    if cache is not None:
+        text = (
+            query
+            if isinstance(query, str)
+            else json.dumps(query, sort_keys=True)
+        )
+        key = (resource_type, text, metric_name, project_id)
+        generation = current_generation(session)
+        found = cache.get(key, generation)
+        if found is not None:
+            return list(found)
+    ids = [
         mid
         for _, _, mid in resolve_resource_metrics(
             session, resource_type, query, metric_name, project_id=project_id
         )
     ]
+    if cache is not None and key is not None:
+        cache.put(key, generation, tuple(ids))
+    return ids
 
 
 def scope_query(query: str, project_id: str) -> str:

@@ -129,6 +129,20 @@ def test_binary_records_round_trip(driver):
     assert driver.read("m1").records == [blob]
 
 
+def test_append_many_is_conditional_per_metric(driver):
+    va = driver.append("ma", None, b"a1")
+    vb = driver.append("mb", None, b"b1")
+    driver.append("mb", vb, b"b2")  # makes vb stale
+    results = driver.append_many(
+        [("ma", va, b"a2"), ("mb", vb, b"lost"), ("mc", None, b"c1")]
+    )
+    assert results[0] is not None and results[1] is None
+    assert results[2] is not None
+    assert driver.read("ma").records == [b"a1", b"a2"]
+    assert driver.read("mb").records == [b"b1", b"b2"]
+    assert driver.read("mc").records == [b"c1"]
+
+
 def test_invalid_metric_id(driver):
     with pytest.raises(storage.InvalidMetricId):
         driver.read("../etc/passwd")
@@ -184,6 +198,32 @@ def test_engine_sees_other_writers(driver_spec):
         assert engine.last_buckets(
             "metric-b", "sum", 60 * NS, 1
         ).values.tolist() == [7.0]
+    one.close()
+    two.close()
+
+
+def test_engine_batch_with_a_stale_cache(driver_spec):
+    one = make_engine(driver_spec)
+    two = make_engine(driver_spec)
+    metrics = [eng.MetricRef(f"metric-{i}", POLICY) for i in range(5)]
+    one.add_measures_batch(
+        [(m, np.array([0]), np.array([1.0])) for m in metrics]
+    )
+    # both engines now cache the metrics; two writes behind one's back
+    for m in metrics:
+        two.get_measures(m.id, "sum")
+    two.add_measures(metrics[2], np.array([NS]), np.array([10.0]))
+    results = one.add_measures_batch(
+        [(m, np.array([2 * NS]), np.array([100.0])) for m in metrics]
+    )
+    assert [r.stored for r in results] == [1] * 5
+    for engine in (one, two):
+        sums = [
+            engine.last_buckets(m.id, "sum", 60 * NS, 1).values.tolist()
+            for m in metrics
+        ]
+        assert sums == [[101.0], [101.0], [111.0], [101.0], [101.0]]
+    assert one.statistics()["write_conflicts"] >= 1
     one.close()
     two.close()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import re
+from collections.abc import Sequence
 
 from oslo_config import cfg
 
@@ -88,6 +89,15 @@ class SeriesDriver(abc.ABC):
         or None when another writer got there first.  When it returns,
         the record survives a crash of the process.
         """
+
+    def append_many(
+        self, items: Sequence[tuple[str, Version | None, bytes]]
+    ) -> list[Version | None]:
+        """:meth:`append` for several metrics; results in order.
+
+        Each append is conditional and independent of the others.
+        """
+        return [self.append(m, expected, rec) for m, expected, rec in items]
 
     @abc.abstractmethod
     def rewrite(

@@ -17,6 +17,7 @@ Redis needs its ``appendonly`` persistence.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import redis as redis_lib
 
@@ -122,6 +123,29 @@ class RedisDriver(SeriesDriver):
         self, metric_id: str, expected: Version | None, record: bytes
     ) -> Version | None:
         return self._conditional(self._append, metric_id, expected, record)
+
+    def append_many(
+        self, items: Sequence[tuple[str, Version | None, bytes]]
+    ) -> list[Version | None]:
+        """Every conditional append in one pipeline (one round trip)."""
+        if len(items) < 2:
+            return super().append_many(items)
+        pipe = self.client.pipeline(transaction=False)
+        for metric_id, expected, record in items:
+            args = (
+                ["-1", 0, record]
+                if expected is None
+                else [expected.generation, expected.length, record]
+            )
+            self._append(keys=self.keys(metric_id), args=args, client=pipe)
+        try:
+            replies = pipe.execute()
+        except redis_lib.RedisError as exc:
+            raise StorageError(f"Redis series storage failed: {exc}") from exc
+        return [
+            None if r is None else Version(int(r[0]), int(r[1]))
+            for r in replies
+        ]
 
     def rewrite(
         self, metric_id: str, expected: Version | None, record: bytes
