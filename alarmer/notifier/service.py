@@ -40,6 +40,7 @@ import queue
 import socket
 import threading
 import types
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -59,6 +60,8 @@ LOG = logging.getLogger(__name__)
 _SESSION_FLAG = "alarmer_outbox_written"
 _PG_CHANNEL = "alarmer_outbox"
 _PG_LOCK_KEY = 0x616C61726D  # "alarm"
+#: Seconds a delivery to a saturated host is put back for.
+_DEFER = 0.2
 
 DELIVERY = models.Delivery.__table__
 ATTEMPT = models.DeliveryAttempt.__table__
@@ -162,6 +165,7 @@ class NotifierService:
         self._outcomes: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._inflight = 0
+        self._per_host: dict[str, int] = {}
         self._plugins: dict[str, notifiers.Notifier] = {}
         self._threads: list[threading.Thread] = []
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -292,8 +296,24 @@ class NotifierService:
 
     def _submit(self, job: Job) -> None:
         assert self._executor is not None
+        host = _host(job.target)
         with self._lock:
-            self._inflight += 1
+            busy = self._per_host.get(host, 0)
+            if busy < self.opts.max_inflight_per_host:
+                self._per_host[host] = busy + 1
+                self._inflight += 1
+                deferred = False
+            else:
+                deferred = True
+        if deferred:
+            # The host has enough deliveries running: give this one back
+            # (no attempt counted) so that the workers stay free for the
+            # other targets.
+            later = timeutils.utcnow() + dt.timedelta(seconds=_DEFER)
+            self._outcomes.put(
+                Outcome(job, models.PENDING, [], later, release=True)
+            )
+            return
         self._executor.submit(self._run_job, job)
 
     def expand(self) -> int:
@@ -518,8 +538,12 @@ class NotifierService:
                 ],
             )
         finally:
+            host = _host(job.target)
             with self._lock:
                 self._inflight -= 1
+                left = self._per_host.pop(host, 1) - 1
+                if left > 0:
+                    self._per_host[host] = left
         self._outcomes.put(outcome)
 
     def deliver(self, job: Job) -> Outcome:
@@ -756,6 +780,14 @@ class NotifierService:
             if attempt_rows:
                 session.execute(ATTEMPT.insert(), attempt_rows)
             session.commit()
+
+
+def _host(target: str) -> str:
+    try:
+        parts = urllib.parse.urlsplit(target)
+    except ValueError:
+        return ""
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2].lower()}"
 
 
 def _truncate(text: str | None, limit: int = 2000) -> str | None:
