@@ -231,14 +231,44 @@ def get_alarm(alarm_id: str) -> flask.Response:
     return common.respond(store_mod.document(row))
 
 
+def _leaves(rule: Any) -> list[dict[str, Any]]:
+    if not isinstance(rule, dict):
+        return []
+    for op in ("and", "or"):
+        if isinstance(rule.get(op), list):
+            return [leaf for item in rule[op] for leaf in _leaves(item)]
+    return [rule]
+
+
+def _keep_stored_queries(
+    body: dict[str, Any], new: dict[str, Any], current: dict[str, Any]
+) -> None:
+    """Do not scope again a resource query the client read back.
+
+    aodhclient's update PUTs back the whole document it read, whose
+    by-resources queries are already limited to the project; scoping
+    them again would nest the project filter once per update.
+    """
+    stored = {leaf.get("query") for leaf in _leaves(current["rule"])} - {None}
+    if not stored:
+        return
+    raw = _leaves(body.get(f"{new['type']}_rule"))
+    validated = _leaves(new["rule"])
+    for sent, leaf in zip(raw, validated, strict=False):
+        if isinstance(sent, dict) and sent.get("query") in stored:
+            leaf["query"] = sent["query"]
+
+
 @bp.put("/v2/alarms/<alarm_id>")
 def replace_alarm(alarm_id: str) -> flask.Response:
     """Replace an alarm's definition (the evaluation bookkeeping stays)."""
     identity = require_member()
-    values = validate_body(identity, common.json_body())
+    body = common.json_body()
+    values = validate_body(identity, body)
 
     def build(current: dict[str, Any]) -> dict[str, Any]:
         new = dict(values)
+        _keep_stored_queries(body, new, current)
         new.setdefault("project_id", current["project_id"])
         new.setdefault("user_id", current["user_id"])
         return new

@@ -582,3 +582,20 @@ def test_admin_creates_for_another_project(client):
     doc = create(client, body, headers=ADMIN)
     assert doc["project_id"] == "p9" and doc["user_id"] == "u9"
     assert doc["alarm_actions"] == ["log://"]
+
+
+def test_put_back_does_not_scope_the_resource_query_again(client):
+    body = alarm_body(alarm_type="gnocchi_aggregation_by_resources_threshold")
+    doc = create(client, body)
+    key = "gnocchi_aggregation_by_resources_threshold_rule"
+    scoped = doc[key]["query"]
+    url = f"/v2/alarms/{doc['alarm_id']}"
+    for _ in range(2):
+        doc = client.put(url, json=doc, headers=MEMBER).get_json()
+        assert doc[key]["query"] == scoped
+    # A new query is limited to the project like at creation.
+    doc[key]["query"] = '{"=": {"server_group": "g2"}}'
+    doc = client.put(url, json=doc, headers=MEMBER).get_json()
+    assert json.loads(doc[key]["query"])["and"][1] == {
+        "=": {"server_group": "g2"}
+    }
