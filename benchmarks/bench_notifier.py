@@ -58,7 +58,9 @@ def _receiver(port_queue: multiprocessing.Queue) -> None:
                 length = int(headers.get("content-length", "0"))
                 if length:
                     await reader.readexactly(length)
-                if method == "GET" and path == "/stats":
+                if method == "GET" and path == "/count":
+                    body = str(len(received)).encode()
+                elif method == "GET" and path == "/stats":
                     body = json.dumps(received).encode()
                 else:
                     received.setdefault(headers.get("webhook-id", ""), now)
@@ -82,6 +84,13 @@ def _receiver(port_queue: multiprocessing.Queue) -> None:
             await server.serve_forever()
 
     asyncio.run(main())
+
+
+def _count(port: int) -> int:
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{port}/count", timeout=30
+    ) as response:
+        return int(response.read())
 
 
 def _stats(port: int) -> dict[str, float]:
@@ -130,13 +139,13 @@ def throughput(db_url, data_dir, port, count, workers) -> dict[str, float]:
                 session.add(_notification(alarm_id, seq, url))
                 n += 1
         session.commit()
-    before = len(_stats(port))
+    before = _count(port)
     service = NotifierService(rt)
     start = time.perf_counter()
     service.start()
     try:
-        while len(_stats(port)) - before < count:
-            time.sleep(0.05)
+        while _count(port) - before < count:
+            time.sleep(0.02)
         elapsed = time.perf_counter() - start
     finally:
         service.stop()
@@ -172,8 +181,141 @@ def latency(db_url, data_dir, port, count, rate) -> dict[str, float]:
     delays = sorted(
         (got[k] - t) * 1000.0 for k, t in committed.items() if k in got
     )
-    q = statistics.quantiles(delays, n=100)
+    q = statistics.quantiles(delays, n=100, method="inclusive")
     return {
+        "samples": len(delays),
+        "p50_ms": statistics.median(delays),
+        "p99_ms": q[98],
+        "max_ms": delays[-1],
+    }
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve_latency(port: int, alarms: int) -> dict[str, float]:
+    """Transitions made by the evaluator of ``alarmer serve``.
+
+    Each of *alarms* alarms (one metric each) goes to ``alarm`` then back
+    to ``ok``; the latency of a webhook is its receipt time minus the
+    ``created_at`` of its outbox row, which the evaluator stamps in the
+    transaction of the transition, just before it commits.
+    """
+    import sqlite3
+    import subprocess
+
+    import requests
+
+    from alarmer.notifier import models
+
+    headers = {"X-User-Id": "u1", "X-Project-Id": "p1", "X-Roles": "admin"}
+    hook = f"http://127.0.0.1:{port}/serve"
+    with tempfile.TemporaryDirectory() as tmp:
+        config = os.path.join(tmp, "alarmer.conf")
+        with open(config, "w", encoding="utf-8") as handle:
+            handle.write("[notifier]\nallowed_networks = 127.0.0.0/8\n")
+        api_port = _free_port()
+        api = f"http://127.0.0.1:{api_port}"
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "alarmer.cli",
+                "serve",
+                "--data-dir",
+                tmp,
+                "--port",
+                str(api_port),
+                "--config-file",
+                config,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.time() + 60
+            while True:
+                try:
+                    if requests.get(f"{api}/healthcheck", timeout=1).ok:
+                        break
+                except requests.ConnectionError:
+                    pass
+                if time.time() > deadline:
+                    raise RuntimeError("alarmer serve did not start")
+                time.sleep(0.1)
+            metrics = []
+            for _ in range(alarms):
+                r = requests.post(
+                    f"{api}/v1/metric",
+                    json={"archive_policy_name": "high"},
+                    headers=headers,
+                )
+                r.raise_for_status()
+                metric_id = r.json()["id"]
+                metrics.append(metric_id)
+                r = requests.post(
+                    f"{api}/v2/alarms",
+                    json={
+                        "name": "bench",
+                        "type": "gnocchi_aggregation_by_metrics_threshold",
+                        "alarm_actions": [hook],
+                        "ok_actions": [hook],
+                        "gnocchi_aggregation_by_metrics_threshold_rule": {
+                            "metrics": [metric_id],
+                            "aggregation_method": "mean",
+                            "threshold": 50,
+                            "comparison_operator": "gt",
+                            "granularity": 1,
+                            "evaluation_periods": 3,
+                        },
+                    },
+                    headers=headers,
+                )
+                r.raise_for_status()
+            before = _count(port)
+            for value in (90, 10):
+                end = int(time.time()) + 1
+                for metric_id in metrics:
+                    body = [
+                        {"timestamp": end - i, "value": value}
+                        for i in range(4)
+                    ]
+                    requests.post(
+                        f"{api}/v1/metric/{metric_id}/measures",
+                        json=body,
+                        headers=headers,
+                    ).raise_for_status()
+                    time.sleep(0.02)
+                time.sleep(4.5)
+            deadline = time.time() + 30
+            while _count(port) - before < 2 * alarms:
+                if time.time() > deadline:
+                    break
+                time.sleep(0.1)
+            got = _stats(port)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        db = sqlite3.connect(os.path.join(tmp, "alarmer.sqlite"))
+        rows = db.execute(
+            "SELECT alarm_id, seq, created_at FROM notification"
+        ).fetchall()
+        db.close()
+    delays = []
+    for alarm_id, seq, created_at in rows:
+        key = models.delivery_id(alarm_id, seq, hook)
+        if key in got:
+            created = timeutils.parse_datetime(created_at).timestamp()
+            delays.append((got[key] - created) * 1000.0)
+    delays.sort()
+    q = statistics.quantiles(delays, n=100, method="inclusive")
+    return {
+        "transitions": len(rows),
         "samples": len(delays),
         "p50_ms": statistics.median(delays),
         "p99_ms": q[98],
@@ -188,6 +330,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--latency-samples", type=int, default=500)
     parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument(
+        "--serve-alarms",
+        type=int,
+        default=0,
+        help="also measure transition -> webhook under `alarmer serve` "
+        "with this many alarms (two transitions each)",
+    )
     args = parser.parse_args()
     port_queue: multiprocessing.Queue = multiprocessing.Queue()
     proc = multiprocessing.Process(
@@ -201,6 +350,11 @@ def main() -> None:
             t = throughput(args.db, data_dir, port, args.n, args.workers)
             lat = latency(
                 args.db, data_dir, port, args.latency_samples, args.rate
+            )
+            srv = (
+                serve_latency(port, args.serve_alarms)
+                if args.serve_alarms
+                else None
             )
     finally:
         proc.terminate()
@@ -216,6 +370,21 @@ def main() -> None:
     print(f"{'latency p50 (ms)':<42} {lat['p50_ms']:>12.1f}")
     print(f"{'latency p99 (ms)':<42} {lat['p99_ms']:>12.1f}")
     print(f"{'latency max (ms)':<42} {lat['max_ms']:>12.1f}")
+    if srv:
+        print(f"{'serve: transitions':<42} {srv['transitions']:>12d}")
+        print(f"{'serve: webhooks matched':<42} {srv['samples']:>12d}")
+        print(
+            f"{'serve: transition -> received p50 (ms)':<42} "
+            f"{srv['p50_ms']:>12.1f}"
+        )
+        print(
+            f"{'serve: transition -> received p99 (ms)':<42} "
+            f"{srv['p99_ms']:>12.1f}"
+        )
+        print(
+            f"{'serve: transition -> received max (ms)':<42} "
+            f"{srv['max_ms']:>12.1f}"
+        )
 
 
 if __name__ == "__main__":
