@@ -68,7 +68,7 @@ def timed(fn, repeat: int) -> tuple[float, float, object]:
     return min(times), statistics.median(times), result
 
 
-# -- Carbonara ------------------------------------------------------------------
+# -- Carbonara --------------------------------------------------
 
 
 def carbonara_bulk(ts_ns: np.ndarray, values: np.ndarray, methods):
@@ -130,7 +130,7 @@ def gnocchi_across(series: list[eng.Series]):
             ),
         )
         refs.append((processor.MetricReference(_Metric(), "mean"), ts))
-    operations = ["aggregate", "mean", ["metric"] + [["x", "mean"]]]
+    operations = ["aggregate", "mean", ["metric", ["x", "mean"]]]
 
     def run():
         return processor.aggregated(
@@ -140,7 +140,7 @@ def gnocchi_across(series: list[eng.Series]):
     return run
 
 
-# -- scenarios -------------------------------------------------------------------
+# -- scenarios --------------------------------------------------
 
 
 def bulk(rows, repeat: int, workdir: str, have_gnocchi: bool) -> None:
@@ -217,21 +217,38 @@ def bulk(rows, repeat: int, workdir: str, have_gnocchi: bool) -> None:
 def _without_aggregates(state: agg.MetricState) -> agg.MetricState:
     copy = agg.MetricState(state.policy)
     copy.last_ts = state.last_ts
-    copy.raw_ts = state.raw_ts
-    copy.raw_values = state.raw_values
+    copy.raw.set(state.raw_ts, state.raw_values)
     return copy
 
 
-def steady(rows, metrics: int, rounds: int, workdir: str) -> eng.Engine:
+def steady(
+    rows, metrics: int, rounds: int, workdir: str, redis_url: str | None
+) -> None:
     base = tempfile.mkdtemp(dir=workdir)
     engine = eng.Engine(file_driver.FileDriver(base))
-    result_engine = engine
-    for label, pol in (
-        ("medium 6 methods", ap.default_policies()["medium"]),
-        ("P3 8 methods", policy(SET_A)),
-    ):
+    cases = [
+        ("medium 6 methods", ap.default_policies()["medium"], engine),
+        ("P3 8 methods", policy(SET_A), engine),
+    ]
+    if redis_url:
+        from alarmer.engine.storage import redis as redis_driver
+
+        prefix = f"alarmer-bench-{uuid.uuid4().hex}:"
+        rengine = eng.Engine(
+            redis_driver.RedisDriver(redis_url, prefix=prefix)
+        )
+        cases.append(
+            (
+                "redis medium 6 methods",
+                ap.default_policies()["medium"],
+                rengine,
+            )
+        )
+    rss: list[float] = []
+    rss_before = _rss_mib()
+    for label, pol, engine in cases:
         refs = [
-            eng.MetricRef(f"{label[:2]}-{i:06d}-{uuid.uuid4().hex}", pol)
+            eng.MetricRef(f"{label[:2]}{i:06d}-{uuid.uuid4().hex}", pol)
             for i in range(metrics)
         ]
         start = 1704067200
@@ -295,12 +312,19 @@ def steady(rows, metrics: int, rounds: int, workdir: str) -> eng.Engine:
                 f"p95 {np.percentile(lat, 95) / 1e3:.1f} us",
             )
         )
+        if engine is not cases[0][2]:
+            _clean_redis(engine, prefix)
+            engine.close()
+        else:
+            rss.append(_rss_mib())
+    engine = cases[0][2]
     rows.append(
         (
-            f"process RSS with {2 * metrics} metrics cached",
-            _rss(),
-            "",
-            f"engine cache {engine.statistics()['cached_bytes'] / 2**20:.0f} MiB",
+            f"process RSS, {metrics} / {2 * metrics} file metrics cached",
+            f"{rss[0]:.0f} MiB",
+            f"{rss[1]:.0f} MiB",
+            f"(before: {rss_before:.0f} MiB); engine cache "
+            f"{engine.statistics()['cached_bytes'] / 2**20:.0f} MiB",
         )
     )
     du = sum(
@@ -316,16 +340,22 @@ def steady(rows, metrics: int, rounds: int, workdir: str) -> eng.Engine:
             "",
         )
     )
-    return result_engine
+    engine.close()
 
 
-def _rss() -> str:
+def _clean_redis(engine: eng.Engine, prefix: str) -> None:
+    client = engine.driver.client  # type: ignore[attr-defined]
+    keys = list(client.scan_iter(match=prefix + "*", count=10000))
+    for i in range(0, len(keys), 1000):
+        client.delete(*keys[i : i + 1000])
+
+
+def _rss_mib() -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
             if line.startswith("VmRSS"):
-                kb = int(line.split()[1])
-                return f"{kb / 1024:.0f} MiB"
-    return "?"
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def across(rows, repeat: int, have_gnocchi: bool) -> None:
@@ -346,7 +376,7 @@ def across(rows, repeat: int, have_gnocchi: bool) -> None:
     med = statistics.median(lat)
     extra = ""
     if have_gnocchi:
-        g_best, g_med, _ = timed(gnocchi_across(series), repeat)
+        _, g_med, _ = timed(gnocchi_across(series), repeat)
         extra = f"Gnocchi processor {g_med * 1e3:.1f} ms: {g_med / med:.0f}x"
     rows.append(
         (
@@ -371,6 +401,11 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=["bulk", "steady", "across"], default=None
     )
+    parser.add_argument(
+        "--redis",
+        default=None,
+        help="also run the steady state on the redis driver at this URL",
+    )
     args = parser.parse_args()
     try:
         import gnocchi.carbonara  # noqa: F401
@@ -386,7 +421,7 @@ def main() -> None:
         if args.only in (None, "across"):
             across(rows, args.repeat, have_gnocchi)
         if args.only in (None, "steady"):
-            steady(rows, args.metrics, args.rounds, workdir)
+            steady(rows, args.metrics, args.rounds, workdir, args.redis)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     width = max(len(r[0]) for r in rows)
