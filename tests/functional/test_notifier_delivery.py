@@ -416,3 +416,23 @@ def test_expansion_is_idempotent(nrt, receiver):
     rows = deliveries(rt)
     assert sorted(d.target for d in rows) == sorted([receiver.url(), "log://"])
     assert json.dumps(sorted(d.id for d in rows))
+
+
+def test_postgresql_notify_wakes_notifiers_of_other_processes(
+    nrt, run_notifier, receiver, db_url
+):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    writer = nrt()
+    # Another Database object: the in-process hooks of the notifier's
+    # runtime never see the writer's commits, only NOTIFY does.
+    reader = nrt(poll_interval=60)
+    service = run_notifier(reader)
+    wait_for(
+        lambda: any(t.name == "notifier-listen" for t in service._threads)
+    )
+    import time
+
+    time.sleep(0.5)  # let LISTEN start
+    add_notification(writer, str(uuid.uuid4()), 1, [receiver.url()])
+    wait_for(receiver.bodies, timeout=10)
