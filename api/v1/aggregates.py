@@ -6,10 +6,20 @@ operations:
 
 * ``["metric", ID, AGG]`` and ``["metric", [ID, AGG], [ID, AGG], ...]``:
   stored series;
-* ``["aggregate", M, OP]``: M across the series of OP, per timestamp;
-* Aodh's multi-sibling shape ``["aggregate", M, ["metric", ID1, AGG],
-  ["metric", ID2, AGG], ...]`` (Gnocchi 4.7.1 rejects it): M across all
-  of them.
+* ``["aggregate", M, OP]``: M across the series of OP, per timestamp
+  (``mean median std min max sum var count``, ``rate:`` + each);
+  Aodh's multi-sibling shape ``["aggregate", M, ["metric", ID1, AGG],
+  ["metric", ID2, AGG], ...]`` (Gnocchi 4.7.1 rejects it) aggregates
+  across all of them;
+* ``["rolling", M, N, OP]``, ``["resample", M, GRANULARITY, OP]``;
+* arithmetic and comparisons between operations and numbers (``+ - * /
+  ** % = != < > <= >= clip_min clip_max max``), ``clip``, ``abs neg cos
+  sin tan floor ceil``, ``rateofchange`` and ``rateofchangesec``.
+
+Every referenced series is first put on one time grid (``fill`` and
+``needed_overlap`` apply there), then the tree is evaluated on it.  The
+answer is ``{"aggregated": [...]}`` when the result is one combined
+series, else one list per series, as Gnocchi answers.
 
 Query parameters: ``start``, ``stop``, ``granularity``, ``needed_overlap``
 (0-100, default 100), ``fill`` (``null``, ``dropna``, ``ffill``,
@@ -25,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +44,7 @@ import flask
 import numpy as np
 
 from alarmer import timeutils
+from alarmer.engine import archive_policy as ap
 from alarmer.engine import cross
 from alarmer.engine import engine as engine_mod
 from alarmer.engine import indexer as idx
@@ -47,56 +59,59 @@ NS = v.NS
 #: Reducers of ``aggregate`` (Gnocchi's AGG_MAP), ``rate:`` allowed too.
 ACROSS_METHODS = ("mean", "median", "std", "min", "max", "sum", "var", "count")
 FILL_MODES = ("null", "dropna", "ffill", "bfill", "full_ffill", "full_bfill")
-#: Operations of Gnocchi's grammar this service does not evaluate (yet).
-UNSUPPORTED = {
-    "rolling",
-    "resample",
-    "+",
-    "add",
-    "-",
-    "sub",
-    "*",
-    "\u00d7",
-    "mul",
-    "/",
-    "÷",
-    "div",
-    "**",
-    "^",
-    "pow",
-    "%",
-    "mod",
-    "=",
-    "==",
-    "eq",
-    "<",
-    "lt",
-    ">",
-    "gt",
-    "<=",
-    "≤",
-    "le",
-    ">=",
-    "≥",
-    "ge",
-    "!=",
-    "≠",
-    "ne",
-    "clip",
-    "clip_min",
-    "clip_max",
-    "abs",
-    "absolute",
-    "neg",
-    "negative",
-    "cos",
-    "sin",
-    "tan",
-    "floor",
-    "ceil",
-    "rateofchange",
-    "rateofchangesec",
+#: Binary operators: name -> numpy function (comparisons give 1.0/0.0).
+BINARY = {
+    "+": np.add,
+    "add": np.add,
+    "-": np.subtract,
+    "sub": np.subtract,
+    "*": np.multiply,
+    "\u00d7": np.multiply,
+    "mul": np.multiply,
+    "/": np.true_divide,
+    "\u00f7": np.true_divide,
+    "div": np.true_divide,
+    "**": np.power,
+    "^": np.power,
+    "pow": np.power,
+    "%": np.mod,
+    "mod": np.mod,
+    "=": np.equal,
+    "==": np.equal,
+    "eq": np.equal,
+    "<": np.less,
+    "lt": np.less,
+    ">": np.greater,
+    "gt": np.greater,
+    "<=": np.less_equal,
+    "\u2264": np.less_equal,
+    "le": np.less_equal,
+    ">=": np.greater_equal,
+    "\u2265": np.greater_equal,
+    "ge": np.greater_equal,
+    "!=": np.not_equal,
+    "\u2260": np.not_equal,
+    "ne": np.not_equal,
+    "clip_min": np.fmax,
+    "clip_max": np.fmin,
+    "max": np.fmax,
 }
+#: Unary operators applied value by value.
+UNARY = {
+    "abs": np.absolute,
+    "absolute": np.absolute,
+    "neg": np.negative,
+    "negative": np.negative,
+    "cos": np.cos,
+    "sin": np.sin,
+    "tan": np.tan,
+    "floor": np.floor,
+    "ceil": np.ceil,
+}
+#: Unary operators over time (drop the first point).
+DERIVATIVES = ("rateofchange", "rateofchangesec")
+#: Methods of ``rolling`` and ``resample`` (Gnocchi 4.7.1's AGG_MAP).
+WINDOW_METHODS = ACROSS_METHODS
 
 BODY_SCHEMA = {
     "type": "object",
@@ -128,7 +143,59 @@ class AggregateOp:
     children: tuple[Operation, ...]
 
 
-Operation = MetricOp | AggregateOp
+@dataclasses.dataclass(frozen=True)
+class BinaryOp:
+    """An operator between two operands (operations or numbers)."""
+
+    name: str
+    left: Operation | float
+    right: Operation | float
+
+
+@dataclasses.dataclass(frozen=True)
+class UnaryOp:
+    """A function of each value, or a derivative over time."""
+
+    name: str
+    child: Operation
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipOp:
+    """Values bounded to ``[low, high]``."""
+
+    child: Operation
+    low: float
+    high: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RollingOp:
+    """A method over the last ``window`` points of each series."""
+
+    method: str
+    window: int
+    child: Operation
+
+
+@dataclasses.dataclass(frozen=True)
+class ResampleOp:
+    """Each series regrouped to a coarser granularity (ns)."""
+
+    method: str
+    granularity: int
+    child: Operation
+
+
+Operation = (
+    MetricOp
+    | AggregateOp
+    | BinaryOp
+    | UnaryOp
+    | ClipOp
+    | RollingOp
+    | ResampleOp
+)
 
 
 class OperationError(ValueError):
@@ -176,6 +243,36 @@ def _is_str(value: object) -> bool:
     return isinstance(value, str) and bool(value)
 
 
+def _number(value: object, where: str) -> float:
+    if isinstance(value, bool):
+        raise OperationError(f"{where}: expected a number")
+    if isinstance(value, int | float):
+        result = float(value)
+    elif isinstance(value, str):
+        try:
+            result = float(value)
+        except ValueError:
+            raise OperationError(
+                f"{where}: expected a number or an operation, got {value!r}"
+            ) from None
+    else:
+        raise OperationError(f"{where}: expected a number or an operation")
+    if not math.isfinite(result):
+        raise OperationError(f"{where}: the number must be finite")
+    return result
+
+
+def _operand(raw: Any, where: str) -> Operation | float:
+    if isinstance(raw, list):
+        return parse_operations(raw, where)
+    return _number(raw, where)
+
+
+def _arity(raw: list[Any], where: str, count: int, usage: str) -> None:
+    if len(raw) != count + 1:
+        raise OperationError(f"{where}: '{raw[0]}' expects {usage}")
+
+
 def parse_operations(raw: Any, where: str = "operations") -> Operation:
     """Validate the operation tree (JSON lists) into typed nodes.
 
@@ -192,20 +289,35 @@ def parse_operations(raw: Any, where: str = "operations") -> Operation:
         return _parse_metric(raw, where)
     if name == "aggregate":
         return _parse_aggregate(raw, where)
-    if name in UNSUPPORTED:
-        raise OperationError(
-            f"{where}[0]: operation '{name}' is not supported"
+    if name in ("rolling", "resample"):
+        return _parse_window(raw, where)
+    if name == "clip":
+        _arity(raw, where, 3, "an operation, a minimum and a maximum")
+        return ClipOp(
+            child=parse_operations(raw[1], f"{where}[1]"),
+            low=_number(raw[2], f"{where}[2]"),
+            high=_number(raw[3], f"{where}[3]"),
+        )
+    if name in BINARY:
+        _arity(raw, where, 2, "two operands")
+        left = _operand(raw[1], f"{where}[1]")
+        right = _operand(raw[2], f"{where}[2]")
+        if not isinstance(left, _NODES) and not isinstance(right, _NODES):
+            raise OperationError(
+                f"{where}: '{name}' needs at least one operation operand"
+            )
+        return BinaryOp(name=name, left=left, right=right)
+    if name in UNARY or name in DERIVATIVES:
+        _arity(raw, where, 1, "one operation")
+        return UnaryOp(
+            name=name, child=parse_operations(raw[1], f"{where}[1]")
         )
     raise OperationError(f"{where}[0]: unknown operation '{name}'")
 
 
 def _parse_metric(raw: list[Any], where: str) -> MetricOp:
     args = raw[1:]
-    if (
-        len(args) == 2
-        and all(_is_str(a) for a in args)
-        and not any(isinstance(a, list) for a in args)
-    ):
+    if len(args) == 2 and all(_is_str(a) for a in args):
         return MetricOp(refs=((args[0], args[1]),))
     if not args:
         raise OperationError(
@@ -225,19 +337,23 @@ def _parse_metric(raw: list[Any], where: str) -> MetricOp:
     return MetricOp(refs=tuple(refs))
 
 
+def _check_method(method: object, where: str, allowed: Sequence[str]) -> str:
+    if not isinstance(method, str) or (
+        method.removeprefix("rate:") not in allowed
+    ):
+        raise OperationError(
+            f"{where}: unknown aggregation method {method!r} (one of "
+            f"{', '.join(allowed)}, optionally with rate:)"
+        )
+    return method
+
+
 def _parse_aggregate(raw: list[Any], where: str) -> AggregateOp:
     if len(raw) < 3:
         raise OperationError(
             f"{where}: 'aggregate' expects a method and an operation"
         )
-    method = raw[1]
-    if not isinstance(method, str) or (
-        method.removeprefix("rate:") not in ACROSS_METHODS
-    ):
-        raise OperationError(
-            f"{where}[1]: unknown aggregation method {method!r} (one of "
-            f"{', '.join(ACROSS_METHODS)}, optionally with rate:)"
-        )
+    method = _check_method(raw[1], f"{where}[1]", ACROSS_METHODS)
     children = tuple(
         parse_operations(child, f"{where}[{i}]")
         for i, child in enumerate(raw[2:], start=2)
@@ -245,12 +361,54 @@ def _parse_aggregate(raw: list[Any], where: str) -> AggregateOp:
     return AggregateOp(method=method, children=children)
 
 
+def _parse_window(raw: list[Any], where: str) -> Operation:
+    name = raw[0]
+    _arity(raw, where, 3, "a method, a size and an operation")
+    method = _check_method(raw[1], f"{where}[1]", WINDOW_METHODS)
+    child = parse_operations(raw[3], f"{where}[3]")
+    if name == "rolling":
+        size = _number(raw[2], f"{where}[2]")
+        if not size.is_integer() or size < 1:
+            raise OperationError(
+                f"{where}[2]: the window must be an integer >= 1"
+            )
+        return RollingOp(method=method, window=int(size), child=child)
+    try:
+        gran = ap.parse_timespan(raw[2], f"{where}[2]")
+    except ap.PolicyError as exc:
+        raise OperationError(
+            str(exc).removeprefix("Invalid value for ")
+        ) from None
+    return ResampleOp(method=method, granularity=gran, child=child)
+
+
+_NODES = (
+    MetricOp,
+    AggregateOp,
+    BinaryOp,
+    UnaryOp,
+    ClipOp,
+    RollingOp,
+    ResampleOp,
+)
+
+
+def _children(op: Operation) -> list[Operation]:
+    if isinstance(op, MetricOp):
+        return []
+    if isinstance(op, AggregateOp):
+        return list(op.children)
+    if isinstance(op, BinaryOp):
+        return [x for x in (op.left, op.right) if isinstance(x, _NODES)]
+    return [op.child]
+
+
 def metric_refs(op: Operation) -> list[tuple[str, str]]:
     """Every ``(reference, method)`` of the tree, in order."""
     if isinstance(op, MetricOp):
         return list(op.refs)
     refs: list[tuple[str, str]] = []
-    for child in op.children:
+    for child in _children(op):
         refs.extend(metric_refs(child))
     return refs
 
@@ -337,12 +495,7 @@ def parse_params() -> Params:
     fill_raw = v.query_arg("fill")
     fill: str | float | None = None
     if fill_raw is not None and fill_raw != "":
-        if fill_raw in FILL_MODES:
-            fill = fill_raw
-        else:
-            fill = v.query_float("fill")
-            if fill is None:  # pragma: no cover - non-empty handled above
-                raise v.bad("fill: must not be empty")
+        fill = fill_raw if fill_raw in FILL_MODES else v.query_float("fill")
     if fill is None and overlap is None:
         fill = "dropna"
     if v.query_bool("use_history"):
@@ -383,9 +536,9 @@ class _Fetcher:
     def __init__(self, params: Params) -> None:
         self.params = params
         self.engine = v.runtime().engine
-        self._cache: dict[tuple[str, str, int], Any] = {}
+        self._cache: dict[tuple[str, str, int], engine_mod.Series] = {}
 
-    def series(self, ref: Reference, granularity: int) -> Any:
+    def series(self, ref: Reference, granularity: int) -> engine_mod.Series:
         key = (ref.metric.id, ref.aggregation, granularity)
         if key not in self._cache:
             found = self.engine.get_measures(
@@ -407,54 +560,8 @@ def _empty(granularity: int) -> engine_mod.Series:
     )
 
 
-def _evaluate(
-    op: Operation,
-    resolved: dict[tuple[str, str], list[Reference]],
-    fetch: _Fetcher,
-    granularity: int,
-) -> list[Any]:
-    """The series an operation produces at *granularity*."""
-    if isinstance(op, MetricOp):
-        return [
-            fetch.series(ref, granularity)
-            for key in op.refs
-            for ref in resolved[key]
-        ]
-    inputs: list[Any] = []
-    for child in op.children:
-        inputs.extend(_evaluate(child, resolved, fetch, granularity))
-    params = fetch.params
-    try:
-        return [
-            cross.aggregate_across(
-                inputs,
-                op.method,
-                start=params.start,
-                stop=params.stop,
-                needed_overlap=params.needed_overlap,
-                fill=params.fill,
-            )
-        ]
-    except cross.CrossAggregationError as exc:
-        raise errors.APIError(str(exc), 400) from None
-
-
-def _points(series: Any, fill: str | float | None) -> list[list[Any]]:
-    values = np.asarray(series.values, dtype=np.float64)
-    stamps = np.asarray(series.timestamps, dtype=np.int64)
-    if fill == "dropna":
-        keep = np.isfinite(values)
-        values, stamps = values[keep], stamps[keep]
-    gran = series.granularity / NS
-    return [
-        [timeutils.isoformat_ns(ts), gran, None if np.isnan(val) else val]
-        for ts, val in zip(stamps.tolist(), values.tolist(), strict=True)
-    ]
-
-
 def align(
-    series_list: Sequence[Any],
-    params: Params,
+    series_list: Sequence[engine_mod.Series], params: Params
 ) -> tuple[np.ndarray, np.ndarray]:
     """Put series on one time grid with Gnocchi's fill/overlap rules.
 
@@ -499,26 +606,182 @@ def align(
     return times, grid
 
 
-def _per_series_output(
-    references: Sequence[Reference],
-    fetch: _Fetcher,
-    grans: Sequence[int],
-) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for gran in grans:
-        series = [fetch.series(ref, gran) for ref in references]
-        times, grid = align(series, fetch.params)
-        stamps = [timeutils.isoformat_ns(t) for t in times.tolist()]
-        g = gran / NS
-        for ref, row in zip(references, grid, strict=True):
-            node = out
-            for part in ref.path:
-                node = node.setdefault(part, {})
-            points = node.setdefault(ref.aggregation, [])
-            for ts, val in zip(stamps, row.tolist(), strict=True):
-                if fetch.params.fill == "dropna" and not np.isfinite(val):
-                    continue
-                points.append([ts, g, None if np.isnan(val) else val])
+@dataclasses.dataclass
+class Block:
+    """What an operation produces: series on common timestamps.
+
+    ``refs`` labels each row while the series keep their identity;
+    ``aggregated`` means one combined series (output as ``aggregated``).
+    """
+
+    granularity: int
+    times: np.ndarray
+    values: np.ndarray
+    refs: list[Reference]
+    aggregated: bool
+
+
+@dataclasses.dataclass
+class _Context:
+    granularity: int
+    times: np.ndarray
+    grid: np.ndarray
+    rows: dict[tuple[str, str], list[int]]
+    references: list[Reference]
+
+
+def _reduce(values: np.ndarray, method: str) -> np.ndarray:
+    """Reduce axis 0 of *values* with *method* (``rate:`` diffs after)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return cross.reduce_columns(values, method.removeprefix("rate:"))
+
+
+def _rate(block: Block, method: str) -> Block:
+    if not method.startswith("rate:"):
+        return block
+    return dataclasses.replace(
+        block,
+        times=block.times[1:],
+        values=np.diff(block.values, axis=1),
+    )
+
+
+def _same_times(blocks: Sequence[Block], where: str) -> None:
+    first = blocks[0]
+    for other in blocks[1:]:
+        if other.granularity != first.granularity or not np.array_equal(
+            other.times, first.times
+        ):
+            raise v.bad(
+                f"operations: '{where}' combines series with different "
+                "timestamps or granularities"
+            )
+
+
+def _evaluate(op: Operation, ctx: _Context) -> Block:
+    """Evaluate *op* over the aligned grid of one granularity."""
+    if isinstance(op, MetricOp):
+        rows = [r for key in dict.fromkeys(op.refs) for r in ctx.rows[key]]
+        return Block(
+            granularity=ctx.granularity,
+            times=ctx.times,
+            values=ctx.grid[rows],
+            refs=[ctx.references[r] for r in rows],
+            aggregated=False,
+        )
+    if isinstance(op, AggregateOp):
+        blocks = [_evaluate(child, ctx) for child in op.children]
+        _same_times(blocks, "aggregate")
+        stacked = np.vstack([b.values for b in blocks])
+        reduced = Block(
+            granularity=blocks[0].granularity,
+            times=blocks[0].times,
+            values=_reduce(stacked, op.method)[np.newaxis, :],
+            refs=[],
+            aggregated=True,
+        )
+        return _rate(reduced, op.method)
+    if isinstance(op, BinaryOp):
+        return _binary(op, ctx)
+    child = _evaluate(op.child, ctx)
+    if isinstance(op, UnaryOp):
+        return _unary(op.name, child)
+    if isinstance(op, ClipOp):
+        return dataclasses.replace(
+            child, values=np.clip(child.values, op.low, op.high)
+        )
+    if isinstance(op, RollingOp):
+        return _rolling(op, child)
+    return _resample(op, child)
+
+
+def _binary(op: BinaryOp, ctx: _Context) -> Block:
+    left = op.left if isinstance(op.left, float) else _evaluate(op.left, ctx)
+    right = (
+        op.right if isinstance(op.right, float) else _evaluate(op.right, ctx)
+    )
+    blocks = [b for b in (left, right) if isinstance(b, Block)]
+    if len(blocks) == 2:
+        _same_times(blocks, op.name)
+        rows = {b.values.shape[0] for b in blocks}
+        if len(rows) > 1 and 1 not in rows:
+            counts = " and ".join(str(n) for n in sorted(rows))
+            raise v.bad(f"operations: '{op.name}' between {counts} series")
+    lhs = left.values if isinstance(left, Block) else left
+    rhs = right.values if isinstance(right, Block) else right
+    with np.errstate(all="ignore"):
+        values = np.asarray(BINARY[op.name](lhs, rhs), dtype=np.float64)
+    if values.ndim == 1:  # pragma: no cover - a Block operand is 2-D
+        values = values[np.newaxis, :]
+    base = max(blocks, key=lambda b: b.values.shape[0])
+    aggregated = values.shape[0] == 1 and (
+        len(blocks) == 2 or any(b.aggregated for b in blocks)
+    )
+    return Block(
+        granularity=base.granularity,
+        times=base.times,
+        values=values,
+        refs=[] if aggregated else base.refs,
+        aggregated=aggregated,
+    )
+
+
+def _unary(name: str, block: Block) -> Block:
+    if name in UNARY:
+        with np.errstate(all="ignore"):
+            return dataclasses.replace(block, values=UNARY[name](block.values))
+    diff = np.diff(block.values, axis=1)
+    if name == "rateofchangesec":
+        diff = diff / (np.diff(block.times) / NS)
+    return dataclasses.replace(block, times=block.times[1:], values=diff)
+
+
+def _rolling(op: RollingOp, block: Block) -> Block:
+    size = block.times.size
+    if op.window > size:
+        raise v.bad(
+            f"operations: rolling window {op.window} is greater than the "
+            f"series length {size}"
+        )
+    windows = np.lib.stride_tricks.sliding_window_view(
+        block.values, op.window, axis=1
+    )
+    values = (
+        np.vstack(
+            [_reduce(row_windows.T, op.method) for row_windows in windows]
+        )
+        if windows.shape[0]
+        else np.empty((0, size - op.window + 1))
+    )
+    rolled = dataclasses.replace(
+        block, times=block.times[op.window - 1 :], values=values
+    )
+    return _rate(rolled, op.method)
+
+
+def _resample(op: ResampleOp, block: Block) -> Block:
+    keys = block.times - block.times % op.granularity
+    buckets, inverse = np.unique(keys, return_inverse=True)
+    values = np.full((block.values.shape[0], buckets.size), np.nan)
+    for j in range(buckets.size):
+        columns = block.values[:, inverse == j]
+        values[:, j] = _reduce(columns.T, op.method)
+    resampled = dataclasses.replace(
+        block, granularity=op.granularity, times=buckets, values=values
+    )
+    return _rate(resampled, op.method)
+
+
+def _points(
+    times: np.ndarray, row: np.ndarray, granularity: int, fill: object
+) -> list[list[Any]]:
+    g = granularity / NS
+    out = []
+    for ts, val in zip(times.tolist(), row.tolist(), strict=True):
+        finite = math.isfinite(val)
+        if not finite and fill == "dropna":
+            continue
+        out.append([timeutils.isoformat_ns(ts), g, val if finite else None])
     return out
 
 
@@ -533,17 +796,41 @@ def post() -> dict[str, Any]:
         raise v.bad(str(exc)) from None
     refs = metric_refs(op)
     resolved = resolve_references(body, refs)
-    references = [r for key in dict.fromkeys(refs) for r in resolved[key]]
+    keys = list(dict.fromkeys(refs))
+    references = [r for key in keys for r in resolved[key]]
+    rows: dict[tuple[str, str], list[int]] = {}
+    start = 0
+    for key in keys:
+        rows[key] = list(range(start, start + len(resolved[key])))
+        start += len(resolved[key])
     grans = _granularities(references, params.granularity)
     fetch = _Fetcher(params)
-    if isinstance(op, MetricOp):
-        measures = _per_series_output(references, fetch, grans)
-    else:
-        aggregated: list[list[Any]] = []
-        for gran in grans:
-            for series in _evaluate(op, resolved, fetch, gran):
-                aggregated.extend(_points(series, params.fill))
-        measures = {"aggregated": aggregated}
+    aggregated: list[list[Any]] = []
+    per_series: dict[str, Any] = {}
+    is_aggregated = False
+    for gran in grans:
+        series = [fetch.series(ref, gran) for ref in references]
+        times, grid = align(series, params)
+        block = _evaluate(op, _Context(gran, times, grid, rows, references))
+        is_aggregated = block.aggregated
+        if block.aggregated:
+            aggregated.extend(
+                _points(
+                    block.times,
+                    block.values[0],
+                    block.granularity,
+                    params.fill,
+                )
+            )
+            continue
+        for ref, row in zip(block.refs, block.values, strict=True):
+            node = per_series
+            for part in ref.path:
+                node = node.setdefault(part, {})
+            node.setdefault(ref.aggregation, []).extend(
+                _points(block.times, row, block.granularity, params.fill)
+            )
+    measures = {"aggregated": aggregated} if is_aggregated else per_series
     result: dict[str, Any] = {"measures": measures}
     if params.details:
         seen: dict[str, idx.MetricInfo] = {}

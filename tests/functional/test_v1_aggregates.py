@@ -68,6 +68,10 @@ def metrics(client):
     return data
 
 
+def pairs(times, values):
+    return list(zip(times, values, strict=True))
+
+
 def across(data, ids, reducer, keep):
     times = sorted({t for mid in ids for t in data[mid]})
     out = []
@@ -194,10 +198,35 @@ def test_metric_only_returns_each_series(client, metrics):
     [
         (["bogus", "x"], "", 400, "unknown operation 'bogus'"),
         (
-            ["rolling", "mean", 2, ["metric", "x", "mean"]],
+            ["rolling", "mean", 0, ["metric", "{a}", "mean"]],
             "",
             400,
-            "not supported",
+            "operations[2]: the window",
+        ),
+        (
+            ["rolling", "mean", 99, ["metric", "{a}", "mean"]],
+            "granularity=60",
+            400,
+            "rolling window 99 is greater",
+        ),
+        (
+            ["resample", "last", 300, ["metric", "{a}", "mean"]],
+            "",
+            400,
+            "operations[1]",
+        ),
+        (["+", 1, 2], "", 400, "at least one operation"),
+        (["+", ["metric", "{a}", "mean"], "x"], "", 400, "operations[2]"),
+        (["abs", ["metric", "{a}", "mean"], 3], "", 400, "one operation"),
+        (
+            [
+                "-",
+                ["metric", ["{a}", "mean"], ["{b}", "mean"]],
+                ["metric", ["{a}", "mean"], ["{b}", "mean"], ["{c}", "mean"]],
+            ],
+            "granularity=60",
+            400,
+            "between 2 and 3 series",
         ),
         (
             ["aggregate", "avg", ["metric", "{a}", "mean"]],
@@ -249,7 +278,9 @@ def test_bad_requests(client, metrics, ops, query, status, field):
     low = client.post(
         "/v1/metric", json={"archive_policy_name": "bool"}, headers=ALICE
     ).get_json()["id"]
+    c = list(metrics)[2]
     names = {
+        "c": c,
         "a": a,
         "b": b,
         "missing": missing,
@@ -284,3 +315,86 @@ def test_body_checks(client, metrics):
         headers={**ALICE, "Content-Type": "application/json"},
     )
     assert "JSON" in fault(r, 400)
+
+
+def test_arithmetic_rolling_resample_and_derivatives(client, metrics):
+    a, b, _ = list(metrics)
+    sa = sorted(metrics[a].items())
+    va = np.array([x for _, x in sa])
+    ta = [t for t, _ in sa]
+    q = "granularity=60"
+
+    def series(ops, key=a, agg="mean"):
+        r = post(client, ops, q)
+        assert r.status_code == 200, r.get_data(as_text=True)
+        return r.get_json()["measures"][key][agg]
+
+    def aggregated(ops, query=q):
+        r = post(client, ops, query)
+        assert r.status_code == 200, r.get_data(as_text=True)
+        return r.get_json()["measures"]["aggregated"]
+
+    check(series(["*", 2, ["metric", a, "mean"]]), pairs(ta, 2 * va))
+    check(series("(abs (neg (metric " + a + " mean)))"), pairs(ta, va))
+    check(
+        series(["clip", ["metric", a, "mean"], 20, 80]),
+        pairs(ta, np.clip(va, 20, 80)),
+    )
+    check(
+        series([">", ["metric", a, "mean"], 50]),
+        pairs(ta, (va > 50).astype(float)),
+    )
+    check(
+        series(["rolling", "sum", 2, ["metric", a, "mean"]]),
+        pairs(ta[1:], va[1:] + va[:-1]),
+    )
+    check(
+        series(["rateofchange", ["metric", a, "mean"]]),
+        pairs(ta[1:], np.diff(va)),
+    )
+    check(
+        series(["rateofchangesec", ["metric", a, "mean"]]),
+        pairs(ta[1:], np.diff(va) / 60),
+    )
+    got = series(["resample", "max", 300, ["metric", a, "mean"]])
+    want = [
+        (t, max(x for u, x in sa if t <= u < t + 300))
+        for t in sorted({u - u % 300 for u in ta})
+    ]
+    check(got, want, gran=300.0)
+    # difference of two series: one aggregated series where both exist
+    got = aggregated(["-", ["metric", a, "mean"], ["metric", b, "mean"]])
+    common = sorted(set(metrics[a]) & set(metrics[b]))
+    check(got, [(t, metrics[a][t] - metrics[b][t]) for t in common])
+    # each series minus the mean across them (2 rows kept)
+    r = post(
+        client,
+        [
+            "-",
+            ["metric", [a, "mean"], [b, "mean"]],
+            ["aggregate", "mean", ["metric", [a, "mean"], [b, "mean"]]],
+        ],
+        q + "&fill=null",
+    )
+    body = r.get_json()["measures"]
+    times = sorted(set(metrics[a]) | set(metrics[b]))
+    means = {
+        t: np.mean([m[t] for m in (metrics[a], metrics[b]) if t in m])
+        for t in times
+    }
+    got = body[b]["mean"]
+    assert [p[0] for p in got] == [iso(t) for t in times]
+    for (_, _, value), t in zip(got, times, strict=True):
+        if t in metrics[b]:
+            assert value == pytest.approx(metrics[b][t] - means[t])
+        else:
+            assert value is None
+    # resample inside aggregate, rate: across
+    got = aggregated(
+        [
+            "aggregate",
+            "rate:mean",
+            ["resample", "mean", 300, ["metric", [a, "mean"], [b, "mean"]]],
+        ]
+    )
+    assert all(p[1] == 300.0 for p in got)
