@@ -1210,35 +1210,39 @@ def metric_of_resource(
 ) -> str | None:
     """Id of metric *metric_name* of the resource a client calls *resource_id*.
 
-    A UUID is the stored id; another string is mapped with
-    :func:`resource_uuid` for *creator* when given, else looked up by the
-    original id the client used (within *project_id* when given).
+    A UUID is the stored id.  Another string is first mapped with
+    :func:`resource_uuid` for *creator* (when given), as the API does;
+    failing that it is looked up by the original id the client used,
+    among *project_id*'s resources when given.  An original id that names
+    several resources is ambiguous: None.
     """
     from alarmer.engine import indexer
 
-    candidates: list[str] = []
+    def named(ids: list[str]) -> str | None:
+        return session.scalar(
+            sa.select(indexer.Metric.id).where(
+                indexer.Metric.resource_id.in_(ids),
+                indexer.Metric.name == metric_name,
+            )
+        )
+
     try:
-        candidates.append(str(uuid.UUID(resource_id)))
+        return named([str(uuid.UUID(resource_id))])
     except (TypeError, ValueError):
-        if creator is not None:
-            try:
-                candidates.append(resource_uuid(resource_id, creator))
-            except ResourceError:
-                return None
-        stmt = sa.select(ResourceModel.id).where(
-            ResourceModel.original_resource_id == resource_id
-        )
-        if project_id is not None:
-            stmt = stmt.where(project_scope(project_id))
-        candidates.extend(session.scalars(stmt))
-    if not candidates:
-        return None
-    return session.scalar(
-        sa.select(indexer.Metric.id)
-        .where(
-            indexer.Metric.resource_id.in_(candidates),
-            indexer.Metric.name == metric_name,
-        )
-        .order_by(indexer.Metric.id)
-        .limit(1)
+        pass
+    if creator is not None:
+        try:
+            found = named([resource_uuid(resource_id, creator)])
+        except ResourceError:
+            return None
+        if found is not None:
+            return found
+    stmt = sa.select(ResourceModel.id).where(
+        ResourceModel.original_resource_id == resource_id
     )
+    if project_id is not None:
+        stmt = stmt.where(project_scope(project_id))
+    candidates = list(session.scalars(stmt.limit(2)))
+    if len(candidates) != 1:
+        return None
+    return named(candidates)

@@ -395,6 +395,7 @@ def attach_metrics(
                 "object with archive_policy_name"
             )
     session.flush()
+    res.bump_generation(session)
 
 
 def translate(exc: Exception) -> errors.APIError:
@@ -671,6 +672,7 @@ def delete_resource_metric(
         session.execute(
             sa.delete(idx.Metric).where(idx.Metric.id == metric_id)
         )
+        res.bump_generation(session)
     forget_metric_data([metric_id])
     return flask.Response(status=204)
 
