@@ -304,6 +304,61 @@ def main() -> int:
         timed(evaluate, args.repeat),
         "Gnocchi /v1/aggregates: 259 ms",
     )
+
+    cache = res.ResolutionCache()
+
+    def resolve_cached(_: int) -> list[str]:
+        with rt.db.read_session() as session:
+            found = res.resolve_metric_ids(
+                session, "instance", scoped, "cpu", cache=cache
+            )
+        assert len(found) == args.group
+        return found
+
+    resolve_cached(0)
+    row(
+        "by-resources: resolve, cached (group unchanged)",
+        timed(resolve_cached, args.repeat),
+        "one primary-key read",
+    )
+    now = int(time.time()) * NS
+    series = [engine.last_buckets(m, "mean", gran, 3) for m in ids]
+    row(
+        f"by-resources: last_buckets x {args.group}",
+        timed(
+            lambda _: [engine.last_buckets(m, "mean", gran, 3) for m in ids],
+            args.repeat,
+        ),
+        "engine reads",
+    )
+    row(
+        f"by-resources: aggregate_across {args.group} series",
+        timed(
+            lambda _: cross.aggregate_across(
+                series,
+                "mean",
+                start=now - 3 * gran,
+                stop=now,
+                needed_overlap=0,
+            ),
+            args.repeat,
+        ),
+        "cross-series mean",
+    )
+
+    def evaluate_cached(_: int) -> None:
+        metric_ids = resolve_cached(0)
+        now = int(time.time()) * NS
+        series = [engine.last_buckets(m, "mean", gran, 3) for m in metric_ids]
+        cross.aggregate_across(
+            series, "mean", start=now - 3 * gran, stop=now, needed_overlap=0
+        )
+
+    row(
+        f"by-resources evaluation, {args.group} instances, resolution cached",
+        timed(evaluate_cached, args.repeat),
+        "",
+    )
     rt.close()
     tmp.cleanup()
     return 0
