@@ -20,6 +20,7 @@ Every failure becomes an ``insufficient data`` outcome with Aodh's texts
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -268,6 +269,11 @@ class BucketCache:
         self.ttl = ttl
         self.max_metrics = max_metrics
         self._entries: dict[str, dict[tuple[str, int, int], Any]] = {}
+        # Per-metric generation, bumped by invalidate(); cross-metric
+        # results remember the generations they were computed from.
+        self._gens: dict[str, int] = {}
+        self._counter = itertools.count(1)
+        self._cross: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -285,6 +291,8 @@ class BucketCache:
                 self.hits += 1
                 return found[1], found[2]
         self.misses += 1
+        with self._lock:
+            self._gens.setdefault(metric_id, 0)
         series = engine.last_buckets(metric_id, method, gran_ns, n)
         entry = (now + self.ttl, series.timestamps, series.values)
         with self._lock:
@@ -301,6 +309,45 @@ class BucketCache:
         with self._lock:
             for metric_id in metric_ids:
                 self._entries.pop(metric_id, None)
+                if metric_id in self._gens:
+                    self._gens[metric_id] = next(self._counter)
+
+    def generations(self, metric_ids: Sequence[str]) -> tuple[int, ...]:
+        """Current generations of *metric_ids* (read before fetching)."""
+        gens = self._gens
+        return tuple(gens.get(m, -1) for m in metric_ids)
+
+    def cross_get(
+        self, key: tuple[Any, ...], metric_ids: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """A cross-metric reduction still valid for *metric_ids*."""
+        found = self._cross.get(key)
+        if found is None or found[0] <= time.monotonic():
+            return None
+        if found[1] != self.generations(metric_ids):
+            return None
+        self.hits += 1
+        return found[2], found[3]
+
+    def cross_put(
+        self,
+        key: tuple[Any, ...],
+        gens: tuple[int, ...],
+        times: np.ndarray,
+        reduced: np.ndarray,
+    ) -> None:
+        """Remember a cross-metric reduction computed at *gens*."""
+        if -1 in gens:
+            return
+        with self._lock:
+            self._cross[key] = (
+                time.monotonic() + self.ttl,
+                gens,
+                times,
+                reduced,
+            )
+            while len(self._cross) > self.max_metrics:
+                self._cross.pop(next(iter(self._cross)))
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -319,6 +366,36 @@ def _fetch(
     return series.timestamps, series.values
 
 
+def reduce_across(
+    series: list[tuple[np.ndarray, np.ndarray]], method: str, gran_ns: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reduce series timestamp by timestamp over the union of their buckets.
+
+    *method* is a reducer without ``rate:``.  Columns are reduced
+    independently, so the result sliced to a window equals Gnocchi's
+    ``aggregate`` of the series sliced to that window.
+    """
+    first = series[0][0]
+    if all(
+        ts.size == first.size and np.array_equal(ts, first) for ts, _ in series
+    ):
+        if first.size == 0:
+            return first, np.empty(0, dtype=np.float64)
+        grid = np.vstack([values for _, values in series])
+        return first, cross.reduce_columns(grid, method)
+    present = [ts for ts, _ in series if ts.size]
+    if not present:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+    result = cross.aggregate_across(
+        [Series(gran_ns, ts, values) for ts, values in series],
+        method,
+        start=min(int(ts[0]) for ts in present),
+        stop=max(int(ts[-1]) for ts in present) + 1,
+        needed_overlap=0.0,
+    )
+    return result.timestamps, result.values
+
+
 def aggregate_across(
     series: list[tuple[np.ndarray, np.ndarray]],
     method: str,
@@ -329,32 +406,64 @@ def aggregate_across(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gnocchi's ``aggregate <method>`` across series in [start, stop).
 
-    ``needed_overlap=0``, no fill (Aodh's request).  When every series has
-    the same bucket starts (the usual case) the grid is stacked directly;
-    otherwise :func:`alarmer.engine.cross.aggregate_across` does it all.
+    ``needed_overlap=0``, no fill: Aodh's request for by-metrics and
+    by-resources rules.
     """
-    first = series[0][0]
-    if all(
-        ts.size == first.size and np.array_equal(ts, first) for ts, _ in series
-    ):
-        lo = int(first.searchsorted(start - start % gran_ns))
-        hi = int(first.searchsorted(stop))
-        times = first[lo:hi]
-        if times.size == 0:
-            return times, np.empty(0, dtype=np.float64)
-        grid = np.vstack([values[lo:hi] for _, values in series])
-        values = cross.reduce_columns(grid, method.removeprefix("rate:"))
-        if method.startswith("rate:"):
-            return times[1:], np.diff(values)
-        return times, values
-    result = cross.aggregate_across(
-        [Series(gran_ns, ts, values) for ts, values in series],
-        method,
-        start=start,
-        stop=stop,
-        needed_overlap=0.0,
+    times, reduced = reduce_across(
+        series, method.removeprefix("rate:"), gran_ns
     )
-    return result.timestamps, result.values
+    return _window_across(
+        times, reduced, method, gran_ns, start=start, stop=stop
+    )
+
+
+def _window_across(
+    times: np.ndarray,
+    reduced: np.ndarray,
+    method: str,
+    gran_ns: int,
+    *,
+    start: int,
+    stop: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    lo = int(times.searchsorted(start - start % gran_ns))
+    hi = int(times.searchsorted(stop))
+    times, reduced = times[lo:hi], reduced[lo:hi]
+    if method.startswith("rate:"):
+        return times[1:], np.diff(reduced)
+    return times, reduced
+
+
+def _read_across(
+    engine: Engine,
+    cache: BucketCache | None,
+    plan: Plan,
+    metric_ids: Sequence[str],
+    now_ns: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    start, stop = now_ns - plan.window_ns, now_ns
+    base = plan.method.removeprefix("rate:")
+    if cache is None:
+        per_metric = [
+            _fetch(engine, None, m, plan.read_method, plan) for m in metric_ids
+        ]
+        times, reduced = reduce_across(per_metric, base, plan.gran_ns)
+    else:
+        key = (tuple(metric_ids), plan.read_method, base, plan.gran_ns, plan.n)
+        found = cache.cross_get(key, metric_ids)
+        if found is None:
+            gens = cache.generations(metric_ids)
+            per_metric = [
+                _fetch(engine, cache, m, plan.read_method, plan)
+                for m in metric_ids
+            ]
+            times, reduced = reduce_across(per_metric, base, plan.gran_ns)
+            cache.cross_put(key, gens, times, reduced)
+        else:
+            times, reduced = found
+    return _window_across(
+        times, reduced, plan.method, plan.gran_ns, start=start, stop=stop
+    )
 
 
 def read_outcome(
@@ -378,16 +487,8 @@ def read_outcome(
                 engine, cache, metric_ids[0], plan.read_method, plan
             )
         else:
-            per_metric = [
-                _fetch(engine, cache, m, plan.read_method, plan)
-                for m in metric_ids
-            ]
-            timestamps, values = aggregate_across(
-                per_metric,
-                plan.method,
-                plan.gran_ns,
-                start=now_ns - plan.window_ns,
-                stop=now_ns,
+            timestamps, values = _read_across(
+                engine, cache, plan, metric_ids, now_ns
             )
     except LookupError as exc:
         if plan.alarm_type == RESOURCES:

@@ -1,0 +1,392 @@
+"""Evaluator benchmarks: throughput, schedule lag at scale, detection.
+
+Everything runs in a temporary directory with the embedded defaults
+(SQLite, ``file`` series driver).  Three workloads::
+
+    python benchmarks/bench_evaluator.py throughput [--alarms 20000]
+    python benchmarks/bench_evaluator.py schedule [--alarms 100000]
+    python benchmarks/bench_evaluator.py detection [--samples 300]
+
+* ``throughput``: evaluations per second of one worker thread calling the
+  evaluation of every owned alarm in a loop (decision, engine read, no
+  state change), for ``gnocchi_resources_threshold`` (evaluation_periods
+  3, granularity 60) and for by-metrics rules over 10 metrics.
+* ``schedule``: the real service (threads, spread schedule) with many
+  alarms at a 60 s interval; schedule lag percentiles and memory per
+  alarm (RSS growth after loading the definitions, and after one
+  interval, engine cache included).
+* ``detection``: the one-command start (API server + evaluator on one
+  runtime, in-process channel); time from the POST of a measure that
+  crosses the threshold to the committed transition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+import numpy as np
+import requests
+import sqlalchemy as sa
+
+from alarmer import conf as aconf
+from alarmer import runtime
+from alarmer.engine import archive_policy as ap
+from alarmer.engine import engine as engine_mod
+from alarmer.engine import indexer as idx
+from alarmer.evaluator.service import EvaluatorService
+from alarmer.storage.models import Alarm
+
+NS = 1_000_000_000
+
+
+def rss_mb() -> float:
+    """Resident set size of this process in MiB."""
+    with open("/proc/self/statm") as handle:
+        pages = int(handle.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def build(tmp: str, **sections: dict[str, object]) -> runtime.Runtime:
+    overrides: dict[str, dict[str, object]] = {
+        "DEFAULT": {"data_dir": tmp, "log_level": "WARNING"},
+        "coordination": {"backend_url": "none"},
+    }
+    for section, values in sections.items():
+        overrides.setdefault(section, {}).update(values)
+    conf = aconf.make_conf(overrides=overrides)
+    return runtime.build(conf, migrate=True)
+
+
+def make_metrics(
+    rt: runtime.Runtime, count: int, *, policy: str = "medium", points=12
+) -> list[tuple[str, str]]:
+    """Create *count* metrics on UUID resources, with *points* values."""
+    index = idx.Indexer(rt.db)
+    made: list[tuple[str, str]] = []
+    now_ns = time.time_ns() // (60 * NS) * (60 * NS)
+    stamps = np.array(
+        [now_ns - (points - 1 - i) * 60 * NS for i in range(points)],
+        dtype=np.int64,
+    )
+    for i in range(count):
+        resource_id = str(uuid.uuid4())
+        info = index.create_metric(
+            archive_policy_name=policy, name="cpu", resource_id=resource_id
+        )
+        values = np.full(points, 50.0 + (i % 7), dtype=np.float64)
+        rt.engine.add_measures(
+            engine_mod.MetricRef(info.id, info.archive_policy), stamps, values
+        )
+        made.append((resource_id, info.id))
+    return made
+
+
+def insert_alarms(
+    rt: runtime.Runtime, rules: list[tuple[str, dict]], **fields
+) -> list[str]:
+    ids: list[str] = []
+    rows = []
+    for alarm_type, rule in rules:
+        alarm_id = str(uuid.uuid4())
+        ids.append(alarm_id)
+        rows.append(
+            {
+                "alarm_id": alarm_id,
+                "version": 1,
+                "seq": 0,
+                "name": "bench",
+                "description": "",
+                "type": alarm_type,
+                "rule": rule,
+                "enabled": True,
+                "state": "insufficient data",
+                "state_reason": "Not evaluated yet",
+                "severity": "low",
+                "ok_actions": [],
+                "alarm_actions": [],
+                "insufficient_data_actions": [],
+                "repeat_actions": False,
+                "time_constraints": [],
+                "project_id": "p1",
+                "user_id": "u1",
+                **fields,
+            }
+        )
+    with rt.db.session() as session:
+        for start in range(0, len(rows), 5000):
+            session.execute(sa.insert(Alarm), rows[start : start + 5000])
+        session.commit()
+    return ids
+
+
+def resources_rule(resource_id: str, threshold: float) -> dict:
+    return {
+        "metric": "cpu",
+        "resource_id": resource_id,
+        "resource_type": "generic",
+        "aggregation_method": "mean",
+        "threshold": threshold,
+        "comparison_operator": "gt",
+        "granularity": 60,
+        "evaluation_periods": 3,
+    }
+
+
+def by_metrics_rule(metric_ids: list[str], threshold: float) -> dict:
+    return {
+        "metrics": metric_ids,
+        "aggregation_method": "mean",
+        "threshold": threshold,
+        "comparison_operator": "gt",
+        "granularity": 60,
+        "evaluation_periods": 3,
+    }
+
+
+def timed_passes(service: EvaluatorService, seconds: float) -> float:
+    alarms = list(service._alarms.values())
+    for alarm in alarms:  # warm-up: first transitions, caches
+        service.evaluate(alarm)
+    done = 0
+    transitions = service.stats.transitions
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for alarm in alarms:
+            service.evaluate(alarm)
+        done += len(alarms)
+    rate = done / (time.perf_counter() - start)
+    assert service.stats.transitions == transitions, "state changed"
+    assert service.stats.errors == 0
+    return rate
+
+
+def cmd_throughput(args: argparse.Namespace) -> None:
+    rows = []
+    for kind in ("gnocchi_resources_threshold", "by-metrics (10 metrics)"):
+        with tempfile.TemporaryDirectory() as tmp:
+            rt = build(tmp)
+            metrics = make_metrics(rt, args.metrics)
+            rules = []
+            for i in range(args.alarms):
+                if kind.startswith("gnocchi"):
+                    resource_id, _ = metrics[i % len(metrics)]
+                    rules.append(
+                        (
+                            "gnocchi_resources_threshold",
+                            resources_rule(resource_id, 10.0 * (i % 10)),
+                        )
+                    )
+                else:
+                    ids = [
+                        metrics[(i + k) % len(metrics)][1] for k in range(10)
+                    ]
+                    rules.append(
+                        (
+                            "gnocchi_aggregation_by_metrics_threshold",
+                            by_metrics_rule(ids, 10.0 * (i % 10)),
+                        )
+                    )
+            insert_alarms(rt, rules)
+            for cached in (False, True):
+                service = EvaluatorService(rt, api_in_process=cached)
+                service.membership.start()
+                service._control_step(force=True)
+                assert len(service._alarms) == args.alarms
+                rate = timed_passes(service, args.seconds)
+                rows.append(
+                    (
+                        kind,
+                        "bucket cache" if cached else "engine",
+                        args.alarms,
+                        args.metrics,
+                        rate,
+                    )
+                )
+            rt.close()
+    print(
+        f"{'rule':<30} {'reads from':<13} {'alarms':>8} {'metrics':>8} "
+        f"{'evals/s':>10}"
+    )
+    for kind, mode, alarms, metrics, rate in rows:
+        print(f"{kind:<30} {mode:<13} {alarms:>8} {metrics:>8} {rate:>10.0f}")
+
+
+def cmd_schedule(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        rt = build(
+            tmp,
+            evaluator={
+                "evaluation_interval": args.interval,
+                "event_driven": False,
+            },
+        )
+        metrics = make_metrics(rt, args.metrics)
+        rules = [
+            (
+                "gnocchi_resources_threshold",
+                resources_rule(metrics[i % len(metrics)][0], 10.0 * (i % 10)),
+            )
+            for i in range(args.alarms)
+        ]
+        insert_alarms(rt, rules)
+        base = rss_mb()
+        service = EvaluatorService(rt)
+        t0 = time.perf_counter()
+        service.start()
+        load_s = time.perf_counter() - t0
+        loaded = rss_mb()
+        time.sleep(args.duration)
+        after = rss_mb()
+        stats = service.stats
+        lag = stats.lag_percentiles()
+        service.stop()
+        rt.close()
+    n = args.alarms
+    print(
+        f"{'alarms':>8} {'interval s':>10} {'run s':>6} {'evals':>8} "
+        f"{'skipped':>8} {'lag p50 ms':>10} {'lag p99 ms':>10} "
+        f"{'lag max ms':>10}"
+    )
+    print(
+        f"{n:>8} {args.interval:>10} {args.duration:>6} "
+        f"{stats.evaluations:>8} {stats.skipped_slots:>8} "
+        f"{lag['p50'] * 1000:>10.1f} {lag['p99'] * 1000:>10.1f} "
+        f"{lag['max'] * 1000:>10.1f}"
+    )
+    print()
+    print(
+        f"{'load s':>7} {'RSS base MiB':>12} {'+defs MiB':>10} "
+        f"{'B/alarm defs':>12} {'+1 interval MiB':>15} {'B/alarm all':>12}"
+    )
+    print(
+        f"{load_s:>7.1f} {base:>12.0f} {loaded - base:>10.0f} "
+        f"{(loaded - base) * 2**20 / n:>12.0f} {after - base:>15.0f} "
+        f"{(after - base) * 2**20 / n:>12.0f}"
+    )
+
+
+def cmd_detection(args: argparse.Namespace) -> None:
+    from api.server import ApiServer  # noqa: PLC0415
+
+    admin = {"X-User-Id": "a", "X-Project-Id": "p1", "X-Roles": "admin"}
+    with tempfile.TemporaryDirectory() as tmp:
+        rt = build(
+            tmp,
+            api={"port": 0},
+            evaluator={"evaluation_interval": 3600, "refresh_interval": 0.05},
+        )
+        policy = ap.ArchivePolicy(
+            "bench-1s",
+            (ap.PolicyItem(NS, 3600),),
+            ("last", "mean"),
+        )
+        idx.Indexer(rt.db).create_archive_policy(policy)
+        server = ApiServer(rt)
+        server.start()
+        service = EvaluatorService(rt)
+        service.start()
+        url = f"http://127.0.0.1:{server.port}"
+        http = requests.Session()
+        try:
+            r = http.post(
+                f"{url}/v1/metric",
+                json={"archive_policy_name": "bench-1s"},
+                headers=admin,
+            )
+            metric_id = r.json()["id"]
+            r = http.post(
+                f"{url}/v2/alarms",
+                headers=admin,
+                json={
+                    "name": "detect",
+                    "type": "gnocchi_aggregation_by_metrics_threshold",
+                    "alarm_actions": ["log://"],
+                    "gnocchi_aggregation_by_metrics_threshold_rule": {
+                        "metrics": [metric_id],
+                        "aggregation_method": "last",
+                        "threshold": 50,
+                        "comparison_operator": "gt",
+                        "granularity": 1,
+                        "evaluation_periods": 1,
+                    },
+                },
+            )
+            assert r.status_code == 201, r.text
+            alarm_id = r.json()["alarm_id"]
+            while alarm_id not in service._alarms:
+                time.sleep(0.01)
+            samples = []
+            for i in range(args.samples):
+                value = 90.0 if i % 2 == 0 else 10.0
+                before = service.stats.transitions
+                t0 = time.perf_counter()
+                r = http.post(
+                    f"{url}/v1/metric/{metric_id}/measures",
+                    json=[{"timestamp": time.time(), "value": value}],
+                    headers=admin,
+                )
+                assert r.status_code == 202, r.text
+                t_api = time.perf_counter() - t0
+                while service.stats.transitions == before:
+                    if time.perf_counter() - t0 > 5:
+                        raise RuntimeError("no transition within 5 s")
+                    time.sleep(0.0005)
+                samples.append((time.perf_counter() - t0, t_api))
+                time.sleep(args.pause)
+        finally:
+            service.stop()
+            server.stop()
+            rt.close()
+    total = sorted(s[0] * 1000 for s in samples)
+    api = sorted(s[1] * 1000 for s in samples)
+
+    def pct(values, q):
+        return values[min(len(values) - 1, int(len(values) * q))]
+
+    print(
+        f"{'samples':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+        f"{'max ms':>8} {'POST p50 ms':>11}"
+    )
+    print(
+        f"{len(total):>8} {statistics.median(total):>8.1f} "
+        f"{pct(total, 0.95):>8.1f} {pct(total, 0.99):>8.1f} "
+        f"{total[-1]:>8.1f} {statistics.median(api):>11.1f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("throughput")
+    p.add_argument("--alarms", type=int, default=20000)
+    p.add_argument("--metrics", type=int, default=2000)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p = sub.add_parser("schedule")
+    p.add_argument("--alarms", type=int, default=100000)
+    p.add_argument("--metrics", type=int, default=5000)
+    p.add_argument("--interval", type=int, default=60)
+    p.add_argument("--duration", type=float, default=75.0)
+    p = sub.add_parser("detection")
+    p.add_argument("--samples", type=int, default=300)
+    p.add_argument("--pause", type=float, default=0.02)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    {
+        "throughput": cmd_throughput,
+        "schedule": cmd_schedule,
+        "detection": cmd_detection,
+    }[args.command](args)
+    return 0
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "bench"
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The evaluator's reading path: cross-metric reduction and the cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from alarmer.engine import cross
+from alarmer.engine.engine import Series
+from alarmer.evaluator import data
+
+G = 60 * 1_000_000_000
+T0 = 1_800_000_000 // 60 * 60 * 1_000_000_000
+
+
+def series(offsets, values):
+    ts = np.array([T0 + o * G for o in offsets], dtype=np.int64)
+    return ts, np.array(values, dtype=np.float64)
+
+
+CASES = [
+    # same timestamps everywhere
+    [series([0, 1, 2, 3], [1, 2, 3, 4]), series([0, 1, 2, 3], [5, 6, 7, 8])],
+    # ragged: gaps and different ranges
+    [series([0, 1, 3], [1, 2, 4]), series([1, 2, 3, 4], [6, 7, 8, 9])],
+    # NaN inside, one empty series
+    [
+        series([0, 1, 2], [1, np.nan, 3]),
+        series([], []),
+        series([0, 2], [5, 7]),
+    ],
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize(
+    "method", ["mean", "max", "min", "sum", "count", "std", "rate:mean"]
+)
+@pytest.mark.parametrize(("start", "stop"), [(1, 4), (0, 5), (2, 3), (1, 9)])
+def test_same_as_the_engine_cross_aggregation(case, method, start, stop):
+    begin, end = T0 + start * G + 7, T0 + stop * G
+    got = data.aggregate_across(case, method, G, start=begin, stop=end)
+    want = cross.aggregate_across(
+        [Series(G, ts, v) for ts, v in case],
+        method,
+        start=begin,
+        stop=end,
+        needed_overlap=0.0,
+    )
+    np.testing.assert_array_equal(got[0], want.timestamps)
+    np.testing.assert_allclose(got[1], want.values, equal_nan=True)
+
+
+class CountingEngine:
+    """A tiny in-memory engine that counts the reads it serves."""
+
+    def __init__(self):
+        self.data = {}
+        self.reads = 0
+
+    def last_buckets(self, metric_id, method, granularity, n):
+        self.reads += 1
+        ts, values = self.data[metric_id]
+        return Series(granularity, ts[-n:], values[-n:])
+
+
+def test_bucket_cache_invalidated_by_announcements():
+    engine = CountingEngine()
+    engine.data["m1"] = series([0, 1], [1, 2])
+    cache = data.BucketCache(ttl=60)
+    assert cache.get(engine, "m1", "mean", G, 5)[1].tolist() == [1, 2]
+    assert cache.get(engine, "m1", "mean", G, 5)[1].tolist() == [1, 2]
+    assert engine.reads == 1
+    engine.data["m1"] = series([0, 1, 2], [1, 2, 3])
+    cache.invalidate(["m1"])
+    assert cache.get(engine, "m1", "mean", G, 5)[1].tolist() == [1, 2, 3]
+    assert engine.reads == 2
+
+
+def test_bucket_cache_ttl_bounds_staleness():
+    engine = CountingEngine()
+    engine.data["m1"] = series([0], [1])
+    cache = data.BucketCache(ttl=0)
+    cache.get(engine, "m1", "mean", G, 5)
+    cache.get(engine, "m1", "mean", G, 5)
+    assert engine.reads == 2
+
+
+def test_cross_results_follow_metric_generations():
+    engine = CountingEngine()
+    engine.data["a"] = series([0, 1, 2], [10, 10, 10])
+    engine.data["b"] = series([0, 1, 2], [20, 20, 20])
+    cache = data.BucketCache(ttl=60)
+    plan = data.Plan.of(
+        data.BY_METRICS,
+        {
+            "aggregation_method": "mean",
+            "granularity": 60,
+            "evaluation_periods": 2,
+            "threshold": 12,
+            "comparison_operator": "gt",
+        },
+    )
+    now = T0 + 3 * G
+    first = data.read_outcome(engine, plan, ["a", "b"], now, cache=cache)
+    again = data.read_outcome(engine, plan, ["a", "b"], now, cache=cache)
+    assert first == again
+    assert first.values == (15.0, 15.0)
+    assert engine.reads == 2
+    engine.data["b"] = series([0, 1, 2], [20, 20, 0])
+    cache.invalidate(["b"])
+    third = data.read_outcome(engine, plan, ["a", "b"], now, cache=cache)
+    assert third.values == (15.0, 5.0)
+    assert (third.state, third.trending) == (None, "ok")
+    assert engine.reads == 3
+
+
+def test_missing_granularity_is_aodh_insufficient_text():
+    class NoGranularity:
+        def last_buckets(self, *args):
+            raise LookupError("Granularity '60' does not exist")
+
+    plan = data.Plan.of(
+        data.RESOURCES,
+        {
+            "metric": "cpu",
+            "resource_id": "r1",
+            "aggregation_method": "mean",
+            "granularity": 60,
+            "evaluation_periods": 2,
+            "threshold": 1,
+        },
+    )
+    got = data.read_outcome(NoGranularity(), plan, ["m"], T0)
+    assert got.unknown_reason == (
+        "aggregation mean does not exist for metric cpu of resource r1"
+    )
