@@ -274,7 +274,7 @@ def cmd_schedule(args: argparse.Namespace) -> None:
 
 
 def cmd_detection(args: argparse.Namespace) -> None:
-    from api.server import ApiServer  # noqa: PLC0415
+    from api.server import ApiServer
 
     admin = {"X-User-Id": "a", "X-Project-Id": "p1", "X-Roles": "admin"}
     with tempfile.TemporaryDirectory() as tmp:
