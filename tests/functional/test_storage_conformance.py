@@ -228,7 +228,7 @@ def test_engine_batch_with_a_stale_cache(driver_spec):
     two.close()
 
 
-# -- processes -----------------------------------------------------------------
+# -- processes ------------------------------------------------------------
 
 
 def _worker_main() -> None:

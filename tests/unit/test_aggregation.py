@@ -146,9 +146,11 @@ def assert_matches(state: agg.MetricState, model: Model) -> None:
             got = dict(zip(ts.tolist(), vals.tolist(), strict=True))
             assert list(got) == list(expected), (method, item.granularity)
             for key, value in expected.items():
-                assert got[key] == pytest.approx(
-                    value, rel=1e-9, abs=1e-9
-                ), (method, item.granularity, key)
+                assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-9), (
+                    method,
+                    item.granularity,
+                    key,
+                )
 
 
 def policy(
