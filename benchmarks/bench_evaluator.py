@@ -297,20 +297,27 @@ def cmd_detection(args: argparse.Namespace) -> None:
         http = requests.Session()
         try:
             r = http.post(
-                f"{url}/v1/metric",
-                json={"archive_policy_name": "bench-1s"},
+                f"{url}/v1/resource/generic",
+                json={
+                    "id": "bench-vm",
+                    "metrics": {"cpu": {"archive_policy_name": "bench-1s"}},
+                },
                 headers=admin,
             )
-            metric_id = r.json()["id"]
+            assert r.status_code == 201, r.text
+            metric_id = r.json()["metrics"]["cpu"]
             r = http.post(
                 f"{url}/v2/alarms",
                 headers=admin,
                 json={
                     "name": "detect",
-                    "type": "gnocchi_aggregation_by_metrics_threshold",
+                    "type": "gnocchi_resources_threshold",
                     "alarm_actions": ["log://"],
-                    "gnocchi_aggregation_by_metrics_threshold_rule": {
-                        "metrics": [metric_id],
+                    "ok_actions": ["log://"],
+                    "gnocchi_resources_threshold_rule": {
+                        "metric": "cpu",
+                        "resource_id": "bench-vm",
+                        "resource_type": "generic",
                         "aggregation_method": "last",
                         "threshold": 50,
                         "comparison_operator": "gt",
