@@ -25,8 +25,10 @@ recomputes only what they change.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import itertools
+import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -258,6 +260,27 @@ def compute_buckets(
 
 # ---------------------------------------------------------------------------
 # Reading a method out of columns
+
+
+def _list_quantile(ordered: list[float], q: float | None) -> float:
+    """:func:`segment_quantile` of one sorted Python list."""
+    n = len(ordered)
+    if q is None:
+        half = n // 2
+        if n % 2:
+            return ordered[half]
+        return (ordered[half - 1] + ordered[half]) / 2
+    quant = q / 100
+    virtual = n * quant + (1 - quant) - 1
+    prev = math.floor(virtual)
+    gamma = virtual - prev
+    lo = min(max(prev, 0), n - 1)
+    hi = min(lo + 1, n - 1)
+    a = ordered[lo]
+    diff = ordered[hi] - a
+    if gamma >= 0.5:
+        return ordered[hi] - diff * (1 - gamma)
+    return a + diff * gamma
 
 
 def method_values(
@@ -523,6 +546,7 @@ class MetricState:
     """Everything stored for one metric (pure data, no I/O)."""
 
     __slots__ = (
+        "_open_sorted",
         "_sorted_cols",
         "columns",
         "has_rate",
@@ -547,6 +571,11 @@ class MetricState:
         self._sorted_cols = tuple(
             c for c in self.columns if _is_sorted_column(c)
         )
+        #: granularity -> (open bucket start, its sorted values, sorted
+        #: differences): a cache for the sorted columns, rebuilt lazily.
+        self._open_sorted: dict[
+            int, tuple[int, list[float], list[float] | None]
+        ] = {}
 
     @property
     def raw_ts(self) -> np.ndarray:
@@ -690,39 +719,51 @@ class MetricState:
                         _init_bucket(cols, i, v - prev, RATE)
                 new = True
             if self._sorted_cols:
-                self._recompute_sorted(level, i, start)
+                self._recompute_sorted(
+                    level, i, start, v, None if prev is None else v - prev
+                )
             if new:
                 item = self.policy.item(g)
                 if item is not None and item.points is not None:
                     level.truncate(item.points)
 
-    def _recompute_sorted(self, level: Level, i: int, start: int) -> None:
-        """Sorted columns of the newest bucket, from the raw points."""
-        raw_ts = self.raw.ts
-        raw_values = self.raw.values
-        j = int(np.searchsorted(raw_ts, start))
-        plain = np.sort(raw_values[j:])
-        rated = None
+    def _recompute_sorted(
+        self, level: Level, i: int, start: int, v: float, d: float | None
+    ) -> None:
+        """Sorted columns of the newest bucket after appending *v*.
+
+        The sorted values of the open bucket (and of its differences)
+        are kept per level as Python lists, so an append costs one
+        ``bisect.insort`` (a pointer memmove), not a sort of the bucket.
+        """
+        g = level.granularity
+        cached = self._open_sorted.get(g)
+        if cached is not None and cached[0] == start:
+            plain = cached[1]
+            bisect.insort(plain, v)
+            rated = cached[2]
+            if rated is not None and d is not None:
+                bisect.insort(rated, d)
+        else:
+            raw_ts = self.raw.ts
+            raw_values = self.raw.values
+            j = int(np.searchsorted(raw_ts, start))
+            plain = np.sort(raw_values[j:]).tolist()
+            rated = None
+            if self.has_rate:
+                # the difference into the bucket's first point counts
+                # when there is a point before it
+                rated = np.sort(np.diff(raw_values[max(j - 1, 0) :])).tolist()
+            self._open_sorted[g] = (start, plain, rated)
+        cols = level._cols
         for col in self._sorted_cols:
-            if col.startswith(RATE):
-                if rated is None:
-                    rated = np.sort(np.diff(raw_values[max(j - 1, 0) :]))
-                    if j == 0:  # no point before the bucket
-                        rated = np.sort(np.diff(raw_values[j:]))
-                data = rated
-            else:
-                data = plain
-            if data.size == 0:
-                level._cols[col][i] = np.nan
-                continue
-            level._cols[col][i] = segment_quantile(
-                data,
-                np.zeros(1, dtype=np.int64),
-                np.array([data.size]),
-                _quantile_of(col),
-            )[0]
+            data = rated if col.startswith(RATE) else plain
+            cols[col][i] = (
+                _list_quantile(data, _quantile_of(col)) if data else np.nan
+            )
 
     def _merge(self, ts: np.ndarray, values: np.ndarray) -> None:
+        self._open_sorted.clear()
         first_new = int(ts[0])
         raw_ts = self.raw.ts
         raw_values = self.raw.values
@@ -827,6 +868,11 @@ class MetricState:
 
 def stored_bytes_estimate(state: MetricState) -> int:
     """Bytes held by the arrays of *state* (for statistics)."""
-    return state.raw.nbytes() + sum(
-        level.nbytes() for level in state.levels.values()
+    return (
+        state.raw.nbytes()
+        + sum(level.nbytes() for level in state.levels.values())
+        + sum(
+            32 * (len(c[1]) + len(c[2] or ()))
+            for c in state._open_sorted.values()
+        )
     )
