@@ -958,15 +958,23 @@ def delete_resource_rows(session: orm.Session, ids: list[str]) -> None:
 
 
 def load_attributes(
-    session: orm.Session, rows: list[ResourceModel]
+    session: orm.Session,
+    rows: list[ResourceModel],
+    known: Iterable[TypeDef] = (),
 ) -> dict[str, dict[str, Any]]:
     """The typed attributes of *rows*: ``{resource id: {name: value}}``.
 
-    Every declared attribute is present (``None`` when unset).
+    Every declared attribute is present (``None`` when unset).  *known*
+    types (already loaded by the caller) are not read again.
     """
     result: dict[str, dict[str, Any]] = {}
     types: dict[str, TypeDef] = {}
     by_id: dict[int, AttributeDef] = {}
+    for rtype in known:
+        types[rtype.name] = rtype
+        for attr in rtype.attributes.values():
+            assert attr.id is not None
+            by_id[attr.id] = attr
     for row in rows:
         if row.type not in types:
             types[row.type] = get_type(session, row.type)

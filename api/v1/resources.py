@@ -263,7 +263,7 @@ def render(
     """
     attributes: dict[str, dict[str, Any]] = {}
     if rtype.name != res.GENERIC or details:
-        attributes = res.load_attributes(session, rows)
+        attributes = res.load_attributes(session, rows, [rtype])
     metrics = metrics_of(session, [r.id for r in rows])
     return [
         res.resource_dict(r, attributes.get(r.id, {}), metrics[r.id])
