@@ -81,10 +81,21 @@ def check_bounds(
         )
 
 
+def _coerce_points(body: Any) -> Any:
+    """Turn ``"points": "60"`` into 60, as gnocchiclient's CLI sends it."""
+    if isinstance(body, dict) and isinstance(body.get("definition"), list):
+        for item in body["definition"]:
+            if isinstance(item, dict):
+                points = item.get("points")
+                if isinstance(points, str) and points.strip().isdigit():
+                    item["points"] = int(points)
+    return body
+
+
 def create() -> tuple[dict[str, Any], int, dict[str, str]]:
     """POST: create a policy (201, 409 when the name is taken)."""
     v.require_admin()
-    body = v.json_body()
+    body = _coerce_points(v.json_body())
     try:
         policy = ap.ArchivePolicy.from_request(body, _methods_defaults())
     except ap.PolicyError as exc:
@@ -118,7 +129,7 @@ def show(name: str) -> dict[str, Any]:
 def update(name: str) -> dict[str, Any]:
     """PATCH: change points/timespan of the items, or back_window."""
     v.require_admin()
-    body = v.json_body()
+    body = _coerce_points(v.json_body())
     v.check_schema(PATCH_SCHEMA, body)
     items = None
     if "definition" in body:

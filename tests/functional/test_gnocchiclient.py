@@ -150,3 +150,97 @@ def test_gnocchi_cli_round_trip(live_api, tmp_path):
     assert shown["unit"] == "B"
     listed = run("metric", "list")
     assert [m["id"] for m in listed] == [mid]
+    denied = subprocess.run(
+        [*base, "archive-policy", "delete", "low"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert denied.returncode != 0
+    assert "403" in denied.stderr or "RBAC" in denied.stderr
+
+
+def test_gnocchi_cli_archive_policies(live_api, tmp_path):
+    cli = os.path.join(os.path.dirname(sys.executable), "gnocchi")
+    base = [
+        cli,
+        "--os-auth-type",
+        "gnocchi-noauth",
+        "--user-id",
+        "root",
+        "--project-id",
+        "p-admin",
+        "--roles",
+        "admin",
+        "--endpoint",
+        live_api,
+    ]
+    env = {**os.environ, "HOME": str(tmp_path)}
+
+    def run(*args):
+        out = subprocess.run(
+            [*base, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout) if out.stdout.strip() else None
+
+    created = run(
+        "archive-policy",
+        "create",
+        "five",
+        "-d",
+        "granularity:1m,points:60",
+        "-d",
+        "granularity:1h,timespan:1d",
+        "-m",
+        "mean",
+        "-m",
+        "max",
+        "-b",
+        "2",
+        "-f",
+        "json",
+    )
+    assert created["back_window"] == 2
+    assert created["definition"] == [
+        {"granularity": 60, "points": 60, "timespan": 3600},
+        {"granularity": 3600, "points": 24, "timespan": 86400},
+    ]
+    assert created["aggregation_methods"] == ["max", "mean"]
+    updated = run(
+        "archive-policy",
+        "update",
+        "five",
+        "-d",
+        "granularity:1m,points:120",
+        "-d",
+        "granularity:1h,points:48",
+        "-f",
+        "json",
+    )
+    assert [d["points"] for d in updated["definition"]] == [120, 48]
+    shown = run("archive-policy", "show", "five", "-f", "json")
+    assert shown["definition"] == updated["definition"]
+    run(
+        "archive-policy-rule",
+        "create",
+        "r5",
+        "-a",
+        "five",
+        "-m",
+        "five.*",
+        "-f",
+        "json",
+    )
+    metric = run("metric", "create", "five.x", "-f", "json")
+    assert metric["archive_policy/name"] == "five"
+    run("metric", "delete", metric["id"])
+    run("archive-policy-rule", "delete", "r5")
+    run("archive-policy", "delete", "five")
+    names = {p["name"] for p in run("archive-policy", "list", "-f", "json")}
+    assert names == {"low", "medium", "high", "bool"}
