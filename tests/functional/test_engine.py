@@ -299,3 +299,41 @@ def test_runtime_builds_the_engine(make_conf):
         assert isinstance(built.engine, eng.Engine)
     finally:
         built.close()
+
+
+def test_fsync_driver_round_trip(base):
+    engine = eng.Engine(
+        file_driver.FileDriver(base, fsync=True), compact_deltas=2
+    )
+    policy = make_policy([(60, None)], methods=("sum",))
+    metric = eng.MetricRef("m", policy)
+    for i in range(5):
+        engine.add_measures(metric, np.array([i * NS]), np.array([2.0]))
+    assert open_engine(base).get_measures("m", "sum")[0].values.tolist() == [
+        10.0
+    ]
+
+
+class _AlwaysStale(file_driver.FileDriver):
+    """A driver on which another writer always got there first."""
+
+    def append(self, metric_id, expected, record):
+        if expected is not None:
+            return None
+        return super().append(metric_id, expected, record)
+
+    def rewrite(self, metric_id, expected, record):
+        return None
+
+
+def test_endless_contention_raises_write_conflict(base):
+    engine = eng.Engine(_AlwaysStale(base))
+    policy = make_policy([(60, None)], methods=("count",))
+    metric = eng.MetricRef("m", policy)
+    engine.add_measures(metric, np.array([0]), np.array([1.0]))
+    with pytest.raises(eng.WriteConflict, match="not written"):
+        engine.add_measures(metric, np.array([NS]), np.array([1.0]))
+    assert engine.statistics()["write_conflicts"] >= eng.MAX_WRITE_ATTEMPTS
+    assert open_engine(base).get_measures("m", "count")[0].values.tolist() == [
+        1.0
+    ]
