@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import logging
 import math
 import threading
@@ -138,40 +137,36 @@ def resolve_metrics(
 
 
 def resolve_by_resources(
-    session: orm.Session, rule: Mapping[str, Any]
+    session: orm.Session,
+    rule: Mapping[str, Any],
+    cache: Any = None,
 ) -> list[str]:
     """Metric ids named ``metric`` of the resources matching the query.
+
+    The group is resolved now (see
+    :func:`alarmer.engine.resources.resolve_metric_ids`); *cache*, a
+    :class:`~alarmer.engine.resources.ResolutionCache`, reuses the answer
+    while the resource index is unchanged.
 
     :raises Unresolved: unknown resource type, bad query, or no match.
     """
     try:
         from alarmer.engine import resources as res
-        from alarmer.engine import search
     except ImportError as exc:
         raise Unresolved(
             "alarm statistics retrieval failed: resource search is not "
             f"available ({exc})"
         ) from exc
     try:
-        query = rule.get("query") or "{}"
-        parsed = json.loads(query) if isinstance(query, str) else query
-        rtype = res.get_type(session, rule.get("resource_type") or "generic")
-        clause = sa.and_(
-            search.type_clause(rtype), search.compile_query(parsed, rtype)
+        ids = res.resolve_metric_ids(
+            session,
+            rule.get("resource_type") or "generic",
+            rule.get("query") or "{}",
+            str(rule.get("metric")),
+            cache=cache,
         )
     except Exception as exc:
         raise Unresolved(f"alarm statistics retrieval failed: {exc}") from exc
-    matching = sa.select(res.ResourceModel.id).where(clause)
-    ids = list(
-        session.scalars(
-            sa.select(Metric.id)
-            .where(
-                Metric.resource_id.in_(matching),
-                Metric.name == rule.get("metric"),
-            )
-            .order_by(Metric.id)
-        )
-    )
     if not ids:
         raise Unresolved(
             f"No datapoint for granularity {rule.get('granularity')}"
@@ -180,7 +175,10 @@ def resolve_by_resources(
 
 
 def resolve(
-    session: orm.Session, alarm_type: str, rule: Mapping[str, Any]
+    session: orm.Session,
+    alarm_type: str,
+    rule: Mapping[str, Any],
+    cache: Any = None,
 ) -> list[str]:
     """Metric ids a threshold rule of *alarm_type* reads now.
 
@@ -195,7 +193,7 @@ def resolve(
     if alarm_type == BY_METRICS:
         return resolve_metrics(session, rule.get("metrics") or [])
     if alarm_type == BY_RESOURCES:
-        return resolve_by_resources(session, rule)
+        return resolve_by_resources(session, rule, cache)
     raise Unresolved(f"alarm type {alarm_type} cannot be evaluated")
 
 
@@ -515,7 +513,9 @@ def read_outcome(
 
 
 def bulk_resolve(
-    session: orm.Session, items: Sequence[tuple[str, Mapping[str, Any]]]
+    session: orm.Session,
+    items: Sequence[tuple[str, Mapping[str, Any]]],
+    cache: Any = None,
 ) -> list[list[str] | Unresolved]:
     """Resolve many ``(alarm type, threshold rule)`` pairs at once.
 
@@ -572,7 +572,7 @@ def bulk_resolve(
             continue
         alarm_type, rule = items[index]
         try:
-            final.append(resolve(session, alarm_type, rule))
+            final.append(resolve(session, alarm_type, rule, cache))
         except Unresolved as exc:
             final.append(exc)
     return final

@@ -43,6 +43,7 @@ import sqlalchemy as sa
 
 from alarmer import channel as channel_mod
 from alarmer import runtime as runtime_mod
+from alarmer.engine import resources
 from alarmer.evaluator import composite, data, decide, timeconstraints
 from alarmer.evaluator.coordination import Membership
 from alarmer.evaluator.decide import Decision, Outcome
@@ -172,6 +173,9 @@ class EvaluatorService:
         self.interval = float(rt.conf.evaluator.evaluation_interval)
         self.lag = float(rt.conf.additional_ingestion_lag)
         self.stats = Stats()
+        #: By-resources groups, reused while the resource index is
+        #: unchanged.
+        self.resolution_cache = resources.ResolutionCache()
         ttl = rt.conf.evaluator.series_cache_ttl
         announced = api_in_process or not isinstance(
             rt.channel, channel_mod.LocalChannel
@@ -390,7 +394,7 @@ class EvaluatorService:
             pending.append((alarm, items))
         flat = [item for _, items in pending for item in items]
         try:
-            resolved = data.bulk_resolve(session, flat)
+            resolved = data.bulk_resolve(session, flat, self.resolution_cache)
         except Exception as exc:
             LOG.exception("evaluator: resolving alarm metrics failed")
             resolved = [
@@ -656,7 +660,7 @@ class EvaluatorService:
         try:
             with self.rt.db.read_session() as session:
                 target: list[str] | data.Unresolved = data.resolve(
-                    session, alarm_type, rule
+                    session, alarm_type, rule, self.resolution_cache
                 )
         except data.Unresolved as exc:
             target = exc
