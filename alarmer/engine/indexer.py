@@ -690,7 +690,7 @@ class Indexer:
         LOG.info("metric %s created (policy %s)", row.id, archive_policy_name)
         return self._info(row, policy)
 
-    def _info(self, row: Metric, policy: ap.ArchivePolicy) -> MetricInfo:
+    def _info(self, row: Any, policy: ap.ArchivePolicy) -> MetricInfo:
         return MetricInfo(
             id=row.id,
             archive_policy=policy,
@@ -704,7 +704,7 @@ class Indexer:
         )
 
     def _infos(
-        self, session: orm.Session, rows: Sequence[Metric]
+        self, session: orm.Session, rows: Sequence[Any]
     ) -> list[MetricInfo]:
         result = []
         for row in rows:
@@ -731,10 +731,10 @@ class Indexer:
         ids = list(dict.fromkeys(str(i) for i in metric_ids))
         if not ids:
             return {}
-        query = sa.select(Metric).where(Metric.id.in_(ids))
+        query = sa.select(*_METRIC_COLUMNS).where(Metric.id.in_(ids))
         query = _filtered(query, filters or MetricFilter(any_project=True))
         with self.db.read_session() as session:
-            rows = session.scalars(query).all()
+            rows = session.execute(query).all()
             return {info.id: info for info in self._infos(session, rows)}
 
     def list_metrics(
@@ -754,7 +754,7 @@ class Indexer:
         :raises ValueError: unknown sort key or direction.
         """
         keys = _sort_keys(sorts)
-        query = _filtered(sa.select(Metric), filters)
+        query = _filtered(sa.select(*_METRIC_COLUMNS), filters)
         with self.db.read_session() as session:
             if marker is not None:
                 mark = session.scalar(
@@ -775,7 +775,7 @@ class Indexer:
             )
             if limit is not None:
                 query = query.limit(limit)
-            rows = session.scalars(query).all()
+            rows = session.execute(query).all()
             return self._infos(session, rows)
 
     def delete_metric(self, metric_id: str) -> bool:
@@ -796,6 +796,10 @@ class Indexer:
                 session.scalar(sa.select(sa.func.count()).select_from(Metric))
                 or 0
             )
+
+
+#: The metric columns, selected without building ORM objects (faster).
+_METRIC_COLUMNS = tuple(Metric.__table__.columns)
 
 
 def _rule_order(rules: list[Rule]) -> list[Rule]:
