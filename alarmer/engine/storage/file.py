@@ -216,6 +216,8 @@ class FileDriver(SeriesDriver):
                 raise OSError(errno.EIO, f"short write to {path}")
             if self.fsync:
                 os.fsync(fd)
+                if at == 0:  # a new log: make its directory entry durable
+                    self._fsync_dir(os.path.dirname(path))
             return Version(generation, at + written)
         finally:
             os.close(fd)
@@ -240,14 +242,18 @@ class FileDriver(SeriesDriver):
                 os.close(tfd)
             os.rename(tmp, path)
             if self.fsync:
-                dfd = os.open(os.path.dirname(path), os.O_RDONLY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
+                self._fsync_dir(os.path.dirname(path))
             return Version(generation, len(data))
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _fsync_dir(path: str) -> None:
+        dfd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
     def delete(self, metric_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
