@@ -135,12 +135,18 @@ class FileDriver(SeriesDriver):
 
     # -- writes ------------------------------------------------------------
 
-    def _open_locked(self, path: str) -> int:
-        """Open and exclusively lock the current file at *path*."""
+    def _open_locked(self, path: str, create: bool) -> int | None:
+        """Open and exclusively lock the current file at *path*.
+
+        None when the file does not exist and *create* is false.
+        """
+        flags = os.O_RDWR | (os.O_CREAT if create else 0)
         while True:
             try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                fd = os.open(path, flags, 0o644)
             except FileNotFoundError:
+                if not create:
+                    return None
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 continue
             try:
@@ -203,7 +209,9 @@ class FileDriver(SeriesDriver):
         self, metric_id: str, expected: Version | None, record: bytes
     ) -> Version | None:
         path = self.path(metric_id)
-        fd = self._open_locked(path)
+        fd = self._open_locked(path, create=expected is None)
+        if fd is None:
+            return None
         try:
             where = self._check(fd, expected)
             if where is None:
@@ -226,7 +234,9 @@ class FileDriver(SeriesDriver):
         self, metric_id: str, expected: Version | None, record: bytes
     ) -> Version | None:
         path = self.path(metric_id)
-        fd = self._open_locked(path)
+        fd = self._open_locked(path, create=expected is None)
+        if fd is None:
+            return None
         try:
             if self._check(fd, expected) is None:
                 return None
