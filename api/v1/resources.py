@@ -125,7 +125,11 @@ def bool_arg(name: str, default: bool = False) -> bool:
 
 
 def paging_args() -> tuple[int, str | None, list[tuple[str, str]]]:
-    """Parse ``limit``, ``marker`` and ``sort`` query parameters."""
+    """Parse ``limit``, ``marker`` and ``sort`` query parameters.
+
+    Sort keys are checked against the searched type by
+    :func:`find_resources`.
+    """
     args = flask.request.args
     top = max_limit()
     limit = top
@@ -147,11 +151,6 @@ def paging_args() -> tuple[int, str | None, list[tuple[str, str]]]:
     for raw in args.getlist("sort"):
         key, _, direction = raw.partition(":")
         direction = direction or "asc"
-        if key not in SORT_KEYS:
-            raise errors.APIError(
-                f"Invalid value for query parameter sort: unknown sort key "
-                f"{key!r}, valid keys: {', '.join(SORT_KEYS)}"
-            )
         if direction not in ("asc", "desc"):
             raise errors.APIError(
                 f"Invalid value for query parameter sort: direction of "
@@ -161,27 +160,81 @@ def paging_args() -> tuple[int, str | None, list[tuple[str, str]]]:
     return limit, args.get("marker"), sorts or list(DEFAULT_SORT)
 
 
-def _sort_parts(key: str) -> list[Any]:
-    column = getattr(res.ResourceModel, key)
-    if key in NULLABLE_SORT:
-        return [sa.case((column.is_(None), 1), else_=0), column]
-    return [column]
+class _SortKey:
+    """One sort key: its SQL expressions and how to read a marker's."""
 
+    def __init__(
+        self, rtype: res.TypeDef, key: str, direction: str, index: int
+    ) -> None:
+        self.key = key
+        self.direction = direction
+        self.join: tuple[Any, Any] | None = None
+        self.attr: res.AttributeDef | None = None
+        if key in SORT_KEYS:
+            column: Any = getattr(res.ResourceModel, key)
+            nullable = key in NULLABLE_SORT
+        elif key in rtype.attributes:
+            self.attr = rtype.attributes[key]
+            alias = orm.aliased(
+                res.ResourceAttributeModel, name=f"sort_{index}"
+            )
+            self.join = (
+                alias,
+                sa.and_(
+                    alias.resource_id == res.ResourceModel.id,
+                    alias.attribute_id == self.attr.id,
+                ),
+            )
+            column = getattr(alias, res.VALUE_COLUMN[self.attr.type])
+            nullable = True
+        else:
+            valid = ", ".join([*SORT_KEYS, *sorted(rtype.attributes)])
+            raise errors.APIError(
+                f"Invalid value for query parameter sort: unknown sort key "
+                f"{key!r}, valid keys: {valid}"
+            )
+        # Nulls last in both directions, on every backend.
+        self.parts: list[tuple[Any, str]] = [(column, direction)]
+        if nullable:
+            flag = sa.case((column.is_(None), 1), else_=0)
+            self.parts.insert(0, (flag, "asc"))
+        self.nullable = nullable
 
-def _marker_values(key: str, row: res.ResourceModel) -> list[Any]:
-    value = getattr(row, key)
-    if key in NULLABLE_SORT:
-        return [1 if value is None else 0, value]
-    return [value]
+    def marker_values(
+        self, session: orm.Session, mark: res.ResourceModel
+    ) -> list[Any]:
+        if self.attr is None:
+            value = getattr(mark, self.key)
+        else:
+            table = res.ResourceAttributeModel
+            value = session.scalar(
+                sa.select(
+                    getattr(table, res.VALUE_COLUMN[self.attr.type])
+                ).where(
+                    table.resource_id == mark.id,
+                    table.attribute_id == self.attr.id,
+                )
+            )
+        if self.nullable:
+            return [1 if value is None else 0, value]
+        return [value]
+
+    def order(self) -> list[Any]:
+        return [
+            e.desc() if direction == "desc" else e.asc()
+            for e, direction in self.parts
+        ]
 
 
 def _after_marker(
-    sorts: Sequence[tuple[str, str]], mark: res.ResourceModel
+    session: orm.Session,
+    keys: Sequence[_SortKey],
+    mark: res.ResourceModel,
 ) -> sa.ColumnElement[bool]:
     parts: list[tuple[Any, Any, str]] = []
-    for key, direction in sorts:
-        for expr, value in zip(
-            _sort_parts(key), _marker_values(key, mark), strict=True
+    for key in keys:
+        for (expr, direction), value in zip(
+            key.parts, key.marker_values(session, mark), strict=True
         ):
             if value is None:  # both null: equal, nothing to compare
                 continue
@@ -200,13 +253,24 @@ def find_resources(
     who: res.Caller,
     where: sa.ColumnElement[bool],
 ) -> list[res.ResourceModel]:
-    """The visible resources of *rtype* matching *where*, one page."""
+    """The visible resources of *rtype* matching *where*, one page.
+
+    Sorted by generic columns or the type's attributes (``sort=host:desc``),
+    then by id; ``marker`` is the id of the last resource of the previous
+    page.
+    """
     limit, marker, sorts = paging_args()
-    if ("id", "asc") not in sorts and ("id", "desc") not in sorts:
+    if not any(key == "id" for key, _ in sorts):
         sorts = [*sorts, ("id", "asc")]
-    stmt = sa.select(res.ResourceModel).where(
-        srch.type_clause(rtype), visible(who), where
-    )
+    keys = [
+        _SortKey(rtype, key, direction, i)
+        for i, (key, direction) in enumerate(sorts)
+    ]
+    stmt = sa.select(res.ResourceModel)
+    for key in keys:
+        if key.join is not None:
+            stmt = stmt.outerjoin(*key.join)
+    stmt = stmt.where(srch.type_clause(rtype), visible(who), where)
     if marker is not None:
         try:
             mark_id = res.resource_uuid(marker, who.creator)
@@ -222,11 +286,8 @@ def find_resources(
                 f"Invalid value for query parameter marker: resource "
                 f"{marker} does not exist"
             )
-        stmt = stmt.where(_after_marker(sorts, mark))
-    order = []
-    for key, direction in sorts:
-        for expr in _sort_parts(key):
-            order.append(expr.desc() if direction == "desc" else expr.asc())
+        stmt = stmt.where(_after_marker(session, keys, mark))
+    order = [expr for key in keys for expr in key.order()]
     stmt = stmt.order_by(*order).limit(limit)
     return list(session.scalars(stmt))
 

@@ -422,3 +422,33 @@ def test_batch_delete_by_search(client, itype):
     assert response.status_code == 200
     assert response.get_json() == {"deleted": 2}
     assert ids(client.get("/v1/resource/instance", headers=ALICE)) == ["c"]
+
+
+def test_listing_sorts_by_typed_attributes_with_paging(client, itype):
+    for i, vcpus in enumerate([4, None, 2, 8, 4, None]):
+        extra = {} if vcpus is None else {"vcpus": vcpus}
+        make(client, f"vm{i}", **extra)
+    for direction in ("asc", "desc"):
+        seen: list[tuple] = []
+        marker = None
+        while True:
+            url = (
+                f"/v1/resource/instance?limit=2&sort=vcpus:{direction}"
+                "&sort=original_resource_id:asc"
+            )
+            if marker:
+                url += f"&marker={marker}"
+            response = client.get(url, headers=ALICE)
+            assert response.status_code == 200, response.get_json()
+            page = response.get_json()
+            if not page:
+                break
+            seen += [(r["vcpus"], r["original_resource_id"]) for r in page]
+            marker = page[-1]["id"]
+        with_value = sorted((v, n) for v, n in seen if v is not None)
+        if direction == "desc":
+            with_value = sorted(with_value, key=lambda x: (-x[0], x[1]))
+        assert seen == [*with_value, (None, "vm1"), (None, "vm5")]
+    bad = client.get("/v1/resource/instance?sort=colour", headers=ALICE)
+    assert bad.status_code == 400
+    assert "colour" in fault(bad) and "vcpus" in fault(bad)
