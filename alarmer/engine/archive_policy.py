@@ -16,6 +16,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 NS = 1_000_000_000
+#: Longest duration a policy may name: about 292 years, the int64 range of
+#: nanosecond timestamps.
+MAX_SPAN = 2**63 - 1
+#: Most coarsest-granularity blocks a policy may keep open for late points.
+MAX_BACK_WINDOW = 1_000_000
 
 #: Methods every archive policy can store.
 BASIC_METHODS = (
@@ -137,7 +142,16 @@ def parse_timespan(value: object, field: str) -> int:
         raise PolicyError(f"Invalid value for {field}: {value!r}")
     if not math.isfinite(seconds) or seconds <= 0:
         raise PolicyError(f"Invalid value for {field}: must be positive")
-    return round(seconds * NS)
+    ns = round(seconds * NS)
+    if ns <= 0:
+        raise PolicyError(
+            f"Invalid value for {field}: shorter than one nanosecond"
+        )
+    if ns > MAX_SPAN:
+        raise PolicyError(
+            f"Invalid value for {field}: longer than {MAX_SPAN // NS} seconds"
+        )
+    return ns
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,8 +311,17 @@ class ArchivePolicy:
                 "Invalid value for definition: more than one item with "
                 "the same granularity"
             )
-        if self.back_window < 0:
-            raise PolicyError("Invalid value for back_window: negative")
+        if not 0 <= self.back_window <= MAX_BACK_WINDOW:
+            raise PolicyError(
+                "Invalid value for back_window: must be between 0 and "
+                f"{MAX_BACK_WINDOW}"
+            )
+        for item in self.definition:
+            if item.timespan is not None and item.timespan > MAX_SPAN:
+                raise PolicyError(
+                    "Invalid value for definition: granularity times "
+                    "points exceeds the representable time range"
+                )
         object.__setattr__(
             self,
             "definition",

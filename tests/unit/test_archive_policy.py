@@ -130,3 +130,27 @@ def test_capabilities_list_every_method():
         assert name in methods
     assert all(ap.is_valid_method(m) for m in methods)
     assert not ap.is_valid_method("0pct")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"granularity": 1e-10, "points": 5}, "granularity"),
+        ({"granularity": 1e12, "points": 5}, "granularity"),
+        ({"granularity": 10**9, "points": 10**9}, "definition"),
+    ],
+)
+def test_spans_outside_the_int64_range_are_refused(body, field):
+    with pytest.raises(ap.PolicyError, match=field):
+        ap.ArchivePolicy.from_request({"name": "x", "definition": [body]})
+
+
+def test_back_window_is_bounded():
+    with pytest.raises(ap.PolicyError, match="back_window"):
+        ap.ArchivePolicy.from_request(
+            {
+                "name": "x",
+                "back_window": 10**12,
+                "definition": [{"granularity": 1, "points": 1}],
+            }
+        )
