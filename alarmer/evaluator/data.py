@@ -73,46 +73,24 @@ def base_method(method: str) -> str:
     return method[5:] if method.startswith("rate:") else method
 
 
-def _resource_ids(session: orm.Session, resource_id: str) -> list[str]:
-    """Stored resource ids for a client's resource id.
-
-    A UUID is taken as is; any other string is looked up by the original
-    id the client used (the stored id is derived from it and the
-    creator).
-    """
-    try:
-        return [str(uuid.UUID(resource_id))]
-    except ValueError:
-        pass
-    try:
-        from alarmer.engine.resources import ResourceModel
-    except ImportError:
-        return []
-    return list(
-        session.scalars(
-            sa.select(ResourceModel.id).where(
-                ResourceModel.original_resource_id == resource_id
-            )
-        )
-    )
-
-
 def resolve_resource_metric(
     session: orm.Session, resource_id: str, metric_name: str
 ) -> str:
     """Metric id of *metric_name* on the resource *resource_id*.
 
+    A UUID is the stored id; another string is looked up by the original
+    id the client used (see
+    :func:`alarmer.engine.resources.metric_of_resource`), and one that
+    names resources of several projects is ambiguous: unresolved rather
+    than another project's data.
+
     :raises Unresolved: with Aodh's reason when there is none.
     """
-    ids = _resource_ids(session, resource_id)
-    if ids:
-        found = session.scalars(
-            sa.select(Metric.id)
-            .where(Metric.resource_id.in_(ids), Metric.name == metric_name)
-            .limit(1)
-        ).first()
-        if found:
-            return found
+    from alarmer.engine import resources as res
+
+    found = res.metric_of_resource(session, resource_id, metric_name)
+    if found:
+        return found
     raise Unresolved(
         f"metric {metric_name} for resource {resource_id} does not exists"
     )

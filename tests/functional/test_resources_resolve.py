@@ -145,3 +145,23 @@ def test_cache_is_bounded():
     assert cache.get(("t", "0", "cpu", None), 0) is None
     assert cache.get(("t", "2", "cpu", None), 0) == ("2",)
     assert cache.get(("t", "2", "cpu", None), 1) is None
+
+
+def test_evaluator_resolves_resource_metrics_unambiguously(group, rt):
+    from alarmer.evaluator import data
+
+    vm1 = add(group, "vm1")
+    with rt.db.read_session() as session:
+        assert (
+            data.resolve_resource_metric(session, "vm1", "cpu")
+            == (vm1["metrics"]["cpu"])
+        )
+        assert (
+            data.resolve_resource_metric(session, vm1["id"], "cpu")
+            == (vm1["metrics"]["cpu"])
+        )
+    add(group, "vm1", headers=BOB)
+    with rt.db.read_session() as session:
+        with pytest.raises(data.Unresolved) as info:
+            data.resolve_resource_metric(session, "vm1", "cpu")
+    assert "metric cpu for resource vm1 does not exists" in str(info.value)
