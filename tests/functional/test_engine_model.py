@@ -1,0 +1,77 @@
+"""Random writes through two engines sharing one file store.
+
+Two engines (as two processes would) write random batches -- in order,
+late, duplicated, refused -- with frequent log compactions and restarts;
+every engine, and a fresh one, must then read exactly what the
+independent model computes from the accepted points.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from alarmer.engine import archive_policy as ap
+from alarmer.engine import engine as eng
+from alarmer.engine.storage import file as file_driver
+from tests.functional.test_engine import check_all, make_policy
+from tests.unit.test_aggregation import Model
+
+NS = ap.NS
+
+_batch = st.lists(
+    st.tuples(
+        st.integers(0, 3000),
+        st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False),
+    ),
+    min_size=1,
+    max_size=8,
+)
+_op = st.one_of(
+    st.tuples(st.sampled_from(["write0", "write1"]), _batch),
+    st.tuples(st.sampled_from(["restart0", "restart1"]), st.none()),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops=st.lists(_op, min_size=1, max_size=25), back=st.integers(0, 2))
+def test_two_engines_match_the_model(ops, back):
+    policy = make_policy(
+        [(10, 30), (60, None), (300, 4)],
+        methods=("mean", "std", "count", "last", "median", "rate:max"),
+        back_window=back,
+    )
+    metric = eng.MetricRef("metric-model", policy)
+    base = tempfile.mkdtemp()
+    try:
+        engines = [
+            eng.Engine(file_driver.FileDriver(base), compact_deltas=3)
+            for _ in range(2)
+        ]
+        model = Model(policy)
+        for op, batch in ops:
+            index = int(op[-1])
+            if op.startswith("restart"):
+                engines[index].close()
+                engines[index] = eng.Engine(
+                    file_driver.FileDriver(base), compact_deltas=3
+                )
+                continue
+            latest = dict(batch)  # a batch's duplicates: the last wins
+            ts = [t * NS for t, _ in batch]
+            values = [v for _, v in batch]
+            before = model.refused
+            model.write([t * NS for t in latest], list(latest.values()))
+            result = engines[index].add_measures(
+                metric, np.array(ts), np.array(values)
+            )
+            assert result.refused == model.refused - before
+        if model.points:
+            for engine in [*engines, eng.Engine(file_driver.FileDriver(base))]:
+                check_all(engine, metric.id, model)
+    finally:
+        shutil.rmtree(base)
