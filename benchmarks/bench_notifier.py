@@ -129,8 +129,18 @@ def _notification(alarm_id: str, seq: int, url: str) -> Notification:
     )
 
 
-def throughput(db_url, data_dir, port, count, workers) -> dict[str, float]:
-    rt = runtime.build(_conf(db_url, data_dir, workers=workers), migrate=True)
+def throughput(
+    db_url, data_dir, port, count, workers, per_host
+) -> dict[str, float]:
+    rt = runtime.build(
+        _conf(
+            db_url,
+            data_dir,
+            workers=workers,
+            max_inflight_per_host=per_host,
+        ),
+        migrate=True,
+    )
     url = f"http://127.0.0.1:{port}/t"
     alarms = [str(uuid.uuid4()) for _ in range(max(1, count // 10))]
     with rt.db.session() as session:
@@ -338,6 +348,7 @@ def main() -> None:
     parser.add_argument("--db", help="database URL (default: SQLite file)")
     parser.add_argument("-n", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--per-host", type=int, default=8)
     parser.add_argument("--latency-samples", type=int, default=500)
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument(
@@ -357,7 +368,9 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as data_dir:
             backend = (args.db or "sqlite").split(":")[0]
-            t = throughput(args.db, data_dir, port, args.n, args.workers)
+            t = throughput(
+                args.db, data_dir, port, args.n, args.workers, args.per_host
+            )
             lat = latency(
                 args.db, data_dir, port, args.latency_samples, args.rate
             )

@@ -52,13 +52,13 @@ OPTS: list[cfg.Opt] = [
     ),
     cfg.IntOpt(
         "workers",
-        default=32,
+        default=16,
         min=1,
         help="Concurrent deliveries of one notifier process.",
     ),
     cfg.IntOpt(
         "max_inflight_per_host",
-        default=16,
+        default=8,
         min=1,
         help="Concurrent deliveries of one notifier process to one host "
         "(host:port), so that a slow or dead endpoint never takes every "

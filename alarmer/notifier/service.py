@@ -30,6 +30,7 @@ trigger), after each recorded batch, and every ``poll_interval``.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -39,6 +40,7 @@ import os
 import queue
 import socket
 import threading
+import time
 import types
 import urllib.parse
 import uuid
@@ -62,6 +64,12 @@ _PG_CHANNEL = "alarmer_outbox"
 _PG_LOCK_KEY = 0x616C61726D  # "alarm"
 #: Seconds a delivery to a saturated host is put back for.
 _DEFER = 0.2
+#: Seconds after which the highest outbox id seen goes under the floor.
+FLOOR_DELAY = 10.0
+#: Seconds between two outbox scans that ignore the floor.
+FULL_SCAN_INTERVAL = 60.0
+#: Longest time between two looks for expired claims (seconds).
+SWEEP_INTERVAL = 5.0
 
 DELIVERY = models.Delivery.__table__
 ATTEMPT = models.DeliveryAttempt.__table__
@@ -166,6 +174,15 @@ class NotifierService:
         self._lock = threading.Lock()
         self._inflight = 0
         self._per_host: dict[str, int] = {}
+        self._waiting: dict[str, collections.deque[Job]] = {}
+        self._outbox_dirty = True
+        self._next_expand = 0.0
+        # Outbox rows with an id up to the floor are all expanded; see
+        # expand().
+        self._floor = 0
+        self._floor_candidate: tuple[float, int] | None = None
+        self._next_full_scan = 0.0
+        self._next_sweep = 0.0
         self._plugins: dict[str, notifiers.Notifier] = {}
         self._threads: list[threading.Thread] = []
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -215,6 +232,7 @@ class NotifierService:
 
     def wake(self) -> None:
         """Look at the outbox now (new notifications were committed)."""
+        self._outbox_dirty = True
         self._wake.set()
 
     # -- wake-ups ---------------------------------------------------------
@@ -280,14 +298,27 @@ class NotifierService:
             self._wake.clear()
             busy = False
             try:
-                busy = self.expand() >= self.opts.batch_size
+                now = time.monotonic()
+                if self._outbox_dirty or now >= self._next_expand:
+                    # Cleared first: a wake-up during the expansion sets it
+                    # again, and the next turn expands again.
+                    self._outbox_dirty = False
+                    self._next_expand = now + self.opts.poll_interval
+                    if self.expand() >= self.opts.batch_size:
+                        self._outbox_dirty = True
+                        busy = True
                 with self._lock:
-                    free = 2 * self.opts.workers - self._inflight
-                if free > 0:
-                    jobs = self.claim(min(free, self.opts.batch_size))
+                    inflight = self._inflight
+                free = 4 * self.opts.workers - inflight
+                # Claim in chunks (at least one worker's worth per worker)
+                # rather than one delivery per completed one: each claim is
+                # a write transaction.
+                if free >= self.opts.workers or inflight == 0:
+                    limit = min(free, self.opts.batch_size)
+                    jobs = self.claim(limit)
                     for job in jobs:
                         self._submit(job)
-                    busy = busy or len(jobs) == min(free, self.opts.batch_size)
+                    busy = busy or len(jobs) == limit
             except Exception:
                 LOG.exception("notifier %s: dispatch failed", self.worker_id)
                 busy = False
@@ -295,26 +326,37 @@ class NotifierService:
                 self._wake.wait(self.opts.poll_interval)
 
     def _submit(self, job: Job) -> None:
+        """Run *job*, or queue it behind its host's running deliveries.
+
+        At most ``max_inflight_per_host`` deliveries run per host and as
+        many wait in memory; further ones go back to the database for a
+        moment, so that a slow or dead host never holds every worker nor
+        every claim.
+        """
         assert self._executor is not None
         host = _host(job.target)
+        cap = self.opts.max_inflight_per_host
+        run = release = False
         with self._lock:
             busy = self._per_host.get(host, 0)
-            if busy < self.opts.max_inflight_per_host:
+            if busy < cap:
                 self._per_host[host] = busy + 1
                 self._inflight += 1
-                deferred = False
+                run = True
             else:
-                deferred = True
-        if deferred:
-            # The host has enough deliveries running: give this one back
-            # (no attempt counted) so that the workers stay free for the
-            # other targets.
+                waiting = self._waiting.setdefault(host, collections.deque())
+                if len(waiting) < cap:
+                    waiting.append(job)
+                    self._inflight += 1
+                else:
+                    release = True
+        if run:
+            self._executor.submit(self._run_job, job)
+        elif release:
             later = timeutils.utcnow() + dt.timedelta(seconds=_DEFER)
             self._outcomes.put(
                 Outcome(job, models.PENDING, [], later, release=True)
             )
-            return
-        self._executor.submit(self._run_job, job)
 
     def expand(self) -> int:
         """Create the deliveries of outbox rows that have none yet.
@@ -323,6 +365,15 @@ class NotifierService:
         """
         now = timeutils.utcnow()
         window = now - dt.timedelta(seconds=self.opts.max_age)
+        # Scanning every outbox row of the last max_age at each wake-up
+        # would cost O(rows): scans start above a floor below which every
+        # row is known to be expanded.  A row is only put under the floor
+        # FLOOR_DELAY after it was seen as the highest id (so transactions
+        # that got a lower id but committed later are still found), and
+        # every FULL_SCAN_INTERVAL a scan ignores the floor altogether.
+        monotonic = time.monotonic()
+        full = monotonic >= self._next_full_scan
+        floor = 0 if full else self._floor
         query = (
             sa.select(
                 NOTIFICATION.c.id,
@@ -340,6 +391,7 @@ class NotifierService:
             .where(
                 EXPANSION.c.notification_id.is_(None),
                 NOTIFICATION.c.created_at >= window,
+                NOTIFICATION.c.id > floor,
             )
             .order_by(NOTIFICATION.c.id)
             .limit(self.opts.batch_size)
@@ -355,6 +407,8 @@ class NotifierService:
                     {"key": _PG_LOCK_KEY},
                 )
             rows = session.execute(query).all()
+            if len(rows) < self.opts.batch_size:
+                self._advance_floor(session, monotonic, full)
             if not rows:
                 session.rollback()
                 return 0
@@ -398,6 +452,22 @@ class NotifierService:
         )
         return len(rows)
 
+    def _advance_floor(
+        self, session: orm.Session, monotonic: float, full: bool
+    ) -> None:
+        """Every row above the floor is expanded (or being): move it."""
+        if full:
+            self._next_full_scan = monotonic + FULL_SCAN_INTERVAL
+        candidate = self._floor_candidate
+        if candidate is not None and monotonic - candidate[0] >= FLOOR_DELAY:
+            self._floor = max(self._floor, candidate[1])
+            candidate = None
+        if candidate is None:
+            highest = session.execute(
+                sa.select(sa.func.max(NOTIFICATION.c.id))
+            ).scalar()
+            self._floor_candidate = (monotonic, int(highest or 0))
+
     def claim(self, limit: int) -> list[Job]:
         """Claim up to *limit* due deliveries for this notifier."""
         now = timeutils.utcnow()
@@ -407,15 +477,12 @@ class NotifierService:
             earlier.c.seq < DELIVERY.c.seq,
             earlier.c.status.in_((models.PENDING, models.IN_FLIGHT)),
         )
-        due = sa.or_(
-            sa.and_(
-                DELIVERY.c.status == models.PENDING,
-                DELIVERY.c.next_attempt_at <= now,
-            ),
-            sa.and_(
-                DELIVERY.c.status == models.IN_FLIGHT,
-                DELIVERY.c.claim_expires_at < now,
-            ),
+        # Pending rows only, in next_attempt_at order: the index walk
+        # stops at the limit (an OR with the expired claims would make the
+        # database collect and sort every due row at each claim).
+        due = sa.and_(
+            DELIVERY.c.status == models.PENDING,
+            DELIVERY.c.next_attempt_at <= now,
         )
         query = (
             sa.select(DELIVERY.c.id)
@@ -429,7 +496,13 @@ class NotifierService:
         elif dialect == "mysql":
             query = query.with_for_update(skip_locked=True)
         token = str(uuid.uuid4())
+        monotonic = time.monotonic()
         with self.rt.db.session() as session:
+            if monotonic >= self._next_sweep:
+                self._next_sweep = monotonic + min(
+                    SWEEP_INTERVAL, self.opts.claim_timeout / 2
+                )
+                self.sweep(session, now)
             ids = list(session.execute(query).scalars())
             if not ids:
                 session.rollback()
@@ -474,6 +547,28 @@ class NotifierService:
             session.commit()
         return [self._job(row, token) for row in rows]
 
+    @staticmethod
+    def sweep(session: orm.Session, now: dt.datetime) -> int:
+        """Put back the deliveries whose notifier died (claim expired).
+
+        The claim token stays, so that the outcome of a notifier that was
+        only slow is still recorded if nobody claimed the delivery since.
+        """
+        result = session.execute(
+            DELIVERY.update()
+            .where(
+                DELIVERY.c.status == models.IN_FLIGHT,
+                DELIVERY.c.claim_expires_at < now,
+            )
+            .values(status=models.PENDING, claimed_by=None, updated_at=now)
+        )
+        if result.rowcount:
+            LOG.warning(
+                "%d deliveries whose claim expired are queued again",
+                result.rowcount,
+            )
+        return result.rowcount
+
     def _job(self, row: Any, token: str) -> Job:
         return Job(
             id=row.id,
@@ -515,36 +610,42 @@ class NotifierService:
                 self._plugins[scheme] = plugin
             return plugin
 
-    def _run_job(self, job: Job) -> None:
+    def _run_job(self, job: Job | None) -> None:
+        """Deliver *job*, then the jobs queued behind it for its host."""
+        while job is not None:
+            outcome = self._outcome_of(job)
+            host = _host(job.target)
+            successor = None
+            with self._lock:
+                self._inflight -= 1
+                waiting = self._waiting.get(host)
+                if waiting:
+                    # The slot of this host goes to its next job.
+                    successor = waiting.popleft()
+                    if not waiting:
+                        del self._waiting[host]
+                else:
+                    left = self._per_host.pop(host, 1) - 1
+                    if left > 0:
+                        self._per_host[host] = left
+            self._outcomes.put(outcome)
+            job = successor
+
+    def _outcome_of(self, job: Job) -> Outcome:
         try:
-            outcome = self.deliver(job)
+            return self.deliver(job)
         except Exception as exc:
             LOG.exception(
                 "delivery %s of alarm %s failed unexpectedly",
                 job.id,
                 job.message.alarm_id,
             )
-            outcome = self._final(
-                job,
-                [
-                    Attempt(
-                        timeutils.utcnow(),
-                        notifiers.Result(
-                            delivered=False,
-                            retryable=True,
-                            error=f"internal error: {exc!r}",
-                        ),
-                    )
-                ],
+            error = notifiers.Result(
+                delivered=False,
+                retryable=True,
+                error=f"internal error: {exc!r}",
             )
-        finally:
-            host = _host(job.target)
-            with self._lock:
-                self._inflight -= 1
-                left = self._per_host.pop(host, 1) - 1
-                if left > 0:
-                    self._per_host[host] = left
-        self._outcomes.put(outcome)
+            return self._final(job, [Attempt(timeutils.utcnow(), error)])
 
     def deliver(self, job: Job) -> Outcome:
         """Make the attempts of one claimed delivery; return the outcome."""
@@ -707,7 +808,8 @@ class NotifierService:
                     break
                 continue
             pending = []
-            self.wake()
+            # Streams may be unblocked and workers free: claim again.
+            self._wake.set()
 
     def record(self, outcomes: list[Outcome]) -> None:
         """Write outcomes and attempts in one transaction."""

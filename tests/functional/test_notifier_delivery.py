@@ -207,12 +207,14 @@ def test_receiver_down_then_back_loses_nothing(nrt, run_notifier):
         for seq in (1, 2):
             add_notification(rt, alarm_id, seq, [url], current=f"s{seq}")
     run_notifier(rt)
-    wait_for(
-        lambda: (
-            all(d.attempts >= 2 for d in deliveries(rt) if d.seq == 1)
-            and len(deliveries(rt)) == 10
+
+    def retried() -> bool:
+        rows = deliveries(rt)
+        return len(rows) == 10 and all(
+            d.attempts >= 2 for d in rows if d.seq == 1
         )
-    )
+
+    wait_for(retried)
     assert all(d.status != "delivered" for d in deliveries(rt))
     back = Receiver(port=port)
     try:
