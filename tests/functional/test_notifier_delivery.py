@@ -438,3 +438,44 @@ def test_postgresql_notify_wakes_notifiers_of_other_processes(
     time.sleep(0.5)  # let LISTEN start
     add_notification(writer, str(uuid.uuid4()), 1, [receiver.url()])
     wait_for(receiver.bodies, timeout=10)
+
+
+def test_late_commit_below_the_floor_is_found_by_the_full_scan(
+    nrt, receiver, monkeypatch
+):
+    from alarmer.notifier import service as service_mod
+    from alarmer.storage.models import Notification
+
+    monkeypatch.setattr(service_mod, "FLOOR_DELAY", 0.0)
+    rt = nrt()
+    service = NotifierService(rt)
+
+    def add(row_id):
+        with rt.db.session() as session:
+            session.add(
+                Notification(
+                    id=row_id,
+                    alarm_id=str(uuid.uuid4()),
+                    seq=1,
+                    alarm_name="n",
+                    severity="low",
+                    previous="ok",
+                    current="alarm",
+                    reason="r",
+                    reason_data={},
+                    actions=[receiver.url()],
+                    project_id="p",
+                    created_at=timeutils.utcnow(),
+                )
+            )
+            session.commit()
+
+    add(100)
+    assert service.expand() == 1  # full scan, floor candidate = 100
+    assert service.expand() == 0  # floor moves to 100
+    assert service._floor == 100
+    add(50)  # a transaction that got a lower id but committed late
+    assert service.expand() == 0  # above the floor: not seen yet
+    service._next_full_scan = 0.0
+    assert service.expand() == 1  # the full scan finds it
+    assert len(deliveries(rt)) == 2
