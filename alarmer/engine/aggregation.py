@@ -550,6 +550,7 @@ class MetricState:
         "_sorted_cols",
         "columns",
         "has_rate",
+        "history_from",
         "last_ts",
         "levels",
         "policy",
@@ -559,6 +560,10 @@ class MetricState:
     def __init__(self, policy: ap.ArchivePolicy) -> None:
         self.last_ts: int | None = None
         self.raw = RawBuffer(_EMPTY_I, _EMPTY_F)
+        #: granularity -> first bucket held in memory, for the levels
+        #: whose older buckets were dropped by :meth:`trim` (they are
+        #: only in storage); empty when the state is complete.
+        self.history_from: dict[int, int] = {}
         self._adopt(policy)
         self.levels: dict[int, Level] = {
             g: Level.empty(g, self.columns) for g in policy.granularities
@@ -613,6 +618,8 @@ class MetricState:
         """
         if policy == self.policy:
             return
+        if self.trimmed:
+            raise ValueError("set_policy needs the complete state")
         old_columns = self.columns
         fbt = self.first_block_timestamp()
         self._adopt(policy)
@@ -814,6 +821,48 @@ class MetricState:
         if self.has_rate:
             idx = max(idx - 1, 0)
         raw.lo += idx
+
+    # -- memory --------------------------------------------------------------
+
+    @property
+    def trimmed(self) -> bool:
+        """True when older buckets were dropped from memory."""
+        return bool(self.history_from)
+
+    def trim(self, keep: int) -> None:
+        """Drop from memory the buckets no write can change any more.
+
+        A level longer than ``2 * keep`` buckets keeps its newest *keep*
+        ones and every bucket a late point could still touch (from the
+        first block timestamp on).  Writes work on a trimmed state;
+        reads of the dropped part, snapshots and policy changes need the
+        complete state from storage.
+        """
+        fbt = self.first_block_timestamp()
+        if fbt is None:
+            return
+        for g, level in self.levels.items():
+            if len(level) <= 2 * keep:
+                continue
+            newest = int(level._ts[level.hi - 1])
+            horizon = min(fbt - fbt % g, newest - (keep - 1) * g)
+            cut = level.lo + int(np.searchsorted(level.ts, horizon))
+            if cut == level.lo:
+                continue
+            level._set(
+                level._ts[cut : level.hi].copy(),
+                {k: v[cut : level.hi].copy() for k, v in level._cols.items()},
+            )
+            self.history_from[g] = max(self.history_from.get(g, 0), horizon)
+
+    def covers(self, granularity: int, start: int | None) -> bool:
+        """True when memory holds every bucket >= *start* (None: all)."""
+        horizon = self.history_from.get(granularity)
+        if horizon is None:
+            return True
+        if start is None:
+            return False
+        return start - start % granularity >= horizon
 
     # -- reads -------------------------------------------------------------
 

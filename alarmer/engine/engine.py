@@ -121,6 +121,9 @@ class Engine:
     :param cache_bytes: bound of the in-memory cache of decoded metrics.
     :param compact_deltas: rewrite a metric's log as one snapshot after
         this many deltas.
+    :param hot_buckets: buckets per granularity kept in the cache (with
+        every bucket a late point can still change); older ones are read
+        from storage when a read needs them.
     """
 
     def __init__(
@@ -130,11 +133,13 @@ class Engine:
         cache_bytes: int = 256 * 1024 * 1024,
         compact_deltas: int = 64,
         compact_bytes: int = 256 * 1024,
+        hot_buckets: int = 128,
     ) -> None:
         self.driver = driver
         self.cache_bytes = cache_bytes
         self.compact_deltas = compact_deltas
         self.compact_bytes = compact_bytes
+        self.hot_buckets = hot_buckets
         self._cache: collections.OrderedDict[str, _Entry] = (
             collections.OrderedDict()
         )
@@ -196,8 +201,24 @@ class Engine:
         for record in result.records:
             self._replay(metric_id, entry, record)
         entry.version = result.version
+        if result.reset and entry.state is not None:
+            entry.state.trim(self.hot_buckets)
         self._cache_put(metric_id, entry)
         return entry
+
+    def _load_full(self, metric_id: str) -> _Entry:
+        """The complete state, read afresh from the driver (not cached)."""
+        result = self.driver.read(metric_id, None)
+        entry = _Entry(version=None)
+        for record in result.records:
+            self._replay(metric_id, entry, record)
+        entry.version = result.version
+        return entry
+
+    def _cache_trimmed(self, metric_id: str, entry: _Entry) -> None:
+        if entry.state is not None:
+            entry.state.trim(self.hot_buckets)
+        self._cache_put(metric_id, entry)
 
     def _replay(self, metric_id: str, entry: _Entry, record: bytes) -> None:
         kind = record[:1]
@@ -263,9 +284,21 @@ class Engine:
         assert entry is not None
         state = entry.state
         new = state is None
+        changed = state is not None and state.policy != metric.policy
+        compact = (
+            new
+            or changed
+            or entry.deltas >= self.compact_deltas
+            or entry.delta_bytes >= self.compact_bytes
+        )
+        if compact and state is not None and state.trimmed:
+            # A snapshot holds everything: start from the complete state.
+            full = self._load_full(metric.id)
+            if full.version != entry.version:
+                return None
+            entry, state, fresh = full, full.state, True
         if state is None:
             state = agg.MetricState(metric.policy)
-        changed = not new and state.policy != metric.policy
         if changed:
             state.set_policy(metric.policy)
         applied = state.apply(timestamps, values)
@@ -278,12 +311,6 @@ class Engine:
             return WriteResult(
                 0, applied.refused, state.first_block_timestamp()
             )
-        compact = (
-            new
-            or changed
-            or entry.deltas >= self.compact_deltas
-            or entry.delta_bytes >= self.compact_bytes
-        )
         if compact:
             record = codec.encode_snapshot(state)
             if new and entry.version is None:
@@ -292,7 +319,9 @@ class Engine:
                 version = self.driver.rewrite(metric.id, entry.version, record)
             if version is None:
                 return None
-            self._cache_put(metric.id, _Entry(state=state, version=version))
+            self._cache_trimmed(
+                metric.id, _Entry(state=state, version=version)
+            )
         else:
             record = codec.encode_delta(applied.ts, applied.values)
             version = self.driver.append(metric.id, entry.version, record)
@@ -455,9 +484,41 @@ class Engine:
                 raise GranularityNotStored(metric_id, granularity)
             else:
                 grans = [granularity]
+            if not all(state.covers(g, start) for g in grans):
+                state = self._complete_state(metric_id, method)
+                if state is None:
+                    return [Series(g, _EMPTY_I, _EMPTY_F) for g in grans]
             return [
                 Series(g, *state.read(method, g, start, stop)) for g in grans
             ]
+
+    def _complete_state(
+        self, metric_id: str, method: str
+    ) -> agg.MetricState | None:
+        """Read the complete state for a read reaching old buckets.
+
+        The caller holds the metric's stripe.  The cache gets a trimmed
+        copy of the fresh state.
+        """
+        full = self._load_full(metric_id)
+        state = full.state
+        if state is None:
+            self._cache_put(metric_id, full)
+            return None
+        if method not in state.policy.aggregation_methods:
+            raise AggregationNotStored(metric_id, method)
+        cached = codec.decode_snapshot(codec.encode_snapshot(state))
+        cached.trim(self.hot_buckets)
+        self._cache_put(
+            metric_id,
+            _Entry(
+                state=cached,
+                version=full.version,
+                deltas=full.deltas,
+                delta_bytes=full.delta_bytes,
+            ),
+        )
+        return state
 
     def last_buckets(
         self, metric_id: str, method: str, granularity: int, n: int
@@ -469,9 +530,12 @@ class Engine:
                 return Series(granularity, _EMPTY_I, _EMPTY_F)
             if granularity not in state.levels:
                 raise GranularityNotStored(metric_id, granularity)
-            return Series(
-                granularity, *state.read_last(method, granularity, n)
-            )
+            ts, values = state.read_last(method, granularity, n)
+            if ts.size < n and not state.covers(granularity, None):
+                full = self._complete_state(metric_id, method)
+                if full is not None and granularity in full.levels:
+                    ts, values = full.read_last(method, granularity, n)
+            return Series(granularity, ts, values)
 
     # -- admin ---------------------------------------------------------------
 

@@ -61,7 +61,7 @@ def test_full_cycle_every_method_and_restart(base):
     policy = make_policy([(60, 30), (600, None), (3600, 4)], back_window=1)
     metric = eng.MetricRef("metric-1", policy)
     model = Model(policy)
-    engine = open_engine(base, compact_deltas=7)
+    engine = open_engine(base, compact_deltas=7, hot_buckets=3)
     rng = np.random.default_rng(11)
     t = 1_700_000_000
     refused = 0

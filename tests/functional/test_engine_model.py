@@ -19,7 +19,7 @@ from alarmer.engine import archive_policy as ap
 from alarmer.engine import engine as eng
 from alarmer.engine.storage import file as file_driver
 from tests.functional.test_engine import check_all, make_policy
-from tests.unit.test_aggregation import Model
+from tests.unit.test_aggregation import Model, reference_series
 
 NS = ap.NS
 
@@ -37,6 +37,30 @@ _op = st.one_of(
 )
 
 
+def check_last(engine: eng.Engine, metric_id: str, model: Model) -> None:
+    """last_buckets, inside and beyond what a trimmed cache holds."""
+    for item in model.policy.definition:
+        for method in ("mean", "std", "rate:max"):
+            expected = reference_series(
+                model.points, method, item.granularity, item.points
+            )
+            for n in (1, 3, 50):
+                got = engine.last_buckets(
+                    metric_id, method, item.granularity, n
+                )
+                assert got.timestamps.tolist() == list(expected)[-n:]
+                np.testing.assert_allclose(
+                    got.values, list(expected.values())[-n:], rtol=1e-9
+                )
+            # a window starting at the third newest bucket
+            if len(expected) >= 3:
+                start = list(expected)[-3]
+                (series,) = engine.get_measures(
+                    metric_id, method, item.granularity, start
+                )
+                assert series.timestamps.tolist() == list(expected)[-3:]
+
+
 @settings(max_examples=40, deadline=None)
 @given(ops=st.lists(_op, min_size=1, max_size=25), back=st.integers(0, 2))
 def test_two_engines_match_the_model(ops, back):
@@ -49,7 +73,9 @@ def test_two_engines_match_the_model(ops, back):
     base = tempfile.mkdtemp()
     try:
         engines = [
-            eng.Engine(file_driver.FileDriver(base), compact_deltas=3)
+            eng.Engine(
+                file_driver.FileDriver(base), compact_deltas=3, hot_buckets=2
+            )
             for _ in range(2)
         ]
         model = Model(policy)
@@ -58,7 +84,9 @@ def test_two_engines_match_the_model(ops, back):
             if op.startswith("restart"):
                 engines[index].close()
                 engines[index] = eng.Engine(
-                    file_driver.FileDriver(base), compact_deltas=3
+                    file_driver.FileDriver(base),
+                    compact_deltas=3,
+                    hot_buckets=2,
                 )
                 continue
             latest = dict(batch)  # a batch's duplicates: the last wins
@@ -73,5 +101,6 @@ def test_two_engines_match_the_model(ops, back):
         if model.points:
             for engine in [*engines, eng.Engine(file_driver.FileDriver(base))]:
                 check_all(engine, metric.id, model)
+                check_last(engine, metric.id, model)
     finally:
         shutil.rmtree(base)

@@ -95,7 +95,13 @@ def _undelta_ts(enc: np.ndarray, unit: int) -> np.ndarray:
 
 
 def encode_snapshot(state: agg.MetricState) -> bytes:
-    """Serialize a whole metric state."""
+    """Serialize a whole metric state.
+
+    :raises ValueError: for a state trimmed in memory (it would lose the
+        buckets only storage holds).
+    """
+    if state.trimmed:
+        raise ValueError("cannot snapshot a trimmed metric state")
     arrays: list[np.ndarray] = [state.raw_ts, state.raw_values]
     levels = []
     for g, level in state.levels.items():
