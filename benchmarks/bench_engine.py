@@ -344,6 +344,91 @@ def steady(
     engine.close()
 
 
+def history(rows, metrics: int, rounds: int, workdir: str) -> None:
+    """Metrics with 7 days of 60 s history (medium policy), file driver."""
+    base = tempfile.mkdtemp(dir=workdir)
+    engine = eng.Engine(file_driver.FileDriver(base))
+    pol = ap.default_policies()["medium"]
+    refs = [
+        eng.MetricRef(f"hi{i:06d}-{uuid.uuid4().hex}", pol)
+        for i in range(metrics)
+    ]
+    start = 1704067200
+    points = 7 * 1440
+    hist = (start + np.arange(points, dtype=np.int64) * 60) * NS
+    rng = np.random.default_rng(2)
+    rss0 = _rss_mib()
+    t0 = time.perf_counter()
+    for m in refs:
+        engine.add_measures(m, hist, rng.random(points))
+    backfill = time.perf_counter() - t0
+    rows.append(
+        (
+            f"history: backfill {metrics} metrics x 7 d at 60 s",
+            f"{backfill:.2f} s",
+            "",
+            f"{metrics * points / backfill:,.0f} measures/s",
+        )
+    )
+    wall, cpu = [], []
+    for r in range(rounds):
+        when = np.array([(start + (points + r) * 60) * NS])
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        for m in refs:
+            engine.add_measures(m, when, rng.random(1))
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    _steady_row(
+        rows,
+        f"history: 1 pt x {metrics} metrics (one call each)",
+        metrics,
+        wall,
+        cpu,
+    )
+    lat = []
+    for m in refs:
+        t0 = time.perf_counter_ns()
+        engine.last_buckets(m.id, "mean", 60 * NS, 5)
+        lat.append(time.perf_counter_ns() - t0)
+    rows.append(
+        (
+            "history: read last 5 buckets",
+            f"{min(lat) / 1e3:.1f} us",
+            f"{statistics.median(lat) / 1e3:.1f} us",
+            f"p95 {np.percentile(lat, 95) / 1e3:.1f} us",
+        )
+    )
+    lat = []
+    for m in refs[:200]:
+        t0 = time.perf_counter_ns()
+        engine.get_measures(m.id, "mean", 60 * NS)
+        lat.append(time.perf_counter_ns() - t0)
+    rows.append(
+        (
+            "history: read the whole 60 s series (10,080 buckets)",
+            f"{min(lat) / 1e6:.2f} ms",
+            f"{statistics.median(lat) / 1e6:.2f} ms",
+            "",
+        )
+    )
+    du = sum(
+        os.path.getsize(os.path.join(d, f))
+        for d, _, files in os.walk(base)
+        for f in files
+    )
+    rows.append(
+        (
+            f"history: RSS growth / disk, {metrics} metrics",
+            f"{_rss_mib() - rss0:.0f} MiB",
+            f"{du / 2**20:.0f} MiB",
+            "engine cache "
+            f"{engine.statistics()['cached_bytes'] / 2**20:.0f} MiB",
+        )
+    )
+    engine.close()
+
+
 def _steady_row(rows, name, metrics, wall, cpu) -> None:
     med = statistics.median(wall)
     cpu_med = statistics.median(cpu)
@@ -414,7 +499,15 @@ def main() -> None:
         help="where the file driver writes (default: tmpfs /dev/shm)",
     )
     parser.add_argument(
-        "--only", choices=["bulk", "steady", "across"], default=None
+        "--only",
+        choices=["bulk", "steady", "across", "history"],
+        default=None,
+    )
+    parser.add_argument(
+        "--history-metrics",
+        type=int,
+        default=1000,
+        help="metrics with 7 days of history in the 'history' scenario",
     )
     parser.add_argument(
         "--redis",
@@ -435,6 +528,8 @@ def main() -> None:
             bulk(rows, args.repeat, workdir, have_gnocchi)
         if args.only in (None, "across"):
             across(rows, args.repeat, have_gnocchi)
+        if args.only in (None, "history"):
+            history(rows, args.history_metrics, args.rounds, workdir)
         if args.only in (None, "steady"):
             steady(rows, args.metrics, args.rounds, workdir, args.redis)
     finally:

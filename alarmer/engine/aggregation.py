@@ -841,6 +841,9 @@ class MetricState:
         fbt = self.first_block_timestamp()
         if fbt is None:
             return
+        raw = self.raw
+        if raw._ts.size > 2 * (raw.hi - raw.lo) + 64:
+            raw.set(raw.ts.copy(), raw.values.copy())
         for g, level in self.levels.items():
             if len(level) <= 2 * keep:
                 continue

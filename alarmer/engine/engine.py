@@ -497,27 +497,15 @@ class Engine:
     ) -> agg.MetricState | None:
         """Read the complete state for a read reaching old buckets.
 
-        The caller holds the metric's stripe.  The cache gets a trimmed
-        copy of the fresh state.
+        Not cached: the cache keeps the trimmed state the caller has
+        just brought up to date.
         """
-        full = self._load_full(metric_id)
-        state = full.state
-        if state is None:
-            self._cache_put(metric_id, full)
-            return None
-        if method not in state.policy.aggregation_methods:
+        state = self._load_full(metric_id).state
+        if (
+            state is not None
+            and method not in state.policy.aggregation_methods
+        ):
             raise AggregationNotStored(metric_id, method)
-        cached = codec.decode_snapshot(codec.encode_snapshot(state))
-        cached.trim(self.hot_buckets)
-        self._cache_put(
-            metric_id,
-            _Entry(
-                state=cached,
-                version=full.version,
-                deltas=full.deltas,
-                delta_bytes=full.delta_bytes,
-            ),
-        )
         return state
 
     def last_buckets(
