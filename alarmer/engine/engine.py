@@ -354,12 +354,12 @@ class Engine:
     ) -> list[WriteResult]:
         """:meth:`add_measures` for several metrics, results in order.
 
-        The common case -- a metric already in the cache receiving new
-        points -- is aggregated for the whole batch first, then its log
-        appends go to the driver in one :meth:`append_many` call (one
-        pipeline with Redis).  Anything else (a new metric, a compaction
-        due, a policy change, a lost race) goes through
-        :meth:`add_measures`.
+        With a driver whose ``append_many`` saves round trips (Redis), the
+        common case -- a metric already in the cache receiving new points
+        -- is aggregated for the whole batch first, then every log append
+        goes in one ``append_many`` call (one pipeline).  Anything else (a
+        new metric, a compaction due, a policy change, a lost race) goes
+        through :meth:`add_measures`.
         """
         items = [
             (
@@ -375,7 +375,11 @@ class Engine:
                     "timestamps and values must be 1-D, same size"
                 )
         ids = [metric.id for metric, _, _ in items]
-        if len(items) < 2 or len(set(ids)) != len(ids):
+        if (
+            not self.driver.BATCHED_APPENDS
+            or len(items) < 2
+            or len(set(ids)) != len(ids)
+        ):
             return [self.add_measures(*item) for item in items]
         stripes = sorted({zlib.crc32(i.encode()) % _STRIPES for i in ids})
         results: list[WriteResult | None] = [None] * len(items)

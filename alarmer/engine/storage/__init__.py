@@ -71,6 +71,10 @@ class LogRead:
 class SeriesDriver(abc.ABC):
     """Append-only per-metric record logs with conditional writes."""
 
+    #: True when :meth:`append_many` is cheaper than one :meth:`append`
+    #: per metric (e.g. one network round trip for all).
+    BATCHED_APPENDS = False
+
     @abc.abstractmethod
     def read(self, metric_id: str, since: Version | None = None) -> LogRead:
         """Records of *metric_id* after *since* (all when None/stale).

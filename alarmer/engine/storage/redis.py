@@ -77,6 +77,8 @@ return 1
 class RedisDriver(SeriesDriver):
     """Per-metric record lists in Redis."""
 
+    BATCHED_APPENDS = True
+
     def __init__(self, url: str, *, prefix: str = "alarmer:") -> None:
         self.prefix = prefix
         self.client = redis_lib.Redis.from_url(url)
