@@ -74,9 +74,9 @@ def create_app(rt: Runtime) -> flask.Flask:
     app.add_url_rule(
         "/healthcheck", "healthcheck", _healthcheck, methods=["GET", "HEAD"]
     )
-    from api.v1 import resource_type, resources, search
+    from api.v1 import resource_measures, resource_type, resources, search
 
-    for blueprint in (resources, resource_type, search):
+    for blueprint in (resources, resource_measures, resource_type, search):
         app.register_blueprint(blueprint.blueprint)
     from api import openapi, v2
 

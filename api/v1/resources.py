@@ -17,6 +17,7 @@ from typing import Any
 
 import flask
 import sqlalchemy as sa
+from oslo_config import cfg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm
 
@@ -106,7 +107,7 @@ def max_limit() -> int:
     conf = app_mod.runtime().conf
     try:
         return int(conf.api.max_limit)
-    except (AttributeError, Exception):
+    except (AttributeError, cfg.NoSuchOptError):
         return DEFAULT_MAX_LIMIT
 
 
@@ -332,7 +333,7 @@ def render(
     ]
 
 
-def _metric_name(name: Any) -> str:
+def metric_name(name: Any) -> str:
     if not isinstance(name, str) or not name or "/" in name:
         raise errors.APIError(
             f"Invalid metric name {name!r}: a non-empty string without '/'"
@@ -396,7 +397,7 @@ def attach_metrics(
             )
         current = {n: m for n, m in current.items() if n in metrics}
     for raw_name, spec in metrics.items():
-        name = _metric_name(raw_name)
+        name = metric_name(raw_name)
         if isinstance(spec, str):
             try:
                 metric_id = str(uuid.UUID(spec))
@@ -659,7 +660,7 @@ def list_resource_metrics(type_name: str, resource_id: str) -> flask.Response:
     with rt.db.read_session() as session:
         _, row = _one(session, type_name, resource_id, who)
         names = metrics_of(session, [row.id])[row.id]
-    infos = _indexer().get_metrics(names.values())
+    infos = indexer().get_metrics(names.values())
     return flask.jsonify(
         [infos[m].to_dict() for _, m in sorted(names.items()) if m in infos]
     )
@@ -680,13 +681,13 @@ def add_resource_metrics(type_name: str, resource_id: str) -> flask.Response:
             names = metrics_of(session, [row.id])[row.id]
     except ENGINE_ERRORS as exc:
         raise translate(exc) from None
-    infos = _indexer().get_metrics(names.values())
+    infos = indexer().get_metrics(names.values())
     return flask.jsonify(
         [infos[m].to_dict() for _, m in sorted(names.items()) if m in infos]
     )
 
 
-def _indexer() -> idx.Indexer:
+def indexer() -> idx.Indexer:
     rt = app_mod.runtime()
     found = getattr(rt, "indexer", None)
     return found if found is not None else idx.Indexer(rt.db)
@@ -714,7 +715,7 @@ def show_resource_metric(
 ) -> flask.Response:
     """One named metric of a resource."""
     metric_id = named_metric_id(type_name, resource_id, name)
-    info = _indexer().get_metric(metric_id)
+    info = indexer().get_metric(metric_id)
     if info is None:
         raise errors.NotFound(f"Metric {name} does not exist")
     return flask.jsonify(info.to_dict())
@@ -802,185 +803,6 @@ def resolve_search_references(
             )
         result[(name, method)] = series
     return result
-
-
-# --------------------------------------------------- measures
-
-
-def _named_metric_info(
-    type_name: str, resource_id: str, name: str
-) -> idx.MetricInfo:
-    metric_id = named_metric_id(type_name, resource_id, name)
-    info = _indexer().get_metric(metric_id)
-    if info is None:
-        raise errors.NotFound(
-            f"Metric {name} does not exist for resource {resource_id}"
-        )
-    return info
-
-
-@blueprint.post(
-    "/resource/<string:type_name>/<string:resource_id>/metric/<string:name>"
-    "/measures"
-)
-def add_named_measures(
-    type_name: str, resource_id: str, name: str
-) -> tuple[dict[str, int], int]:
-    """POST measures to the metric *name* of a resource."""
-    from api.v1 import measures as measures_views
-    from api.v1 import validation as v
-
-    info = _named_metric_info(type_name, resource_id, name)
-    stamps, values = v.measures(json_body(), "measures")
-    if stamps.size == 0:
-        return {"measures_stored": 0, "measures_refused": 0}, 202
-    rt = app_mod.runtime()
-    result = rt.engine.add_measures(
-        measures_views.metric_ref(info), stamps, values
-    )
-    if result.stored:
-        rt.channel.publish([info.id])
-    return {
-        "measures_stored": result.stored,
-        "measures_refused": result.refused,
-    }, 202
-
-
-@blueprint.get(
-    "/resource/<string:type_name>/<string:resource_id>/metric/<string:name>"
-    "/measures"
-)
-def get_named_measures(
-    type_name: str, resource_id: str, name: str
-) -> flask.Response:
-    """GET the aggregated measures of the metric *name* of a resource."""
-    from api.v1 import measures as measures_views
-    from api.v1 import validation as v
-
-    info = _named_metric_info(type_name, resource_id, name)
-    method = v.query_arg("aggregation") or "mean"
-    start = v.query_timestamp("start")
-    stop = v.query_timestamp("stop")
-    granularity = v.query_granularity("granularity")
-    v.query_bool("refresh")  # measures are aggregated on write
-    if v.query_arg("resample"):
-        raise v.bad("resample: resampling is not supported")
-    if start is not None and stop is not None and stop < start:
-        raise v.bad("stop: must not be before start")
-    measures_views.check_method(info, method)
-    if granularity is not None:
-        measures_views.check_granularity(info, method, granularity)
-    series = app_mod.runtime().engine.get_measures(
-        info.id, method, granularity=granularity, start=start, stop=stop
-    )
-    return flask.jsonify(measures_views.series_to_json(series))
-
-
-@blueprint.post("/batch/resources/metrics/measures")
-def add_batch_by_resources() -> tuple[dict[str, int], int]:
-    """POST ``{resource id: {metric name: measures}}`` at once.
-
-    A metric is given as a list of measures or as ``{"measures": [...],
-    "archive_policy_name": ..., "unit": ...}``; with
-    ``create_metrics=true`` missing metrics are created (policy from the
-    object or the archive policy rules).  All or nothing: any unknown
-    resource or metric, or any bad measure, is a 400 and nothing is
-    stored.
-    """
-    from api.v1 import measures as measures_views
-    from api.v1 import validation as v
-
-    who = caller()
-    create = bool_arg("create_metrics")
-    body = json_body()
-    if not isinstance(body, dict):
-        raise errors.APIError(
-            "Invalid input: an object mapping resource ids to "
-            "{metric name: measures} is required"
-        )
-    parsed: list[tuple[str, str, Any, Any, Any]] = []
-    for given, metrics in body.items():
-        if not isinstance(metrics, dict):
-            raise errors.APIError(
-                f"Invalid input for {given}: an object mapping metric names "
-                "to measures is required"
-            )
-        for name, spec in metrics.items():
-            field = f"{given}/{name}"
-            definition: dict[str, Any] = {}
-            raw = spec
-            if isinstance(spec, dict):
-                unknown = sorted(
-                    set(spec) - {"measures", "archive_policy_name", "unit"}
-                )
-                if unknown or "measures" not in spec:
-                    raise errors.APIError(
-                        f"Invalid input for {field}: an object has "
-                        "measures and optionally archive_policy_name, unit"
-                    )
-                raw = spec["measures"]
-                definition = {k: spec[k] for k in spec if k != "measures"}
-            stamps, values = v.measures(raw, field)
-            parsed.append((given, _metric_name(name), definition, stamps,
-                           values))  # fmt: skip
-    rt = app_mod.runtime()
-    targets: list[tuple[str, Any, Any]] = []
-    with rt.db.session() as session, session.begin():
-        rows: dict[str, res.ResourceModel] = {}
-        unknown_resources = []
-        for given in body:
-            try:
-                rid = res.resource_uuid(given, who.creator)
-            except res.ResourceError:
-                rid = None
-            row = None if rid is None else session.get(res.ResourceModel, rid)
-            if row is None or not res.can_access(who, row):
-                unknown_resources.append(given)
-            else:
-                rows[given] = row
-        if unknown_resources:
-            raise errors.APIError(
-                f"Unknown resources: {', '.join(sorted(unknown_resources))}"
-            )
-        existing = metrics_of(session, [r.id for r in rows.values()])
-        missing: dict[str, dict[str, Any]] = {}
-        for given, name, definition, stamps, values in parsed:
-            row = rows[given]
-            metric_id = existing[row.id].get(name)
-            if metric_id is None:
-                if not create:
-                    raise errors.APIError(
-                        f"Unknown metrics: {name} of resource {given}"
-                    )
-                missing.setdefault(row.id, {})[name] = definition
-            targets.append((f"{row.id}/{name}", stamps, values))
-        for rid, definitions in missing.items():
-            attach_metrics(session, rid, definitions, who)
-        names = metrics_of(
-            session, list(dict.fromkeys(r.id for r in rows.values()))
-        )
-    ids = {
-        f"{rid}/{name}": mid
-        for rid, metrics in names.items()
-        for name, mid in metrics.items()
-    }
-    infos = _indexer().get_metrics(ids.values())
-    batch = [
-        (measures_views.metric_ref(infos[ids[key]]), stamps, values)
-        for key, stamps, values in targets
-        if stamps.size
-    ]
-    stored = refused = 0
-    if batch:
-        changed = []
-        results = rt.engine.add_measures_batch(batch)
-        for (ref, _, _), result in zip(batch, results, strict=True):
-            stored += result.stored
-            refused += result.refused
-            if result.stored:
-                changed.append(ref.id)
-        rt.channel.publish(changed)
-    return {"measures_stored": stored, "measures_refused": refused}, 202
 
 
 # --------------------------------------------------- alarms

@@ -1,0 +1,200 @@
+"""Measures by resource: ``/v1/resource/{type}/{id}/metric/{name}/measures``
+and ``/v1/batch/resources/metrics/measures``.
+
+Metrics are named within their resource; the caller must be allowed to
+see the resource.  Measures are validated whole before anything is
+written (a 400 naming the first bad one stores nothing), then aggregated
+and stored by the engine, and the metrics announced on the metric channel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+
+from alarmer.engine import indexer as idx
+from alarmer.engine import resources as res
+from api import app as app_mod
+from api import errors
+from api.v1 import measures as measures_views
+from api.v1 import validation as v
+from api.v1.resources import (
+    attach_metrics,
+    bool_arg,
+    caller,
+    indexer,
+    json_body,
+    metric_name,
+    metrics_of,
+    named_metric_id,
+)
+
+blueprint = flask.Blueprint("v1_resource_measures", __name__, url_prefix="/v1")
+
+
+def _named_metric_info(
+    type_name: str, resource_id: str, name: str
+) -> idx.MetricInfo:
+    metric_id = named_metric_id(type_name, resource_id, name)
+    info = indexer().get_metric(metric_id)
+    if info is None:
+        raise errors.NotFound(
+            f"Metric {name} does not exist for resource {resource_id}"
+        )
+    return info
+
+
+@blueprint.post(
+    "/resource/<string:type_name>/<string:resource_id>/metric/<string:name>"
+    "/measures"
+)
+def add_named_measures(
+    type_name: str, resource_id: str, name: str
+) -> tuple[dict[str, int], int]:
+    """POST measures to the metric *name* of a resource."""
+    info = _named_metric_info(type_name, resource_id, name)
+    stamps, values = v.measures(json_body(), "measures")
+    if stamps.size == 0:
+        return {"measures_stored": 0, "measures_refused": 0}, 202
+    rt = app_mod.runtime()
+    result = rt.engine.add_measures(
+        measures_views.metric_ref(info), stamps, values
+    )
+    if result.stored:
+        rt.channel.publish([info.id])
+    return {
+        "measures_stored": result.stored,
+        "measures_refused": result.refused,
+    }, 202
+
+
+@blueprint.get(
+    "/resource/<string:type_name>/<string:resource_id>/metric/<string:name>"
+    "/measures"
+)
+def get_named_measures(
+    type_name: str, resource_id: str, name: str
+) -> flask.Response:
+    """GET the aggregated measures of the metric *name* of a resource."""
+    info = _named_metric_info(type_name, resource_id, name)
+    method = v.query_arg("aggregation") or "mean"
+    start = v.query_timestamp("start")
+    stop = v.query_timestamp("stop")
+    granularity = v.query_granularity("granularity")
+    v.query_bool("refresh")  # measures are aggregated on write
+    if v.query_arg("resample"):
+        raise v.bad("resample: resampling is not supported")
+    if start is not None and stop is not None and stop < start:
+        raise v.bad("stop: must not be before start")
+    measures_views.check_method(info, method)
+    if granularity is not None:
+        measures_views.check_granularity(info, method, granularity)
+    series = app_mod.runtime().engine.get_measures(
+        info.id, method, granularity=granularity, start=start, stop=stop
+    )
+    return flask.jsonify(measures_views.series_to_json(series))
+
+
+@blueprint.post("/batch/resources/metrics/measures")
+def add_batch_by_resources() -> tuple[dict[str, int], int]:
+    """POST ``{resource id: {metric name: measures}}`` at once.
+
+    A metric is given as a list of measures or as ``{"measures": [...],
+    "archive_policy_name": ..., "unit": ...}``; with
+    ``create_metrics=true`` missing metrics are created (policy from the
+    object or the archive policy rules).  All or nothing: any unknown
+    resource or metric, or any bad measure, is a 400 and nothing is
+    stored.
+    """
+    who = caller()
+    create = bool_arg("create_metrics")
+    body = json_body()
+    if not isinstance(body, dict):
+        raise errors.APIError(
+            "Invalid input: an object mapping resource ids to "
+            "{metric name: measures} is required"
+        )
+    parsed: list[tuple[str, str, Any, Any, Any]] = []
+    for given, metrics in body.items():
+        if not isinstance(metrics, dict):
+            raise errors.APIError(
+                f"Invalid input for {given}: an object mapping metric names "
+                "to measures is required"
+            )
+        for name, spec in metrics.items():
+            field = f"{given}/{name}"
+            definition: dict[str, Any] = {}
+            raw = spec
+            if isinstance(spec, dict):
+                unknown = sorted(
+                    set(spec) - {"measures", "archive_policy_name", "unit"}
+                )
+                if unknown or "measures" not in spec:
+                    raise errors.APIError(
+                        f"Invalid input for {field}: an object has "
+                        "measures and optionally archive_policy_name, unit"
+                    )
+                raw = spec["measures"]
+                definition = {k: spec[k] for k in spec if k != "measures"}
+            stamps, values = v.measures(raw, field)
+            parsed.append((given, metric_name(name), definition, stamps,
+                           values))  # fmt: skip
+    rt = app_mod.runtime()
+    targets: list[tuple[str, Any, Any]] = []
+    with rt.db.session() as session, session.begin():
+        rows: dict[str, res.ResourceModel] = {}
+        unknown_resources = []
+        for given in body:
+            try:
+                rid = res.resource_uuid(given, who.creator)
+            except res.ResourceError:
+                rid = None
+            row = None if rid is None else session.get(res.ResourceModel, rid)
+            if row is None or not res.can_access(who, row):
+                unknown_resources.append(given)
+            else:
+                rows[given] = row
+        if unknown_resources:
+            raise errors.APIError(
+                f"Unknown resources: {', '.join(sorted(unknown_resources))}"
+            )
+        existing = metrics_of(session, [r.id for r in rows.values()])
+        missing: dict[str, dict[str, Any]] = {}
+        for given, name, definition, stamps, values in parsed:
+            row = rows[given]
+            metric_id = existing[row.id].get(name)
+            if metric_id is None:
+                if not create:
+                    raise errors.APIError(
+                        f"Unknown metrics: {name} of resource {given}"
+                    )
+                missing.setdefault(row.id, {})[name] = definition
+            targets.append((f"{row.id}/{name}", stamps, values))
+        for rid, definitions in missing.items():
+            attach_metrics(session, rid, definitions, who)
+        names = metrics_of(
+            session, list(dict.fromkeys(r.id for r in rows.values()))
+        )
+    ids = {
+        f"{rid}/{name}": mid
+        for rid, metrics in names.items()
+        for name, mid in metrics.items()
+    }
+    infos = indexer().get_metrics(ids.values())
+    batch = [
+        (measures_views.metric_ref(infos[ids[key]]), stamps, values)
+        for key, stamps, values in targets
+        if stamps.size
+    ]
+    stored = refused = 0
+    if batch:
+        changed = []
+        results = rt.engine.add_measures_batch(batch)
+        for (ref, _, _), result in zip(batch, results, strict=True):
+            stored += result.stored
+            refused += result.refused
+            if result.stored:
+                changed.append(ref.id)
+        rt.channel.publish(changed)
+    return {"measures_stored": stored, "measures_refused": refused}, 202
