@@ -6,8 +6,11 @@
 driver: one snapshot of its :class:`~alarmer.engine.aggregation.MetricState`
 then one delta per write (the accepted points), compacted into a new
 snapshot every so often.  Decoded states are kept in a byte-bounded LRU
-cache and brought up to date from the log before every read and write,
-so several processes (or hosts, with Redis) can share the storage.
+cache, trimmed to the buckets writes can still change plus the newest
+few; they are brought up to date from the log before every read, and
+every write is conditional on the version of the log the cached state
+came from, so several processes (or hosts, with Redis) can share the
+storage without losing a point.
 """
 
 from __future__ import annotations
