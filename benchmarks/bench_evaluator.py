@@ -94,7 +94,7 @@ def insert_alarms(
 ) -> list[str]:
     ids: list[str] = []
     rows = []
-    for alarm_type, rule in rules:
+    for alarm_type, rule, *state in rules:
         alarm_id = str(uuid.uuid4())
         ids.append(alarm_id)
         rows.append(
@@ -107,7 +107,7 @@ def insert_alarms(
                 "type": alarm_type,
                 "rule": rule,
                 "enabled": True,
-                "state": "insufficient data",
+                "state": state[0] if state else "insufficient data",
                 "state_reason": "Not evaluated yet",
                 "severity": "low",
                 "ok_actions": [],
@@ -229,10 +229,15 @@ def cmd_schedule(args: argparse.Namespace) -> None:
             },
         )
         metrics = make_metrics(rt, args.metrics)
+        # Thresholds far from the data and states that match them: the
+        # steady state (evaluations that change nothing).
         rules = [
             (
                 "gnocchi_resources_threshold",
-                resources_rule(metrics[i % len(metrics)][0], 10.0 * (i % 10)),
+                resources_rule(
+                    metrics[i % len(metrics)][0], 0.0 if i % 2 else 100.0
+                ),
+                "alarm" if i % 2 else "ok",
             )
             for i in range(args.alarms)
         ]
@@ -247,9 +252,11 @@ def cmd_schedule(args: argparse.Namespace) -> None:
         after = rss_mb()
         stats = service.stats
         lag = stats.lag_percentiles()
+        transitions = stats.transitions
         service.stop()
         rt.close()
     n = args.alarms
+    assert transitions == 0, transitions
     print(
         f"{'alarms':>8} {'interval s':>10} {'run s':>6} {'evals':>8} "
         f"{'skipped':>8} {'lag p50 ms':>10} {'lag p99 ms':>10} "

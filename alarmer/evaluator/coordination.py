@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from oslo_config import cfg
 from tooz import coordination
+from tooz import partitioner as tooz_partitioner
 
 from alarmer import conf as aconf
 
@@ -96,6 +97,9 @@ class Membership:
         self._partitioner = None
         self._next_attempt = 0.0
         self._next_watchdog = 0.0
+        self._connect_wait = float(conf.coordination.membership_timeout)
+        self._connecting: threading.Thread | None = None
+        self._stopped = False
         self._lock = threading.Lock()
         #: Grows whenever the set of members (hence the share) may change.
         self.generation = 0
@@ -112,7 +116,22 @@ class Membership:
             self.connected = True
             self.generation += 1
             return
-        self._connect()
+        self._connect_in_background()
+        thread = self._connecting
+        if thread is not None:
+            thread.join(self._connect_wait)
+
+    def _connect_in_background(self) -> None:
+        """Try to join without blocking the caller (redis-py may retry a
+        refused connection for a long time)."""
+        thread = self._connecting
+        if thread is not None and thread.is_alive():
+            return
+        thread = threading.Thread(
+            target=self._connect, name="coordination-connect", daemon=True
+        )
+        self._connecting = thread
+        thread.start()
 
     def _bump(self, _event: object = None) -> None:
         self.generation += 1
@@ -121,9 +140,17 @@ class Membership:
         coord = coordination.get_coordinator(self.url, self.member_id)
         try:
             coord.start(start_heart=True)
-            partitioner = coord.join_partitioned_group(
-                self.group, partitions=self._partitions
-            )
+            try:
+                partitioner = coord.join_partitioned_group(
+                    self.group, partitions=self._partitions
+                )
+            except coordination.MemberAlreadyJoined:
+                # Back after an outage shorter than the membership
+                # timeout: our entry is still there; the heart refreshes
+                # it.
+                partitioner = tooz_partitioner.Partitioner(
+                    coord, self.group, partitions=self._partitions
+                )
             coord.watch_join_group(self.group, self._bump)
             coord.watch_leave_group(self.group, self._bump)
         except Exception as exc:
@@ -140,8 +167,15 @@ class Membership:
             self.connected = False
             return False
         with self._lock:
-            self._coord = coord
-            self._partitioner = partitioner
+            if self._stopped:
+                stale = True
+            else:
+                stale = False
+                self._coord = coord
+                self._partitioner = partitioner
+        if stale:
+            _quiet_stop(coord)
+            return False
         self._backoff = self._backoff_min
         self._next_watchdog = time.monotonic() + self._watchdog_interval
         self.connected = True
@@ -171,9 +205,11 @@ class Membership:
                     partitioner.stop()
             except Exception:
                 LOG.debug("stopping the old partitioner failed", exc_info=True)
-            _quiet_stop(coord)
+            threading.Thread(
+                target=_quiet_stop, args=(coord,), daemon=True
+            ).start()
         self._next_attempt = 0.0
-        self._connect()
+        self._connect_in_background()
 
     def poll(self) -> None:
         """Run the watchers and the watchdog; reconnect when needed."""
@@ -183,7 +219,7 @@ class Membership:
         coord = self._coord
         if coord is None:
             if now >= self._next_attempt:
-                self._connect()
+                self._connect_in_background()
             return
         try:
             coord.run_watchers()
@@ -222,6 +258,7 @@ class Membership:
         if self.solo:
             return
         with self._lock:
+            self._stopped = True
             coord, partitioner = self._coord, self._partitioner
             self._coord = None
             self._partitioner = None
@@ -237,11 +274,27 @@ class Membership:
         LOG.info("left evaluator group as %s", self.member_id.decode())
 
 
-def _quiet_stop(coord: coordination.CoordinationDriver) -> None:
-    try:
-        coord.stop()
-    except Exception:
-        LOG.debug("stopping the coordinator failed", exc_info=True)
+def _quiet_stop(
+    coord: coordination.CoordinationDriver, wait: float = 5.0
+) -> None:
+    """Stop *coord*, waiting at most *wait* seconds.
+
+    During a backend outage tooz's heart thread may be stuck retrying a
+    connection, and ``stop()`` waits for it: never let that block the
+    worker (the thread is a daemon and ends with the process).
+    """
+
+    def _stop() -> None:
+        try:
+            coord.stop()
+        except Exception:
+            LOG.debug("stopping the coordinator failed", exc_info=True)
+
+    thread = threading.Thread(target=_stop, name="tooz-stop", daemon=True)
+    thread.start()
+    thread.join(wait)
+    if thread.is_alive():
+        LOG.warning("coordinator did not stop within %.0f s", wait)
 
 
 def _safe(url: str) -> str:

@@ -195,6 +195,9 @@ class EvaluatorService:
         self._threads: list[threading.Thread] = []
         self._generation = -1
         self._fingerprint: tuple[Any, ...] | None = None
+        #: Version bumps this worker committed and has not yet matched
+        #: against the table fingerprint.
+        self._own_bumps = 0
         self._loaded_once = False
         self._token = 0
         #: Set after each completed definition sync (tests wait on it).
@@ -284,14 +287,38 @@ class EvaluatorService:
             self._owner = {}
         if force is False and not owner_changed:
             return
+        own = self._own_bumps
         fingerprint = self._table_fingerprint()
-        if (
-            force is None
-            and not owner_changed
-            and fingerprint == self._fingerprint
-        ):
-            return
+        with self._cv:
+            self._own_bumps -= own
+        if force is None and not owner_changed:
+            if fingerprint == self._fingerprint:
+                return
+            if self._only_own_writes(fingerprint, own):
+                # Our own transitions explain the change: nothing to load.
+                self._fingerprint = fingerprint
+                return
         self._sync(fingerprint)
+
+    def _only_own_writes(self, fingerprint: tuple[Any, ...], own: int) -> bool:
+        """True when the table changed only by *own* version bumps.
+
+        Versions only grow, so a sum that grew by exactly what this worker
+        committed, with the same row count and newest definition
+        timestamp, means nobody else wrote.
+        """
+        previous = self._fingerprint
+        if previous is None or own <= 0:
+            return False
+        count, newest, total = fingerprint
+        old_count, old_newest, old_total = previous
+        return (
+            count == old_count
+            and newest == old_newest
+            and total is not None
+            and old_total is not None
+            and int(total) - int(old_total) == own
+        )
 
     def _table_fingerprint(self) -> tuple[Any, ...]:
         with self.rt.db.read_session() as session:
@@ -744,6 +771,7 @@ class EvaluatorService:
     ) -> None:
         bump = alarm.has_actions(decision.state)
         with self._cv:
+            self._own_bumps += 1
             alarm.version += 1
             alarm.seq += 1 if bump else 0
             alarm.state = decision.state
