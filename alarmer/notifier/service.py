@@ -328,10 +328,10 @@ class NotifierService:
     def _submit(self, job: Job) -> None:
         """Run *job*, or queue it behind its host's running deliveries.
 
-        At most ``max_inflight_per_host`` deliveries run per host and as
-        many wait in memory; further ones go back to the database for a
-        moment, so that a slow or dead host never holds every worker nor
-        every claim.
+        At most ``max_inflight_per_host`` deliveries run per host and
+        ``2 * workers`` wait in memory (claims go up to ``4 * workers``);
+        further ones go back to the database for a moment, so that a slow
+        or dead host never holds every worker nor every claim.
         """
         assert self._executor is not None
         host = _host(job.target)
@@ -345,7 +345,7 @@ class NotifierService:
                 run = True
             else:
                 waiting = self._waiting.setdefault(host, collections.deque())
-                if len(waiting) < cap:
+                if len(waiting) < 2 * self.opts.workers:
                     waiting.append(job)
                     self._inflight += 1
                 else:
