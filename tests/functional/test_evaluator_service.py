@@ -395,3 +395,49 @@ def test_stale_view_is_fenced_and_healed(env):
     assert states == ["alarm", "ok"]
     with rt.db.read_session() as session:
         assert session.get(Alarm, alarm_id).version == 3
+
+
+def test_by_resources_aggregates_matching_resources(env):
+    url = env["url"]
+    service = env["start"]()
+    metric_ids = []
+    for name in ("web-1", "web-2", "db-1"):
+        r = requests.post(
+            f"{url}/v1/resource/generic",
+            json={
+                "id": name,
+                "project_id": "p1" if name.startswith("web") else "p9",
+                "metrics": {"cpu": {"archive_policy_name": "high"}},
+            },
+            headers=H,
+        )
+        assert r.status_code == 201, r.text
+        metric_ids.append(r.json()["metrics"]["cpu"])
+    body = {
+        "name": "web-cpu",
+        "type": "gnocchi_aggregation_by_resources_threshold",
+        "alarm_actions": ["log://"],
+        "gnocchi_aggregation_by_resources_threshold_rule": {
+            "metric": "cpu",
+            "resource_type": "generic",
+            "query": json.dumps({"=": {"project_id": "p1"}}),
+            "aggregation_method": "mean",
+            "threshold": 50,
+            "comparison_operator": "gt",
+            "granularity": 1,
+            "evaluation_periods": 2,
+        },
+    }
+    r = requests.post(f"{url}/v2/alarms", json=body, headers=H)
+    assert r.status_code == 201, r.text
+    alarm_id = r.json()["alarm_id"]
+    wait_for(lambda: alarm_id in service.owned())
+    # web-1 at 90, web-2 at 20: mean 55 > 50; db-1 (not matching) at 0.
+    push(url, metric_ids[2], [0, 0, 0, 0])
+    push(url, metric_ids[1], [20, 20, 20, 20])
+    push(url, metric_ids[0], [90, 90, 90, 90])
+    wait_for(lambda: get_alarm(url, alarm_id)["state"] == "alarm")
+    assert get_alarm(url, alarm_id)["state_reason"] == (
+        "Transition to alarm due to 2 samples outside threshold, "
+        "most recent: 55.0"
+    )
