@@ -1,13 +1,16 @@
-"""The fenced transition write, on SQLite and PostgreSQL."""
+"""The fenced transition write, on SQLite, PostgreSQL and MariaDB."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import uuid
 
+import pytest
 import sqlalchemy as sa
 
+from alarmer import runtime
 from alarmer.storage import transitions
 from alarmer.storage.models import Alarm, AlarmHistory, Notification
 
@@ -209,3 +212,63 @@ def test_repeat_adds_outbox_row_only(rt):
     assert [(r.seq, r.previous, r.current, r.reason) for r in rows] == [
         (1, "alarm", "alarm", "Remaining as alarm")
     ]
+
+
+@pytest.fixture
+def mysql_rt(make_conf, mysql_server_url):
+    """A migrated runtime on the real MariaDB (emptied first)."""
+    engine = sa.create_engine(mysql_server_url)
+    with engine.begin() as conn:
+        meta = sa.MetaData()
+        meta.reflect(conn)
+        meta.drop_all(conn)
+    engine.dispose()
+    built = runtime.build(
+        make_conf(database={"connection": mysql_server_url}), migrate=True
+    )
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def test_fence_on_mariadb(mysql_rt):
+    test_stale_version_writes_nothing(mysql_rt)
+
+
+def test_race_on_mariadb(mysql_rt):
+    test_concurrent_writers_transition_once(mysql_rt)
+
+
+def test_concurrent_writers_transition_once(rt):
+    """Two workers with the same view race: exactly one wins."""
+    alarm_id = insert_alarm(rt.db)
+    barrier = threading.Barrier(4)
+    results = []
+
+    def worker(state):
+        barrier.wait()
+        with rt.db.session() as session:
+            done = transitions.record_transition(
+                session, alarm_id, 1, state, f"to {state}", {}, now=NOW
+            )
+            session.commit()
+        results.append(done)
+
+    threads = [
+        threading.Thread(target=worker, args=(s,))
+        for s in ("alarm", "alarm", "ok", "alarm")
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
+    with rt.db.read_session() as session:
+        assert (
+            session.scalar(
+                sa.select(sa.func.count()).select_from(AlarmHistory)
+            )
+            == 1
+        )
+        assert session.get(Alarm, alarm_id).version == 2
