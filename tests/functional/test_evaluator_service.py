@@ -9,13 +9,17 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import requests
 import sqlalchemy as sa
 
 from alarmer import timeutils
+from alarmer.engine import engine as engine_mod
+from alarmer.engine import indexer as idx
 from alarmer.evaluator.service import EvaluatorService
 from alarmer.storage.models import Alarm, AlarmHistory, Notification
 
@@ -441,3 +445,69 @@ def test_by_resources_aggregates_matching_resources(env):
         "Transition to alarm due to 2 samples outside threshold, "
         "most recent: 55.0"
     )
+
+
+def _direct_alarm(rt, metric_id: str, **fields) -> str:
+    alarm_id = str(uuid.uuid4())
+    values = {
+        "name": "direct",
+        "type": "gnocchi_aggregation_by_metrics_threshold",
+        "rule": {
+            "metrics": [metric_id],
+            "aggregation_method": "mean",
+            "threshold": 50,
+            "comparison_operator": "gt",
+            "granularity": 1,
+            "evaluation_periods": 2,
+        },
+        "state": "ok",
+        "ok_actions": [],
+        "alarm_actions": ["log://"],
+        "insufficient_data_actions": [],
+        "time_constraints": [],
+        "project_id": "p1",
+        "user_id": "u1",
+    }
+    values.update(fields)
+    with rt.db.session() as session:
+        session.add(Alarm(alarm_id=alarm_id, **values))
+        session.commit()
+    return alarm_id
+
+
+def test_event_path_on_each_database(rt):
+    """The service on SQLite and PostgreSQL, without HTTP."""
+    rt.conf.set_override("refresh_interval", 0.05, group="evaluator")
+    rt.conf.set_override("evaluation_interval", 3600, group="evaluator")
+    metric = idx.Indexer(rt.db).create_metric(archive_policy_name="high")
+    service = EvaluatorService(rt)
+    service.start()
+    try:
+        alarm_id = _direct_alarm(rt, metric.id)
+        wait_for(lambda: alarm_id in service.owned())
+        now = time.time_ns() // 10**9
+        rt.engine.add_measures(
+            engine_mod.MetricRef(metric.id, metric.archive_policy),
+            np.array([(now - k) * 10**9 for k in (2, 1, 0)], dtype=np.int64),
+            np.array([70.0, 80.0, 90.0]),
+        )
+        rt.channel.publish([metric.id])
+
+        def state():
+            with rt.db.read_session() as session:
+                return session.get(Alarm, alarm_id).state
+
+        wait_for(lambda: state() == "alarm")
+        # Created after the start: evaluated at once (no data yet: ok ->
+        # insufficient data, which has no action), then on the event.
+        assert [d["state"] for d in transitions_of(rt, alarm_id)] == [
+            "insufficient data",
+            "alarm",
+        ]
+        rows = outbox(rt, alarm_id)
+        assert [(r.seq, r.previous, r.current) for r in rows] == [
+            (1, "insufficient data", "alarm")
+        ]
+        assert service.stats.event_evaluations >= 1
+    finally:
+        service.stop()
