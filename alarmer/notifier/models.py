@@ -5,7 +5,9 @@ Its id is derived from ``(alarm_id, seq, target)`` and therefore stable
 across retries, crashes and redeliveries: it is the ``webhook-id`` the
 receiver deduplicates with.  ``stream`` names the ordered sequence of
 notifications of one alarm to one target; a delivery is only attempted
-once every earlier delivery of its stream is delivered or dead.
+once every earlier delivery of its stream is delivered or dead: until
+then it is ``waiting``, and the delivery that ends the previous one
+makes it ``pending``.
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ from alarmer.db import Base, UTCDateTime, now
 #: Namespace of the delivery and stream ids (uuid5).
 NAMESPACE = uuid.UUID("5b0e4f8e-3c1a-5d7e-9a43-6f1f0c9d2a71")
 
+#: Behind an earlier delivery of its stream that is not final yet.
+WAITING = "waiting"
 PENDING = "pending"
 IN_FLIGHT = "in_flight"
 DELIVERED = "delivered"
 DEAD = "dead"
-STATUSES = (PENDING, IN_FLIGHT, DELIVERED, DEAD)
+STATUSES = (WAITING, PENDING, IN_FLIGHT, DELIVERED, DEAD)
 #: Statuses after which a delivery no longer holds back its stream.
 FINAL = (DELIVERED, DEAD)
+#: Statuses that hold back the later deliveries of a stream.
+OPEN = (WAITING, PENDING, IN_FLIGHT)
 
 
 def delivery_id(alarm_id: str, seq: int, target: str) -> str:

@@ -88,6 +88,7 @@ class Job:
     id: str
     token: str
     target: str
+    stream: str
     attempts: int
     dead_after: dt.datetime
     message: notifiers.Message
@@ -439,6 +440,7 @@ class NotifierService:
                         }
                     )
             if deliveries:
+                self._hold_back(session, deliveries)
                 session.execute(_insert_ignore(DELIVERY, dialect), deliveries)
             session.execute(
                 _insert_ignore(EXPANSION, dialect),
@@ -451,6 +453,30 @@ class NotifierService:
             len(deliveries),
         )
         return len(rows)
+
+    @staticmethod
+    def _hold_back(
+        session: orm.Session, deliveries: list[dict[str, Any]]
+    ) -> None:
+        """Make ``waiting`` every new delivery behind an open one."""
+        streams = sorted({d["stream"] for d in deliveries})
+        busy: set[str] = set()
+        for start in range(0, len(streams), 500):
+            chunk = streams[start : start + 500]
+            busy.update(
+                session.execute(
+                    sa.select(DELIVERY.c.stream)
+                    .where(
+                        DELIVERY.c.stream.in_(chunk),
+                        DELIVERY.c.status.in_(models.OPEN),
+                    )
+                    .distinct()
+                ).scalars()
+            )
+        for delivery in sorted(deliveries, key=lambda d: d["seq"]):
+            if delivery["stream"] in busy:
+                delivery["status"] = models.WAITING
+            busy.add(delivery["stream"])
 
     def _advance_floor(
         self, session: orm.Session, monotonic: float, full: bool
@@ -471,22 +497,16 @@ class NotifierService:
     def claim(self, limit: int) -> list[Job]:
         """Claim up to *limit* due deliveries for this notifier."""
         now = timeutils.utcnow()
-        earlier = DELIVERY.alias("earlier")
-        blocked = sa.exists().where(
-            earlier.c.stream == DELIVERY.c.stream,
-            earlier.c.seq < DELIVERY.c.seq,
-            earlier.c.status.in_((models.PENDING, models.IN_FLIGHT)),
-        )
-        # Pending rows only, in next_attempt_at order: the index walk
-        # stops at the limit (an OR with the expired claims would make the
-        # database collect and sort every due row at each claim).
+        # Pending rows only (later deliveries of a stream wait as
+        # ``waiting``), in next_attempt_at order: the index walk stops at
+        # the limit.
         due = sa.and_(
             DELIVERY.c.status == models.PENDING,
             DELIVERY.c.next_attempt_at <= now,
         )
         query = (
             sa.select(DELIVERY.c.id)
-            .where(due, ~blocked)
+            .where(due)
             .order_by(DELIVERY.c.next_attempt_at)
             .limit(limit)
         )
@@ -523,6 +543,7 @@ class NotifierService:
                 sa.select(
                     DELIVERY.c.id,
                     DELIVERY.c.target,
+                    DELIVERY.c.stream,
                     DELIVERY.c.attempts,
                     DELIVERY.c.dead_after,
                     DELIVERY.c.seq,
@@ -567,6 +588,7 @@ class NotifierService:
                 "%d deliveries whose claim expired are queued again",
                 result.rowcount,
             )
+        promote(session, now)
         return result.rowcount
 
     def _job(self, row: Any, token: str) -> Job:
@@ -574,6 +596,7 @@ class NotifierService:
             id=row.id,
             token=token,
             target=row.target,
+            stream=row.stream,
             attempts=row.attempts,
             dead_after=row.dead_after,
             message=notifiers.Message(
@@ -877,10 +900,21 @@ class NotifierService:
                 claim_expires_at=None,
             )
         )
+        ended = {o.job.stream for o in outcomes if o.status in models.FINAL}
         with self.rt.db.session() as session:
+            if ended and self.rt.db.dialect == "postgresql":
+                # Shared with other recorders, exclusive with expansions:
+                # a delivery expanded as waiting behind one that ends now
+                # is always seen by one side or the other.
+                session.execute(
+                    sa.text("SELECT pg_advisory_xact_lock_shared(:key)"),
+                    {"key": _PG_LOCK_KEY},
+                )
             session.execute(update, updates)
             if attempt_rows:
                 session.execute(ATTEMPT.insert(), attempt_rows)
+            if ended:
+                promote(session, now, sorted(ended))
             session.commit()
 
 
@@ -909,6 +943,54 @@ def _insert_ignore(table: sa.Table, dialect: str) -> Any:
 
         return sqlite.insert(table).on_conflict_do_nothing()
     return table.insert().prefix_with("IGNORE")
+
+
+def promote(
+    session: orm.Session,
+    now: dt.datetime,
+    streams: list[str] | None = None,
+) -> int:
+    """Make ``pending`` the waiting deliveries nothing holds back any more.
+
+    Called with the streams whose delivery just ended, and without
+    streams by the periodic sweep (which heals the rare case of a
+    delivery expanded as ``waiting`` while the one before it ended).
+    """
+    earlier = DELIVERY.alias("earlier")
+    query = sa.select(DELIVERY.c.id).where(
+        DELIVERY.c.status == models.WAITING,
+        ~sa.exists().where(
+            earlier.c.stream == DELIVERY.c.stream,
+            earlier.c.seq < DELIVERY.c.seq,
+            earlier.c.status.in_(models.OPEN),
+        ),
+    )
+    chunks = (
+        [None]
+        if streams is None
+        else [streams[i : i + 500] for i in range(0, len(streams), 500)]
+    )
+    promoted = 0
+    for chunk in chunks:
+        chunk_query = (
+            query
+            if chunk is None
+            else query.where(DELIVERY.c.stream.in_(chunk))
+        )
+        ids = list(session.execute(chunk_query).scalars())
+        if ids:
+            session.execute(
+                DELIVERY.update()
+                .where(
+                    DELIVERY.c.id.in_(ids),
+                    DELIVERY.c.status == models.WAITING,
+                )
+                .values(
+                    status=models.PENDING, next_attempt_at=now, updated_at=now
+                )
+            )
+            promoted += len(ids)
+    return promoted
 
 
 def redeliver(rt: runtime_mod.Runtime, delivery_id: str) -> bool:

@@ -479,3 +479,31 @@ def test_late_commit_below_the_floor_is_found_by_the_full_scan(
     service._next_full_scan = 0.0
     assert service.expand() == 1  # the full scan finds it
     assert len(deliveries(rt)) == 2
+
+
+def test_later_deliveries_wait_for_the_earlier_one(nrt, receiver):
+    rt = nrt()
+    alarm_id = str(uuid.uuid4())
+    for seq in (1, 2, 3):
+        add_notification(rt, alarm_id, seq, [receiver.url(), "log://"])
+    service = NotifierService(rt)
+    service.expand()
+    status = {(d.seq, d.target): d.status for d in deliveries(rt)}
+    assert status == {
+        (1, receiver.url()): "pending",
+        (1, "log://"): "pending",
+        (2, receiver.url()): "waiting",
+        (2, "log://"): "waiting",
+        (3, receiver.url()): "waiting",
+        (3, "log://"): "waiting",
+    }
+    jobs = service.claim(10)
+    assert sorted(j.message.seq for j in jobs) == [1, 1]
+    # The first one to the receiver ends: only its successor is freed.
+    job = next(j for j in jobs if j.target == receiver.url())
+    service.record([service.deliver(job)])
+    status = {(d.seq, d.target): d.status for d in deliveries(rt)}
+    assert status[(1, receiver.url())] == "delivered"
+    assert status[(2, receiver.url())] == "pending"
+    assert status[(2, "log://")] == "waiting"
+    assert status[(3, receiver.url())] == "waiting"
