@@ -246,3 +246,26 @@ def test_aggregates_by_search_errors(group, body, status, culprit):
     )  # fmt: skip
     assert response.status_code == status, response.get_json()
     assert culprit in fault(response)
+
+
+def test_a_member_that_stops_reporting_drops_out_after_its_last_bucket(
+    group,
+):
+    push(group, "vm1", [(0, 10), (1, 20), (2, 30)])
+    push(group, "vm2", [(0, 50)])
+    query = {"=": {"server_group": "g1"}}
+    # Aodh's request: a bounded window and needed_overlap=0.
+    response = aggregate(
+        group,
+        query,
+        granularity=60,
+        needed_overlap=0,
+        start="2026-03-01T10:00:00Z",
+        stop="2026-03-01T10:03:00Z",
+    )
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["measures"]["aggregated"] == [
+        [T0, 60.0, 30.0],
+        ["2026-03-01T10:01:00+00:00", 60.0, 20.0],
+        ["2026-03-01T10:02:00+00:00", 60.0, 30.0],
+    ]
