@@ -511,10 +511,16 @@ class EvaluatorService:
     def _take(
         self,
     ) -> tuple[list[AlarmDef], list[tuple[AlarmDef, float]], bool]:
-        """Wait for work; return (event alarms, due alarms, from events)."""
+        """Wait for work; return (event alarms, due alarms, from events).
+
+        Events come first but never starve the schedule: each round also
+        takes the slots already due.
+        """
         with self._cv:
             while not self._stop.is_set():
                 now = time.time()
+                alarms: list[AlarmDef] = []
+                from_events = False
                 if self._pending_metrics or self._urgent:
                     ids: dict[str, None] = {}
                     for metric_id in self._pending_metrics:
@@ -527,9 +533,8 @@ class EvaluatorService:
                     alarms = [
                         self._alarms[a] for a in ids if a in self._alarms
                     ]
-                    return alarms, [], from_events
+                due_items: list[tuple[AlarmDef, float]] = []
                 if self._heap and self._heap[0][0] <= now:
-                    due_items: list[tuple[AlarmDef, float]] = []
                     while (
                         self._heap
                         and self._heap[0][0] <= now
@@ -545,9 +550,10 @@ class EvaluatorService:
                             due += missed * self.interval
                         self._schedule(alarm, due + self.interval)
                         due_items.append((alarm, due))
-                    if due_items:
-                        return [], due_items, False
-                    continue
+                if alarms or due_items:
+                    return alarms, due_items, from_events
+                if self._heap and self._heap[0][0] <= now:
+                    continue  # only stale heap entries were popped
                 timeout = 0.5
                 if self._heap:
                     timeout = min(timeout, max(self._heap[0][0] - now, 0))
@@ -602,10 +608,9 @@ class EvaluatorService:
             alarm.tc_inside, alarm.tc_until = False, now_ts + self.interval
             return False
         alarm.tc_inside = inside
-        # "until" is inclusive for an open window: re-check one second on.
-        alarm.tc_until = (
-            (until.timestamp() + (1 if inside else 0)) if until else 0
-        )
+        # Re-checked from "until" on (a window's end is included: the
+        # check at that instant still answers inside).
+        alarm.tc_until = until.timestamp() if until else 0
         if not inside:
             LOG.debug(
                 "alarm %s: outside its time constraints, not evaluated",
