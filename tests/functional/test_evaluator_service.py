@@ -511,3 +511,65 @@ def test_event_path_on_each_database(rt):
         assert service.stats.event_evaluations >= 1
     finally:
         service.stop()
+
+
+def test_composite_alarm_in_the_service(rt):
+    rt.conf.set_override("refresh_interval", 0.05, group="evaluator")
+    rt.conf.set_override("evaluation_interval", 3600, group="evaluator")
+    index = idx.Indexer(rt.db)
+    cpu = index.create_metric(archive_policy_name="high")
+    mem = index.create_metric(archive_policy_name="high")
+
+    def sub(metric, threshold):
+        return {
+            "type": "gnocchi_aggregation_by_metrics_threshold",
+            "metrics": [metric.id],
+            "aggregation_method": "mean",
+            "threshold": threshold,
+            "comparison_operator": "gt",
+            "granularity": 1,
+            "evaluation_periods": 2,
+        }
+
+    service = EvaluatorService(rt)
+    service.start()
+    try:
+        alarm_id = _direct_alarm(
+            rt,
+            cpu.id,
+            type="composite",
+            rule={"and": [sub(cpu, 50), sub(mem, 80)]},
+        )
+        wait_for(lambda: alarm_id in service.owned())
+        now = time.time_ns() // 10**9
+        stamps = np.array([(now - k) * 10**9 for k in (2, 1, 0)])
+
+        def write(metric, value):
+            rt.engine.add_measures(
+                engine_mod.MetricRef(metric.id, metric.archive_policy),
+                stamps,
+                np.full(3, value),
+            )
+            rt.channel.publish([metric.id])
+
+        def alarm():
+            with rt.db.read_session() as session:
+                return session.get(Alarm, alarm_id)
+
+        write(cpu, 90.0)  # rule1 alarm, rule2 without data: unknown
+        wait_for(lambda: alarm().state == "insufficient data")
+        write(mem, 95.0)  # both in alarm: the composite fires
+        wait_for(lambda: alarm().state == "alarm")
+        assert alarm().state_reason == (
+            "Composite rule alarm with composition form: (rule1 and rule2) "
+            "transition to alarm, due to rules: rule1, rule2 outside their "
+            "threshold."
+        )
+        rows = outbox(rt, alarm_id)
+        assert rows[-1].reason_data["type"] == "composite"
+        assert set(rows[-1].reason_data["causative_rules"]) == {
+            "rule1",
+            "rule2",
+        }
+    finally:
+        service.stop()
