@@ -345,6 +345,12 @@ class EvaluatorService:
                 sa.select(Alarm.alarm_id, Alarm.version)
             ).all()
         owned = {aid: ver for aid, ver in pairs if self._owns(aid)}
+        if len(self._owner) > len(pairs) * 2:
+            # Forget the ownership of deleted alarms.
+            live = {aid for aid, _ in pairs}
+            self._owner = {
+                aid: own for aid, own in self._owner.items() if aid in live
+            }
         stale = [
             aid for aid, ver in owned.items() if self._versions.get(aid) != ver
         ]
