@@ -200,6 +200,8 @@ class EvaluatorService:
         self._own_bumps = 0
         self._loaded_once = False
         self._token = 0
+        # One bound method, so that unsubscribe finds what subscribe got.
+        self._callback = self.on_metrics
         #: Set after each completed definition sync (tests wait on it).
         self.synced = threading.Event()
 
@@ -210,7 +212,7 @@ class EvaluatorService:
         self.membership.start()
         self._control_step(force=True)
         if self.conf.evaluator.event_driven:
-            self.rt.channel.subscribe(self.on_metrics)
+            self.rt.channel.subscribe(self._callback)
         for target, label in (
             (self._control_loop, "evaluator-control"),
             (self._work_loop, "evaluator-worker"),
@@ -229,7 +231,7 @@ class EvaluatorService:
         self._stop.set()
         with self._cv:
             self._cv.notify_all()
-        self.rt.channel.unsubscribe(self.on_metrics)
+        self.rt.channel.unsubscribe(self._callback)
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads.clear()
