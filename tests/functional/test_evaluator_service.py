@@ -573,3 +573,13 @@ def test_composite_alarm_in_the_service(rt):
         }
     finally:
         service.stop()
+
+
+def test_stop_unsubscribes_and_leaves(sqlite_rt):
+    service = EvaluatorService(sqlite_rt)
+    service.start()
+    assert service.membership.connected
+    assert len(sqlite_rt.channel._callbacks) == 1
+    service.stop()
+    assert sqlite_rt.channel._callbacks == ()
+    assert not service.membership.connected
