@@ -8,13 +8,17 @@ One dispatcher thread per process loops over three steps:
    advisory lock so that expansions of several processes never
    interleave);
 2. **claim** due deliveries (``FOR UPDATE SKIP LOCKED`` on PostgreSQL and
-   MySQL; SQLite's writers are serialized by ``BEGIN IMMEDIATE``): a
-   delivery is due when pending and its ``next_attempt_at`` has passed,
-   or in flight with an expired claim (its notifier died), and when no
-   earlier delivery of the same alarm to the same target is still
-   pending or in flight, which keeps each target's notifications in
-   order;
-3. hand the claimed deliveries to a pool of worker threads.
+   MySQL; SQLite's writers are serialized by ``BEGIN IMMEDIATE``): pending
+   ones whose ``next_attempt_at`` has passed, in that order.  A delivery
+   behind an open (waiting, pending or in flight) delivery of the same
+   alarm to the same target is created ``waiting`` and only becomes
+   ``pending`` when that one is delivered or dead, which keeps each
+   target's notifications in order.  A periodic sweep puts back the
+   deliveries whose notifier died (expired claim);
+3. hand the claimed deliveries to a pool of worker threads, at most
+   ``max_inflight_per_host`` at a time per host (the others of that host
+   wait in memory, or go back to the database when too many), so that a
+   slow or dead endpoint never stalls the others.
 
 A worker calls the plugin under :mod:`tenacity`: a few attempts in a row
 while the backoff is short, after which the delivery is put back with

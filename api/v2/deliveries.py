@@ -1,8 +1,9 @@
 """``/v2/alarms/<id>/deliveries``: the delivery log of an alarm's webhooks.
 
 Not in Aodh (which keeps no delivery state).  Each delivery is one
-notification to one action URL, with its status (``pending``,
-``in_flight``, ``delivered``, ``dead``), attempt count, last answer and,
+notification to one action URL, with its status (``waiting`` behind an
+earlier notification to the same target, ``pending``, ``in_flight``,
+``delivered``, ``dead``), attempt count, last answer and,
 on the detail view, every attempt.  A dead-lettered delivery can be
 queued again with ``POST .../deliveries/<delivery_id>/redeliver``; it
 keeps its delivery id.  Action URLs are shown without passwords or
