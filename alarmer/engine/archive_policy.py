@@ -237,6 +237,11 @@ def parse_item(raw: object, index: int) -> PolicyItem:
             f"Invalid value for {field}: timespan is not granularity "
             "times points"
         )
+    if points is not None and g_ns * points > MAX_SPAN:
+        raise PolicyError(
+            f"Invalid value for {field}: granularity times points exceeds "
+            "the representable time range"
+        )
     return PolicyItem(granularity=g_ns, points=points)
 
 

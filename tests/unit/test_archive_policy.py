@@ -137,7 +137,7 @@ def test_capabilities_list_every_method():
     [
         ({"granularity": 1e-10, "points": 5}, "granularity"),
         ({"granularity": 1e12, "points": 5}, "granularity"),
-        ({"granularity": 10**9, "points": 10**9}, "definition"),
+        ({"granularity": 10**9, "points": 10**9}, "definition\\[0\\]"),
     ],
 )
 def test_spans_outside_the_int64_range_are_refused(body, field):
