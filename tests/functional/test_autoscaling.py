@@ -347,8 +347,10 @@ def test_loop_with_repeat_actions_and_cooldown(stack):
     wait_for(lambda: "ok" in scaler.states(), timeout=15)
 
     # High load; new instances report 75 while the first two report 90:
-    # means 90 (2 members), 85 (3) and 82.5 (4) prove each new member
-    # counts from its first measure.
+    # the mean reaching 82.5 proves both new members count from their
+    # first measures.  (The current partial bucket is evaluated, as in
+    # Aodh, so a notification may also carry the mean of a bucket that
+    # holds only some members' points, or both old and new values.)
     scaler.new_value = 75.0
     scaler.set_values(90.0)
     wait_for(lambda: len(scaler.members) == 4, timeout=20)
@@ -365,7 +367,8 @@ def test_loop_with_repeat_actions_and_cooldown(stack):
         for b in scaler.received
         if b["current"] == "alarm"
     ]
-    assert 90.0 in seen and 85.0 in seen and 82.5 in seen
+    assert 82.5 in seen
+    assert all(value > 70.0 for value in seen)
     ups = [a for a in scaler.actions if a[1] == "up"]
     assert len(ups) == 2
     assert ups[1][0] - ups[0][0] >= cooldown
