@@ -62,14 +62,12 @@ OPTS = [
         "user_alarm_quota",
         default=-1,
         min=-1,
-        help="Number of alarms a user may have in a project (-1: no "
-        "limit).",
+        help="Number of alarms a user may have in a project (-1: no limit).",
     ),
     cfg.IntOpt(
         "alarm_max_actions",
         default=-1,
         min=-1,
-        help="Largest number of actions per state of an alarm (-1: no "
-        "limit).",
+        help="Largest number of actions per state of an alarm (-1: no limit).",
     ),
 ]
