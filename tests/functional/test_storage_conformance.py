@@ -319,3 +319,104 @@ def test_concurrent_writer_processes_lose_nothing(driver_spec):
     total = engine.get_measures("metric-shared", "sum", 60 * NS)[0]
     assert total.values.sum() == sum(range(writers * each))
     engine.close()
+
+
+# -- batched reads ----------------------------------------------------------
+
+
+def _expected_rows(engine, ids, method, gran, n):
+    return [engine.last_buckets(m, method, gran, n) for m in ids]
+
+
+def test_last_buckets_many_equals_last_buckets(driver_spec):
+    writer = make_engine(driver_spec, compact_deltas=4)
+    reader = make_engine(driver_spec)
+    ids = [f"many-{i}" for i in range(6)]
+    # Different bucket sets: gaps, a short series, one never written.
+    for i, metric_id in enumerate(ids[:-1]):
+        minutes = [m for m in range(10) if (m + i) % 3 or i == 0][: 10 - i]
+        ts = np.array(minutes, dtype=np.int64) * 60 * NS + i * NS
+        writer.add_measures(
+            eng.MetricRef(metric_id, POLICY), ts, ts / NS + 0.5 * i
+        )
+    for method in ("mean", "max", "count"):
+        for n in (1, 3, 20):
+            times, grid = reader.last_buckets_many(ids, method, 60 * NS, n)
+            rows = _expected_rows(writer, ids, method, 60 * NS, n)
+            union = sorted({int(t) for r in rows for t in r.timestamps})
+            assert times.dtype == np.int64 and times.tolist() == union
+            assert grid.shape == (len(ids), len(union))
+            for row, series in zip(grid, rows, strict=True):
+                where = np.searchsorted(times, series.timestamps)
+                assert row[where].tolist() == series.values.tolist()
+                rest = np.delete(row, where)
+                assert np.isnan(rest).all()
+    assert np.isnan(grid[-1]).all()
+    # A second call (served by the change stamps and the memo) agrees.
+    again = reader.last_buckets_many(ids, "count", 60 * NS, 20)
+    assert again[0].tolist() == times.tolist()
+    np.testing.assert_array_equal(again[1], grid)
+    writer.close()
+    reader.close()
+
+
+def test_last_buckets_many_aligned_series(driver_spec):
+    engine = make_engine(driver_spec)
+    ids = [f"aligned-{i}" for i in range(4)]
+    ts = np.arange(5, dtype=np.int64) * 60 * NS
+    for i, metric_id in enumerate(ids):
+        engine.add_measures(
+            eng.MetricRef(metric_id, POLICY), ts, np.arange(5) * 10.0 + i
+        )
+    times, grid = engine.last_buckets_many(ids, "sum", 60 * NS, 3)
+    assert times.tolist() == ts[-3:].tolist()
+    assert grid.tolist() == [[20.0 + i, 30.0 + i, 40.0 + i] for i in range(4)]
+    empty = engine.last_buckets_many([], "sum", 60 * NS, 3)
+    assert empty[0].size == 0 and empty[1].shape == (0, 0)
+    engine.close()
+
+
+def test_last_buckets_many_errors(driver_spec):
+    engine = make_engine(driver_spec)
+    engine.add_measures(
+        eng.MetricRef("err-a", POLICY), np.array([0]), np.array([1.0])
+    )
+    with pytest.raises(eng.UnknownMethod):
+        engine.last_buckets_many(["err-a"], "nope", 60 * NS, 1)
+    with pytest.raises(eng.AggregationNotStored):
+        engine.last_buckets_many(["err-a"], "median", 60 * NS, 1)
+    with pytest.raises(eng.GranularityNotStored):
+        engine.last_buckets_many(["err-a"], "mean", 300 * NS, 1)
+    engine.close()
+
+
+def test_last_buckets_many_sees_other_processes(driver_spec):
+    reader = make_engine(driver_spec)
+    ids = ["fresh-a", "fresh-b"]
+    metric = eng.MetricRef("fresh-b", POLICY)
+    other = make_engine(driver_spec)
+    other.add_measures(metric, np.array([0]), np.array([1.0]))
+    times, grid = reader.last_buckets_many(ids, "sum", 60 * NS, 2)
+    assert times.tolist() == [0] and grid.shape == (2, 1)
+    assert np.isnan(grid[0, 0]) and grid[1, 0] == 1.0
+    # Another process appends (and compacts, with compact_deltas=16,
+    # after 16 writes): every acknowledged write is seen at once.
+    for count in (1, 20):
+        proc = _spawn(driver_spec, "fresh-a", 1000 + count * 100, count)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and len(out.split()) == count
+        times, grid = reader.last_buckets_many(ids, "count", 60 * NS, 30)
+        expected = _expected_rows(
+            make_engine(driver_spec), ids, "count", 60 * NS, 30
+        )
+        assert grid[0][~np.isnan(grid[0])].tolist() == (
+            expected[0].values.tolist()
+        )
+    assert np.nansum(grid[0]) == 21
+    # Deleted by another engine: read as no data.
+    other.delete_metric("fresh-a")
+    times, grid = reader.last_buckets_many(ids, "count", 60 * NS, 30)
+    assert times.tolist() == [0] and np.isnan(grid[0]).all()
+    assert grid[1].tolist() == [1.0]
+    reader.close()
+    other.close()

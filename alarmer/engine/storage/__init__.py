@@ -103,6 +103,24 @@ class SeriesDriver(abc.ABC):
         """
         return [self.append(m, expected, rec) for m, expected, rec in items]
 
+    def stamps(self, metric_ids: Sequence[str]) -> list[object] | None:
+        """Cheap change stamps of the logs of *metric_ids*, or None.
+
+        A stamp is an opaque value that differs from every earlier stamp
+        of the same metric once its log has changed (an append, a
+        rewrite, a deletion), whichever process made the change.  A
+        caller that took a stamp *before* reading a log can skip its next
+        :meth:`read` while the stamp is unchanged.  None: the driver has
+        no cheaper check than :meth:`read` (the default).
+        """
+        return None
+
+    def read_many(
+        self, items: Sequence[tuple[str, Version | None]]
+    ) -> list[LogRead]:
+        """:meth:`read` for several metrics; results in order."""
+        return [self.read(metric_id, since) for metric_id, since in items]
+
     @abc.abstractmethod
     def rewrite(
         self, metric_id: str, expected: Version | None, record: bytes

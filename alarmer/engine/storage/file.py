@@ -15,6 +15,10 @@ when the file system reuses the inode number) followed by frames
 - Readers take no lock: they stop at the first incomplete frame or bad
   checksum, which can only be a write that was never acknowledged; the
   next writer truncates such a torn tail before appending.
+- :meth:`FileDriver.stamps` is one ``stat()`` per metric: (inode, size,
+  change time).  An append grows the file, a compaction renames a new
+  file (a new inode) over it, a deletion removes it, so any acknowledged
+  change by any process gives a new stamp.
 - Compaction writes the new log to a temporary file and ``rename()``s it
   over the old one, holding the old file's lock; a writer that acquires
   a lock checks that its file is still the one at the path, so no append
@@ -31,6 +35,7 @@ import os
 import secrets
 import struct
 import zlib
+from collections.abc import Sequence
 
 from alarmer.engine.storage import (
     LogRead,
@@ -43,6 +48,8 @@ LOG = logging.getLogger(__name__)
 _FRAME = struct.Struct("<II")
 _HEADER = struct.Struct("<4sQ")
 _MAGIC = b"ALG1"
+#: Bound of the metric id -> path memo of :meth:`FileDriver.stamps`.
+_MAX_PATHS = 1_000_000
 
 
 def new_header() -> tuple[int, bytes]:
@@ -93,6 +100,30 @@ class FileDriver(SeriesDriver):
         self.basepath = os.path.abspath(basepath)
         self.fsync = fsync
         os.makedirs(self.basepath, exist_ok=True)
+        self._paths: dict[str, str] = {}
+
+    def _path_cached(self, metric_id: str) -> str:
+        path = self._paths.get(metric_id)
+        if path is None:
+            path = self.path(metric_id)
+            if len(self._paths) >= _MAX_PATHS:
+                self._paths.clear()
+            self._paths[metric_id] = path
+        return path
+
+    def stamps(self, metric_ids: Sequence[str]) -> list[object]:
+        """(inode, size, ctime) of each log file; 0 when absent."""
+        out: list[object] = []
+        append = out.append
+        stat = os.stat
+        for metric_id in metric_ids:
+            try:
+                st = stat(self._path_cached(metric_id))
+            except FileNotFoundError:
+                append(0)
+                continue
+            append((st.st_ino, st.st_size, st.st_ctime_ns))
+        return out
 
     def path(self, metric_id: str) -> str:
         """The log file of *metric_id*."""

@@ -110,6 +110,29 @@ class RedisDriver(SeriesDriver):
             return LogRead(None, True, [])
         return LogRead(Version(int(gen), int(length)), bool(reset), records)
 
+    def read_many(
+        self, items: Sequence[tuple[str, Version | None]]
+    ) -> list[LogRead]:
+        """Every read in one pipeline (one round trip)."""
+        if len(items) < 2:
+            return super().read_many(items)
+        pipe = self.client.pipeline(transaction=False)
+        for metric_id, since in items:
+            args = (
+                [-1, -1] if since is None else [since.generation, since.length]
+            )
+            self._read(keys=self.keys(metric_id), args=args, client=pipe)
+        try:
+            replies = pipe.execute()
+        except redis_lib.RedisError as exc:
+            raise StorageError(f"Redis series storage failed: {exc}") from exc
+        return [
+            LogRead(None, True, [])
+            if length == 0
+            else LogRead(Version(int(gen), int(length)), bool(reset), records)
+            for gen, length, reset, records in replies
+        ]
+
     def _conditional(self, script, metric_id, expected, record):  # type: ignore[no-untyped-def]
         args = (
             ["-1", 0, record]
