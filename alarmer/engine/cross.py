@@ -185,6 +185,78 @@ def aggregate_across(
         series = sliced
     numeric = fill is not None and not isinstance(fill, str)
     times, grid = _grid(series, float(fill) if numeric else np.nan)  # type: ignore[arg-type]
+    return _aggregate_grid(
+        granularity,
+        times,
+        grid,
+        method,
+        start=start,
+        stop=stop,
+        needed_overlap=needed_overlap,
+        fill=fill,
+    )
+
+
+def aggregate_matrix(
+    granularity: int,
+    timestamps: np.ndarray,
+    grid: np.ndarray,
+    method: str,
+    *,
+    start: int | None = None,
+    stop: int | None = None,
+    needed_overlap: float = 100.0,
+    fill: float | str | None = None,
+) -> Series:
+    """:func:`aggregate_across` of series already laid on one time axis.
+
+    *grid* (series x time, NaN where a series has no bucket) over the
+    sorted *timestamps*, as returned by
+    :meth:`~alarmer.engine.engine.Engine.last_buckets_many`; the result
+    equals :func:`aggregate_across` of the series the rows hold, without
+    building one :class:`Series` per row.
+    """
+    if not is_valid_method(method):
+        raise UnknownCrossMethod(f"Unknown aggregation method {method!r}")
+    _check_fill(fill)
+    if grid.ndim != 2 or grid.shape[0] == 0:
+        raise CrossAggregationError("No series to aggregate")
+    if grid.shape[1] != timestamps.size:
+        raise ValueError("grid and timestamps do not match")
+    times = timestamps
+    if start is not None or stop is not None:
+        lo = (
+            0
+            if start is None
+            else int(times.searchsorted(start - start % granularity))
+        )
+        hi = times.size if stop is None else int(times.searchsorted(stop))
+        times, grid = times[lo:hi], grid[:, lo:hi]
+    if fill is not None and not isinstance(fill, str):
+        grid = np.where(np.isnan(grid), float(fill), grid)
+    return _aggregate_grid(
+        granularity,
+        times,
+        grid,
+        method,
+        start=start,
+        stop=stop,
+        needed_overlap=needed_overlap,
+        fill=fill,
+    )
+
+
+def _aggregate_grid(
+    granularity: int,
+    times: np.ndarray,
+    grid: np.ndarray,
+    method: str,
+    *,
+    start: int | None,
+    stop: int | None,
+    needed_overlap: float,
+    fill: float | str | None,
+) -> Series:
     if fill == "ffill":
         grid = forward_fill(grid)
     elif fill == "bfill":
