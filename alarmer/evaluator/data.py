@@ -288,6 +288,19 @@ class BucketCache:
                 if metric_id in self._gens:
                     self._gens[metric_id] = next(self._counter)
 
+    def track(self, metric_ids: Sequence[str]) -> None:
+        """Start following the generations of *metric_ids*.
+
+        Call before reading them without :meth:`get`, so that a
+        cross-metric result computed from that read can be kept.
+        """
+        gens = self._gens
+        if all(m in gens for m in metric_ids):
+            return
+        with self._lock:
+            for metric_id in metric_ids:
+                gens.setdefault(metric_id, 0)
+
     def generations(self, metric_ids: Sequence[str]) -> tuple[int, ...]:
         """Current generations of *metric_ids* (read before fetching)."""
         gens = self._gens
@@ -410,6 +423,32 @@ def _window_across(
     return times, reduced
 
 
+def _reduce_read(
+    engine: Engine,
+    cache: BucketCache | None,
+    plan: Plan,
+    metric_ids: Sequence[str],
+    base: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read the rule's buckets of every metric and reduce them across.
+
+    With an engine that reads many series at once
+    (``last_buckets_many``), one call and one matrix reduction; else
+    one read per metric (through *cache* when given).
+    """
+    many = getattr(engine, "last_buckets_many", None)
+    if many is None:
+        per_metric = [
+            _fetch(engine, cache, m, plan.read_method, plan)
+            for m in metric_ids
+        ]
+        return reduce_across(per_metric, base, plan.gran_ns)
+    times, grid = many(metric_ids, plan.read_method, plan.gran_ns, plan.n)
+    if times.size == 0:
+        return times, np.empty(0, dtype=np.float64)
+    return times, cross.reduce_columns(grid, base)
+
+
 def _read_across(
     engine: Engine,
     cache: BucketCache | None,
@@ -420,20 +459,16 @@ def _read_across(
     start, stop = now_ns - plan.window_ns, now_ns
     base = plan.method.removeprefix("rate:")
     if cache is None:
-        per_metric = [
-            _fetch(engine, None, m, plan.read_method, plan) for m in metric_ids
-        ]
-        times, reduced = reduce_across(per_metric, base, plan.gran_ns)
+        times, reduced = _reduce_read(engine, None, plan, metric_ids, base)
     else:
         key = (tuple(metric_ids), plan.read_method, base, plan.gran_ns, plan.n)
         found = cache.cross_get(key, metric_ids)
         if found is None:
+            cache.track(metric_ids)
             gens = cache.generations(metric_ids)
-            per_metric = [
-                _fetch(engine, cache, m, plan.read_method, plan)
-                for m in metric_ids
-            ]
-            times, reduced = reduce_across(per_metric, base, plan.gran_ns)
+            times, reduced = _reduce_read(
+                engine, cache, plan, metric_ids, base
+            )
             cache.cross_put(key, gens, times, reduced)
         else:
             times, reduced = found

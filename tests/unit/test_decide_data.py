@@ -135,3 +135,56 @@ def test_missing_granularity_is_aodh_insufficient_text():
     assert got.unknown_reason == (
         "aggregation mean does not exist for metric cpu of resource r1"
     )
+
+
+class PerMetricOnly:
+    """The engine seen through ``last_buckets`` only (no batched read)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def last_buckets(self, *args):
+        return self.engine.last_buckets(*args)
+
+
+@pytest.mark.parametrize("method", ["mean", "max", "rate:mean", "count"])
+@pytest.mark.parametrize("cached", [False, True])
+def test_batched_read_decides_like_per_metric_reads(tmp_path, method, cached):
+    from alarmer.engine import archive_policy as ap
+    from alarmer.engine import engine as eng
+    from alarmer.engine.storage import file as file_driver
+
+    engine = eng.Engine(file_driver.FileDriver(str(tmp_path)))
+    policy = ap.ArchivePolicy(
+        "p", (ap.PolicyItem(G, 100),), ("mean", "max", "count"), 0
+    )
+    rng = np.random.default_rng(7)
+    ids = [f"m{i}" for i in range(7)]
+    for i, metric_id in enumerate(ids):
+        keep = [k for k in range(8) if (k + i) % 4]  # gaps differ per metric
+        ts = np.array([T0 + k * G + i for k in keep], dtype=np.int64)
+        engine.add_measures(
+            eng.MetricRef(metric_id, policy), ts, rng.normal(10, 5, ts.size)
+        )
+    plan = data.Plan.of(
+        data.BY_RESOURCES,
+        {
+            "aggregation_method": method,
+            "granularity": 60,
+            "evaluation_periods": 3,
+            "threshold": 10,
+            "comparison_operator": "gt",
+        },
+    )
+    now = T0 + 8 * G
+    per_metric = data.read_outcome(PerMetricOnly(engine), plan, ids, now)
+    batched = data.read_outcome(
+        engine,
+        plan,
+        ids,
+        now,
+        cache=data.BucketCache(ttl=60) if cached else None,
+    )
+    assert batched == per_metric
+    assert len(batched.values) == 3
+    engine.close()
