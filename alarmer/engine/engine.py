@@ -158,6 +158,14 @@ class Engine:
         self._cache_lock = threading.Lock()
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._counters: collections.Counter[str] = collections.Counter()
+        # Results of last_buckets_many by (ids, method, granularity, n):
+        # (change stamps taken before the read, timestamps, values,
+        # estimated bytes); a quarter of cache_bytes at most.
+        self._groups: collections.OrderedDict[
+            tuple[object, ...],
+            tuple[list[object], np.ndarray, np.ndarray, int],
+        ] = collections.OrderedDict()
+        self._group_bytes = 0
 
     # -- cache ---------------------------------------------------------------
 
@@ -576,7 +584,16 @@ class Engine:
         ids = list(metric_ids)
         if not ids:
             return _EMPTY_I, np.empty((0, 0), dtype=np.float64)
-        entries = self._current_entries(ids)
+        stamps = self.driver.stamps(ids)
+        group_key = (tuple(ids), method, granularity, n)
+        if stamps is not None:
+            found = self._groups.get(group_key)
+            if found is not None and found[0] == stamps:
+                with self._cache_lock:
+                    if group_key in self._groups:
+                        self._groups.move_to_end(group_key)
+                return found[1], found[2]
+        entries = self._current_entries(ids, stamps)
         key = (method, granularity, n)
         rows_ts: list[np.ndarray] = []
         rows_v: list[np.ndarray] = []
@@ -586,11 +603,41 @@ class Engine:
                 memo = self._memo_read(metric_id, entry, key)
             rows_ts.append(memo[1])
             rows_v.append(memo[2])
-        return align_rows(rows_ts, rows_v)
+        times, grid = align_rows(rows_ts, rows_v)
+        if stamps is not None:
+            self._remember_group(group_key, stamps, times, grid)
+        return times, grid
 
-    def _current_entries(self, ids: list[str]) -> list[_Entry]:
-        """Cached entries of *ids*, brought up to date where needed."""
-        stamps = self.driver.stamps(ids)
+    def _remember_group(
+        self,
+        key: tuple[object, ...],
+        stamps: list[object],
+        times: np.ndarray,
+        grid: np.ndarray,
+    ) -> None:
+        size = 96 * len(stamps) + 16 * grid.size + 512
+        limit = self.cache_bytes // 4
+        if size > limit // 16:
+            return
+        times.flags.writeable = False
+        grid.flags.writeable = False
+        with self._cache_lock:
+            old = self._groups.pop(key, None)
+            if old is not None:
+                self._group_bytes -= old[3]
+            self._groups[key] = (stamps, times, grid, size)
+            self._group_bytes += size
+            while self._group_bytes > limit:
+                _, evicted = self._groups.popitem(last=False)
+                self._group_bytes -= evicted[3]
+
+    def _current_entries(
+        self, ids: list[str], stamps: list[object] | None
+    ) -> list[_Entry]:
+        """Cached entries of *ids*, brought up to date where needed.
+
+        *stamps*: the driver's change stamps, taken before this call.
+        """
         with self._cache_lock:
             cache = self._cache
             found: list[_Entry | None] = []
@@ -686,6 +733,8 @@ class Engine:
         """Release the driver."""
         with self._cache_lock:
             self._cache.clear()
+            self._groups.clear()
+            self._group_bytes = 0
             self._cached_bytes = 0
         self.driver.close()
 

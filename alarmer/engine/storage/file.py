@@ -34,6 +34,7 @@ import logging
 import os
 import secrets
 import struct
+import threading
 import zlib
 from collections.abc import Sequence
 
@@ -48,8 +49,6 @@ LOG = logging.getLogger(__name__)
 _FRAME = struct.Struct("<II")
 _HEADER = struct.Struct("<4sQ")
 _MAGIC = b"ALG1"
-#: Bound of the metric id -> path memo of :meth:`FileDriver.stamps`.
-_MAX_PATHS = 1_000_000
 
 
 def new_header() -> tuple[int, bytes]:
@@ -100,30 +99,60 @@ class FileDriver(SeriesDriver):
         self.basepath = os.path.abspath(basepath)
         self.fsync = fsync
         os.makedirs(self.basepath, exist_ok=True)
-        self._paths: dict[str, str] = {}
+        # Open directories of the logs, by the first two characters of
+        # the ids: stamps() stats a name relative to one (no full path
+        # walk per metric).
+        self._dirs: dict[str, int] = {}
+        self._dirs_lock = threading.Lock()
 
-    def _path_cached(self, metric_id: str) -> str:
-        path = self._paths.get(metric_id)
-        if path is None:
-            path = self.path(metric_id)
-            if len(self._paths) >= _MAX_PATHS:
-                self._paths.clear()
-            self._paths[metric_id] = path
-        return path
+    def _dir_fd(self, prefix: str) -> int | None:
+        fd = self._dirs.get(prefix)
+        if fd is not None:
+            return fd
+        with self._dirs_lock:
+            fd = self._dirs.get(prefix)
+            if fd is None:
+                try:
+                    fd = os.open(
+                        os.path.join(self.basepath, prefix),
+                        os.O_RDONLY | os.O_DIRECTORY,
+                    )
+                except FileNotFoundError:
+                    return None
+                self._dirs[prefix] = fd
+            return fd
 
     def stamps(self, metric_ids: Sequence[str]) -> list[object]:
-        """(inode, size, ctime) of each log file; 0 when absent."""
+        """(inode, size, change time) of each log file; 0 when absent.
+
+        Log directories are never removed, so a directory kept open
+        stays the one at its path.
+        """
         out: list[object] = []
         append = out.append
         stat = os.stat
+        dirs = self._dirs
         for metric_id in metric_ids:
+            fd = dirs.get(metric_id[:2])
             try:
-                st = stat(self._path_cached(metric_id))
+                if fd is None or "/" in metric_id:
+                    fd = self._dir_fd(check_metric_id(metric_id)[:2])
+                    if fd is None:
+                        append(0)
+                        continue
+                st = stat(metric_id, dir_fd=fd)
             except FileNotFoundError:
                 append(0)
                 continue
-            append((st.st_ino, st.st_size, st.st_ctime_ns))
+            # (inode, size, ctime) packed into one exact integer
+            append((st.st_ino << 128) | (st.st_size << 64) | st.st_ctime_ns)
         return out
+
+    def close(self) -> None:
+        with self._dirs_lock:
+            for fd in self._dirs.values():
+                os.close(fd)
+            self._dirs.clear()
 
     def path(self, metric_id: str) -> str:
         """The log file of *metric_id*."""
