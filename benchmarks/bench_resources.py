@@ -18,7 +18,12 @@ Then times, over ``--repeat`` runs:
   rule over the 1,000-instance group: resolving the group's metrics
   (``resolve_metric_ids``), reading the newest buckets of each metric
   from the engine and reducing them across the group
-  (``aggregate_across``), then the decision.
+  (``aggregate_across``), then the decision;
+* the same evaluation as the evaluator runs it
+  (:func:`alarmer.evaluator.data.read_outcome`: one batched engine read,
+  ``last_buckets_many``, reduced as a matrix, then the decision), with
+  the group's data unchanged between runs and with a new point in every
+  member's newest bucket before each run (the write is not timed).
 
 Usage: ``.venv/bin/python benchmarks/bench_resources.py [--resources N]
 [--group N] [--repeat N] [--database URL]``
@@ -44,6 +49,7 @@ from alarmer.engine import cross, search
 from alarmer.engine import engine as engine_mod
 from alarmer.engine import indexer as idx
 from alarmer.engine import resources as res
+from alarmer.evaluator import data
 
 NS = 1_000_000_000
 HEADERS = {"X-User-Id": "bench", "X-Project-Id": "bp", "X-Roles": "member"}
@@ -359,6 +365,90 @@ def main() -> int:
         timed(evaluate_cached, args.repeat),
         "",
     )
+
+    # The evaluator's path: one batched read, reduced as a matrix.
+    plan = data.Plan.of(
+        data.BY_RESOURCES,
+        {
+            "aggregation_method": "mean",
+            "granularity": 60,
+            "evaluation_periods": 1,
+            "threshold": 50,
+            "comparison_operator": "gt",
+        },
+    )
+    row(
+        f"batched: last_buckets_many x {args.group}, data unchanged",
+        timed(
+            lambda _: engine.last_buckets_many(ids, "mean", gran, plan.n),
+            args.repeat,
+        ),
+        "change stamps only",
+    )
+    times, grid = engine.last_buckets_many(ids, "mean", gran, plan.n)
+    row(
+        f"batched: aggregate_matrix {args.group} x {times.size}",
+        timed(
+            lambda _: cross.aggregate_matrix(
+                gran,
+                times,
+                grid,
+                "mean",
+                start=times[0],
+                stop=times[-1] + 1,
+                needed_overlap=0,
+            ),
+            args.repeat,
+        ),
+        "cross-series mean",
+    )
+
+    def evaluate_batched(_: int, cached: bool) -> None:
+        with rt.db.read_session() as session:
+            metric_ids = data.resolve_by_resources(
+                session,
+                {
+                    "resource_type": "instance",
+                    "query": scoped,
+                    "metric": "cpu",
+                },
+                cache if cached else None,
+            )
+        outcome = data.read_outcome(
+            engine, plan, metric_ids, int(time.time() * NS)
+        )
+        assert outcome.values, outcome
+
+    row(
+        f"batched evaluation, {args.group} instances (uncached resolution)",
+        timed(lambda i: evaluate_batched(i, False), args.repeat),
+        "read_outcome, data unchanged",
+    )
+    row(
+        f"batched evaluation, {args.group} instances, resolution cached",
+        timed(lambda i: evaluate_batched(i, True), args.repeat),
+        "read_outcome, data unchanged",
+    )
+    policy = idx.Indexer(rt.db).get_archive_policy("medium")
+    assert policy is not None
+    refs = [engine_mod.MetricRef(id=mid, policy=policy) for mid in ids]
+    rng = np.random.default_rng(7)
+    for cached in (False, True):
+        samples = []
+        for _ in range(max(20, args.repeat // 5)):
+            stamp = np.array([int(time.time() * NS)], dtype=np.int64)
+            engine.add_measures_batch(
+                [(ref, stamp, rng.random(1) * 100) for ref in refs]
+            )
+            t0 = time.perf_counter()
+            evaluate_batched(0, cached)
+            samples.append((time.perf_counter() - t0) * 1000)
+        row(
+            f"batched evaluation after a new point in every member, "
+            f"resolution {'cached' if cached else 'uncached'}",
+            samples,
+            "every log read again",
+        )
     rt.close()
     tmp.cleanup()
     return 0

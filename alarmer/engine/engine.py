@@ -356,6 +356,7 @@ class Engine:
             if version is None:
                 return None
             entry.version = version
+            entry.stamp = version.stamp
             entry.deltas += 1
             entry.delta_bytes += len(record)
         self._count(applied.stored, applied.refused, metric.id)
@@ -453,6 +454,7 @@ class Engine:
                     self._cache_drop(metric.id)
                     continue
                 entry.version = version
+                entry.stamp = version.stamp
                 entry.deltas += 1
                 entry.delta_bytes += len(record)
                 self._count(applied.stored, applied.refused, metric.id)

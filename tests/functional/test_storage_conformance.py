@@ -371,6 +371,21 @@ def test_last_buckets_many_aligned_series(driver_spec):
     times, grid = engine.last_buckets_many(ids, "sum", 60 * NS, 3)
     assert times.tolist() == ts[-3:].tolist()
     assert grid.tolist() == [[20.0 + i, 30.0 + i, 40.0 + i] for i in range(4)]
+    # Its own writes, then another engine's, are seen by the next read.
+    engine.add_measures(
+        eng.MetricRef(ids[1], POLICY), np.array([5 * 60 * NS]), np.array([7.0])
+    )
+    times, grid = engine.last_buckets_many(ids, "sum", 60 * NS, 2)
+    assert times.tolist() == [180 * NS, 240 * NS, 300 * NS]
+    assert grid[0].tolist()[:2] == [30.0, 40.0] and np.isnan(grid[0, 2])
+    assert np.isnan(grid[1, 0]) and grid[1, 1:].tolist() == [41.0, 7.0]
+    other = make_engine(driver_spec)
+    other.add_measures(
+        eng.MetricRef(ids[1], POLICY), np.array([5 * 60 * NS + 1]), [1.0]
+    )
+    other.close()
+    times, grid = engine.last_buckets_many(ids, "sum", 60 * NS, 2)
+    assert grid[1, 2] == 8.0
     empty = engine.last_buckets_many([], "sum", 60 * NS, 3)
     assert empty[0].size == 0 and empty[1].shape == (0, 0)
     engine.close()

@@ -52,6 +52,10 @@ class Version:
 
     generation: int
     length: int
+    #: The :meth:`SeriesDriver.stamps` value of the log right after the
+    #: write that returned this version, when the driver knows it (not
+    #: part of equality).
+    stamp: object = dataclasses.field(default=None, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)

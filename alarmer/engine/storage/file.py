@@ -51,6 +51,11 @@ _HEADER = struct.Struct("<4sQ")
 _MAGIC = b"ALG1"
 
 
+def _stamp(st: os.stat_result) -> int:
+    """(inode, size, change time) packed into one exact integer."""
+    return (st.st_ino << 128) | (st.st_size << 64) | st.st_ctime_ns
+
+
 def new_header() -> tuple[int, bytes]:
     """A fresh generation and the file header carrying it."""
     generation = secrets.randbits(63) or 1
@@ -144,8 +149,7 @@ class FileDriver(SeriesDriver):
             except FileNotFoundError:
                 append(0)
                 continue
-            # (inode, size, ctime) packed into one exact integer
-            append((st.st_ino << 128) | (st.st_size << 64) | st.st_ctime_ns)
+            append(_stamp(st))
         return out
 
     def close(self) -> None:
@@ -286,7 +290,8 @@ class FileDriver(SeriesDriver):
                 os.fsync(fd)
                 if at == 0:  # a new log: make its directory entry durable
                     self._fsync_dir(os.path.dirname(path))
-            return Version(generation, at + written)
+            # Still under the lock: the stamp of exactly this log.
+            return Version(generation, at + written, _stamp(os.fstat(fd)))
         finally:
             os.close(fd)
 
