@@ -44,9 +44,10 @@ import sqlalchemy as sa
 from alarmer import channel as channel_mod
 from alarmer import runtime as runtime_mod
 from alarmer.engine import resources
-from alarmer.evaluator import composite, data, decide, timeconstraints
+from alarmer.evaluator import composite, data, decide
 from alarmer.evaluator.coordination import Membership
 from alarmer.evaluator.decide import Decision, Outcome
+from alarmer.rules import time_constraints
 from alarmer.storage import transitions
 from alarmer.storage.models import Alarm
 
@@ -606,7 +607,9 @@ class EvaluatorService:
             return alarm.tc_inside
         now = dt.datetime.fromtimestamp(now_ts, dt.UTC)
         try:
-            inside, until = timeconstraints.status(alarm.time_constraints, now)
+            inside, until = time_constraints.status(
+                alarm.time_constraints, now
+            )
         except Exception as exc:
             LOG.warning(
                 "alarm %s: invalid time constraint (%s); not evaluated",

@@ -22,6 +22,8 @@ from alarmer.rules.errors import RuleError, invalid
 
 #: Longest window accepted: one year.
 MAX_DURATION = 365 * 86400
+#: How far ahead an "outside" answer of :func:`status` is trusted at most.
+MAX_VALIDITY = dt.timedelta(hours=1)
 
 
 def check_cron(expression: str, field: str = "start") -> None:
@@ -101,7 +103,8 @@ def window_start(start: str, now_local: dt.datetime) -> dt.datetime:
     """Return the latest fire time of *start* at or before *now_local*.
 
     *now_local* must be aware.  croniter's ``get_prev`` never returns the
-    current instant, so an exact fire time is checked with ``match``.
+    current minute itself, so a fire time reached within the current
+    minute is found with ``match`` (Aodh's "exact match" case).
     """
     floor = now_local.replace(second=0, microsecond=0)
     if croniter.match(start, floor):
@@ -109,20 +112,61 @@ def window_start(start: str, now_local: dt.datetime) -> dt.datetime:
     return croniter(start, now_local).get_prev(dt.datetime)
 
 
-def within(constraint: Mapping[str, Any], now: dt.datetime) -> bool:
-    """True when aware *now* lies inside the window of *constraint*."""
+def window(
+    constraint: Mapping[str, Any], now: dt.datetime
+) -> tuple[dt.datetime, dt.datetime]:
+    """``(start, end)`` in UTC of the latest window of *constraint*.
+
+    The end is included, as in Aodh; the duration is added in UTC.
+    """
     now_utc = now.astimezone(dt.UTC)
     local = now_utc.astimezone(zone(constraint.get("timezone") or ""))
     begin = window_start(constraint["start"], local).astimezone(dt.UTC)
-    end = begin + dt.timedelta(seconds=int(constraint["duration"]))
-    return begin <= now_utc <= end
+    return begin, begin + dt.timedelta(seconds=int(constraint["duration"]))
+
+
+def next_start(constraint: Mapping[str, Any], now: dt.datetime) -> dt.datetime:
+    """The next fire time of *constraint* strictly after *now*, in UTC."""
+    local = now.astimezone(zone(constraint.get("timezone") or ""))
+    following = croniter(constraint["start"], local).get_next(dt.datetime)
+    return following.astimezone(dt.UTC)
+
+
+def within(constraint: Mapping[str, Any], now: dt.datetime) -> bool:
+    """True when aware *now* lies inside the window of *constraint*."""
+    begin, end = window(constraint, now)
+    return begin <= now.astimezone(dt.UTC) <= end
 
 
 def within_any(
     constraints: Iterable[Mapping[str, Any]], now: dt.datetime
 ) -> bool:
     """True when there is no constraint or *now* is inside one of them."""
-    items = list(constraints)
-    if not items:
-        return True
-    return any(within(c, now) for c in items)
+    return status(list(constraints), now)[0]
+
+
+def status(
+    constraints: Sequence[Mapping[str, Any]], now: dt.datetime
+) -> tuple[bool, dt.datetime | None]:
+    """Whether *now* is inside a window, and until when that holds.
+
+    Lets an evaluator skip croniter until the answer can change.
+
+    :returns: ``(inside, valid_until)``; ``valid_until`` is ``None`` when
+        the answer never changes (no constraint).  Inside: the latest end
+        of the windows containing *now*.  Outside: the earliest next
+        opening (at most :data:`MAX_VALIDITY` ahead).
+    :raises ValueError: for an unknown zone or a bad cron expression.
+    """
+    if not constraints:
+        return True, None
+    now_utc = now.astimezone(dt.UTC)
+    ends: list[dt.datetime] = []
+    for constraint in constraints:
+        begin, end = window(constraint, now_utc)
+        if begin <= now_utc <= end:
+            ends.append(end)
+    if ends:
+        return True, max(ends)
+    opening = min(next_start(c, now_utc) for c in constraints)
+    return False, min(opening, now_utc + MAX_VALIDITY)

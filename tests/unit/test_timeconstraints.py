@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from alarmer.evaluator import timeconstraints as tc
+from alarmer.rules import time_constraints as tc
 
 
 def utc(text):
@@ -73,7 +73,7 @@ CASES = [
 
 @pytest.mark.parametrize(("constraint", "now", "inside"), CASES)
 def test_within(constraint, now, inside):
-    assert tc.within([constraint], utc(now)) is inside
+    assert tc.within_any([constraint], utc(now)) is inside
 
 
 def test_no_constraint_is_always_inside():
@@ -82,9 +82,9 @@ def test_no_constraint_is_always_inside():
 
 def test_any_window_is_enough():
     both = [c("0 8 * * *", 3600), c("0 20 * * *", 3600)]
-    assert tc.within(both, utc("2026-11-26T20:30:00"))
-    assert tc.within(both, utc("2026-11-26T08:30:00"))
-    assert not tc.within(both, utc("2026-11-26T12:00:00"))
+    assert tc.within_any(both, utc("2026-11-26T20:30:00"))
+    assert tc.within_any(both, utc("2026-11-26T08:30:00"))
+    assert not tc.within_any(both, utc("2026-11-26T12:00:00"))
 
 
 def test_status_validity():
@@ -109,6 +109,6 @@ def test_status_validity():
 
 def test_bad_zone_raises():
     with pytest.raises(ValueError, match="Mars/Olympus"):
-        tc.within(
+        tc.within_any(
             [c("0 11 * * *", 60, "Mars/Olympus")], utc("2026-01-01T00:00:00")
         )
