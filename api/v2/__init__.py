@@ -1,17 +1,23 @@
 """The v2 API: Aodh's alarm dialect.
 
-Bodies are validated as raw JSON (jsonschema, :mod:`alarmer.rules`)
-before anything is trusted, and responses are built explicitly: WSME's
-Flask adapter coerces ``5.7`` to ``5``, accepts ``null`` for mandatory
-fields and answers bad query parameters with a 500, so it is not in the
-request path.
+WSME types (:mod:`api.v2.types`) are the model of the wire format: each
+body is turned into a WSME object and each response is rendered from
+one (``wsme.rest.json.tojson``), so unset attributes are omitted as in
+Aodh.  WSME does not parse the raw request, though: the JSON is first
+validated with jsonschema (:mod:`alarmer.rules`), which names the field
+and the reason of every problem, and only the validated, defaulted dict
+is handed to ``wsme.rest.json.fromjson``.  This avoids WSME's lenient
+coercions (``5.7`` read as ``5``, ``null`` accepted for a mandatory
+field).  Query parameters are parsed by :mod:`api.v2.common`, since
+WSME's Flask adapter answers a bad integer parameter with a 500; that
+adapter (``wsmeext.flask``) is not used.
 """
 
 from __future__ import annotations
 
 import flask
 
-from api.v2 import alarms, query, quotas
+from api.v2 import alarms, query, quotas, types
 
 CAPABILITIES = {
     "alarm_storage": {"storage:production_ready": True},
@@ -26,7 +32,8 @@ CAPABILITIES = {
 
 def capabilities() -> flask.Response:
     """What this API supports (Aodh's document)."""
-    return flask.jsonify(CAPABILITIES)
+    document = types.parse(types.Capabilities, CAPABILITIES)
+    return flask.jsonify(types.render(types.Capabilities, document))
 
 
 def register(app: flask.Flask) -> None:

@@ -17,7 +17,7 @@ from alarmer.storage import alarms as store_mod
 from alarmer.storage.models import AlarmHistory
 from api import errors
 from api.identity import Identity, require_member, require_reader
-from api.v2 import common
+from api.v2 import common, types
 
 LOG = logging.getLogger(__name__)
 
@@ -73,6 +73,18 @@ def _bad_marker(exc: store_mod.InvalidMarker) -> errors.APIError:
     return errors.APIError(
         f"Invalid input for field/attribute marker. Value: "
         f"'{exc.marker}'. No such item in this listing"
+    )
+
+
+def render_alarm(row: dict[str, Any]) -> dict[str, Any]:
+    """Aodh's JSON document of a stored alarm, through :class:`Alarm`."""
+    return types.render(types.Alarm, types.alarm_from_row(row))
+
+
+def render_change(entry: dict[str, Any]) -> dict[str, Any]:
+    """A history entry's JSON document, through :class:`AlarmChange`."""
+    return types.render(
+        types.AlarmChange, types.parse(types.AlarmChange, entry)
     )
 
 
@@ -185,7 +197,7 @@ def list_alarms() -> flask.Response:
     except store_mod.InvalidMarker as exc:
         raise _bad_marker(exc) from exc
     common.next_link(rows, limit, "alarm_id")
-    return common.respond([store_mod.document(r) for r in rows])
+    return common.respond([render_alarm(r) for r in rows])
 
 
 @bp.post("/v2/alarms")
@@ -193,6 +205,7 @@ def create_alarm() -> flask.Response:
     """Create an alarm: 201 with an absolute Location."""
     identity = require_member()
     values = validate_body(identity, common.json_body())
+    values = types.alarm_values(types.alarm_from_values(values))
     values.setdefault("project_id", identity.project_id)
     values.setdefault("user_id", identity.user_id)
     if values["project_id"] is None or values["user_id"] is None:
@@ -210,7 +223,7 @@ def create_alarm() -> flask.Response:
         )
     except store_mod.QuotaExceeded as exc:
         raise errors.Forbidden(str(exc)) from exc
-    response = common.respond(store_mod.document(row), 201)
+    response = common.respond(render_alarm(row), 201)
     response.headers["Location"] = (
         flask.request.host_url.rstrip("/") + f"/v2/alarms/{row['alarm_id']}"
     )
@@ -228,7 +241,7 @@ def get_alarm(alarm_id: str) -> flask.Response:
         row = store().get(alarm_id, scope(identity))
     except store_mod.AlarmNotFound as exc:
         raise _not_found(exc) from exc
-    return common.respond(store_mod.document(row))
+    return common.respond(render_alarm(row))
 
 
 def _leaves(rule: Any) -> list[dict[str, Any]]:
@@ -265,6 +278,7 @@ def replace_alarm(alarm_id: str) -> flask.Response:
     identity = require_member()
     body = common.json_body()
     values = validate_body(identity, body)
+    values = types.alarm_values(types.alarm_from_values(values))
 
     def build(current: dict[str, Any]) -> dict[str, Any]:
         new = dict(values)
@@ -281,7 +295,7 @@ def replace_alarm(alarm_id: str) -> flask.Response:
         raise _not_found(exc) from exc
     except store_mod.ConcurrentUpdate as exc:
         raise errors.Conflict(str(exc)) from exc
-    return common.respond(store_mod.document(row))
+    return common.respond(render_alarm(row))
 
 
 @bp.delete("/v2/alarms/<alarm_id>")
@@ -303,7 +317,7 @@ def get_state(alarm_id: str) -> flask.Response:
         row = store().get(alarm_id, scope(identity))
     except store_mod.AlarmNotFound as exc:
         raise _not_found(exc) from exc
-    return common.respond(row["state"])
+    return common.respond(types.render(types.AlarmState, row["state"]))
 
 
 @bp.put("/v2/alarms/<alarm_id>/state")
@@ -328,7 +342,7 @@ def set_state(alarm_id: str) -> flask.Response:
         raise _not_found(exc) from exc
     except store_mod.ConcurrentUpdate as exc:
         raise errors.Conflict(str(exc)) from exc
-    return common.respond(row["state"])
+    return common.respond(types.render(types.AlarmState, row["state"]))
 
 
 # -- history ------------------------------------------------------------------
@@ -425,4 +439,4 @@ def alarm_history(alarm_id: str) -> flask.Response:
     except store_mod.InvalidMarker as exc:
         raise _bad_marker(exc) from exc
     common.next_link(entries, limit, "event_id")
-    return common.respond(entries)
+    return common.respond([render_change(e) for e in entries])

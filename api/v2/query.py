@@ -19,6 +19,7 @@ from alarmer.storage.models import Alarm, AlarmHistory
 from api import errors
 from api.identity import require_reader
 from api.v2 import common
+from api.v2.alarms import render_alarm, render_change
 
 bp = flask.Blueprint("v2_query", __name__)
 
@@ -99,7 +100,7 @@ def query_alarms() -> flask.Response:
         limit=limit,
         where=sa.and_(*conditions) if conditions else None,
     )
-    return common.respond([store_mod.document(r) for r in rows])
+    return common.respond([render_alarm(r) for r in rows])
 
 
 @bp.post("/v2/query/alarms/history")
@@ -113,4 +114,4 @@ def query_history() -> flask.Response:
     entries = store_mod.AlarmStore(common.runtime().db).history(
         conditions=conditions, sort=orderby, limit=limit
     )
-    return common.respond(entries)
+    return common.respond([render_change(e) for e in entries])

@@ -9,7 +9,7 @@ from alarmer.rules.errors import invalid
 from alarmer.storage import alarms as store_mod
 from api import errors
 from api.identity import require_admin, require_reader
-from api.v2 import common
+from api.v2 import common, types
 
 bp = flask.Blueprint("v2_quotas", __name__)
 
@@ -39,12 +39,14 @@ QUOTA_SCHEMA = {
 def _document(project_id: str) -> dict:
     stored = store_mod.AlarmStore(common.runtime().db).get_quotas(project_id)
     default = common.runtime().conf.api.project_alarm_quota
-    return {
-        "project_id": project_id,
-        "quotas": [
-            {"resource": r, "limit": stored.get(r, default)} for r in RESOURCES
+    quotas = types.Quotas(
+        project_id=project_id,
+        quotas=[
+            types.Quota(resource=r, limit=stored.get(r, default))
+            for r in RESOURCES
         ],
-    }
+    )
+    return types.render(types.Quotas, quotas)
 
 
 @bp.get("/v2/quotas")
@@ -76,11 +78,12 @@ def set_quotas() -> flask.Response:
         raise errors.APIError(
             invalid(field, error.instance, error.message).message
         )
-    limits = {q["resource"]: q["limit"] for q in body["quotas"]}
+    quotas = types.parse(types.Quotas, body)
+    limits = {q.resource: q.limit for q in quotas.quotas}
     store_mod.AlarmStore(common.runtime().db).set_quotas(
-        body["project_id"], limits
+        quotas.project_id, limits
     )
-    return common.respond(_document(body["project_id"]), 201)
+    return common.respond(_document(quotas.project_id), 201)
 
 
 @bp.delete("/v2/quotas/<project_id>")
