@@ -15,7 +15,8 @@ rendered JSON keeps the same key order as before the types existed.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import wsme
@@ -318,9 +319,69 @@ class Capabilities(wtypes.Base):
 # -- conversions ----------------------------------------------------------
 
 
+def _converter(datatype: Any) -> Callable[[Any], Any]:
+    """Compile WSME's ``tojson`` for *datatype* into one function.
+
+    Same output as :func:`wsme.rest.json.tojson` (``None`` stays
+    ``None``, unset attributes are omitted), without its per-value
+    generic dispatch, which costs more than the rest of a list page.
+    """
+    if isinstance(datatype, list):
+        datatype = wtypes.ArrayType(datatype[0])
+    elif isinstance(datatype, dict):
+        datatype = wtypes.DictType(*next(iter(datatype.items())))
+    if wtypes.iscomplex(datatype):
+        return _complex_converter(datatype)
+    if isinstance(datatype, wtypes.ArrayType):
+        item = _converter(datatype.item_type)
+        return lambda v: None if v is None else [item(x) for x in v]
+    if isinstance(datatype, wtypes.DictType):
+        key, val = (
+            _converter(datatype.key_type),
+            _converter(datatype.value_type),
+        )
+        return lambda v: (
+            None if v is None else {key(k): val(x) for k, x in v.items()}
+        )
+    if wtypes.isusertype(datatype):
+        base, to_base = _converter(datatype.basetype), datatype.tobasetype
+        return lambda v: None if v is None else base(to_base(v))
+    if datatype in (wtypes.text, int, float, bool):
+        return _same
+    return functools.partial(wjson.tojson, datatype)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@functools.cache
+def _complex_converter(datatype: type) -> Callable[[Any], Any]:
+    plan = [
+        (attr.key, attr.name, _converter(attr.datatype))
+        for attr in wtypes.list_attributes(datatype)
+    ]
+    unset = wtypes.Unset
+
+    def convert(obj: Any) -> Any:
+        if obj is None:
+            return None
+        result = {}
+        for key, name, conv in plan:
+            value = getattr(obj, key)
+            if value is not unset:
+                result[name] = conv(value)
+        return result
+
+    return convert
+
+
 def render(datatype: Any, value: Any) -> Any:
-    """Return the JSON-ready form of *value* (a *datatype* instance)."""
-    return wjson.tojson(datatype, value)
+    """Return the JSON-ready form of *value* (a *datatype* instance).
+
+    Equal to ``wsme.rest.json.tojson(datatype, value)``.
+    """
+    return _converter(datatype)(value)
 
 
 def parse(datatype: Any, value: Any) -> Any:
@@ -328,11 +389,23 @@ def parse(datatype: Any, value: Any) -> Any:
     return wjson.fromjson(datatype, value)
 
 
+def _build(datatype: type, values: Mapping[str, Any]) -> Any:
+    """Instantiate *datatype*, setting (and type-checking) *values*.
+
+    Like ``datatype(**values)`` without its per-key ``hasattr``; a key
+    that is not an attribute is an error.
+    """
+    obj = datatype()
+    for key, value in values.items():
+        setattr(obj, key, value)
+    return obj
+
+
 def _rule_object(alarm_type: str, rule: Mapping[str, Any]) -> Any:
     rule_type = RULE_TYPES[alarm_type]
     if isinstance(rule_type, wtypes.UserType):
         return rule
-    return wjson.fromjson(rule_type, rule)
+    return _build(rule_type, rule)
 
 
 def alarm_from_values(values: Mapping[str, Any]) -> Alarm:
@@ -356,26 +429,32 @@ def alarm_values(alarm: Alarm) -> dict[str, Any]:
 def alarm_from_row(row: Mapping[str, Any]) -> Alarm:
     """Build the :class:`Alarm` of a stored row (every field set)."""
     alarm_type = row["type"]
-    return Alarm(
-        alarm_actions=list(row["alarm_actions"]),
-        alarm_id=row["alarm_id"],
-        description=row["description"],
-        enabled=row["enabled"],
-        evaluate_timestamp=row["evaluate_timestamp"],
-        insufficient_data_actions=list(row["insufficient_data_actions"]),
-        name=row["name"],
-        ok_actions=list(row["ok_actions"]),
-        project_id=row["project_id"],
-        repeat_actions=row["repeat_actions"],
-        severity=row["severity"],
-        state=row["state"],
-        state_reason=row["state_reason"],
-        state_timestamp=row["state_timestamp"],
-        time_constraints=[
-            AlarmTimeConstraint(**tc) for tc in row["time_constraints"]
-        ],
-        timestamp=row["timestamp"],
-        type=alarm_type,
-        user_id=row["user_id"],
-        **{f"{alarm_type}_rule": _rule_object(alarm_type, row["rule"])},
+    return _build(
+        Alarm,
+        {
+            "alarm_actions": list(row["alarm_actions"]),
+            "alarm_id": row["alarm_id"],
+            "description": row["description"],
+            "enabled": row["enabled"],
+            "evaluate_timestamp": row["evaluate_timestamp"],
+            f"{alarm_type}_rule": _rule_object(alarm_type, row["rule"]),
+            "insufficient_data_actions": list(
+                row["insufficient_data_actions"]
+            ),
+            "name": row["name"],
+            "ok_actions": list(row["ok_actions"]),
+            "project_id": row["project_id"],
+            "repeat_actions": row["repeat_actions"],
+            "severity": row["severity"],
+            "state": row["state"],
+            "state_reason": row["state_reason"],
+            "state_timestamp": row["state_timestamp"],
+            "time_constraints": [
+                _build(AlarmTimeConstraint, tc)
+                for tc in row["time_constraints"]
+            ],
+            "timestamp": row["timestamp"],
+            "type": alarm_type,
+            "user_id": row["user_id"],
+        },
     )
