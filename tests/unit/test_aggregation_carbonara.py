@@ -1,6 +1,7 @@
-"""Same input, same output as Gnocchi's Carbonara (when installed).
+"""Same input, same output as Gnocchi's Carbonara.
 
-Gnocchi 4.7.1 is the ``bench`` extra; without it these tests skip.
+Gnocchi 4.7.1 is in the ``test`` extra (and the ``bench`` extra); the
+tests skip only where it is not installed.
 """
 
 from __future__ import annotations
