@@ -575,6 +575,9 @@ class Engine:
         ``stat()`` with the file driver) and one log read otherwise
         (one pipeline for all of them with Redis).
 
+        The result is remembered while the driver's change stamps of the
+        metrics are unchanged; the arrays are read-only.
+
         :returns: (timestamps int64[T], values float64[M, T]).
         :raises UnknownMethod: *method* is not an aggregation method.
         :raises AggregationNotStored: a metric's policy does not store it.
