@@ -180,6 +180,8 @@ class NotifierService:
         self._inflight = 0
         self._per_host: dict[str, int] = {}
         self._waiting: dict[str, collections.deque[Job]] = {}
+        # Jobs in the _waiting queues.
+        self._backlog = 0
         self._outbox_dirty = True
         self._next_expand = 0.0
         # Outbox rows with an id up to the floor are all expanded; see
@@ -314,16 +316,29 @@ class NotifierService:
                         busy = True
                 with self._lock:
                     inflight = self._inflight
+                    backlog = self._backlog
                 free = 4 * self.opts.workers - inflight
                 # Claim in chunks (at least one worker's worth per worker)
                 # rather than one delivery per completed one: each claim is
                 # a write transaction.
                 if free >= self.opts.workers or inflight == 0:
+                    # No more than the in-memory queues can take (the
+                    # rest would be claimed only to be put back), but
+                    # always a host's worth, so that other hosts are
+                    # still served while one is busy.
                     limit = min(free, self.opts.batch_size)
+                    room = max(
+                        self.opts.max_inflight_per_host,
+                        2 * self.opts.workers - backlog,
+                    )
+                    capped = room < limit
+                    limit = min(limit, room)
                     jobs = self.claim(limit)
                     for job in jobs:
                         self._submit(job)
-                    busy = busy or len(jobs) == limit
+                    # When the queues are full, the next claim waits for
+                    # a wake-up (a recorded batch) instead of looping.
+                    busy = busy or (len(jobs) == limit and not capped)
             except Exception:
                 LOG.exception("notifier %s: dispatch failed", self.worker_id)
                 busy = False
@@ -353,6 +368,7 @@ class NotifierService:
                 if len(waiting) < 2 * self.opts.workers:
                     waiting.append(job)
                     self._inflight += 1
+                    self._backlog += 1
                 else:
                     release = True
         if run:
@@ -649,6 +665,7 @@ class NotifierService:
                 if waiting:
                     # The slot of this host goes to its next job.
                     successor = waiting.popleft()
+                    self._backlog -= 1
                     if not waiting:
                         del self._waiting[host]
                 else:
