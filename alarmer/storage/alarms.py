@@ -23,7 +23,8 @@ from sqlalchemy import orm
 
 from alarmer import timeutils
 from alarmer.db import Database
-from alarmer.storage.models import Alarm, AlarmHistory, Notification, Quota
+from alarmer.storage import transitions
+from alarmer.storage.models import Alarm, AlarmHistory, Quota
 
 LOG = logging.getLogger(__name__)
 
@@ -111,18 +112,6 @@ class Actor:
 
 
 # -- representation ---------------------------------------------------------
-
-
-def _manual_actions(row: Mapping[str, Any], state: str) -> list[str]:
-    """The action URLs of *state* (without duplicates, order kept)."""
-    field = {
-        "alarm": "alarm_actions",
-        "ok": "ok_actions",
-        "insufficient data": "insufficient_data_actions",
-    }.get(state)
-    if field is None:
-        return []
-    return list(dict.fromkeys(row.get(field) or ()))
 
 
 def row_dict(alarm: Alarm) -> dict[str, Any]:
@@ -519,56 +508,24 @@ class AlarmStore:
             current = self.get(alarm_id, project_id)
             if current["state"] == state:
                 return current
-            when = timeutils.utcnow()
-            values = {
-                "state": state,
-                "state_reason": MANUAL_REASON,
-                "state_timestamp": when,
-                "version": current["version"] + 1,
-            }
-            actions = _manual_actions(current, state) if notify else []
-            if actions:
-                values["seq"] = current["seq"] + 1
             with self.db.session() as session, session.begin():
-                result = session.execute(
-                    sa.update(Alarm)
-                    .where(
-                        Alarm.alarm_id == alarm_id,
-                        Alarm.version == current["version"],
-                    )
-                    .values(**values)
-                    .execution_options(synchronize_session=False)
+                done = transitions.record_transition(
+                    session,
+                    alarm_id,
+                    current["version"],
+                    state,
+                    MANUAL_REASON,
+                    {"type": "manual"},
+                    now=timeutils.utcnow(),
+                    notify=notify,
+                    history_user_id=actor.user_id,
+                    history_project_id=actor.project_id,
                 )
-                if result.rowcount != 1:
-                    continue
-                updated = {**current, **values}
-                session.add(
-                    _history(
-                        updated,
-                        "state transition",
-                        {"state": state, "transition_reason": MANUAL_REASON},
-                        actor,
-                        when,
-                    )
-                )
-                if actions:
-                    session.add(
-                        Notification(
-                            alarm_id=alarm_id,
-                            seq=values["seq"],
-                            alarm_name=current["name"],
-                            severity=current["severity"],
-                            previous=current["state"],
-                            current=state,
-                            reason=MANUAL_REASON,
-                            reason_data={"type": "manual"},
-                            actions=actions,
-                            project_id=current["project_id"],
-                            created_at=when,
-                        )
-                    )
+            if not done:
+                LOG.debug("alarm %s changed meanwhile, retrying", alarm_id)
+                continue
             LOG.info("alarm %s manually set to %s", alarm_id, state)
-            return updated
+            return self.get(alarm_id, project_id)
         raise ConcurrentUpdate(f"Alarm {alarm_id} is being changed")
 
     def delete(

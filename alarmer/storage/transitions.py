@@ -63,12 +63,14 @@ class AlarmSnapshot:
     insufficient_data_actions: tuple[str, ...] = ()
 
     def actions_for(self, state: str) -> list[str]:
-        """Return the action URLs of *state*."""
+        """Return the action URLs of *state*, each once, order kept."""
         if state == STATE_ALARM:
-            return list(self.alarm_actions)
-        if state == STATE_OK:
-            return list(self.ok_actions)
-        return list(self.insufficient_data_actions)
+            urls = self.alarm_actions
+        elif state == STATE_OK:
+            urls = self.ok_actions
+        else:
+            urls = self.insufficient_data_actions
+        return list(dict.fromkeys(urls))
 
     @classmethod
     def from_row(cls, row: Any) -> AlarmSnapshot:
