@@ -599,19 +599,72 @@ class Engine:
                         self._groups.move_to_end(group_key)
                 return found[1], found[2]
         entries = self._current_entries(ids, stamps)
-        key = (method, granularity, n)
-        rows_ts: list[np.ndarray] = []
-        rows_v: list[np.ndarray] = []
-        for metric_id, entry in zip(ids, entries, strict=True):
-            memo = entry.reads.get(key)
-            if memo is None or memo[0] is not entry.version:
-                memo = self._memo_read(metric_id, entry, key)
-            rows_ts.append(memo[1])
-            rows_v.append(memo[2])
-        times, grid = align_rows(rows_ts, rows_v)
+        times, grid = self._gather(ids, entries, method, granularity, n)
         if stamps is not None:
             self._remember_group(group_key, stamps, times, grid)
         return times, grid
+
+    def _gather(
+        self,
+        ids: list[str],
+        entries: list[_Entry],
+        method: str,
+        granularity: int,
+        n: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of :meth:`last_buckets_many` from current *entries*.
+
+        The common rows (a cached state holding at least *n* buckets,
+        each with a value) are read as one matrix
+        (:func:`~alarmer.engine.aggregation.read_last_many`) under every
+        stripe lock, so no write of this process is half applied; the
+        others go through :meth:`_memo_read`, one by one.
+        """
+        key = (method, granularity, n)
+        m = len(ids)
+        levels: list[agg.Level | None] = [None] * m
+        checked: dict[int, bool] = {}
+        if n > 0:
+            for lock in self._stripes:
+                lock.acquire()
+            try:
+                with self._cache_lock:
+                    cache = self._cache
+                    for i, entry in enumerate(entries):
+                        state = entry.state
+                        if state is None or cache.get(ids[i]) is not entry:
+                            continue
+                        policy = state.policy
+                        good = checked.get(id(policy))
+                        if good is None:
+                            good = method in policy.aggregation_methods
+                            checked[id(policy)] = good
+                        if good:
+                            levels[i] = state.levels.get(granularity)
+                tsm, values, ok = agg.read_last_many(levels, method, n)
+            finally:
+                for lock in self._stripes:
+                    lock.release()
+        else:
+            ok = np.zeros(m, dtype=bool)
+        slow = np.flatnonzero(~ok).tolist()
+        if not slow:
+            first = tsm[0]
+            if m == 1 or bool((tsm == first).all()):
+                return first.copy(), values
+        rows_ts: list[np.ndarray] = [_EMPTY_I] * m
+        rows_v: list[np.ndarray] = [_EMPTY_F] * m
+        for i in np.flatnonzero(ok).tolist():
+            rows_ts[i] = tsm[i]
+            rows_v[i] = values[i]
+        for i in slow:
+            entry = entries[i]
+            memo = entry.reads.get(key)
+            if memo is None or memo[0] is not entry.version:
+                memo = self._memo_read(ids[i], entry, key)
+            rows_ts[i] = memo[1]
+            rows_v[i] = memo[2]
+        return align_rows(rows_ts, rows_v)
 
     def _remember_group(
         self,
