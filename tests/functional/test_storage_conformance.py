@@ -435,3 +435,56 @@ def test_last_buckets_many_sees_other_processes(driver_spec):
     assert grid[1].tolist() == [1.0]
     reader.close()
     other.close()
+
+
+def _check_group(spec, reader, ids, methods, n):
+    """Rows of the batched read == last_buckets read by a new engine."""
+    fresh = make_engine(spec)
+    for method in methods:
+        times, grid = reader.last_buckets_many(ids, method, 60 * NS, n)
+        rows = _expected_rows(fresh, ids, method, 60 * NS, n)
+        union = sorted({int(t) for r in rows for t in r.timestamps})
+        assert times.tolist() == union
+        for row, series in zip(grid, rows, strict=True):
+            where = np.searchsorted(times, series.timestamps)
+            assert row[where].tobytes() == series.values.tobytes()
+            assert np.isnan(np.delete(row, where)).all()
+    fresh.close()
+
+
+def test_last_buckets_many_after_every_member_changed(driver_spec):
+    """Every member gets a point between group reads, by any writer."""
+    engine = make_engine(driver_spec)
+    ids = [f"grp-{i}" for i in range(20)]
+    refs = [eng.MetricRef(m, POLICY) for m in ids]
+    base = np.arange(6, dtype=np.int64) * 60 * NS
+    engine.add_measures_batch(
+        [(ref, base + i * NS, base / NS + i) for i, ref in enumerate(refs)]
+    )
+    methods = POLICY.aggregation_methods
+    _check_group(driver_spec, engine, ids, methods, 3)
+    other = make_engine(driver_spec)
+    for step in range(1, 4):
+        # This engine, then another one (its own cache), then a process.
+        writer = engine if step == 1 else other
+        at = np.array([(5 + step) * 60 * NS + 7 * NS], dtype=np.int64)
+        writer.add_measures_batch(
+            [
+                (ref, at, np.array([step * 10.0 + i]))
+                for i, ref in enumerate(refs)
+            ]
+        )
+        _check_group(driver_spec, engine, ids, methods, 3)
+        times, grid = engine.last_buckets_many(ids, "max", 60 * NS, 1)
+        assert times.tolist() == [int(at[0]) - 7 * NS]
+        assert grid[:, 0].tolist() == [step * 10.0 + i for i in range(20)]
+    proc = _spawn(driver_spec, ids[3], 20 * 60, 2, 60)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and len(out.split()) == 2
+    times, grid = engine.last_buckets_many(ids, "sum", 60 * NS, 2)
+    assert times[-1] == 21 * 60 * NS
+    assert grid[3, -2:].tolist() == [1200.0, 1260.0]
+    assert np.isnan(grid[4, -2:]).all()
+    _check_group(driver_spec, engine, ids, methods, 2)
+    other.close()
+    engine.close()
