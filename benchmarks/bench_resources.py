@@ -23,7 +23,9 @@ Then times, over ``--repeat`` runs:
   (:func:`alarmer.evaluator.data.read_outcome`: one batched engine read,
   ``last_buckets_many``, reduced as a matrix, then the decision), with
   the group's data unchanged between runs and with a new point in every
-  member's newest bucket before each run (the write is not timed).
+  member's newest bucket before each run (the write is not timed);
+* the engine read alone after such a write by this engine and by a
+  second engine over the same files (another process's view).
 
 Usage: ``.venv/bin/python benchmarks/bench_resources.py [--resources N]
 [--group N] [--repeat N] [--database URL]``
@@ -449,6 +451,27 @@ def main() -> int:
             samples,
             "every log read again",
         )
+    # The engine read alone after a new point in every member, written
+    # by this engine, then by a second engine over the same files (its
+    # own cache: to the reader, the same as a writer process).
+    other = engine_mod.make_engine(conf)
+    for name, writer in (("this engine", engine), ("another engine", other)):
+        samples = []
+        for _ in range(max(20, args.repeat // 5)):
+            stamp = np.array([int(time.time() * NS)], dtype=np.int64)
+            writer.add_measures_batch(
+                [(ref, stamp, rng.random(1) * 100) for ref in refs]
+            )
+            t0 = time.perf_counter()
+            engine.last_buckets_many(ids, "mean", gran, plan.n)
+            samples.append((time.perf_counter() - t0) * 1000)
+        row(
+            f"batched: last_buckets_many x {args.group} after a new point "
+            f"in every member, written by {name}",
+            samples,
+            "engine read only",
+        )
+    other.close()
     rt.close()
     tmp.cleanup()
     return 0

@@ -229,6 +229,10 @@ class Engine:
         for record in result.records:
             self._replay(metric_id, entry, record)
         entry.version = result.version
+        if entry is cached and self._cache_get(metric_id) is cached:
+            # Deltas applied in place to the cached entry: its size is
+            # re-estimated at the next snapshot, as after a write.
+            return entry
         if result.reset and entry.state is not None:
             entry.state.trim(self.hot_buckets)
         self._cache_put(metric_id, entry)

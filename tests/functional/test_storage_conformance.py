@@ -91,6 +91,34 @@ def test_append_and_read_back(driver):
     assert not same.reset and same.records == [] and same.version == v2
 
 
+def test_read_many_equals_read(driver):
+    v1 = driver.append("rm-a", None, b"one")
+    v2 = driver.append("rm-a", v1, b"two")
+    driver.append("rm-b", None, b"b1")
+    driver.rewrite("rm-b", driver.read("rm-b").version, b"b2")
+    items = [
+        ("rm-a", None),
+        ("rm-a", v1),
+        ("rm-a", v2),
+        ("rm-b", v1),  # another log's version: read from the start
+        ("rm-absent", None),
+        ("xy-absent-dir", v1),
+    ]
+    many = driver.read_many(items)
+    assert many == [driver.read(m, since) for m, since in items]
+    assert [r.records for r in many] == [
+        [b"one", b"two"],
+        [b"two"],
+        [],
+        [b"b2"],
+        [],
+        [],
+    ]
+    assert [r.reset for r in many] == [True, False, False, True, True, True]
+    with pytest.raises(storage.InvalidMetricId):
+        driver.read_many([("rm-a", None), ("../etc/passwd", None)])
+
+
 def test_stale_append_is_refused(driver):
     v1 = driver.append("m1", None, b"one")
     assert driver.append("m1", v1, b"two") is not None

@@ -166,11 +166,38 @@ class FileDriver(SeriesDriver):
     # -- reads -------------------------------------------------------------
 
     def read(self, metric_id: str, since: Version | None = None) -> LogRead:
-        path = self.path(metric_id)
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(self.path(metric_id), os.O_RDONLY)
         except FileNotFoundError:
             return LogRead(None, True, [])
+        return self._read_fd(fd, since)
+
+    def read_many(
+        self, items: Sequence[tuple[str, Version | None]]
+    ) -> list[LogRead]:
+        """:meth:`read` of each, opening names relative to open directories.
+
+        Log directories are never removed (see :meth:`stamps`).
+        """
+        out: list[LogRead] = []
+        dirs = self._dirs
+        for metric_id, since in items:
+            dfd = dirs.get(metric_id[:2])
+            try:
+                if dfd is None or "/" in metric_id:
+                    dfd = self._dir_fd(check_metric_id(metric_id)[:2])
+                    if dfd is None:
+                        out.append(LogRead(None, True, []))
+                        continue
+                fd = os.open(metric_id, os.O_RDONLY, dir_fd=dfd)
+            except FileNotFoundError:
+                out.append(LogRead(None, True, []))
+                continue
+            out.append(self._read_fd(fd, since))
+        return out
+
+    def _read_fd(self, fd: int, since: Version | None) -> LogRead:
+        """Read the log open at *fd* (closed on return)."""
         try:
             size = os.fstat(fd).st_size
             generation = read_generation(fd, size)
