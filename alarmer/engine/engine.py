@@ -19,7 +19,6 @@ import collections
 import dataclasses
 import logging
 import threading
-import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -170,7 +169,9 @@ class Engine:
     # -- cache ---------------------------------------------------------------
 
     def _stripe(self, metric_id: str) -> threading.Lock:
-        return self._stripes[zlib.crc32(metric_id.encode()) % _STRIPES]
+        # str hashes are stable within a process, which is all the
+        # stripes need (they only order this process's threads).
+        return self._stripes[hash(metric_id) % _STRIPES]
 
     def _cache_get(self, metric_id: str) -> _Entry | None:
         with self._cache_lock:
@@ -414,7 +415,7 @@ class Engine:
             or len(set(ids)) != len(ids)
         ):
             return [self.add_measures(*item) for item in items]
-        stripes = sorted({zlib.crc32(i.encode()) % _STRIPES for i in ids})
+        stripes = sorted({hash(i) % _STRIPES for i in ids})
         results: list[WriteResult | None] = [None] * len(items)
         for index in stripes:
             self._stripes[index].acquire()

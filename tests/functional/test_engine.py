@@ -163,6 +163,34 @@ def test_torn_tail_is_ignored_then_cut(base):
     assert third.get_measures("m", "sum")[0].values.tolist() == [6.0]
 
 
+def test_file_tail_reads_after_a_known_version(base):
+    """read(since): small and large appended tails, torn frames, reuse."""
+    driver = file_driver.FileDriver(base)
+    v1 = driver.append("t", None, b"one")
+    big = os.urandom(200 * 1024)  # more than one tail read
+    v2 = driver.append("t", v1, big)
+    v3 = driver.append("t", v2, b"three")
+    assert driver.read("t", v1).records == [big, b"three"]
+    assert driver.read("t", v2).records == [b"three"]
+    assert driver.read_many([("t", v2)])[0].version == v3
+    same = driver.read("t", v3)
+    assert same.records == [] and same.version == v3 and not same.reset
+    with open(driver.path("t"), "ab") as fh:
+        fh.write(b"\x20\x00\x00\x00torn")  # an unfinished frame
+    torn = driver.read("t", v2)
+    assert torn.records == [b"three"] and torn.version == v3
+    assert driver.read("t", v3).records == []
+    # Replaced by a new log (new generation): read from the start.
+    v4 = driver.rewrite("t", v3, b"fresh")
+    assert v4 is not None
+    again = driver.read("t", v3)
+    assert again.reset and again.records == [b"fresh"]
+    driver.delete("t")
+    gone = driver.read("t", v4)
+    assert gone.reset and gone.records == [] and gone.version is None
+    driver.close()
+
+
 def test_log_is_compacted(base):
     engine = open_engine(base, compact_deltas=3)
     policy = make_policy([(60, None)], methods=("count",))

@@ -49,6 +49,8 @@ LOG = logging.getLogger(__name__)
 _FRAME = struct.Struct("<II")
 _HEADER = struct.Struct("<4sQ")
 _MAGIC = b"ALG1"
+#: Bytes read at once after a known version (more: sized by fstat()).
+_TAIL_READ = 64 * 1024
 
 
 def _stamp(st: os.stat_result) -> int:
@@ -199,6 +201,21 @@ class FileDriver(SeriesDriver):
     def _read_fd(self, fd: int, since: Version | None) -> LogRead:
         """Read the log open at *fd* (closed on return)."""
         try:
+            if since is not None:
+                # The usual case, a few frames appended since *since*:
+                # read them up to the end of the file, no fstat().
+                magic, generation = _HEADER.unpack(
+                    os.pread(fd, _HEADER.size, 0).ljust(_HEADER.size, b"\0")
+                )
+                if magic == _MAGIC and generation == since.generation:
+                    data = os.pread(fd, _TAIL_READ, since.length)
+                    if 0 < len(data) < _TAIL_READ:
+                        records, valid = parse_frames(data)
+                        return LogRead(
+                            Version(generation, since.length + valid),
+                            False,
+                            records,
+                        )
             size = os.fstat(fd).st_size
             generation = read_generation(fd, size)
             if generation is None:
