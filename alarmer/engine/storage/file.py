@@ -208,8 +208,14 @@ class FileDriver(SeriesDriver):
                     os.pread(fd, _HEADER.size, 0).ljust(_HEADER.size, b"\0")
                 )
                 if magic == _MAGIC and generation == since.generation:
+                    # Within a generation a log only grows past every
+                    # version handed out (a torn tail that is cut off
+                    # never held a complete frame), so nothing after
+                    # *since* means unchanged.
                     data = os.pread(fd, _TAIL_READ, since.length)
-                    if 0 < len(data) < _TAIL_READ:
+                    if not data:
+                        return LogRead(since, False, [])
+                    if len(data) < _TAIL_READ:
                         records, valid = parse_frames(data)
                         return LogRead(
                             Version(generation, since.length + valid),
