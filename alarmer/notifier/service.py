@@ -519,20 +519,18 @@ class NotifierService:
     def claim(self, limit: int) -> list[Job]:
         """Claim up to *limit* due deliveries for this notifier."""
         now = timeutils.utcnow()
+        dialect = self.rt.db.dialect
         # Pending rows only (later deliveries of a stream wait as
         # ``waiting``), in next_attempt_at order: the index walk stops at
-        # the limit.
-        due = sa.and_(
-            DELIVERY.c.status == models.PENDING,
-            DELIVERY.c.next_attempt_at <= now,
-        )
+        # the limit.  Where the lock can be limited to the delivery rows
+        # (PostgreSQL; SQLite locks the database), the rows are read with
+        # their notification in the locking query itself.
+        joined = dialect != "mysql"
         query = (
-            sa.select(DELIVERY.c.id)
-            .where(due)
-            .order_by(DELIVERY.c.next_attempt_at)
+            (_CLAIM_JOINED if joined else _CLAIM_IDS)
+            .where(DELIVERY.c.next_attempt_at <= now)
             .limit(limit)
         )
-        dialect = self.rt.db.dialect
         if dialect == "postgresql":
             query = query.with_for_update(skip_locked=True, of=DELIVERY)
         elif dialect == "mysql":
@@ -545,48 +543,29 @@ class NotifierService:
                     SWEEP_INTERVAL, self.opts.claim_timeout / 2
                 )
                 self.sweep(session, now)
-            ids = list(session.execute(query).scalars())
+            if joined:
+                rows = session.execute(query).all()
+                ids = [row.id for row in rows]
+            else:
+                ids = list(session.execute(query).scalars())
             if not ids:
                 session.rollback()
                 return []
             session.execute(
-                DELIVERY.update()
-                .where(DELIVERY.c.id.in_(ids))
-                .values(
-                    status=models.IN_FLIGHT,
-                    claimed_by=self.worker_id,
-                    claim_token=token,
-                    claim_expires_at=now
+                _CLAIM_UPDATE,
+                {
+                    "b_ids": ids,
+                    "claimed_by": self.worker_id,
+                    "claim_token": token,
+                    "claim_expires_at": now
                     + dt.timedelta(seconds=self.opts.claim_timeout),
-                    updated_at=now,
-                )
+                    "updated_at": now,
+                },
             )
-            rows = session.execute(
-                sa.select(
-                    DELIVERY.c.id,
-                    DELIVERY.c.target,
-                    DELIVERY.c.stream,
-                    DELIVERY.c.attempts,
-                    DELIVERY.c.dead_after,
-                    DELIVERY.c.seq,
-                    NOTIFICATION.c.alarm_id,
-                    NOTIFICATION.c.alarm_name,
-                    NOTIFICATION.c.severity,
-                    NOTIFICATION.c.previous,
-                    NOTIFICATION.c.current,
-                    NOTIFICATION.c.reason,
-                    NOTIFICATION.c.reason_data,
-                    NOTIFICATION.c.project_id,
-                )
-                .select_from(
-                    DELIVERY.join(
-                        NOTIFICATION,
-                        NOTIFICATION.c.id == DELIVERY.c.notification_id,
-                    )
-                )
-                .where(DELIVERY.c.id.in_(ids))
-                .order_by(DELIVERY.c.next_attempt_at)
-            ).all()
+            if not joined:
+                rows = session.execute(
+                    _CLAIM_COLUMNS.where(DELIVERY.c.id.in_(ids))
+                ).all()
             session.commit()
         return [self._job(row, token) for row in rows]
 
@@ -945,6 +924,49 @@ class NotifierService:
             session.commit()
 
 
+_CLAIM_IDS = (
+    sa.select(DELIVERY.c.id)
+    .where(DELIVERY.c.status == models.PENDING)
+    .order_by(DELIVERY.c.next_attempt_at)
+)
+_CLAIM_COLUMNS = (
+    sa.select(
+        DELIVERY.c.id,
+        DELIVERY.c.target,
+        DELIVERY.c.stream,
+        DELIVERY.c.attempts,
+        DELIVERY.c.dead_after,
+        DELIVERY.c.seq,
+        NOTIFICATION.c.alarm_id,
+        NOTIFICATION.c.alarm_name,
+        NOTIFICATION.c.severity,
+        NOTIFICATION.c.previous,
+        NOTIFICATION.c.current,
+        NOTIFICATION.c.reason,
+        NOTIFICATION.c.reason_data,
+        NOTIFICATION.c.project_id,
+    )
+    .select_from(
+        DELIVERY.join(
+            NOTIFICATION, NOTIFICATION.c.id == DELIVERY.c.notification_id
+        )
+    )
+    .order_by(DELIVERY.c.next_attempt_at)
+)
+_CLAIM_JOINED = _CLAIM_COLUMNS.where(DELIVERY.c.status == models.PENDING)
+_CLAIM_UPDATE = (
+    DELIVERY.update()
+    .where(DELIVERY.c.id.in_(sa.bindparam("b_ids", expanding=True)))
+    .values(
+        status=models.IN_FLIGHT,
+        claimed_by=sa.bindparam("claimed_by"),
+        claim_token=sa.bindparam("claim_token"),
+        claim_expires_at=sa.bindparam(
+            "claim_expires_at", type_=models.UTCDateTime()
+        ),
+        updated_at=sa.bindparam("updated_at", type_=models.UTCDateTime()),
+    )
+)
 #: Writes the outcome of the deliveries of ``b_ids`` still claimed with
 #: ``b_token`` (see :meth:`NotifierService.record`).
 _RECORD = (
