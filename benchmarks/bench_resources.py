@@ -449,7 +449,7 @@ def main() -> int:
             f"batched evaluation after a new point in every member, "
             f"resolution {'cached' if cached else 'uncached'}",
             samples,
-            "every log read again",
+            "written by this process (not timed)",
         )
     # The engine read alone after a new point in every member, written
     # by this engine, then by a second engine over the same files (its
