@@ -365,3 +365,58 @@ def test_endless_contention_raises_write_conflict(base):
     assert open_engine(base).get_measures("m", "count")[0].values.tolist() == [
         1.0
     ]
+
+
+def test_batched_reads_while_threads_write(base):
+    """last_buckets_many never sees a half-applied write of this engine."""
+    engine = open_engine(base, compact_deltas=8)
+    policy = make_policy([(60, None)], methods=("count", "sum", "mean"))
+    ids = [f"tw-{i}" for i in range(30)]
+    refs = [eng.MetricRef(m, policy) for m in ids]
+    for ref in refs:
+        engine.add_measures(ref, np.array([0]), np.array([1.0]))
+    rounds = 60
+    errors: list[str] = []
+
+    def write() -> None:
+        for i in range(1, rounds):
+            for ref in refs[::2]:
+                engine.add_measures(ref, np.array([i * NS]), np.array([1.0]))
+            engine.add_measures_batch(
+                [
+                    (ref, np.array([i * NS]), np.array([1.0]))
+                    for ref in refs[1::2]
+                ]
+            )
+
+    def read() -> None:
+        seen = np.zeros(len(ids))
+        while writer.is_alive():
+            for method in ("count", "sum", "mean"):
+                times, grid = engine.last_buckets_many(ids, method, 60 * NS, 1)
+                if times.tolist() != [0]:
+                    errors.append(f"times {times.tolist()}")
+                col = grid[:, 0]
+                if method == "mean" and not (col == 1.0).all():
+                    errors.append(f"mean {col.tolist()}")
+                if method != "mean":
+                    if (col < seen).any() and method == "count":
+                        errors.append("count went back")
+                    if method == "count":
+                        seen = col
+        times, grid = engine.last_buckets_many(ids, "sum", 60 * NS, 1)
+        if grid[:, 0].tolist() != [float(rounds)] * len(ids):
+            errors.append(f"final {grid[:, 0].tolist()}")
+
+    writer = threading.Thread(target=write)
+    reader = threading.Thread(target=read)
+    writer.start()
+    reader.start()
+    writer.join()
+    reader.join()
+    assert errors == []
+    fresh = open_engine(base)
+    for metric_id in ids:
+        assert fresh.last_buckets(
+            metric_id, "count", 60 * NS, 1
+        ).values.tolist() == [float(rounds)]
