@@ -91,6 +91,9 @@ class Delivery(Base):
             "ix_delivery_status_next_attempt_at", "status", "next_attempt_at"
         ),
         sa.Index("ix_delivery_stream_seq", "stream", "seq"),
+        # Open deliveries of given streams (expansion, promotion), whatever
+        # the planner believes about how many rows have a status.
+        sa.Index("ix_delivery_status_stream_seq", "status", "stream", "seq"),
         sa.Index("ix_delivery_alarm_id_seq", "alarm_id", "seq"),
         sa.Index("ix_delivery_notification_id", "notification_id"),
     )

@@ -72,6 +72,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_delivery_stream_seq", "delivery", ["stream", "seq"])
     op.create_index(
+        "ix_delivery_status_stream_seq",
+        "delivery",
+        ["status", "stream", "seq"],
+    )
+    op.create_index(
         "ix_delivery_alarm_id_seq", "delivery", ["alarm_id", "seq"]
     )
     op.create_index(
