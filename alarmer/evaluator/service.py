@@ -93,18 +93,7 @@ class AlarmDef:
 
     def snapshot(self) -> transitions.AlarmSnapshot:
         """The transition snapshot at the version held."""
-        return transitions.AlarmSnapshot(
-            alarm_id=self.alarm_id,
-            version=self.version,
-            seq=self.seq,
-            state=self.state,
-            name=self.name,
-            severity=self.severity,
-            project_id=self.project_id,
-            ok_actions=self.ok_actions,
-            alarm_actions=self.alarm_actions,
-            insufficient_data_actions=self.insufficient_data_actions,
-        )
+        return transitions.AlarmSnapshot.from_row(self)
 
     def has_actions(self, state: str) -> bool:
         """True when *state* has notification actions."""
