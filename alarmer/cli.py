@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 
 from oslo_config import cfg
 
-from alarmer import __version__, runtime, service
+from alarmer import __version__, runtime
 from alarmer import conf as aconf
+from alarmer import process as service
 
 LOG = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def _serve_evaluator_services(rt: runtime.Runtime) -> list[service.Service]:
 
 
 def _notifier_services(rt: runtime.Runtime) -> list[service.Service]:
-    from alarmer.notifier.service import NotifierService
+    from notifiers.service import NotifierService
 
     return [NotifierService(rt)]
 
@@ -122,7 +123,7 @@ def _dbsync(args: argparse.Namespace) -> int:
 
 def _apikey(args: argparse.Namespace) -> int:
     from alarmer import timeutils
-    from alarmer.storage import apikeys
+    from alarmer.identity import apikeys
 
     conf = load_conf(args)
     setup_logging(conf)

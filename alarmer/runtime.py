@@ -13,7 +13,7 @@ from oslo_config import cfg
 
 from alarmer import channel as channel_mod
 from alarmer import db as db_mod
-from alarmer.engine import engine as engine_mod
+from alarmer.metrics.series import store as engine_mod
 
 LOG = logging.getLogger(__name__)
 

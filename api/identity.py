@@ -92,7 +92,7 @@ def _is_loopback(address: str | None) -> bool:
 
 
 def _from_api_key(request: flask.Request) -> Identity:
-    from alarmer.storage import apikeys
+    from alarmer.identity import apikeys
 
     key = bearer_key(request)
     if key is None:

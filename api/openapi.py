@@ -3,8 +3,9 @@
 Every route of the application is listed in :data:`V1_ROUTES`,
 :data:`V2_ROUTES` or :data:`BASE_ROUTES`; a test compares them with the
 application's URL map, so a route added without documentation fails the
-build.  Body schemas of the v2 API come from :mod:`alarmer.rules` (JSON
-Schema 2020-12, which OpenAPI 3.1 uses as is).
+build.  Body schemas of the v2 API come from
+:mod:`alarmer.alarms.validation` (JSON Schema 2020-12, which OpenAPI 3.1
+uses as is).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import flask
 
 from alarmer import __version__
-from alarmer.rules import schema as rule_schema
+from alarmer.alarms import schema as rule_schema
 
 #: ``(method, path, summary)`` of the routes outside /v1 and /v2.
 BASE_ROUTES: tuple[tuple[str, str, str], ...] = (

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 
 from alarmer import conf as aconf
 from alarmer import runtime, timeutils
-from alarmer.storage.models import Alarm
+from alarmer.alarms.tables import Alarm
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 HEADERS = {

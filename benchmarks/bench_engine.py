@@ -34,12 +34,11 @@ import uuid
 
 import numpy as np
 
-from alarmer.engine import aggregation as agg
-from alarmer.engine import archive_policy as ap
-from alarmer.engine import cross
-from alarmer.engine import engine as eng
-from alarmer.engine.storage import codec
-from alarmer.engine.storage import file as file_driver
+from alarmer.metrics import policy as ap
+from alarmer.metrics.series import aggregation as agg
+from alarmer.metrics.series import codec, cross
+from alarmer.metrics.series import store as eng
+from alarmer.metrics.series.drivers import file as file_driver
 
 NS = ap.NS
 DAY = 86400
@@ -231,7 +230,7 @@ def steady(
         ("P3 8 methods", policy(SET_A), engine),
     ]
     if redis_url:
-        from alarmer.engine.storage import redis as redis_driver
+        from alarmer.metrics.series.drivers import redis as redis_driver
 
         prefix = f"alarmer-bench-{uuid.uuid4().hex}:"
         rengine = eng.Engine(

@@ -42,11 +42,11 @@ import sqlalchemy as sa
 
 from alarmer import conf as aconf
 from alarmer import runtime
-from alarmer.engine import archive_policy as ap
-from alarmer.engine import engine as engine_mod
-from alarmer.engine import indexer as idx
+from alarmer.alarms.tables import Alarm
 from alarmer.evaluator.service import EvaluatorService
-from alarmer.storage.models import Alarm
+from alarmer.metrics import policy as ap
+from alarmer.metrics.index import indexer as idx
+from alarmer.metrics.series import store as engine_mod
 
 NS = 1_000_000_000
 

@@ -39,8 +39,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from alarmer import conf as aconf
 from alarmer import runtime, timeutils
-from alarmer.notifier.service import NotifierService
-from alarmer.storage.models import Notification
+from alarmer.alarms.tables import Notification
+from notifiers.service import NotifierService
 
 
 def _receiver(port_queue: multiprocessing.Queue) -> None:
@@ -180,7 +180,7 @@ def latency(db_url, data_dir, port, count, rate) -> dict[str, float]:
     service.start()
     committed: dict[str, float] = {}
     try:
-        from alarmer.notifier import models
+        from notifiers import tables as models
 
         for _i in range(count):
             alarm_id = str(uuid.uuid4())
@@ -231,7 +231,7 @@ def serve_latency(port: int, alarms: int) -> dict[str, float]:
 
     import requests
 
-    from alarmer.notifier import models
+    from notifiers import tables as models
 
     headers = {"X-User-Id": "u1", "X-Project-Id": "p1", "X-Roles": "admin"}
     hook = f"http://127.0.0.1:{port}/serve"

@@ -20,7 +20,7 @@ Then times, over ``--repeat`` runs:
   from the engine and reducing them across the group
   (``aggregate_across``), then the decision;
 * the same evaluation as the evaluator runs it
-  (:func:`alarmer.evaluator.data.read_outcome`: one batched engine read,
+  (:func:`alarmer.evaluator.reader.read_outcome`: one batched engine read,
   ``last_buckets_many``, reduced as a matrix, then the decision), with
   the group's data unchanged between runs and with a new point in every
   member's newest bucket before each run (the write is not timed);
@@ -47,11 +47,12 @@ import sqlalchemy as sa
 
 from alarmer import conf as aconf
 from alarmer import runtime, timeutils
-from alarmer.engine import cross, search
-from alarmer.engine import engine as engine_mod
-from alarmer.engine import indexer as idx
-from alarmer.engine import resources as res
-from alarmer.evaluator import data
+from alarmer.evaluator import reader as data
+from alarmer.metrics.index import indexer as idx
+from alarmer.metrics.index import resources as res
+from alarmer.metrics.index import search
+from alarmer.metrics.series import cross
+from alarmer.metrics.series import store as engine_mod
 
 NS = 1_000_000_000
 HEADERS = {"X-User-Id": "bench", "X-Project-Id": "bp", "X-Roles": "member"}

@@ -5,7 +5,7 @@ Headers: ``Content-Type: application/json``, ``User-Agent: alarmer/<v>``,
 ``X-OpenStack-Request-Id: req-<id>``), ``webhook-timestamp`` (Unix
 seconds of this attempt), ``X-Alarmer-Sequence`` (the alarm's
 notification sequence number) and, when a secret is configured,
-``webhook-signature`` (see :mod:`alarmer.notifier.signing`).
+``webhook-signature`` (see :mod:`notifiers.signing`).
 
 Connections are reused (one :class:`requests.Session` per process),
 every request has a connect and a read timeout, redirects are not
@@ -31,8 +31,7 @@ import urllib3.util
 from oslo_config import cfg
 
 from alarmer import __version__, timeutils
-from alarmer.notifier import signing
-from notifiers import base
+from notifiers import base, signing
 
 LOG = logging.getLogger(__name__)
 

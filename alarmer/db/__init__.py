@@ -30,10 +30,10 @@ LOG = logging.getLogger(__name__)
 #: Modules declaring models on :class:`Base`; imported before comparing the
 #: models with the migrated schema.
 MODEL_MODULES = (
-    "alarmer.storage.models",
-    "alarmer.engine.indexer",
-    "alarmer.engine.resources",
-    "alarmer.notifier.models",
+    "alarmer.alarms.tables",
+    "alarmer.metrics.index.indexer",
+    "alarmer.metrics.index.resources",
+    "notifiers.tables",
 )
 
 NAMING_CONVENTION = {

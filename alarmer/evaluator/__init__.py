@@ -2,7 +2,7 @@
 
 :mod:`~alarmer.evaluator.decide` (threshold decision) and
 :mod:`~alarmer.evaluator.composite` are pure (time constraint windows come
-from :mod:`alarmer.rules.time_constraints`); :mod:`~alarmer.evaluator.data`
+from :mod:`alarmer.alarms.time_constraints`); :mod:`~alarmer.evaluator.reader`
 reads the points, :mod:`~alarmer.evaluator.coordination` shares the alarms
 between workers and :mod:`~alarmer.evaluator.service` runs it all.
 """

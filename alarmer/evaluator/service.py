@@ -18,7 +18,7 @@ Two threads:
   queued, and the schedule lag (start - slot) is measured.
 
 A decision that changes something is committed by
-:func:`alarmer.storage.transitions.record_transition` (or
+:func:`alarmer.alarms.transitions.record_transition` (or
 ``record_repeat``), fenced by the version the worker holds in memory.  A
 fence failure means the worker's view is stale: it reloads the alarm and
 decides again.  Engine errors turn into ``insufficient data`` as in Aodh;
@@ -43,13 +43,13 @@ import sqlalchemy as sa
 
 from alarmer import channel as channel_mod
 from alarmer import runtime as runtime_mod
-from alarmer.engine import resources
-from alarmer.evaluator import composite, data, decide
+from alarmer.alarms import time_constraints, transitions
+from alarmer.alarms.tables import Alarm
+from alarmer.evaluator import composite, decide
+from alarmer.evaluator import reader as data
 from alarmer.evaluator.coordination import Membership
 from alarmer.evaluator.decide import Decision, Outcome
-from alarmer.rules import time_constraints
-from alarmer.storage import transitions
-from alarmer.storage.models import Alarm
+from alarmer.metrics.index import resources
 
 LOG = logging.getLogger(__name__)
 

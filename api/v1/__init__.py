@@ -1,7 +1,7 @@
 """The v1 API: Gnocchi's metric dialect (policies, metrics, measures).
 
 :func:`create_blueprint` builds the blueprint (url prefix ``/v1``); the
-:class:`~alarmer.engine.indexer.Indexer` it needs is created once per
+:class:`~alarmer.metrics.index.indexer.Indexer` it needs is created once per
 application when the blueprint is registered.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import flask
 
-from alarmer.engine import indexer as idx
+from alarmer.metrics.index import indexer as idx
 from api.v1 import (
     aggregates,
     archive_policy,

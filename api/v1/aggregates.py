@@ -44,10 +44,10 @@ import flask
 import numpy as np
 
 from alarmer import timeutils
-from alarmer.engine import archive_policy as ap
-from alarmer.engine import cross
-from alarmer.engine import engine as engine_mod
-from alarmer.engine import indexer as idx
+from alarmer.metrics import policy as ap
+from alarmer.metrics.index import indexer as idx
+from alarmer.metrics.series import cross
+from alarmer.metrics.series import store as engine_mod
 from api import errors
 from api.v1 import measures as measures_views
 from api.v1 import validation as v

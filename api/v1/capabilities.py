@@ -6,7 +6,7 @@ from typing import Any
 
 import flask
 
-from alarmer.engine import archive_policy as ap
+from alarmer.metrics import policy as ap
 from api.v1 import validation as v
 
 

@@ -22,8 +22,8 @@ import flask
 import numpy as np
 
 from alarmer import timeutils
-from alarmer.engine import engine as engine_mod
-from alarmer.engine import indexer as idx
+from alarmer.metrics.index import indexer as idx
+from alarmer.metrics.series import store as engine_mod
 from api import errors
 from api.v1 import metric as metric_views
 from api.v1 import validation as v

@@ -12,7 +12,7 @@ from typing import Any
 
 import flask
 
-from alarmer.engine import indexer as idx
+from alarmer.metrics.index import indexer as idx
 from api import errors, identity
 from api.v1 import validation as v
 

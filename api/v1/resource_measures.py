@@ -13,8 +13,8 @@ from typing import Any
 
 import flask
 
-from alarmer.engine import indexer as idx
-from alarmer.engine import resources as res
+from alarmer.metrics.index import indexer as idx
+from alarmer.metrics.index import resources as res
 from api import app as app_mod
 from api import errors
 from api.v1 import measures as measures_views

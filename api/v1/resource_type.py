@@ -9,7 +9,7 @@ from __future__ import annotations
 import flask
 from sqlalchemy import exc as sa_exc
 
-from alarmer.engine import resources as res
+from alarmer.metrics.index import resources as res
 from api import app as app_mod
 from api import errors, identity
 from api.v1 import resources as views

@@ -21,9 +21,9 @@ from oslo_config import cfg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm
 
-from alarmer.engine import indexer as idx
-from alarmer.engine import resources as res
-from alarmer.engine import search as srch
+from alarmer.metrics.index import indexer as idx
+from alarmer.metrics.index import resources as res
+from alarmer.metrics.index import search as srch
 from api import app as app_mod
 from api import errors, identity
 

@@ -1,6 +1,6 @@
 """``POST /v1/search/resource/{type}``: Gnocchi's resource search.
 
-The body is a JSON query (see :mod:`alarmer.engine.search`); ``limit``,
+The body is a JSON query (see :mod:`alarmer.metrics.index.search`); ``limit``,
 ``marker``, ``sort`` and ``details`` work as in listings, and a
 non-admin only finds the resources of its project.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import flask
 
-from alarmer.engine import search as srch
+from alarmer.metrics.index import search as srch
 from api import app as app_mod
 from api import errors
 from api.v1 import resources as views

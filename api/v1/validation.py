@@ -19,8 +19,8 @@ import flask
 import jsonschema
 import numpy as np
 
-from alarmer.engine import archive_policy as ap
-from alarmer.engine import indexer as idx
+from alarmer.metrics import policy as ap
+from alarmer.metrics.index import indexer as idx
 from api import errors, identity
 
 NS = 1_000_000_000
@@ -34,7 +34,8 @@ _ISO = re.compile(
 # The second offset form is "+HH:MM" whose "+" a query string decoded
 # into a space.
 
-#: Key of the :class:`~alarmer.engine.indexer.Indexer` in app.extensions.
+#: Key of the :class:`~alarmer.metrics.index.indexer.Indexer` in
+#: app.extensions.
 INDEXER_EXTENSION = "alarmer.indexer"
 
 

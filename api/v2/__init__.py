@@ -1,12 +1,12 @@
 """The v2 API: Aodh's alarm dialect.
 
-WSME types (:mod:`api.v2.types`) are the model of the wire format: each
-body is turned into a WSME object and each response is rendered from
-one (``wsme.rest.json.tojson``), so unset attributes are omitted as in
-Aodh.  WSME does not parse the raw request, though: the JSON is first
-validated with jsonschema (:mod:`alarmer.rules`), which names the field
-and the reason of every problem, and only the validated, defaulted dict
-is handed to ``wsme.rest.json.fromjson``.  This avoids WSME's lenient
+WSME types (:mod:`api.v2.types`) are the model of the wire format: each body is
+turned into a WSME object and each response is rendered from one
+(``wsme.rest.json.tojson``), so unset attributes are omitted as in Aodh.  WSME
+does not parse the raw request, though: the JSON is first validated with
+jsonschema (:mod:`alarmer.alarms.validation`), which names the field and the
+reason of every problem, and only the validated, defaulted dict is handed to
+``wsme.rest.json.fromjson``.  This avoids WSME's lenient
 coercions (``5.7`` read as ``5``, ``null`` accepted for a mandatory
 field).  Query parameters are parsed by :mod:`api.v2.common`, since
 WSME's Flask adapter answers a bad integer parameter with a 500; that

@@ -11,10 +11,11 @@ import flask
 import sqlalchemy as sa
 
 import notifiers
-from alarmer import rules, timeutils
-from alarmer.rules import RuleError
-from alarmer.storage import alarms as store_mod
-from alarmer.storage.models import AlarmHistory
+from alarmer import timeutils
+from alarmer.alarms import store as store_mod
+from alarmer.alarms import validation as rules
+from alarmer.alarms.tables import AlarmHistory
+from alarmer.alarms.validation import RuleError
 from api import errors
 from api.identity import Identity, require_member, require_reader
 from api.v2 import common, types

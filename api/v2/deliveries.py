@@ -19,11 +19,12 @@ import sqlalchemy as sa
 
 import notifiers
 from alarmer import timeutils
-from alarmer.notifier import models, service
-from alarmer.storage.models import Notification
+from alarmer.alarms.tables import Notification
 from api import errors
 from api.identity import Identity, require_member, require_reader
 from api.v2 import common
+from notifiers import service
+from notifiers import tables as models
 
 bp = flask.Blueprint("v2_deliveries", __name__)
 
@@ -78,7 +79,7 @@ def _base(identity: Identity, alarm_id: str) -> sa.Select:
 
 
 def _alarm_visible(identity: Identity, alarm_id: str) -> bool:
-    from alarmer.storage.models import Alarm
+    from alarmer.alarms.tables import Alarm
 
     query = sa.select(Alarm.project_id).where(Alarm.alarm_id == alarm_id)
     with common.runtime().db.read_session() as session:

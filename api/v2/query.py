@@ -13,9 +13,9 @@ from typing import Any
 import flask
 import sqlalchemy as sa
 
-from alarmer.storage import alarms as store_mod
-from alarmer.storage import query as query_mod
-from alarmer.storage.models import Alarm, AlarmHistory
+from alarmer.alarms import query as query_mod
+from alarmer.alarms import store as store_mod
+from alarmer.alarms.tables import Alarm, AlarmHistory
 from api import errors
 from api.identity import require_reader
 from api.v2 import common

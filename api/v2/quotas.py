@@ -5,8 +5,8 @@ from __future__ import annotations
 import flask
 from jsonschema import Draft202012Validator
 
-from alarmer.rules.errors import invalid
-from alarmer.storage import alarms as store_mod
+from alarmer.alarms import store as store_mod
+from alarmer.alarms.errors import invalid
 from api import errors
 from api.identity import require_admin, require_reader
 from api.v2 import common, types

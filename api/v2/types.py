@@ -1,10 +1,10 @@
 """WSME types of the v2 wire format: alarms, history, quotas, capabilities.
 
-These types are the model of every v2 body and response.  A request body
-is first validated as raw JSON (:mod:`alarmer.rules`, jsonschema), which
-rejects ``null`` for mandatory fields and floats given for integers
-instead of coercing them as WSME would; the WSME object is then built
-from the validated, defaulted dict.  Responses are rendered with
+These types are the model of every v2 body and response.  A request body is
+first validated as raw JSON (:mod:`alarmer.alarms.validation`, jsonschema),
+which rejects ``null`` for mandatory fields and floats given for integers
+instead of coercing them as WSME would; the WSME object is then built from the
+validated, defaulted dict.  Responses are rendered with
 :func:`wsme.rest.json.tojson`, so attributes left unset are omitted (as
 Aodh does) while attributes set to ``None`` are rendered as ``null``.
 
@@ -24,7 +24,7 @@ from wsme import types as wtypes
 from wsme.rest import json as wjson
 
 from alarmer import timeutils
-from alarmer.rules import schema
+from alarmer.alarms import schema
 
 __all__ = [
     "RULE_TYPES",
@@ -79,7 +79,8 @@ class CompositeRule(wtypes.UserType):
     """A composite rule: ``{"and"|"or": [node, ...]}`` as a JSON object.
 
     Its structure (nested operators and typed threshold sub-rules) is
-    checked by :func:`alarmer.rules.validate_rule` before WSME sees it;
+    checked by :func:`alarmer.alarms.validation.validate_rule` before WSME
+    sees it;
     WSME carries the object as is.
     """
 
@@ -411,8 +412,8 @@ def _rule_object(alarm_type: str, rule: Mapping[str, Any]) -> Any:
 def alarm_from_values(values: Mapping[str, Any]) -> Alarm:
     """Build the request's :class:`Alarm` from a validated definition.
 
-    *values* is what :func:`alarmer.rules.validate_alarm` returned (the
-    rule under ``rule``); keys it does not hold stay unset.
+    *values* is what :func:`alarmer.alarms.validation.validate_alarm`
+    returned (the rule under ``rule``); keys it does not hold stay unset.
     """
     wire = {k: v for k, v in values.items() if k != "rule"}
     wire[f"{values['type']}_rule"] = values["rule"]

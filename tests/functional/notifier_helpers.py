@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from alarmer import timeutils
-from alarmer.storage.models import Notification
+from alarmer.alarms.tables import Notification
 
 
 @dataclasses.dataclass

@@ -25,7 +25,7 @@ import pytest
 import requests
 
 from alarmer.evaluator.service import EvaluatorService
-from alarmer.notifier.service import NotifierService
+from notifiers.service import NotifierService
 
 ADMIN = {"X-User-Id": "admin", "X-Project-Id": "admin", "X-Roles": "admin"}
 HEAT = {"X-User-Id": "heat", "X-Project-Id": "tenant", "X-Roles": "member"}

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from alarmer import runtime
-from alarmer.engine import archive_policy as ap
-from alarmer.engine import engine as eng
-from alarmer.engine import storage
-from alarmer.engine.storage import file as file_driver
+from alarmer.metrics import policy as ap
+from alarmer.metrics.series import drivers as storage
+from alarmer.metrics.series import store as eng
+from alarmer.metrics.series.drivers import file as file_driver
 from tests.unit.test_aggregation import ALL_METHODS, Model, reference_series
 
 NS = ap.NS
@@ -301,7 +301,7 @@ def test_make_engine_from_configuration(make_conf, tmp_path):
 
 
 def test_make_engine_redis(make_conf, redis_url):
-    from alarmer.engine.storage import redis as redis_driver
+    from alarmer.metrics.series.drivers import redis as redis_driver
 
     engine = eng.make_engine(
         make_conf(

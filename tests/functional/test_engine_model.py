@@ -15,9 +15,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alarmer.engine import archive_policy as ap
-from alarmer.engine import engine as eng
-from alarmer.engine.storage import file as file_driver
+from alarmer.metrics import policy as ap
+from alarmer.metrics.series import store as eng
+from alarmer.metrics.series.drivers import file as file_driver
 from tests.functional.test_engine import check_all, make_policy
 from tests.unit.test_aggregation import Model, reference_series
 

@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from alarmer import channel as channel_mod
-from alarmer.engine import engine as engine_mod
-from alarmer.engine import indexer as idx
-from alarmer.storage.models import Alarm
+from alarmer.alarms.tables import Alarm
+from alarmer.metrics.index import indexer as idx
+from alarmer.metrics.series import store as engine_mod
 from tests.functional.test_evaluator_faults import (
     setup_db,
     start_worker,

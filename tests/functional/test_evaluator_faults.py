@@ -22,8 +22,8 @@ from tooz import coordination, hashring
 
 from alarmer import conf as aconf
 from alarmer import runtime
+from alarmer.alarms.tables import Alarm, AlarmHistory, Notification
 from alarmer.evaluator.coordination import GROUP
-from alarmer.storage.models import Alarm, AlarmHistory, Notification
 
 ALARMER = str(Path(sys.executable).with_name("alarmer"))
 INTERVAL = 2

@@ -18,10 +18,10 @@ import requests
 import sqlalchemy as sa
 
 from alarmer import timeutils
-from alarmer.engine import engine as engine_mod
-from alarmer.engine import indexer as idx
+from alarmer.alarms.tables import Alarm, AlarmHistory, Notification
 from alarmer.evaluator.service import EvaluatorService
-from alarmer.storage.models import Alarm, AlarmHistory, Notification
+from alarmer.metrics.index import indexer as idx
+from alarmer.metrics.series import store as engine_mod
 
 H = {"X-User-Id": "u1", "X-Project-Id": "p1", "X-Roles": "admin"}
 

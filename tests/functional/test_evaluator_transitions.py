@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from alarmer import runtime
-from alarmer.storage import transitions
-from alarmer.storage.models import Alarm, AlarmHistory, Notification
+from alarmer.alarms import transitions
+from alarmer.alarms.tables import Alarm, AlarmHistory, Notification
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 

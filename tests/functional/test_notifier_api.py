@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from alarmer.notifier import models
-from alarmer.notifier.service import NotifierService
+from notifiers import tables as models
+from notifiers.service import NotifierService
 from tests.functional.notifier_helpers import (
     Receiver,
     add_notification,

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from alarmer import runtime
-from alarmer.notifier import models
+from notifiers import tables as models
 from tests.functional.notifier_helpers import (
     Receiver,
     add_notification,

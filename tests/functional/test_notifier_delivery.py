@@ -10,8 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from alarmer import runtime, timeutils
-from alarmer.notifier import models, signing
-from alarmer.notifier.service import NotifierService, redeliver
+from notifiers import signing
+from notifiers import tables as models
+from notifiers.service import NotifierService, redeliver
 from tests.functional.notifier_helpers import (
     Receiver,
     add_notification,
@@ -443,8 +444,8 @@ def test_postgresql_notify_wakes_notifiers_of_other_processes(
 def test_late_commit_below_the_floor_is_found_by_the_full_scan(
     nrt, receiver, monkeypatch
 ):
-    from alarmer.notifier import service as service_mod
-    from alarmer.storage.models import Notification
+    from alarmer.alarms.tables import Notification
+    from notifiers import service as service_mod
 
     monkeypatch.setattr(service_mod, "FLOOR_DELAY", 0.0)
     rt = nrt()

@@ -9,8 +9,9 @@ import pytest
 import requests
 
 from alarmer.evaluator.service import EvaluatorService
-from alarmer.notifier import models, signing
-from alarmer.notifier.service import NotifierService
+from notifiers import signing
+from notifiers import tables as models
+from notifiers.service import NotifierService
 from tests.functional.notifier_helpers import Receiver, wait_for
 
 H = {"X-User-Id": "u1", "X-Project-Id": "p1", "X-Roles": "member"}

@@ -8,8 +8,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from alarmer.notifier.service import NotifierService
-from alarmer.storage.models import Alarm, Notification
+from alarmer.alarms.tables import Alarm, Notification
+from notifiers.service import NotifierService
 from tests.functional.notifier_helpers import Receiver, wait_for
 
 MEMBER = {

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from alarmer.engine import resources as res
-from alarmer.engine import search
+from alarmer.metrics.index import resources as res
+from alarmer.metrics.index import search
 from tests.functional.test_resources import ADMIN, ALICE, BOB, INSTANCE
 
 QUERY = json.dumps(
@@ -148,7 +148,7 @@ def test_cache_is_bounded():
 
 
 def test_evaluator_resolves_resource_metrics_unambiguously(group, rt):
-    from alarmer.evaluator import data
+    from alarmer.evaluator import reader as data
 
     vm1 = add(group, "vm1")
     with rt.db.read_session() as session:

@@ -21,11 +21,11 @@ import uuid
 import numpy as np
 import pytest
 
-from alarmer.engine import archive_policy as ap
-from alarmer.engine import engine as eng
-from alarmer.engine import storage
-from alarmer.engine.storage import file as file_driver
-from alarmer.engine.storage import redis as redis_driver
+from alarmer.metrics import policy as ap
+from alarmer.metrics.series import drivers as storage
+from alarmer.metrics.series import store as eng
+from alarmer.metrics.series.drivers import file as file_driver
+from alarmer.metrics.series.drivers import redis as redis_driver
 
 NS = ap.NS
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))

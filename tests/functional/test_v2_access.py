@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from alarmer import timeutils
-from alarmer.storage import apikeys
+from alarmer.identity import apikeys
 from api.app import create_app
 from tests.functional.v2_helpers import (
     ADMIN,

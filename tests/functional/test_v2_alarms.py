@@ -7,7 +7,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from alarmer.storage.models import Alarm
+from alarmer.alarms.tables import Alarm
 from tests.functional.v2_helpers import (
     ADMIN,
     MEMBER,

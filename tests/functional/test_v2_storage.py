@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from alarmer import rules
-from alarmer.storage import alarms as store_mod
-from alarmer.storage.models import Alarm, AlarmHistory
+from alarmer.alarms import store as store_mod
+from alarmer.alarms import validation as rules
+from alarmer.alarms.tables import Alarm, AlarmHistory
 
 ACTOR = store_mod.Actor("u1", "p1")
 

@@ -8,8 +8,8 @@ import json
 import pytest
 from wsme.rest import json as wjson
 
-from alarmer import rules
-from alarmer.storage import alarms as store_mod
+from alarmer.alarms import store as store_mod
+from alarmer.alarms import validation as rules
 from api.v2 import types
 from tests.functional.v2_helpers import (
     ADMIN,

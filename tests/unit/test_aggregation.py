@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alarmer.engine import aggregation as agg
-from alarmer.engine import archive_policy as ap
+from alarmer.metrics import policy as ap
+from alarmer.metrics.series import aggregation as agg
 
 NS = ap.NS
 ALL_METHODS = (

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alarmer.engine import aggregation as agg
-from alarmer.engine import archive_policy as ap
+from alarmer.metrics import policy as ap
+from alarmer.metrics.series import aggregation as agg
 
 carbonara = pytest.importorskip("gnocchi.carbonara")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alarmer.engine import aggregation as agg
-from alarmer.engine import archive_policy as ap
+from alarmer.metrics import policy as ap
+from alarmer.metrics.series import aggregation as agg
 from tests.unit.test_aggregation import ALL_METHODS
 
 NS = ap.NS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from alarmer.engine import archive_policy as ap
+from alarmer.metrics import policy as ap
 
 NS = ap.NS
 

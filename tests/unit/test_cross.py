@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alarmer.engine import cross
-from alarmer.engine.engine import Series
+from alarmer.metrics.series import cross
+from alarmer.metrics.series.store import Series
 
 G = 60 * 10**9
 

@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from alarmer.engine import cross
-from alarmer.engine.engine import Series, align_rows
+from alarmer.metrics.series import cross
+from alarmer.metrics.series.store import Series, align_rows
 
 G = 60 * 10**9
 

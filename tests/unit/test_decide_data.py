@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alarmer.engine import cross
-from alarmer.engine.engine import Series
-from alarmer.evaluator import data
+from alarmer.evaluator import reader as data
+from alarmer.metrics.series import cross
+from alarmer.metrics.series.store import Series
 
 G = 60 * 1_000_000_000
 T0 = 1_800_000_000 // 60 * 60 * 1_000_000_000
@@ -150,9 +150,9 @@ class PerMetricOnly:
 @pytest.mark.parametrize("method", ["mean", "max", "rate:mean", "count"])
 @pytest.mark.parametrize("cached", [False, True])
 def test_batched_read_decides_like_per_metric_reads(tmp_path, method, cached):
-    from alarmer.engine import archive_policy as ap
-    from alarmer.engine import engine as eng
-    from alarmer.engine.storage import file as file_driver
+    from alarmer.metrics import policy as ap
+    from alarmer.metrics.series import store as eng
+    from alarmer.metrics.series.drivers import file as file_driver
 
     engine = eng.Engine(file_driver.FileDriver(str(tmp_path)))
     policy = ap.ArchivePolicy(

@@ -6,7 +6,7 @@ import base64
 import hashlib
 import hmac
 
-from alarmer.notifier import signing
+from notifiers import signing
 
 
 def test_signature_is_hmac_sha256_of_id_timestamp_body():

@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
-from alarmer import rules
-from alarmer.rules import time_constraints as tc
+from alarmer.alarms import time_constraints as tc
+from alarmer.alarms import validation as rules
 
 UTC = dt.UTC
 

@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from alarmer.engine import resources as res
-from alarmer.engine import search as srch
+from alarmer.metrics.index import resources as res
+from alarmer.metrics.index import search as srch
 
 INSTANCE = res.TypeDef(
     "instance",

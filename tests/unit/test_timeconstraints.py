@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from alarmer.rules import time_constraints as tc
+from alarmer.alarms import time_constraints as tc
 
 
 def utc(text):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import flask
 import pytest
 
-from alarmer.engine import indexer as idx
+from alarmer.metrics.index import indexer as idx
 from api import errors
 from api.v1 import aggregates as agg
 from api.v1 import validation as v

@@ -2,7 +2,7 @@
 
 Pure (no I/O): the API validates bodies with :func:`validate_alarm`; the
 evaluator uses :func:`threshold_rules` to walk a composite rule and
-:mod:`alarmer.rules.time_constraints` to gate evaluation.
+:mod:`alarmer.alarms.time_constraints` to gate evaluation.
 
 Every failure is a :class:`RuleError` whose message names the field and
 the reason, in Aodh's (WSME's) wording where Aodh has one.
@@ -18,16 +18,16 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from alarmer.engine import archive_policy
-from alarmer.rules import schema, time_constraints
-from alarmer.rules.errors import RuleError, invalid
-from alarmer.rules.schema import (
+from alarmer.alarms import schema, time_constraints
+from alarmer.alarms.errors import RuleError, invalid
+from alarmer.alarms.schema import (
     ALARM_TYPES,
     COMPARISON_OPERATORS,
     SEVERITIES,
     STATES,
     THRESHOLD_TYPES,
 )
+from alarmer.metrics import policy as archive_policy
 
 __all__ = [
     "ALARM_TYPES",

@@ -4,7 +4,7 @@ As in Gnocchi the index (what exists, who owns it, which policy applies)
 lives in the SQL database while the series data live in the engine's
 storage driver.  :class:`Indexer` is the only door to these tables; it
 returns plain frozen objects (:class:`MetricInfo`, :class:`Rule`,
-:class:`~alarmer.engine.archive_policy.ArchivePolicy`), never ORM rows.
+:class:`~alarmer.metrics.policy.ArchivePolicy`), never ORM rows.
 
 Archive policies are few and read on every write of measures, so the
 indexer keeps them in a small bounded cache that expires after
@@ -31,7 +31,7 @@ from sqlalchemy import orm
 
 from alarmer import db as db_mod
 from alarmer.db import Base, UTCDateTime
-from alarmer.engine import archive_policy as ap
+from alarmer.metrics import policy as ap
 
 LOG = logging.getLogger(__name__)
 
@@ -680,7 +680,7 @@ class Indexer:
                         raise NamedMetricAlreadyExists(name)
                 session.add(row)
                 if resource_id is not None:
-                    from alarmer.engine import resources
+                    from alarmer.metrics.index import resources
 
                     resources.bump_generation(session)
         except sa_exc.IntegrityError as exc:

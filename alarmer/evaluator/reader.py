@@ -33,11 +33,11 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from alarmer.engine import cross
-from alarmer.engine.engine import Series
-from alarmer.engine.indexer import Metric
 from alarmer.evaluator import decide
 from alarmer.evaluator.decide import Outcome
+from alarmer.metrics.index.indexer import Metric
+from alarmer.metrics.series import cross
+from alarmer.metrics.series.store import Series
 
 LOG = logging.getLogger(__name__)
 
@@ -80,13 +80,13 @@ def resolve_resource_metric(
 
     A UUID is the stored id; another string is looked up by the original
     id the client used (see
-    :func:`alarmer.engine.resources.metric_of_resource`), and one that
+    :func:`alarmer.metrics.index.resources.metric_of_resource`), and one that
     names resources of several projects is ambiguous: unresolved rather
     than another project's data.
 
     :raises Unresolved: with Aodh's reason when there is none.
     """
-    from alarmer.engine import resources as res
+    from alarmer.metrics.index import resources as res
 
     found = res.metric_of_resource(session, resource_id, metric_name)
     if found:
@@ -122,14 +122,15 @@ def resolve_by_resources(
     """Metric ids named ``metric`` of the resources matching the query.
 
     The group is resolved now (see
-    :func:`alarmer.engine.resources.resolve_metric_ids`); *cache*, a
-    :class:`~alarmer.engine.resources.ResolutionCache`, reuses the answer
+    :func:`alarmer.metrics.index.resources.resolve_metric_ids`); *cache*, a
+    :class:`~alarmer.metrics.index.resources.ResolutionCache`, reuses
+    the answer
     while the resource index is unchanged.
 
     :raises Unresolved: unknown resource type, bad query, or no match.
     """
     try:
-        from alarmer.engine import resources as res
+        from alarmer.metrics.index import resources as res
     except ImportError as exc:
         raise Unresolved(
             "alarm statistics retrieval failed: resource search is not "

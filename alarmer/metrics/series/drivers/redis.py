@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import redis as redis_lib
 
-from alarmer.engine.storage import (
+from alarmer.metrics.series.drivers import (
     LogRead,
     SeriesDriver,
     StorageError,

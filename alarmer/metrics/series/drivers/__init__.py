@@ -1,14 +1,15 @@
 """Series storage drivers of the metrics engine.
 
 A driver stores, for each metric, an append-only *log* of opaque records
-(see :mod:`alarmer.engine.storage.codec` for what the engine puts in
+(see :mod:`alarmer.metrics.series.codec` for what the engine puts in
 them) and knows nothing about aggregation.  Every write is conditional on
 the :class:`Version` the writer last read, so that concurrent writers
 (threads, processes, hosts) never lose an update: a writer whose version
 is stale gets ``None`` back, catches up and retries.
 
-Drivers: :mod:`~alarmer.engine.storage.file` (embedded default, one host)
-and :mod:`~alarmer.engine.storage.redis` (shared by several hosts).  One
+Drivers: :mod:`~alarmer.metrics.series.drivers.file` (embedded default,
+one host) and :mod:`~alarmer.metrics.series.drivers.redis` (shared by
+several hosts).  One
 conformance suite (``tests/functional/test_storage_conformance.py``)
 runs against both.
 """
@@ -153,14 +154,14 @@ def make_driver(conf: cfg.ConfigOpts) -> SeriesDriver:
     if name == "file":
         import os
 
-        from alarmer.engine.storage import file
+        from alarmer.metrics.series.drivers import file
 
         base = conf.storage.file_basepath or os.path.join(
             aconf.data_dir(conf), "series"
         )
         return file.FileDriver(base, fsync=conf.storage.file_fsync)
     if name == "redis":
-        from alarmer.engine.storage import redis
+        from alarmer.metrics.series.drivers import redis
 
         return redis.RedisDriver(
             conf.storage.redis_url, prefix=conf.storage.redis_key_prefix

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from alarmer.engine.engine import Series
+from alarmer.metrics.series.store import Series
 
 #: Reducers across series (the names Gnocchi accepts).
 METHODS = ("mean", "median", "std", "min", "max", "sum", "var", "count")
@@ -212,7 +212,7 @@ def aggregate_matrix(
 
     *grid* (series x time, NaN where a series has no bucket) over the
     sorted *timestamps*, as returned by
-    :meth:`~alarmer.engine.engine.Engine.last_buckets_many`; the result
+    :meth:`~alarmer.metrics.series.store.Engine.last_buckets_many`; the result
     equals :func:`aggregate_across` of the series the rows hold, without
     building one :class:`Series` per row.
     """

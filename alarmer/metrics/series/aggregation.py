@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from alarmer.engine import archive_policy as ap
+from alarmer.metrics import policy as ap
 
 #: Primitive columns that accumulate in O(1) per appended point.
 PRIMITIVES = ("count", "sum", "min", "max", "first", "last", "m2")

@@ -18,7 +18,7 @@ from typing import Any
 from croniter import croniter
 from croniter.croniter import CroniterError
 
-from alarmer.rules.errors import RuleError, invalid
+from alarmer.alarms.errors import RuleError, invalid
 
 #: Longest window accepted: one year.
 MAX_DURATION = 365 * 86400

@@ -15,7 +15,7 @@ time, so the schema stays the one the migrations build), and a null
 value is the absence of a row.
 
 This module holds the tables and the operations on them; the search
-language is compiled by :mod:`alarmer.engine.search`.
+language is compiled by :mod:`alarmer.metrics.index.search`.
 """
 
 from __future__ import annotations
@@ -1025,7 +1025,7 @@ def resource_dict(
 
 
 def _parse_query(query: Any) -> Any:
-    from alarmer.engine import search
+    from alarmer.metrics.index import search
 
     if isinstance(query, str):
         try:
@@ -1057,9 +1057,9 @@ def resolve_resource_metrics(
     :returns: ``(resource id, metric name, metric id)`` sorted by
         resource id then name.
     :raises NoSuchResourceType: unknown type.
-    :raises alarmer.engine.search.QueryError: invalid query.
+    :raises alarmer.metrics.index.search.QueryError: invalid query.
     """
-    from alarmer.engine import indexer, search
+    from alarmer.metrics.index import indexer, search
 
     rtype = get_type(session, resource_type)
     where = search.compile_query(_parse_query(query), rtype, creator)
@@ -1197,9 +1197,9 @@ def check_rule_query(
     An unknown resource type is accepted (Aodh accepts Gnocchi's 404: the
     type may be declared later); an invalid query is not.
 
-    :raises alarmer.engine.search.QueryError: naming the culprit.
+    :raises alarmer.metrics.index.search.QueryError: naming the culprit.
     """
-    from alarmer.engine import search
+    from alarmer.metrics.index import search
 
     try:
         rtype = get_type(session, resource_type)
@@ -1224,7 +1224,7 @@ def metric_of_resource(
     among *project_id*'s resources when given.  An original id that names
     several resources is ambiguous: None.
     """
-    from alarmer.engine import indexer
+    from alarmer.metrics.index import indexer
 
     def named(ids: list[str]) -> str | None:
         return session.scalar(

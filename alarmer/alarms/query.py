@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from alarmer import timeutils
-from alarmer.storage.models import Alarm, AlarmHistory
+from alarmer.alarms.tables import Alarm, AlarmHistory
 
 _COMPARE = {
     "=": "__eq__",

@@ -30,7 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from alarmer.engine import resources as res
+from alarmer.metrics.index import resources as res
 
 #: Operator spellings of comparisons.
 COMPARISONS: dict[str, str] = {

@@ -1,16 +1,17 @@
 """The metrics engine: aggregate measures on write, read series back.
 
 :class:`Engine` glues the pure aggregation core
-(:mod:`alarmer.engine.aggregation`) to a series storage driver
-(:mod:`alarmer.engine.storage`).  Each metric is a log of records in the
-driver: one snapshot of its :class:`~alarmer.engine.aggregation.MetricState`
-then one delta per write (the accepted points), compacted into a new
-snapshot every so often.  Decoded states are kept in a byte-bounded LRU
-cache, trimmed to the buckets writes can still change plus the newest
-few; they are brought up to date from the log before every read, and
-every write is conditional on the version of the log the cached state
-came from, so several processes (or hosts, with Redis) can share the
-storage without losing a point.
+(:mod:`alarmer.metrics.series.aggregation`) to a series storage driver
+(:mod:`alarmer.metrics.series.drivers`).  Each metric is a log of
+records in the driver: one snapshot of its
+:class:`~alarmer.metrics.series.aggregation.MetricState` then one delta
+per write (the accepted points), compacted into a new snapshot every so
+often.  Decoded states are kept in a byte-bounded LRU cache, trimmed to
+the buckets writes can still change plus the newest few; they are
+brought up to date from the log before every read, and every write is
+conditional on the version of the log the cached state came from, so
+several processes (or hosts, with Redis) can share the storage without
+losing a point.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from collections.abc import Sequence
 import numpy as np
 from oslo_config import cfg
 
-from alarmer.engine import aggregation as agg
-from alarmer.engine import archive_policy as ap
-from alarmer.engine import storage
-from alarmer.engine.storage import codec
+from alarmer.metrics import policy as ap
+from alarmer.metrics.series import aggregation as agg
+from alarmer.metrics.series import codec
+from alarmer.metrics.series import drivers as storage
 
 LOG = logging.getLogger(__name__)
 
@@ -621,7 +622,8 @@ class Engine:
 
         The common rows (a cached state holding at least *n* buckets,
         each with a value) are read as one matrix
-        (:func:`~alarmer.engine.aggregation.read_last_many`) under every
+        (:func:`~alarmer.metrics.series.aggregation.read_last_many`) under
+        every
         stripe lock, so no write of this process is half applied; the
         others go through :meth:`_memo_read`, one by one.
         """

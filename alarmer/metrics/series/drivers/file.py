@@ -38,7 +38,7 @@ import threading
 import zlib
 from collections.abc import Sequence
 
-from alarmer.engine.storage import (
+from alarmer.metrics.series.drivers import (
     LogRead,
     SeriesDriver,
     Version,

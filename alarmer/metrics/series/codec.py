@@ -1,7 +1,7 @@
 """Serialization of a metric's state and of its log records (no I/O).
 
 A metric is stored as a log of records: a *snapshot* (the whole
-:class:`~alarmer.engine.aggregation.MetricState`) followed by *deltas*
+:class:`~alarmer.metrics.series.aggregation.MetricState`) followed by *deltas*
 (the points accepted by one write, replayed through
 :meth:`MetricState.apply`, which is deterministic).  Record layout:
 
@@ -24,8 +24,8 @@ import struct
 import lz4.block
 import numpy as np
 
-from alarmer.engine import aggregation as agg
-from alarmer.engine import archive_policy as ap
+from alarmer.metrics import policy as ap
+from alarmer.metrics.series import aggregation as agg
 
 SNAPSHOT = b"S"
 DELTA = b"D"

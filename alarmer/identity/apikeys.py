@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from alarmer import timeutils
+from alarmer.alarms.tables import ApiKey
 from alarmer.db import Database
-from alarmer.storage.models import ApiKey
 
 LOG = logging.getLogger(__name__)
 PREFIX = "alk_"

@@ -32,7 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from alarmer.storage.models import Alarm, AlarmHistory, Notification
+from alarmer.alarms.tables import Alarm, AlarmHistory, Notification
 
 LOG = logging.getLogger(__name__)
 

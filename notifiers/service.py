@@ -2,7 +2,7 @@
 
 One dispatcher thread per process loops over three steps:
 
-1. **expand** outbox rows (:class:`~alarmer.storage.models.Notification`)
+1. **expand** outbox rows (:class:`~alarmer.alarms.tables.Notification`)
    that have no deliveries yet into one :class:`Delivery` per action URL
    (idempotent: stable ids, a unique expansion mark, and on PostgreSQL an
    advisory lock so that expansions of several processes never
@@ -58,8 +58,9 @@ from sqlalchemy import event, orm
 import notifiers
 from alarmer import runtime as runtime_mod
 from alarmer import timeutils
-from alarmer.notifier import models, signing
-from alarmer.storage.models import Notification
+from alarmer.alarms.tables import Notification
+from notifiers import signing
+from notifiers import tables as models
 
 LOG = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from alarmer import timeutils
+from alarmer.alarms import transitions
+from alarmer.alarms.tables import Alarm, AlarmHistory, Quota
 from alarmer.db import Database
-from alarmer.storage import transitions
-from alarmer.storage.models import Alarm, AlarmHistory, Quota
 
 LOG = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Who may call alarmer: API keys stored hashed in the database."""

@@ -1,0 +1,1 @@
+"""The metric index in SQL: archive policies, metrics, resources, search."""

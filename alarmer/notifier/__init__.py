@@ -1,1 +1,0 @@
-"""The notifier service: outbox expansion, claims, deliveries, retries."""
