@@ -1,4 +1,4 @@
-"""The objects one alarmer process shares: configuration, database, engine.
+"""The objects one alarmer process shares: configuration, database, series.
 
 A :class:`Runtime` is built once per process by the command line and
 handed explicitly to the API, the evaluator and the notifier.
@@ -13,7 +13,7 @@ from oslo_config import cfg
 
 from alarmer import channel as channel_mod
 from alarmer import db as db_mod
-from alarmer.metrics.series import store as engine_mod
+from alarmer.metrics.series import store as series_mod
 
 LOG = logging.getLogger(__name__)
 
@@ -25,13 +25,13 @@ class Runtime:
     conf: cfg.ConfigOpts
     db: db_mod.Database
     channel: channel_mod.MetricChannel
-    #: The metrics engine (series storage); built by :func:`build`.
-    engine: engine_mod.Engine | None = None
+    #: The series store of the metrics engine; built by :func:`build`.
+    series: series_mod.SeriesStore | None = None
 
     def close(self) -> None:
         """Release connections and files."""
-        if self.engine is not None:
-            self.engine.close()
+        if self.series is not None:
+            self.series.close()
         self.channel.close()
         self.db.dispose()
 
@@ -50,5 +50,5 @@ def build(
         conf=conf,
         db=database,
         channel=channel or channel_mod.make_channel(conf),
-        engine=engine_mod.make_engine(conf),
+        series=series_mod.make_store(conf),
     )

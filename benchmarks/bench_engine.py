@@ -189,7 +189,7 @@ def bulk(rows, repeat: int, workdir: str, have_gnocchi: bool) -> None:
         )
         # bytes per stored point, through the engine and the file driver
         base = tempfile.mkdtemp(dir=workdir)
-        engine = eng.Engine(file_driver.FileDriver(base))
+        engine = eng.SeriesStore(file_driver.FileDriver(base))
         metric = eng.MetricRef("bulk-" + label.replace("/", "-"), pol)
         t0 = time.perf_counter()
         engine.add_measures(metric, ts, values)
@@ -224,7 +224,7 @@ def steady(
     rows, metrics: int, rounds: int, workdir: str, redis_url: str | None
 ) -> None:
     base = tempfile.mkdtemp(dir=workdir)
-    engine = eng.Engine(file_driver.FileDriver(base))
+    engine = eng.SeriesStore(file_driver.FileDriver(base))
     cases = [
         ("medium 6 methods", ap.default_policies()["medium"], engine),
         ("P3 8 methods", policy(SET_A), engine),
@@ -233,7 +233,7 @@ def steady(
         from alarmer.metrics.series.drivers import redis as redis_driver
 
         prefix = f"alarmer-bench-{uuid.uuid4().hex}:"
-        rengine = eng.Engine(
+        rengine = eng.SeriesStore(
             redis_driver.RedisDriver(redis_url, prefix=prefix)
         )
         cases.append(
@@ -346,7 +346,7 @@ def steady(
 def history(rows, metrics: int, rounds: int, workdir: str) -> None:
     """Metrics with 7 days of 60 s history (medium policy), file driver."""
     base = tempfile.mkdtemp(dir=workdir)
-    engine = eng.Engine(file_driver.FileDriver(base))
+    engine = eng.SeriesStore(file_driver.FileDriver(base))
     pol = ap.default_policies()["medium"]
     refs = [
         eng.MetricRef(f"hi{i:06d}-{uuid.uuid4().hex}", pol)
@@ -442,7 +442,7 @@ def _steady_row(rows, name, metrics, wall, cpu) -> None:
     )
 
 
-def _clean_redis(engine: eng.Engine, prefix: str) -> None:
+def _clean_redis(engine: eng.SeriesStore, prefix: str) -> None:
     client = engine.driver.client  # type: ignore[attr-defined]
     keys = list(client.scan_iter(match=prefix + "*", count=10000))
     for i in range(0, len(keys), 1000):

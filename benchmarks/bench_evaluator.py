@@ -46,7 +46,7 @@ from alarmer.alarms.tables import Alarm
 from alarmer.evaluator.service import EvaluatorService
 from alarmer.metrics import policy as ap
 from alarmer.metrics.index import indexer as idx
-from alarmer.metrics.series import store as engine_mod
+from alarmer.metrics.series import store as series_mod
 
 NS = 1_000_000_000
 
@@ -86,8 +86,8 @@ def make_metrics(
             archive_policy_name=policy, name="cpu", resource_id=resource_id
         )
         values = np.full(points, 50.0 + (i % 7), dtype=np.float64)
-        rt.engine.add_measures(
-            engine_mod.MetricRef(info.id, info.archive_policy), stamps, values
+        rt.series.add_measures(
+            series_mod.MetricRef(info.id, info.archive_policy), stamps, values
         )
         made.append((resource_id, info.id))
     return made
@@ -214,14 +214,14 @@ def cmd_throughput(args: argparse.Namespace) -> None:
             insert_alarms(rt, rules)
             policy = idx.Indexer(rt.db).get_archive_policy("medium")
             refs = [
-                (engine_mod.MetricRef(mid, policy), 50.0 + (i % 7))
+                (series_mod.MetricRef(mid, policy), 50.0 + (i % 7))
                 for i, (_, mid) in enumerate(metrics)
             ]
 
             def write_all(rt=rt, refs=refs) -> None:
                 # The value every bucket already has: no transition.
                 stamp = np.array([time.time_ns()], dtype=np.int64)
-                rt.engine.add_measures_batch(
+                rt.series.add_measures_batch(
                     [(ref, stamp, np.array([v])) for ref, v in refs]
                 )
 

@@ -52,7 +52,7 @@ from alarmer.metrics.index import indexer as idx
 from alarmer.metrics.index import resources as res
 from alarmer.metrics.index import search
 from alarmer.metrics.series import cross
-from alarmer.metrics.series import store as engine_mod
+from alarmer.metrics.series import store as series_mod
 
 NS = 1_000_000_000
 HEADERS = {"X-User-Id": "bench", "X-Project-Id": "bp", "X-Roles": "member"}
@@ -164,16 +164,16 @@ def add_metrics(rt: runtime.Runtime, members: list[str]) -> list[str]:
     now = int(time.time()) * NS
     stamps = now - np.arange(10, 0, -1, dtype=np.int64) * 60 * NS
     rng = np.random.default_rng(42)
-    assert rt.engine is not None
+    assert rt.series is not None
     batch = [
         (
-            engine_mod.MetricRef(id=mid, policy=policy),
+            series_mod.MetricRef(id=mid, policy=policy),
             stamps,
             rng.random(10) * 100,
         )
         for mid in metrics
     ]
-    rt.engine.add_measures_batch(batch)
+    rt.series.add_measures_batch(batch)
     return metrics
 
 
@@ -265,7 +265,7 @@ def main() -> int:
         {"and": [{"=": {"server_group": "big"}}, {"=": {"ended_at": None}}]}
     )
     scoped = res.scope_query(query, "bp")
-    engine = rt.engine
+    engine = rt.series
     assert engine is not None
     gran = 60 * NS
 
@@ -434,7 +434,7 @@ def main() -> int:
     )
     policy = idx.Indexer(rt.db).get_archive_policy("medium")
     assert policy is not None
-    refs = [engine_mod.MetricRef(id=mid, policy=policy) for mid in ids]
+    refs = [series_mod.MetricRef(id=mid, policy=policy) for mid in ids]
     rng = np.random.default_rng(7)
     for cached in (False, True):
         samples = []
@@ -455,7 +455,7 @@ def main() -> int:
     # The engine read alone after a new point in every member, written
     # by this engine, then by a second engine over the same files (its
     # own cache: to the reader, the same as a writer process).
-    other = engine_mod.make_engine(conf)
+    other = series_mod.make_store(conf)
     for name, writer in (("this engine", engine), ("another engine", other)):
         samples = []
         for _ in range(max(20, args.repeat // 5)):

@@ -21,6 +21,8 @@ from typing import Any
 
 from oslo_config import cfg
 
+from alarmer.errors import AlarmerError
+
 LOG = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -30,7 +32,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _SENSITIVE = ("sig", "signature", "token", "secret", "key", "password")
 
 
-class InvalidAction(ValueError):
+class InvalidAction(AlarmerError, ValueError):
     """An action URL that alarmer refuses; the message says why."""
 
     def __init__(self, message: str) -> None:

@@ -110,7 +110,7 @@ class Attempt:
 
 
 @dataclasses.dataclass
-class Outcome:
+class DeliveryOutcome:
     """What to write for a job once its attempts are over."""
 
     job: Job
@@ -178,7 +178,9 @@ class NotifierService:
         )
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._outcomes: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
+        self._outcomes: queue.SimpleQueue[DeliveryOutcome | None] = (
+            queue.SimpleQueue()
+        )
         self._lock = threading.Lock()
         self._inflight = 0
         self._per_host: dict[str, int] = {}
@@ -379,7 +381,7 @@ class NotifierService:
         elif release:
             later = timeutils.utcnow() + dt.timedelta(seconds=_DEFER)
             self._outcomes.put(
-                Outcome(job, models.PENDING, [], later, release=True)
+                DeliveryOutcome(job, models.PENDING, [], later, release=True)
             )
 
     def expand(self) -> int:
@@ -657,7 +659,7 @@ class NotifierService:
             self._outcomes.put(outcome)
             job = successor
 
-    def _outcome_of(self, job: Job) -> Outcome:
+    def _outcome_of(self, job: Job) -> DeliveryOutcome:
         try:
             return self.deliver(job)
         except Exception as exc:
@@ -673,11 +675,11 @@ class NotifierService:
             )
             return self._final(job, [Attempt(timeutils.utcnow(), error)])
 
-    def deliver(self, job: Job) -> Outcome:
+    def deliver(self, job: Job) -> DeliveryOutcome:
         """Make the attempts of one claimed delivery; return the outcome."""
         now = timeutils.utcnow()
         if self._stopping.is_set():
-            return Outcome(job, models.PENDING, [], now, release=True)
+            return DeliveryOutcome(job, models.PENDING, [], now, release=True)
         message = job.message
         try:
             action = notifiers.parse_action(job.target)
@@ -747,11 +749,11 @@ class NotifierService:
             offset,
         )
 
-    def _final(self, job: Job, attempts: list[Attempt]) -> Outcome:
+    def _final(self, job: Job, attempts: list[Attempt]) -> DeliveryOutcome:
         now = timeutils.utcnow()
         message = job.message
         if not attempts:
-            return Outcome(job, models.PENDING, [], now, release=True)
+            return DeliveryOutcome(job, models.PENDING, [], now, release=True)
         last = attempts[-1].result
         if last.delivered:
             LOG.debug(
@@ -761,7 +763,7 @@ class NotifierService:
                 message.seq,
                 notifiers.redact(job.target),
             )
-            return Outcome(job, models.DELIVERED, attempts, now)
+            return DeliveryOutcome(job, models.DELIVERED, attempts, now)
         total = job.attempts + len(attempts)
         delay = self._backoff().delay(total, last)
         next_at = now + dt.timedelta(seconds=delay)
@@ -782,7 +784,7 @@ class NotifierService:
                 last.error,
                 delay,
             )
-            return Outcome(job, models.PENDING, attempts, next_at)
+            return DeliveryOutcome(job, models.PENDING, attempts, next_at)
         LOG.warning(
             "delivery %s of alarm %s seq %d to %s dead-lettered (%s): %s",
             job.id,
@@ -792,16 +794,16 @@ class NotifierService:
             reason,
             last.error,
         )
-        return Outcome(job, models.DEAD, attempts, now)
+        return DeliveryOutcome(job, models.DEAD, attempts, now)
 
-    def _dead(self, job: Job, error: str) -> Outcome:
+    def _dead(self, job: Job, error: str) -> DeliveryOutcome:
         result = notifiers.Result(delivered=False, error=error)
         return self._final(job, [Attempt(timeutils.utcnow(), result)])
 
     # -- recorder ---------------------------------------------------------
 
     def _record_loop(self) -> None:
-        pending: list[Outcome] = []
+        pending: list[DeliveryOutcome] = []
         done = False
         while not (done and not pending):
             if not pending:
@@ -844,7 +846,7 @@ class NotifierService:
             # Streams may be unblocked and workers free: claim again.
             self._wake.set()
 
-    def record(self, outcomes: list[Outcome]) -> None:
+    def record(self, outcomes: list[DeliveryOutcome]) -> None:
         """Write outcomes and attempts in one transaction.
 
         Outcomes that write the same values (typically: delivered at the

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from alarmer.errors import AlarmerError
 
-class RuleError(ValueError):
+
+class RuleError(AlarmerError, ValueError):
     """An alarm definition is invalid.
 
     :param message: the complete sentence shown to the client; it names

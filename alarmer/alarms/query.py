@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from alarmer import timeutils
 from alarmer.alarms.tables import Alarm, AlarmHistory
+from alarmer.errors import AlarmerError
 
 _COMPARE = {
     "=": "__eq__",
@@ -34,7 +35,7 @@ ALIASES = {"user": "user_id", "project": "project_id"}
 MAX_DEPTH = 32
 
 
-class QueryError(ValueError):
+class QueryError(AlarmerError, ValueError):
     """The filter or order-by is not valid; the message says where."""
 
 

@@ -25,6 +25,7 @@ from alarmer import timeutils
 from alarmer.alarms import transitions
 from alarmer.alarms.tables import Alarm, AlarmHistory, Quota
 from alarmer.db import Database
+from alarmer.errors import AlarmerError
 
 LOG = logging.getLogger(__name__)
 
@@ -75,11 +76,11 @@ DEFINITION_FIELDS = (
 )
 
 
-class StorageError(Exception):
+class AlarmStoreError(AlarmerError):
     """Base of the errors of this module."""
 
 
-class AlarmNotFound(StorageError):
+class AlarmNotFound(AlarmStoreError):
     """No alarm with this id (visible to the caller)."""
 
     def __init__(self, alarm_id: str) -> None:
@@ -87,7 +88,7 @@ class AlarmNotFound(StorageError):
         self.alarm_id = alarm_id
 
 
-class InvalidMarker(StorageError):
+class InvalidMarker(AlarmStoreError):
     """The marker of a page names no row the caller can see."""
 
     def __init__(self, marker: str) -> None:
@@ -95,11 +96,11 @@ class InvalidMarker(StorageError):
         self.marker = marker
 
 
-class QuotaExceeded(StorageError):
+class QuotaExceeded(AlarmStoreError):
     """Creating the alarm would exceed a quota."""
 
 
-class ConcurrentUpdate(StorageError):
+class ConcurrentUpdate(AlarmStoreError):
     """The alarm kept changing under a read-modify-write."""
 
 

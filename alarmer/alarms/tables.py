@@ -1,4 +1,4 @@
-"""SQL models of the alarm side: alarm, history, quota, API key, outbox."""
+"""SQL models of the alarm side: alarm, history, quota, outbox."""
 
 from __future__ import annotations
 
@@ -124,26 +124,6 @@ class Quota(Base):
         sa.String(50), primary_key=True
     )
     limit: orm.Mapped[int] = orm.mapped_column(sa.Integer)
-
-
-class ApiKey(Base):
-    """An API key; only a hash of the secret is stored."""
-
-    __tablename__ = "api_key"
-
-    key_id: orm.Mapped[str] = orm.mapped_column(
-        sa.String(36), primary_key=True
-    )
-    key_hash: orm.Mapped[str] = orm.mapped_column(sa.String(128), unique=True)
-    project_id: orm.Mapped[str] = orm.mapped_column(sa.String(255))
-    user_id: orm.Mapped[str] = orm.mapped_column(sa.String(255))
-    roles: orm.Mapped[list[str]] = orm.mapped_column(sa.JSON)
-    description: orm.Mapped[str] = orm.mapped_column(sa.Text, default="")
-    created_at: orm.Mapped[dt.datetime] = orm.mapped_column(
-        UTCDateTime, default=now
-    )
-    expires_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(UTCDateTime)
-    revoked: orm.Mapped[bool] = orm.mapped_column(sa.Boolean, default=False)
 
 
 class Notification(Base):

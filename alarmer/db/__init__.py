@@ -10,7 +10,6 @@ MySQL/MariaDB are chosen by URL.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import logging
 import os
 from typing import Any
@@ -26,15 +25,6 @@ from alarmer import conf as aconf
 from alarmer import timeutils
 
 LOG = logging.getLogger(__name__)
-
-#: Modules declaring models on :class:`Base`; imported before comparing the
-#: models with the migrated schema.
-MODEL_MODULES = (
-    "alarmer.alarms.tables",
-    "alarmer.metrics.index.indexer",
-    "alarmer.metrics.index.resources",
-    "notifiers.tables",
-)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -186,13 +176,6 @@ def upgrade(engine: Engine) -> None:
     """Apply every pending migration of every branch."""
     LOG.info("migrating database %s", engine.url.render_as_string())
     command.upgrade(alembic_config(engine), "heads")
-
-
-def import_models() -> sa.MetaData:
-    """Import every model module and return the shared metadata."""
-    for name in MODEL_MODULES:
-        importlib.import_module(name)
-    return Base.metadata
 
 
 def now() -> dt.datetime:

@@ -55,7 +55,7 @@ class SeriesLike(Protocol):
     values: np.ndarray
 
 
-class Engine(Protocol):
+class SeriesReader(Protocol):
     """The part of the metrics engine the evaluator uses."""
 
     def last_buckets(
@@ -256,7 +256,12 @@ class BucketCache:
         self.misses = 0
 
     def get(
-        self, engine: Engine, metric_id: str, method: str, gran_ns: int, n: int
+        self,
+        engine: SeriesReader,
+        metric_id: str,
+        method: str,
+        gran_ns: int,
+        n: int,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Bucket starts and values, from the cache or the engine."""
         key = (method, gran_ns, n)
@@ -344,7 +349,7 @@ class BucketCache:
 
 
 def _fetch(
-    engine: Engine,
+    engine: SeriesReader,
     cache: BucketCache | None,
     metric_id: str,
     method: str,
@@ -425,7 +430,7 @@ def _window_across(
 
 
 def _reduce_read(
-    engine: Engine,
+    engine: SeriesReader,
     cache: BucketCache | None,
     plan: Plan,
     metric_ids: Sequence[str],
@@ -451,7 +456,7 @@ def _reduce_read(
 
 
 def _read_across(
-    engine: Engine,
+    engine: SeriesReader,
     cache: BucketCache | None,
     plan: Plan,
     metric_ids: Sequence[str],
@@ -479,7 +484,7 @@ def _read_across(
 
 
 def read_outcome(
-    engine: Engine,
+    engine: SeriesReader,
     plan: Plan,
     metric_ids: Sequence[str],
     now_ns: int,

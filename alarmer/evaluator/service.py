@@ -668,7 +668,7 @@ class EvaluatorService:
             return decide.insufficient(str(target))
         try:
             return data.read_outcome(
-                self.rt.engine, plan, target, now_ns, cache=self.cache
+                self.rt.series, plan, target, now_ns, cache=self.cache
             )
         except Exception as exc:
             LOG.warning(

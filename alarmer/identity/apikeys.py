@@ -16,13 +16,33 @@ import uuid
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+from sqlalchemy import orm
 
 from alarmer import timeutils
-from alarmer.alarms.tables import ApiKey
-from alarmer.db import Database
+from alarmer.db import Base, Database, UTCDateTime, now
 
 LOG = logging.getLogger(__name__)
 PREFIX = "alk_"
+
+
+class ApiKey(Base):
+    """An API key; only a hash of the secret is stored."""
+
+    __tablename__ = "api_key"
+
+    key_id: orm.Mapped[str] = orm.mapped_column(
+        sa.String(36), primary_key=True
+    )
+    key_hash: orm.Mapped[str] = orm.mapped_column(sa.String(128), unique=True)
+    project_id: orm.Mapped[str] = orm.mapped_column(sa.String(255))
+    user_id: orm.Mapped[str] = orm.mapped_column(sa.String(255))
+    roles: orm.Mapped[list[str]] = orm.mapped_column(sa.JSON)
+    description: orm.Mapped[str] = orm.mapped_column(sa.Text, default="")
+    created_at: orm.Mapped[dt.datetime] = orm.mapped_column(
+        UTCDateTime, default=now
+    )
+    expires_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(UTCDateTime)
+    revoked: orm.Mapped[bool] = orm.mapped_column(sa.Boolean, default=False)
 
 
 @dataclasses.dataclass(frozen=True)

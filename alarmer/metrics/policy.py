@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from alarmer.errors import AlarmerError
+
 NS = 1_000_000_000
 #: Longest duration a policy may name: about 292 years, the int64 range of
 #: nanosecond timestamps.
@@ -70,7 +72,7 @@ _UNIT_SECONDS = {
 }
 
 
-class PolicyError(ValueError):
+class PolicyError(AlarmerError, ValueError):
     """Invalid archive policy; the message names the field and reason."""
 
 

@@ -47,7 +47,7 @@ from alarmer import timeutils
 from alarmer.metrics import policy as ap
 from alarmer.metrics.index import indexer as idx
 from alarmer.metrics.series import cross
-from alarmer.metrics.series import store as engine_mod
+from alarmer.metrics.series import store as series_mod
 from api import errors
 from api.v1 import measures as measures_views
 from api.v1 import validation as v
@@ -535,10 +535,10 @@ class _Fetcher:
 
     def __init__(self, params: Params) -> None:
         self.params = params
-        self.engine = v.runtime().engine
-        self._cache: dict[tuple[str, str, int], engine_mod.Series] = {}
+        self.engine = v.runtime().series
+        self._cache: dict[tuple[str, str, int], series_mod.Series] = {}
 
-    def series(self, ref: Reference, granularity: int) -> engine_mod.Series:
+    def series(self, ref: Reference, granularity: int) -> series_mod.Series:
         key = (ref.metric.id, ref.aggregation, granularity)
         if key not in self._cache:
             found = self.engine.get_measures(
@@ -552,8 +552,8 @@ class _Fetcher:
         return self._cache[key]
 
 
-def _empty(granularity: int) -> engine_mod.Series:
-    return engine_mod.Series(
+def _empty(granularity: int) -> series_mod.Series:
+    return series_mod.Series(
         granularity=granularity,
         timestamps=np.empty(0, dtype=np.int64),
         values=np.empty(0, dtype=np.float64),
@@ -561,7 +561,7 @@ def _empty(granularity: int) -> engine_mod.Series:
 
 
 def align(
-    series_list: Sequence[engine_mod.Series], params: Params
+    series_list: Sequence[series_mod.Series], params: Params
 ) -> tuple[np.ndarray, np.ndarray]:
     """Put series on one time grid with Gnocchi's fill/overlap rules.
 

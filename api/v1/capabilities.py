@@ -35,7 +35,7 @@ def capabilities() -> dict[str, Any]:
 def status() -> dict[str, Any]:
     """Index and engine statistics (admin only, as in Gnocchi)."""
     v.require_admin()
-    engine_stats = v.runtime().engine.statistics()
+    engine_stats = v.runtime().series.statistics()
     return {
         "storage": {
             "summary": {

@@ -23,7 +23,7 @@ import numpy as np
 
 from alarmer import timeutils
 from alarmer.metrics.index import indexer as idx
-from alarmer.metrics.series import store as engine_mod
+from alarmer.metrics.series import store as series_mod
 from api import errors
 from api.v1 import metric as metric_views
 from api.v1 import validation as v
@@ -33,9 +33,9 @@ LOG = logging.getLogger(__name__)
 NS = v.NS
 
 
-def metric_ref(info: idx.MetricInfo) -> engine_mod.MetricRef:
+def metric_ref(info: idx.MetricInfo) -> series_mod.MetricRef:
     """The engine's reference to the metric *info*."""
-    return engine_mod.MetricRef(id=info.id, policy=info.archive_policy)
+    return series_mod.MetricRef(id=info.id, policy=info.archive_policy)
 
 
 def _answer(stored: int, refused: int) -> tuple[dict[str, int], int]:
@@ -67,8 +67,8 @@ def add(metric_id: str) -> tuple[dict[str, int], int]:
     if stamps.size == 0:
         return _answer(0, 0)
     try:
-        result = rt.engine.add_measures(metric_ref(info), stamps, values)
-    except engine_mod.WriteConflict as exc:
+        result = rt.series.add_measures(metric_ref(info), stamps, values)
+    except series_mod.WriteConflict as exc:
         raise _busy(exc) from None
     _log_refused(info.id, result)
     if result.stored:
@@ -96,8 +96,8 @@ def add_batch() -> tuple[dict[str, int], int]:
         return _answer(0, 0)
     rt = v.runtime()
     try:
-        results = rt.engine.add_measures_batch(batch)
-    except engine_mod.WriteConflict as exc:
+        results = rt.series.add_measures_batch(batch)
+    except series_mod.WriteConflict as exc:
         raise _busy(exc) from None
     stored = refused = 0
     changed = []
@@ -157,7 +157,7 @@ def get(metric_id: str) -> flask.Response:
     check_method(info, method)
     if granularity is not None:
         check_granularity(info, method, granularity)
-    series = v.runtime().engine.get_measures(
+    series = v.runtime().series.get_measures(
         info.id, method, granularity=granularity, start=start, stop=stop
     )
     return flask.jsonify(series_to_json(series))

@@ -145,7 +145,7 @@ def delete(metric_id: str) -> tuple[str, int]:
     info = get_visible(metric_id)
     if not v.indexer().delete_metric(info.id):
         raise errors.NotFound(f"Metric {metric_id} does not exist")
-    v.runtime().engine.delete_metric(info.id)
+    v.runtime().series.delete_metric(info.id)
     LOG.info("metric %s deleted with its series", info.id)
     return "", 204
 

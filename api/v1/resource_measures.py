@@ -58,7 +58,7 @@ def add_named_measures(
     if stamps.size == 0:
         return {"measures_stored": 0, "measures_refused": 0}, 202
     rt = app_mod.runtime()
-    result = rt.engine.add_measures(
+    result = rt.series.add_measures(
         measures_views.metric_ref(info), stamps, values
     )
     if result.stored:
@@ -90,7 +90,7 @@ def get_named_measures(
     measures_views.check_method(info, method)
     if granularity is not None:
         measures_views.check_granularity(info, method, granularity)
-    series = app_mod.runtime().engine.get_measures(
+    series = app_mod.runtime().series.get_measures(
         info.id, method, granularity=granularity, start=start, stop=stop
     )
     return flask.jsonify(measures_views.series_to_json(series))
@@ -190,7 +190,7 @@ def add_batch_by_resources() -> tuple[dict[str, int], int]:
     stored = refused = 0
     if batch:
         changed = []
-        results = rt.engine.add_measures_batch(batch)
+        results = rt.series.add_measures_batch(batch)
         for (ref, _, _), result in zip(batch, results, strict=True):
             stored += result.stored
             refused += result.refused

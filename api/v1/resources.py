@@ -352,7 +352,7 @@ def _policy_for(session: orm.Session, name: str, given: Any) -> str:
                 f"Invalid input for metrics/{name}/archive_policy_name: "
                 "must be a string"
             )
-        if session.get(idx.ArchivePolicy, given) is None:
+        if session.get(idx.ArchivePolicyRow, given) is None:
             raise errors.APIError(f"Archive policy {given} does not exist")
         return given
     rules = [

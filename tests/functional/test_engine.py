@@ -32,11 +32,11 @@ def base(tmp_path):
     return str(tmp_path / "series")
 
 
-def open_engine(base, **kwargs) -> eng.Engine:
-    return eng.Engine(file_driver.FileDriver(base), **kwargs)
+def open_engine(base, **kwargs) -> eng.SeriesStore:
+    return eng.SeriesStore(file_driver.FileDriver(base), **kwargs)
 
 
-def check_all(engine: eng.Engine, metric_id: str, model: Model) -> None:
+def check_all(engine: eng.SeriesStore, metric_id: str, model: Model) -> None:
     for method in model.policy.aggregation_methods:
         got = engine.get_measures(metric_id, method)
         assert [s.granularity for s in got] == sorted(
@@ -286,24 +286,24 @@ def test_batch_results_in_order(base):
     assert engine.get_measures("b", "count")[0].values.tolist() == [1.0]
 
 
-def test_make_engine_from_configuration(make_conf, tmp_path):
+def test_make_store_from_configuration(make_conf, tmp_path):
     conf = make_conf()
-    engine = eng.make_engine(conf)
+    engine = eng.make_store(conf)
     assert isinstance(engine.driver, file_driver.FileDriver)
     assert engine.driver.basepath == str(tmp_path / "data" / "series")
     engine.close()
     conf = make_conf(storage={"file_basepath": str(tmp_path / "elsewhere")})
-    engine = eng.make_engine(conf)
+    engine = eng.make_store(conf)
     assert engine.driver.basepath == str(tmp_path / "elsewhere")
     engine.close()
-    with pytest.raises(storage.StorageError, match="nope"):
-        eng.make_engine(make_conf(storage={"driver": "nope"}))
+    with pytest.raises(storage.SeriesStorageError, match="nope"):
+        eng.make_store(make_conf(storage={"driver": "nope"}))
 
 
-def test_make_engine_redis(make_conf, redis_url):
+def test_make_store_redis(make_conf, redis_url):
     from alarmer.metrics.series.drivers import redis as redis_driver
 
-    engine = eng.make_engine(
+    engine = eng.make_store(
         make_conf(
             storage={
                 "driver": "redis",
@@ -324,13 +324,13 @@ def test_make_engine_redis(make_conf, redis_url):
 def test_runtime_builds_the_engine(make_conf):
     built = runtime.build(make_conf())
     try:
-        assert isinstance(built.engine, eng.Engine)
+        assert isinstance(built.series, eng.SeriesStore)
     finally:
         built.close()
 
 
 def test_fsync_driver_round_trip(base):
-    engine = eng.Engine(
+    engine = eng.SeriesStore(
         file_driver.FileDriver(base, fsync=True), compact_deltas=2
     )
     policy = make_policy([(60, None)], methods=("sum",))
@@ -355,7 +355,7 @@ class _AlwaysStale(file_driver.FileDriver):
 
 
 def test_endless_contention_raises_write_conflict(base):
-    engine = eng.Engine(_AlwaysStale(base))
+    engine = eng.SeriesStore(_AlwaysStale(base))
     policy = make_policy([(60, None)], methods=("count",))
     metric = eng.MetricRef("m", policy)
     engine.add_measures(metric, np.array([0]), np.array([1.0]))

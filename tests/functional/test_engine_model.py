@@ -42,7 +42,7 @@ _op = st.one_of(
 )
 
 
-def check_last(engine: eng.Engine, metric_id: str, model: Model) -> None:
+def check_last(engine: eng.SeriesStore, metric_id: str, model: Model) -> None:
     """last_buckets, inside and beyond what a trimmed cache holds."""
     for item in model.policy.definition:
         for method in ("mean", "std", "rate:max"):
@@ -78,7 +78,7 @@ def test_two_engines_match_the_model(ops, back):
     base = tempfile.mkdtemp()
     try:
         engines = [
-            eng.Engine(
+            eng.SeriesStore(
                 file_driver.FileDriver(base), compact_deltas=3, hot_buckets=2
             )
             for _ in range(2)
@@ -88,7 +88,7 @@ def test_two_engines_match_the_model(ops, back):
             index = int(op[-1])
             if op.startswith("restart"):
                 engines[index].close()
-                engines[index] = eng.Engine(
+                engines[index] = eng.SeriesStore(
                     file_driver.FileDriver(base),
                     compact_deltas=3,
                     hot_buckets=2,
@@ -104,7 +104,10 @@ def test_two_engines_match_the_model(ops, back):
             )
             assert result.refused == model.refused - before
         if model.points:
-            for engine in [*engines, eng.Engine(file_driver.FileDriver(base))]:
+            for engine in [
+                *engines,
+                eng.SeriesStore(file_driver.FileDriver(base)),
+            ]:
                 check_all(engine, metric.id, model)
                 check_last(engine, metric.id, model)
     finally:

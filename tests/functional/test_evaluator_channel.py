@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alarmer import channel as channel_mod
 from alarmer.alarms.tables import Alarm
 from alarmer.metrics.index import indexer as idx
-from alarmer.metrics.series import store as engine_mod
+from alarmer.metrics.series import store as series_mod
 from tests.functional.test_evaluator_faults import (
     setup_db,
     start_worker,
@@ -122,8 +122,8 @@ def test_event_reaches_an_evaluator_in_another_process(tmp_path, redis_url):
         stamps = np.array(
             [(now - k) * 1_000_000_000 for k in (3, 2, 1, 0)], dtype=np.int64
         )
-        rt.engine.add_measures(
-            engine_mod.MetricRef(metric.id, metric.archive_policy),
+        rt.series.add_measures(
+            series_mod.MetricRef(metric.id, metric.archive_policy),
             stamps,
             np.full(4, 99.0),
         )

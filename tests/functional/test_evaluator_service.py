@@ -21,7 +21,7 @@ from alarmer import timeutils
 from alarmer.alarms.tables import Alarm, AlarmHistory, Notification
 from alarmer.evaluator.service import EvaluatorService
 from alarmer.metrics.index import indexer as idx
-from alarmer.metrics.series import store as engine_mod
+from alarmer.metrics.series import store as series_mod
 
 H = {"X-User-Id": "u1", "X-Project-Id": "p1", "X-Roles": "admin"}
 
@@ -317,13 +317,13 @@ def test_engine_error_goes_insufficient_and_worker_survives(env, caplog):
     url, rt = env["url"], env["rt"]
     metric_id = create_metric(url)
     alarm_id = create_alarm(url, metric_id, state="ok")
-    real = rt.engine
+    real = rt.series
 
     class Broken:
         def last_buckets(self, *args, **kwargs):
             raise OSError("disk on fire")
 
-    rt.engine = Broken()
+    rt.series = Broken()
     try:
         with caplog.at_level(logging.WARNING, logger="alarmer.evaluator"):
             service = env["start"](interval=2)
@@ -340,7 +340,7 @@ def test_engine_error_goes_insufficient_and_worker_survives(env, caplog):
             for r in caplog.records
         )
     finally:
-        rt.engine = real
+        rt.series = real
     # The worker still runs and evaluates once the engine is back.
     push(url, metric_id, [90, 91, 92, 93, 94, 95])
     wait_for(lambda: get_alarm(url, alarm_id)["state"] == "alarm")
@@ -486,8 +486,8 @@ def test_event_path_on_each_database(rt):
         alarm_id = _direct_alarm(rt, metric.id)
         wait_for(lambda: alarm_id in service.owned())
         now = time.time_ns() // 10**9
-        rt.engine.add_measures(
-            engine_mod.MetricRef(metric.id, metric.archive_policy),
+        rt.series.add_measures(
+            series_mod.MetricRef(metric.id, metric.archive_policy),
             np.array([(now - k) * 10**9 for k in (2, 1, 0)], dtype=np.int64),
             np.array([70.0, 80.0, 90.0]),
         )
@@ -545,8 +545,8 @@ def test_composite_alarm_in_the_service(rt):
         stamps = np.array([(now - k) * 10**9 for k in (2, 1, 0)])
 
         def write(metric, value):
-            rt.engine.add_measures(
-                engine_mod.MetricRef(metric.id, metric.archive_policy),
+            rt.series.add_measures(
+                series_mod.MetricRef(metric.id, metric.archive_policy),
                 stamps,
                 np.full(3, value),
             )

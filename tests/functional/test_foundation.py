@@ -13,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from alarmer import conf as aconf
-from alarmer import db
+from alarmer import db, tables
 
 
 def test_healthcheck_answers_ok(client):
@@ -48,7 +48,7 @@ def test_wrong_method_is_a_405_with_allow(client):
 
 
 def test_migrations_match_the_models(rt):
-    metadata = db.import_models()
+    metadata = tables.metadata()
     with rt.db.engine.connect() as conn:
         diff = compare_metadata(
             MigrationContext.configure(conn, opts={"compare_type": True}),
@@ -61,7 +61,7 @@ def test_migrations_run_on_mariadb(mysql_server_url):
     database = db.Database(mysql_server_url)
     try:
         database.upgrade()
-        metadata = db.import_models()
+        metadata = tables.metadata()
         with database.engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == []

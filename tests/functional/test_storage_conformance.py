@@ -179,8 +179,8 @@ def test_invalid_metric_id(driver):
 # -- the engine on the driver ----------------------------------------------
 
 
-def make_engine(spec, **kwargs) -> eng.Engine:
-    return eng.Engine(open_driver(*spec), **kwargs)
+def make_engine(spec, **kwargs) -> eng.SeriesStore:
+    return eng.SeriesStore(open_driver(*spec), **kwargs)
 
 
 def test_engine_round_trip_and_restart(driver_spec):
@@ -262,7 +262,7 @@ def test_engine_batch_with_a_stale_cache(driver_spec):
 def _worker_main() -> None:
     """Subprocess: write one point per call, print each acknowledgement."""
     kind, location, metric_id, first, count, step, back = sys.argv[1:8]
-    engine = eng.Engine(open_driver(kind, location), compact_deltas=16)
+    engine = eng.SeriesStore(open_driver(kind, location), compact_deltas=16)
     policy = dataclasses.replace(POLICY, back_window=int(back))
     metric = eng.MetricRef(metric_id, policy)
     for i in range(int(first), int(first) + int(count) * int(step), int(step)):

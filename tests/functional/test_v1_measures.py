@@ -194,7 +194,7 @@ def test_late_points_are_refused_and_reported(client, rt):
         headers=ALICE,
     )
     assert r.get_json() == {"measures_stored": 1, "measures_refused": 0}
-    before = rt.engine.statistics()["measures_refused_late"]
+    before = rt.series.statistics()["measures_refused_late"]
     r = client.post(
         f"/v1/metric/{mid}/measures",
         json=[
@@ -205,7 +205,7 @@ def test_late_points_are_refused_and_reported(client, rt):
     )
     assert r.status_code == 202
     assert r.get_json() == {"measures_stored": 1, "measures_refused": 1}
-    assert rt.engine.statistics()["measures_refused_late"] == before + 1
+    assert rt.series.statistics()["measures_refused_late"] == before + 1
     got = client.get(
         f"/v1/metric/{mid}/measures?granularity=60&aggregation=sum",
         headers=ALICE,
@@ -304,7 +304,7 @@ def test_unknown_or_foreign_metric_is_404(client, rt):
     )
     fault(r, 404)
     fault(client.get(f"/v1/metric/{mid}/measures", headers=ALICE), 404)
-    assert rt.engine.get_measures(mid, "mean") == []
+    assert rt.series.get_measures(mid, "mean") == []
 
 
 def test_read_errors(client):
@@ -360,7 +360,7 @@ def test_batch_writes_all_or_nothing(client, rt):
             client.get(f"/v1/metric/{mid}/measures", headers=ALICE).get_json()
             == []
         )
-    assert rt.engine.get_measures(foreign, "mean") == []
+    assert rt.series.get_measures(foreign, "mean") == []
     assert published == []
     r = client.post(
         "/v1/batch/metrics/measures",
@@ -383,9 +383,9 @@ def test_delete_metric_removes_its_series(client, rt):
         json=[{"timestamp": T0, "value": 1}],
         headers=ALICE,
     )
-    assert rt.engine.get_measures(mid, "mean") != []
+    assert rt.series.get_measures(mid, "mean") != []
     fault(client.delete(f"/v1/metric/{mid}", headers=BOB), 404)
     assert client.delete(f"/v1/metric/{mid}", headers=ALICE).status_code == 204
     fault(client.get(f"/v1/metric/{mid}", headers=ALICE), 404)
     fault(client.get(f"/v1/metric/{mid}/measures", headers=ALICE), 404)
-    assert rt.engine.get_measures(mid, "mean") == []
+    assert rt.series.get_measures(mid, "mean") == []

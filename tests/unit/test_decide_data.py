@@ -154,7 +154,7 @@ def test_batched_read_decides_like_per_metric_reads(tmp_path, method, cached):
     from alarmer.metrics.series import store as eng
     from alarmer.metrics.series.drivers import file as file_driver
 
-    engine = eng.Engine(file_driver.FileDriver(str(tmp_path)))
+    engine = eng.SeriesStore(file_driver.FileDriver(str(tmp_path)))
     policy = ap.ArchivePolicy(
         "p", (ap.PolicyItem(G, 100),), ("mean", "max", "count"), 0
     )

@@ -31,6 +31,7 @@ from sqlalchemy import orm
 
 from alarmer import db as db_mod
 from alarmer.db import Base, UTCDateTime
+from alarmer.errors import AlarmerError
 from alarmer.metrics import policy as ap
 
 LOG = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ NS = ap.NS
 # --------------------------------------------------------------- models --
 
 
-class ArchivePolicy(Base):
+class ArchivePolicyRow(Base):
     """A named archive policy (Gnocchi's ``archive_policy`` table).
 
     ``definition`` is Gnocchi's JSON shape, durations in seconds:
@@ -128,7 +129,7 @@ class Metric(Base):
 # ----------------------------------------------------------- errors --
 
 
-class IndexerError(Exception):
+class IndexerError(AlarmerError):
     """Base of the index errors; the message is meant for the client."""
 
 
@@ -410,9 +411,9 @@ class Indexer:
         """
         try:
             with self.db.session() as session, session.begin():
-                if session.get(ArchivePolicy, policy.name) is not None:
+                if session.get(ArchivePolicyRow, policy.name) is not None:
                     raise ArchivePolicyAlreadyExists(policy.name)
-                session.add(ArchivePolicy(**policy_to_row(policy)))
+                session.add(ArchivePolicyRow(**policy_to_row(policy)))
         except sa_exc.IntegrityError as exc:
             raise ArchivePolicyAlreadyExists(policy.name) from exc
         LOG.info("archive policy %s created", policy.name)
@@ -423,7 +424,7 @@ class Indexer:
         """Every policy, by name."""
         with self.db.read_session() as session:
             rows = session.scalars(
-                sa.select(ArchivePolicy).order_by(ArchivePolicy.name)
+                sa.select(ArchivePolicyRow).order_by(ArchivePolicyRow.name)
             ).all()
             return [self._policy_of_row(row) for row in rows]
 
@@ -433,12 +434,12 @@ class Indexer:
         if cached is not None:
             return cached
         with self.db.read_session() as session:
-            row = session.get(ArchivePolicy, name)
+            row = session.get(ArchivePolicyRow, name)
             if row is None:
                 return None
             return self._policy_of_row(row)
 
-    def _policy_of_row(self, row: ArchivePolicy) -> ap.ArchivePolicy:
+    def _policy_of_row(self, row: ArchivePolicyRow) -> ap.ArchivePolicy:
         policy = policy_from_row(
             row.name, row.back_window, row.definition, row.aggregation_methods
         )
@@ -459,7 +460,7 @@ class Indexer:
         :raises UnsupportedArchivePolicyChange: granularities differ.
         """
         with self.db.session() as session, session.begin():
-            row = session.get(ArchivePolicy, name, with_for_update=True)
+            row = session.get(ArchivePolicyRow, name, with_for_update=True)
             if row is None:
                 raise NoSuchArchivePolicy(name)
             current = policy_from_row(
@@ -501,7 +502,7 @@ class Indexer:
         """
         try:
             with self.db.session() as session, session.begin():
-                row = session.get(ArchivePolicy, name)
+                row = session.get(ArchivePolicyRow, name)
                 if row is None:
                     raise NoSuchArchivePolicy(name)
                 rules = session.scalars(
@@ -541,7 +542,7 @@ class Indexer:
         rule = Rule(name, archive_policy_name, metric_pattern)
         try:
             with self.db.session() as session, session.begin():
-                if session.get(ArchivePolicy, archive_policy_name) is None:
+                if session.get(ArchivePolicyRow, archive_policy_name) is None:
                     raise NoSuchArchivePolicy(archive_policy_name)
                 if session.get(ArchivePolicyRule, name) is not None:
                     raise ArchivePolicyRuleAlreadyExists(name)
@@ -667,7 +668,7 @@ class Indexer:
         )
         try:
             with self.db.session() as session, session.begin():
-                if session.get(ArchivePolicy, archive_policy_name) is None:
+                if session.get(ArchivePolicyRow, archive_policy_name) is None:
                     raise NoSuchArchivePolicy(archive_policy_name)
                 if resource_id is not None and name is not None:
                     taken = session.scalar(
@@ -710,7 +711,7 @@ class Indexer:
         for row in rows:
             policy = self._policies.get(row.archive_policy_name)
             if policy is None:
-                prow = session.get(ArchivePolicy, row.archive_policy_name)
+                prow = session.get(ArchivePolicyRow, row.archive_policy_name)
                 if prow is None:  # pragma: no cover - FK RESTRICT
                     continue
                 policy = self._policy_of_row(prow)

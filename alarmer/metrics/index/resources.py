@@ -38,6 +38,7 @@ from sqlalchemy import orm
 
 from alarmer import timeutils
 from alarmer.db import Base, UTCDateTime
+from alarmer.errors import AlarmerError
 
 LOG = logging.getLogger(__name__)
 
@@ -71,11 +72,11 @@ RESERVED_NAMES = frozenset(
 )
 
 
-class ResourceError(ValueError):
+class ResourceError(AlarmerError, ValueError):
     """A request on resources that is wrong: answered with a 400."""
 
 
-class NoSuchResourceType(LookupError):
+class NoSuchResourceType(AlarmerError, LookupError):
     """The named resource type does not exist."""
 
     def __init__(self, name: str) -> None:
@@ -83,7 +84,7 @@ class NoSuchResourceType(LookupError):
         self.name = name
 
 
-class NoSuchResource(LookupError):
+class NoSuchResource(AlarmerError, LookupError):
     """The resource does not exist."""
 
     def __init__(self, resource_id: str) -> None:
@@ -91,11 +92,11 @@ class NoSuchResource(LookupError):
         self.resource_id = resource_id
 
 
-class ResourceTypeInUse(RuntimeError):
+class ResourceTypeInUse(AlarmerError, RuntimeError):
     """A resource type still has resources and cannot be deleted."""
 
 
-class ResourceAlreadyExists(RuntimeError):
+class ResourceAlreadyExists(AlarmerError, RuntimeError):
     """A resource with this id exists already."""
 
 

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from alarmer.errors import AlarmerError
 from alarmer.metrics import policy as ap
 
 #: Primitive columns that accumulate in O(1) per appended point.
@@ -42,7 +43,7 @@ _EMPTY_I = np.empty(0, dtype=np.int64)
 _EMPTY_F = np.empty(0, dtype=np.float64)
 
 
-class AggregationError(ValueError):
+class AggregationError(AlarmerError, ValueError):
     """Base class of the aggregation errors."""
 
 

@@ -24,6 +24,7 @@ import struct
 import lz4.block
 import numpy as np
 
+from alarmer.errors import AlarmerError
 from alarmer.metrics import policy as ap
 from alarmer.metrics.series import aggregation as agg
 
@@ -32,7 +33,7 @@ DELTA = b"D"
 _HEAD = struct.Struct("<I")
 
 
-class CorruptRecord(ValueError):
+class CorruptRecord(AlarmerError, ValueError):
     """A record cannot be decoded."""
 
 

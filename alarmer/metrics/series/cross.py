@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from alarmer.errors import AlarmerError
 from alarmer.metrics.series.store import Series
 
 #: Reducers across series (the names Gnocchi accepts).
@@ -23,7 +24,7 @@ _EMPTY_I = np.empty(0, dtype=np.int64)
 _EMPTY_F = np.empty(0, dtype=np.float64)
 
 
-class CrossAggregationError(ValueError):
+class CrossAggregationError(AlarmerError, ValueError):
     """The series cannot be aggregated together."""
 
 
@@ -212,9 +213,9 @@ def aggregate_matrix(
 
     *grid* (series x time, NaN where a series has no bucket) over the
     sorted *timestamps*, as returned by
-    :meth:`~alarmer.metrics.series.store.Engine.last_buckets_many`; the result
-    equals :func:`aggregate_across` of the series the rows hold, without
-    building one :class:`Series` per row.
+    :meth:`~alarmer.metrics.series.store.SeriesStore.last_buckets_many`;
+    the result equals :func:`aggregate_across` of the series the rows
+    hold, without building one :class:`Series` per row.
     """
     if not is_valid_method(method):
         raise UnknownCrossMethod(f"Unknown aggregation method {method!r}")

@@ -1,6 +1,6 @@
 """The metrics engine: aggregate measures on write, read series back.
 
-:class:`Engine` glues the pure aggregation core
+:class:`SeriesStore` glues the pure aggregation core
 (:mod:`alarmer.metrics.series.aggregation`) to a series storage driver
 (:mod:`alarmer.metrics.series.drivers`).  Each metric is a log of
 records in the driver: one snapshot of its
@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 from oslo_config import cfg
 
+from alarmer.errors import AlarmerError
 from alarmer.metrics import policy as ap
 from alarmer.metrics.series import aggregation as agg
 from alarmer.metrics.series import codec
@@ -39,11 +40,11 @@ MAX_WRITE_ATTEMPTS = 200
 _STRIPES = 64
 
 
-class EngineError(Exception):
+class SeriesError(AlarmerError):
     """Base class of the metrics engine errors."""
 
 
-class UnknownMethod(EngineError, ValueError):
+class UnknownMethod(SeriesError, ValueError):
     """The aggregation method does not exist at all."""
 
     def __init__(self, method: str) -> None:
@@ -51,7 +52,7 @@ class UnknownMethod(EngineError, ValueError):
         self.method = method
 
 
-class AggregationNotStored(EngineError, LookupError):
+class AggregationNotStored(SeriesError, LookupError):
     """The metric's archive policy does not store this method."""
 
     def __init__(self, metric_id: str, method: str) -> None:
@@ -63,7 +64,7 @@ class AggregationNotStored(EngineError, LookupError):
         self.method = method
 
 
-class GranularityNotStored(EngineError, LookupError):
+class GranularityNotStored(SeriesError, LookupError):
     """The metric's archive policy has no such granularity."""
 
     def __init__(self, metric_id: str, granularity: int) -> None:
@@ -75,7 +76,7 @@ class GranularityNotStored(EngineError, LookupError):
         self.granularity = granularity
 
 
-class WriteConflict(EngineError):
+class WriteConflict(SeriesError):
     """Too many concurrent writers on one metric; the write was not done."""
 
 
@@ -118,14 +119,14 @@ class _Entry:
     #: The driver's change stamp taken before this state was last
     #: brought up to date (None: unknown, ask the driver).
     stamp: object = None
-    #: Memo of :meth:`Engine.last_buckets_many` reads:
+    #: Memo of :meth:`SeriesStore.last_buckets_many` reads:
     #: (method, granularity, n) -> (version, timestamps, values).
     reads: dict[
         tuple[str, int, int], tuple[object, np.ndarray, np.ndarray]
     ] = dataclasses.field(default_factory=dict)
 
 
-class Engine:
+class SeriesStore:
     """Aggregate-on-write metrics engine over a series storage driver.
 
     :param driver: where the series live.
@@ -273,7 +274,7 @@ class Engine:
             raise codec.CorruptRecord(f"unknown record type {kind!r}")
         except codec.CorruptRecord as exc:
             LOG.error("metric %s: unreadable record: %s", metric_id, exc)
-            raise storage.StorageError(
+            raise storage.SeriesStorageError(
                 f"metric {metric_id}: unreadable stored data: {exc}"
             ) from exc
 
@@ -831,9 +832,9 @@ def align_rows(
     return times.astype(np.int64, copy=False), grid
 
 
-def make_engine(conf: cfg.ConfigOpts) -> Engine:
+def make_store(conf: cfg.ConfigOpts) -> SeriesStore:
     """Build the engine configured by the ``[storage]`` section."""
-    return Engine(
+    return SeriesStore(
         storage.make_driver(conf),
         cache_bytes=conf.storage.cache_size_mb * 1024 * 1024,
     )

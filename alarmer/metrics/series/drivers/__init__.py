@@ -24,15 +24,16 @@ from collections.abc import Sequence
 from oslo_config import cfg
 
 from alarmer import conf as aconf
+from alarmer.errors import AlarmerError
 
 _METRIC_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 
 
-class StorageError(Exception):
+class SeriesStorageError(AlarmerError):
     """The series storage failed."""
 
 
-class InvalidMetricId(StorageError, ValueError):
+class InvalidMetricId(SeriesStorageError, ValueError):
     """A metric id that cannot name stored data."""
 
 
@@ -166,4 +167,4 @@ def make_driver(conf: cfg.ConfigOpts) -> SeriesDriver:
         return redis.RedisDriver(
             conf.storage.redis_url, prefix=conf.storage.redis_key_prefix
         )
-    raise StorageError(f"Unknown [storage] driver {name!r}")
+    raise SeriesStorageError(f"Unknown [storage] driver {name!r}")

@@ -24,7 +24,7 @@ import redis as redis_lib
 from alarmer.metrics.series.drivers import (
     LogRead,
     SeriesDriver,
-    StorageError,
+    SeriesStorageError,
     Version,
     check_metric_id,
 )
@@ -99,7 +99,9 @@ class RedisDriver(SeriesDriver):
         try:
             return script(keys=keys, args=args)
         except redis_lib.RedisError as exc:
-            raise StorageError(f"Redis series storage failed: {exc}") from exc
+            raise SeriesStorageError(
+                f"Redis series storage failed: {exc}"
+            ) from exc
 
     def read(self, metric_id: str, since: Version | None = None) -> LogRead:
         args = [-1, -1] if since is None else [since.generation, since.length]
@@ -125,7 +127,9 @@ class RedisDriver(SeriesDriver):
         try:
             replies = pipe.execute()
         except redis_lib.RedisError as exc:
-            raise StorageError(f"Redis series storage failed: {exc}") from exc
+            raise SeriesStorageError(
+                f"Redis series storage failed: {exc}"
+            ) from exc
         return [
             LogRead(None, True, [])
             if length == 0
@@ -166,7 +170,9 @@ class RedisDriver(SeriesDriver):
         try:
             replies = pipe.execute()
         except redis_lib.RedisError as exc:
-            raise StorageError(f"Redis series storage failed: {exc}") from exc
+            raise SeriesStorageError(
+                f"Redis series storage failed: {exc}"
+            ) from exc
         return [
             None if r is None else Version(int(r[0]), int(r[1]))
             for r in replies

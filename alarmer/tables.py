@@ -1,0 +1,26 @@
+"""Every table of alarmer's one database, gathered explicitly.
+
+Each capability declares its tables on :class:`alarmer.db.Base` in its
+own package; this module, at the top beside the command line, imports
+them all, so that :func:`metadata` is complete.  The schema itself comes
+from the hand-written migrations under ``alarmer/db/migrations``; a test
+compares them with :func:`metadata` on SQLite, PostgreSQL and MariaDB.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+import notifiers.tables
+from alarmer import db
+from alarmer.alarms import tables as alarm_tables
+from alarmer.identity import apikeys
+from alarmer.metrics.index import indexer, resources
+
+#: The modules declaring tables, in dependency order.
+MODEL_MODULES = (alarm_tables, apikeys, indexer, resources, notifiers.tables)
+
+
+def metadata() -> sa.MetaData:
+    """Return the metadata holding every table of every capability."""
+    return db.Base.metadata
