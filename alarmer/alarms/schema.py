@@ -10,20 +10,23 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Alarm states, as Aodh names them.
-STATES = ("ok", "alarm", "insufficient data")
-#: Severities, in their semantic order.
-SEVERITIES = ("low", "moderate", "critical")
-#: Comparison operators of a threshold rule.
-COMPARISON_OPERATORS = ("lt", "le", "eq", "ne", "ge", "gt")
-#: Threshold rule types (usable alone or inside a composite rule).
-THRESHOLD_TYPES = (
-    "gnocchi_resources_threshold",
-    "gnocchi_aggregation_by_metrics_threshold",
-    "gnocchi_aggregation_by_resources_threshold",
+from alarmer.alarms.model import (
+    ALARM_TYPES,
+    COMPARISON_OPERATORS,
+    SEVERITIES,
+    STATES,
+    THRESHOLD_TYPES,
 )
-#: Every alarm type.
-ALARM_TYPES = (*THRESHOLD_TYPES, "composite")
+
+__all__ = [
+    "ALARM_TYPES",
+    "COMPARISON_OPERATORS",
+    "SEVERITIES",
+    "STATES",
+    "THRESHOLD_TYPES",
+    "alarm_schema",
+    "rule_schema",
+]
 #: Smallest and largest granularity of a threshold rule, in seconds.
 MIN_GRANULARITY = 1
 MAX_GRANULARITY = 365 * 86400

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from alarmer import timeutils
-from alarmer.alarms import transitions
+from alarmer.alarms import model, transitions
 from alarmer.alarms.tables import Alarm, AlarmHistory, Quota
 from alarmer.db import Database
 from alarmer.errors import AlarmerError
@@ -362,7 +362,7 @@ class AlarmStore:
             alarm_id=str(uuid.uuid4()),
             version=1,
             seq=0,
-            state=values.get("state") or "insufficient data",
+            state=values.get("state") or model.INSUFFICIENT_DATA,
             state_reason="Not evaluated yet",
             state_timestamp=when,
             timestamp=when,

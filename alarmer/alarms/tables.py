@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from alarmer.alarms import model
 from alarmer.db import Base, UTCDateTime, now
 
 
@@ -37,7 +38,7 @@ class Alarm(Base):
     rule: orm.Mapped[dict[str, Any]] = orm.mapped_column(sa.JSON)
     enabled: orm.Mapped[bool] = orm.mapped_column(sa.Boolean, default=True)
     state: orm.Mapped[str] = orm.mapped_column(
-        sa.String(32), default="insufficient data"
+        sa.String(32), default=model.INSUFFICIENT_DATA
     )
     state_reason: orm.Mapped[str] = orm.mapped_column(
         sa.Text, default="Not evaluated yet"

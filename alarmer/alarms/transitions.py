@@ -32,14 +32,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from alarmer.alarms import model
 from alarmer.alarms.tables import Alarm, AlarmHistory, Notification
 
 LOG = logging.getLogger(__name__)
 
-STATE_OK = "ok"
-STATE_ALARM = "alarm"
-STATE_INSUFFICIENT = "insufficient data"
-STATES = (STATE_OK, STATE_ALARM, STATE_INSUFFICIENT)
+STATE_OK = model.OK
+STATE_ALARM = model.ALARM
+STATE_INSUFFICIENT = model.INSUFFICIENT_DATA
+STATES = model.STATES
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from alarmer.alarms import schema, time_constraints
+from alarmer.alarms import model, schema, time_constraints
 from alarmer.alarms.errors import RuleError, invalid
 from alarmer.alarms.schema import (
     ALARM_TYPES,
@@ -356,23 +356,15 @@ def validate_alarm(
 
 def threshold_rules(rule: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """Yield the threshold sub-rules of a composite rule, depth first."""
-    for op in ("and", "or"):
-        if op in rule:
-            for item in rule[op]:
-                yield from threshold_rules(item)
-            return
-    yield dict(rule)
+    for leaf in model.leaves(rule):
+        yield dict(leaf)
 
 
 def composition_form(rule: Mapping[str, Any]) -> str:
     """Render a composite rule as ``(rule1 or (rule2 and rule3))``."""
     counter = iter(range(1, 1_000_000))
-
-    def render(node: Mapping[str, Any]) -> str:
-        for op in ("and", "or"):
-            if op in node:
-                parts = [render(item) for item in node[op]]
-                return "(" + f" {op} ".join(parts) + ")"
-        return f"rule{next(counter)}"
-
-    return render(rule)
+    return model.fold(
+        rule,
+        lambda _leaf: f"rule{next(counter)}",
+        lambda word, parts: "(" + f" {word} ".join(parts) + ")",
+    )

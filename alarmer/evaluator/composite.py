@@ -23,9 +23,10 @@ Pure: no I/O besides what *assess* does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from alarmer.alarms import model
 from alarmer.evaluator import decide
 from alarmer.evaluator.decide import ALARM, OK, UNKNOWN, Decision, Outcome
 
@@ -91,36 +92,29 @@ class _Op:
         return "(" + f" {self.word} ".join(str(i) for i in self.items) + ")"
 
 
-def is_composition(rule: Any) -> bool:
-    """True when *rule* is an ``and``/``or`` node rather than a sub-rule."""
-    return (
-        isinstance(rule, Mapping)
-        and len(rule) == 1
-        and next(iter(rule)) in ("and", "or")
-    )
+is_composition = model.is_composition
 
 
 def _parse(
     rule: Mapping[str, Any], assess: Assess, targets: list[_Target]
 ) -> tuple[Any, Any]:
-    if is_composition(rule):
-        word = next(iter(rule))
-        parsed = [_parse(r, assess, targets) for r in rule[word]]
+    def leaf(sub: Mapping[str, Any]) -> tuple[Any, Any]:
+        target = _Target(sub, f"rule{len(targets) + 1}", assess)
+        targets.append(target)
+        return _Leaf(target, ALARM), _Leaf(target, OK)
+
+    def join(word: str, parsed: Sequence[tuple[Any, Any]]) -> tuple[Any, Any]:
         alarms = tuple(p[0] for p in parsed)
         oks = tuple(p[1] for p in parsed)
         dual = "or" if word == "and" else "and"
         return _Op(word, alarms), _Op(dual, oks)
-    target = _Target(rule, f"rule{len(targets) + 1}", assess)
-    targets.append(target)
-    return _Leaf(target, ALARM), _Leaf(target, OK)
+
+    return model.fold(rule, leaf, join)
 
 
 def sub_rules(rule: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The threshold sub-rules of a composite rule, depth first."""
-    if is_composition(rule):
-        word = next(iter(rule))
-        return [s for r in rule[word] for s in sub_rules(r)]
-    return [rule]
+    return list(model.leaves(rule))
 
 
 def _reason(

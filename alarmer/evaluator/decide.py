@@ -28,9 +28,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-OK = "ok"
-ALARM = "alarm"
-UNKNOWN = "insufficient data"
+from alarmer.alarms import model
+
+OK = model.OK
+ALARM = model.ALARM
+UNKNOWN = model.INSUFFICIENT_DATA
 
 #: ``comparison_operator`` -> comparison of a value against the threshold.
 COMPARATORS: dict[str, Callable[[float, float], bool]] = {

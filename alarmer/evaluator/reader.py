@@ -33,6 +33,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from alarmer.alarms import model
 from alarmer.evaluator import decide
 from alarmer.evaluator.decide import Outcome
 from alarmer.metrics.index.indexer import Metric
@@ -41,11 +42,11 @@ from alarmer.metrics.series.store import Series
 
 LOG = logging.getLogger(__name__)
 
-RESOURCES = "gnocchi_resources_threshold"
-BY_METRICS = "gnocchi_aggregation_by_metrics_threshold"
-BY_RESOURCES = "gnocchi_aggregation_by_resources_threshold"
-THRESHOLD_TYPES = (RESOURCES, BY_METRICS, BY_RESOURCES)
-COMPOSITE = "composite"
+RESOURCES = model.RESOURCES_THRESHOLD
+BY_METRICS = model.BY_METRICS_THRESHOLD
+BY_RESOURCES = model.BY_RESOURCES_THRESHOLD
+THRESHOLD_TYPES = model.THRESHOLD_TYPES
+COMPOSITE = model.COMPOSITE
 
 
 class SeriesLike(Protocol):
