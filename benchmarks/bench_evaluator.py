@@ -165,7 +165,7 @@ def timed_passes(
     *before_pass* (not timed) runs before each pass, e.g. to write a new
     measure to every metric.
     """
-    alarms = list(service._alarms.values())
+    alarms = list(service.registry.alarms.values())
     for alarm in alarms:  # warm-up: first transitions, caches
         service.evaluate(alarm)
     done = 0
@@ -233,7 +233,7 @@ def cmd_throughput(args: argparse.Namespace) -> None:
                 service = EvaluatorService(rt, api_in_process=cached)
                 service.membership.start()
                 service._control_step(force=True)
-                assert len(service._alarms) == args.alarms
+                assert len(service.registry) == args.alarms
                 rate = timed_passes(
                     service, args.seconds, write_all if writes else None
                 )
@@ -372,7 +372,7 @@ def cmd_detection(args: argparse.Namespace) -> None:
             )
             assert r.status_code == 201, r.text
             alarm_id = r.json()["alarm_id"]
-            while alarm_id not in service._alarms:
+            while alarm_id not in service.registry:
                 time.sleep(0.01)
             samples = []
             for i in range(args.samples):

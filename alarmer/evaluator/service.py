@@ -4,18 +4,20 @@ Two threads:
 
 * the *control* thread polls the group membership
   (:mod:`alarmer.evaluator.coordination`) and keeps the definitions of
-  the owned alarms in memory, refreshed incrementally: every
-  ``refresh_interval`` a cheap aggregate (``count``, ``max(timestamp)``,
-  ``sum(version)``) tells whether anything changed; only then are the
-  ``(alarm_id, version)`` pairs compared and the changed rows loaded.
-  Memory is bounded by the owned share.
+  the owned alarms in memory (:mod:`alarmer.evaluator.registry`),
+  refreshed incrementally: every ``refresh_interval`` a cheap aggregate
+  (``count``, ``max(timestamp)``, ``sum(version)``) tells whether
+  anything changed; only then are the ``(alarm_id, version)`` pairs
+  compared and the changed rows loaded. Memory is bounded by the owned
+  share.
 * the *worker* thread evaluates: first the alarms reading a metric that
   just received measures (the event-driven path, fed by the metric
   channel through an in-memory index metric id -> alarms), then the
-  periodic evaluations.  Each owned alarm has a fixed slot in the
-  ``evaluation_interval`` (a hash of its id), so evaluations are spread
-  evenly; a slot missed by more than one interval is skipped, not
-  queued, and the schedule lag (start - slot) is measured.
+  periodic evaluations (:mod:`alarmer.evaluator.schedule`).  Each owned
+  alarm has a fixed slot in the ``evaluation_interval`` (a hash of its
+  id), so evaluations are spread evenly; a slot missed by more than one
+  interval is skipped, not queued, and the schedule lag (start - slot)
+  is measured.
 
 A decision that changes something is committed by
 :func:`alarmer.alarms.transitions.record_transition` (or
@@ -31,11 +33,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as dt
-import heapq
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -45,10 +45,12 @@ from alarmer import channel as channel_mod
 from alarmer import runtime as runtime_mod
 from alarmer.alarms import time_constraints, transitions
 from alarmer.alarms.tables import Alarm
-from alarmer.evaluator import composite, decide
+from alarmer.evaluator import composite, decide, evaluate
 from alarmer.evaluator import reader as data
 from alarmer.evaluator.coordination import Membership
 from alarmer.evaluator.decide import Decision, Outcome
+from alarmer.evaluator.registry import AlarmDef, Registry
+from alarmer.evaluator.schedule import Schedule, slot_of
 from alarmer.metrics.index import resources
 
 LOG = logging.getLogger(__name__)
@@ -56,52 +58,6 @@ LOG = logging.getLogger(__name__)
 SUPPORTED_TYPES = (*data.THRESHOLD_TYPES, data.COMPOSITE)
 _LOAD_CHUNK = 500
 _LAG_SAMPLES = 200_000
-
-
-@dataclasses.dataclass(slots=True, eq=False)
-class AlarmDef:
-    """One owned alarm as the worker keeps it in memory."""
-
-    alarm_id: str
-    type: str
-    rule: dict[str, Any]
-    version: int
-    seq: int
-    state: str
-    name: str
-    severity: str
-    project_id: str
-    ok_actions: tuple[str, ...]
-    alarm_actions: tuple[str, ...]
-    insufficient_data_actions: tuple[str, ...]
-    repeat_actions: bool
-    time_constraints: list[dict[str, Any]]
-    #: Metric ids read, per threshold (sub-)rule, or why unresolved.
-    targets: list[list[str] | data.Unresolved]
-    subrules: list[dict[str, Any]]
-    #: Evaluation plan per threshold (sub-)rule, or why it has none.
-    plans: list[data.Plan | Exception]
-    slot: float
-    token: int = 0
-    tc_inside: bool = True
-    tc_until: float = 0.0
-    resolve_after: float = 0.0
-
-    def metric_ids(self) -> set[str]:
-        """Every metric this alarm reads."""
-        return {m for t in self.targets if isinstance(t, list) for m in t}
-
-    def snapshot(self) -> transitions.AlarmSnapshot:
-        """The transition snapshot at the version held."""
-        return transitions.AlarmSnapshot.from_row(self)
-
-    def has_actions(self, state: str) -> bool:
-        """True when *state* has notification actions."""
-        if state == decide.ALARM:
-            return bool(self.alarm_actions)
-        if state == decide.OK:
-            return bool(self.ok_actions)
-        return bool(self.insufficient_data_actions)
 
 
 @dataclasses.dataclass
@@ -130,11 +86,6 @@ class Stats:
             "p99": values[min(len(values) - 1, int(len(values) * 0.99))],
             "max": values[-1],
         }
-
-
-def slot_of(alarm_id: str, interval: float) -> float:
-    """The fixed offset of an alarm within the evaluation interval."""
-    return (zlib.crc32(alarm_id.encode()) / 2**32) * interval
 
 
 class EvaluatorService:
@@ -173,11 +124,11 @@ class EvaluatorService:
         self.cache: data.BucketCache | None = None
         if ttl > 0 and rt.conf.evaluator.event_driven and announced:
             self.cache = data.BucketCache(ttl)
-        self._alarms: dict[str, AlarmDef] = {}
-        self._versions: dict[str, int] = {}
+        #: The owned alarms (guarded by ``_cv``).
+        self.registry = Registry()
+        #: When each owned alarm is due (guarded by ``_cv``).
+        self.schedule = Schedule(self.interval)
         self._owner: dict[str, bool] = {}
-        self._by_metric: dict[str, set[str]] = {}
-        self._heap: list[tuple[float, int, str]] = []
         self._urgent: dict[str, None] = {}
         self._pending_metrics: dict[str, None] = {}
         self._cv = threading.Condition()
@@ -189,7 +140,6 @@ class EvaluatorService:
         #: against the table fingerprint.
         self._own_bumps = 0
         self._loaded_once = False
-        self._token = 0
         # One bound method, so that unsubscribe finds what subscribe got.
         self._callback = self.on_metrics
         #: Set after each completed definition sync (tests wait on it).
@@ -212,7 +162,7 @@ class EvaluatorService:
             self._threads.append(thread)
         LOG.info(
             "evaluator started: %d alarms owned, interval %.0f s",
-            len(self._alarms),
+            len(self.registry),
             self.interval,
         )
 
@@ -234,10 +184,10 @@ class EvaluatorService:
         if self.cache is not None:
             self.cache.invalidate(metric_ids)
         with self._cv:
-            by_metric = self._by_metric
+            registry = self.registry
             hit = False
             for metric_id in metric_ids:
-                if metric_id in by_metric:
+                if registry.reads_any(metric_id):
                     self._pending_metrics[metric_id] = None
                     hit = True
             if hit:
@@ -343,10 +293,10 @@ class EvaluatorService:
             self._owner = {
                 aid: own for aid, own in self._owner.items() if aid in live
             }
-        stale = [
-            aid for aid, ver in owned.items() if self._versions.get(aid) != ver
-        ]
-        gone = [aid for aid in self._versions if aid not in owned]
+        with self._cv:
+            known = dict(self.registry.versions)
+        stale = [aid for aid, ver in owned.items() if known.get(aid) != ver]
+        gone = [aid for aid in known if aid not in owned]
         loaded: list[AlarmDef] = []
         dropped: list[str] = list(gone)
         versions: dict[str, int] = {}
@@ -371,7 +321,7 @@ class EvaluatorService:
                 "evaluator: %d alarms (re)loaded, %d dropped, %d owned",
                 len(loaded),
                 len(dropped),
-                len(self._alarms),
+                len(self.registry),
             )
 
     def _build(
@@ -449,51 +399,22 @@ class EvaluatorService:
     ) -> None:
         now = time.time()
         with self._cv:
+            registry = self.registry
             for alarm_id in dropped:
-                self._versions.pop(alarm_id, None)
-                old = self._alarms.pop(alarm_id, None)
-                if old is not None:
-                    self._unindex(old)
-            self._versions.update(versions)
+                registry.drop(alarm_id)
+            registry.note_versions(versions)
             for alarm in loaded:
-                old = self._alarms.get(alarm.alarm_id)
+                old = registry.put(alarm)
                 if old is not None:
-                    self._unindex(old)
                     alarm.token = old.token
-                    self._alarms[alarm.alarm_id] = alarm
-                    self._index(alarm)
                     continue
-                self._alarms[alarm.alarm_id] = alarm
-                self._index(alarm)
-                self._schedule(alarm, self._next_slot(alarm, now))
+                self.schedule.add(alarm, self.schedule.next_slot(alarm, now))
                 if self._loaded_once:
                     # Created, enabled or taken over since the start:
                     # evaluate it now rather than at its slot.
                     self._urgent[alarm.alarm_id] = None
             if self._urgent:
                 self._cv.notify()
-
-    def _index(self, alarm: AlarmDef) -> None:
-        for metric_id in alarm.metric_ids():
-            self._by_metric.setdefault(metric_id, set()).add(alarm.alarm_id)
-
-    def _unindex(self, alarm: AlarmDef) -> None:
-        for metric_id in alarm.metric_ids():
-            ids = self._by_metric.get(metric_id)
-            if ids is not None:
-                ids.discard(alarm.alarm_id)
-                if not ids:
-                    del self._by_metric[metric_id]
-
-    def _next_slot(self, alarm: AlarmDef, now: float) -> float:
-        base = (now - alarm.slot) // self.interval * self.interval
-        due = base + alarm.slot
-        return due if due > now else due + self.interval
-
-    def _schedule(self, alarm: AlarmDef, due: float) -> None:
-        self._token += 1
-        alarm.token = self._token
-        heapq.heappush(self._heap, (due, self._token, alarm.alarm_id))
 
     # -- worker -------------------------------------------------------------
 
@@ -519,43 +440,29 @@ class EvaluatorService:
                 now = time.time()
                 alarms: list[AlarmDef] = []
                 from_events = False
+                registry = self.registry
                 if self._pending_metrics or self._urgent:
-                    ids: dict[str, None] = {}
-                    for metric_id in self._pending_metrics:
-                        for alarm_id in self._by_metric.get(metric_id, ()):
-                            ids[alarm_id] = None
+                    ids = registry.readers(self._pending_metrics)
                     from_events = bool(self._pending_metrics)
                     ids.update(self._urgent)
                     self._pending_metrics = {}
                     self._urgent = {}
                     alarms = [
-                        self._alarms[a] for a in ids if a in self._alarms
+                        alarm
+                        for alarm in map(registry.get, ids)
+                        if alarm is not None
                     ]
                 due_items: list[tuple[AlarmDef, float]] = []
-                if self._heap and self._heap[0][0] <= now:
-                    while (
-                        self._heap
-                        and self._heap[0][0] <= now
-                        and len(due_items) < 256
-                    ):
-                        due, token, alarm_id = heapq.heappop(self._heap)
-                        alarm = self._alarms.get(alarm_id)
-                        if alarm is None or alarm.token != token:
-                            continue
-                        if now - due >= self.interval:
-                            missed = int((now - due) // self.interval)
-                            self.stats.skipped_slots += missed
-                            due += missed * self.interval
-                        self._schedule(alarm, due + self.interval)
-                        due_items.append((alarm, due))
+                schedule = self.schedule
+                if schedule.has_due(now):
+                    skipped = schedule.skipped
+                    due_items = schedule.pop_due(now, registry.get, 256)
+                    self.stats.skipped_slots += schedule.skipped - skipped
                 if alarms or due_items:
                     return alarms, due_items, from_events
-                if self._heap and self._heap[0][0] <= now:
+                if schedule.has_due(now):
                     continue  # only stale heap entries were popped
-                timeout = 0.5
-                if self._heap:
-                    timeout = min(timeout, max(self._heap[0][0] - now, 0))
-                self._cv.wait(timeout)
+                self._cv.wait(schedule.wait_time(now, 0.5))
         return [], [], False
 
     def _work_step(self) -> None:
@@ -620,29 +527,11 @@ class EvaluatorService:
 
     def decide(self, alarm: AlarmDef, now_ns: int) -> Decision:
         """The decision for *alarm* at *now_ns* (reads its data)."""
-        if alarm.type == data.COMPOSITE:
-            positions = {id(s): i for i, s in enumerate(alarm.subrules)}
-
-            def assess(sub: Mapping[str, Any]) -> Outcome:
-                index = positions[id(sub)]
-                return self._outcome(
-                    alarm, index, str(sub.get("type")), sub, now_ns
-                )
-
-            return composite.evaluate(
-                alarm.rule,
-                assess,
-                alarm.state,
-                repeat_actions=alarm.repeat_actions,
-            )
-        outcome = self._outcome(alarm, 0, alarm.type, alarm.rule, now_ns)
-        plan = alarm.plans[0]
-        periods = plan.periods if isinstance(plan, data.Plan) else 0
-        return decide.transition(
-            outcome,
-            current_state=alarm.state,
-            repeat_actions=alarm.repeat_actions,
-            evaluation_periods=periods,
+        return evaluate.evaluate(
+            alarm,
+            lambda index, kind, rule: self._outcome(
+                alarm, index, kind, rule, now_ns
+            ),
         )
 
     def _outcome(
@@ -706,12 +595,7 @@ class EvaluatorService:
                 f"alarm statistics retrieval failed: {exc}"
             )
         with self._cv:
-            if alarm.alarm_id in self._alarms:
-                self._unindex(alarm)
-                while len(alarm.targets) <= index:
-                    alarm.targets.append(data.Unresolved(""))
-                alarm.targets[index] = target
-                self._index(alarm)
+            self.registry.retarget(alarm, index, target)
         return target
 
     def _commit(
@@ -777,11 +661,7 @@ class EvaluatorService:
         bump = alarm.has_actions(decision.state)
         with self._cv:
             self._own_bumps += 1
-            alarm.version += 1
-            alarm.seq += 1 if bump else 0
-            alarm.state = decision.state
-            if self._versions.get(alarm.alarm_id) == alarm.version - 1:
-                self._versions[alarm.alarm_id] = alarm.version
+            self.registry.committed(alarm, decision.state, bump)
         if repeat:
             self.stats.repeats += 1
         else:
@@ -812,7 +692,7 @@ class EvaluatorService:
     def owned(self) -> list[str]:
         """Ids of the alarms this worker evaluates."""
         with self._cv:
-            return sorted(self._alarms)
+            return sorted(self.registry.alarms)
 
     def wait_synced(self, timeout: float = 10.0) -> bool:
         """Wait for the next definition sync (tests)."""

@@ -384,7 +384,7 @@ def test_stale_view_is_fenced_and_healed(env):
     metric_id = create_metric(url)
     alarm_id = create_alarm(url, metric_id)
     wait_for(lambda: alarm_id in service.owned())
-    held = service._alarms[alarm_id]
+    held = service.registry.alarms[alarm_id]
     # Someone else (an API user) changes the state meanwhile.
     r = requests.put(
         f"{url}/v2/alarms/{alarm_id}/state", json="alarm", headers=H

@@ -1,0 +1,45 @@
+"""One alarm's decision from its definition and its sub-rules' outcomes.
+
+:func:`evaluate` is pure: the caller hands it *assess*, which reads the
+data of one threshold (sub-)rule and returns its
+:class:`~alarmer.evaluator.decide.Outcome`; the result says whether the
+alarm transitions, repeats its notification or stays as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from alarmer.alarms import model
+from alarmer.evaluator import composite, decide, reader
+from alarmer.evaluator.decide import Decision, Outcome
+from alarmer.evaluator.registry import AlarmDef
+
+#: ``assess(index, rule type, rule)`` -> outcome of threshold rule *index*.
+Assess = Callable[[int, str, Mapping[str, Any]], Outcome]
+
+
+def evaluate(alarm: AlarmDef, assess: Assess) -> Decision:
+    """The decision for *alarm* given how each of its rules assesses."""
+    if alarm.type == model.COMPOSITE:
+        positions = {id(s): i for i, s in enumerate(alarm.subrules)}
+
+        def assess_sub(sub: Mapping[str, Any]) -> Outcome:
+            return assess(positions[id(sub)], str(sub.get("type")), sub)
+
+        return composite.evaluate(
+            alarm.rule,
+            assess_sub,
+            alarm.state,
+            repeat_actions=alarm.repeat_actions,
+        )
+    outcome = assess(0, alarm.type, alarm.rule)
+    plan = alarm.plans[0] if alarm.plans else None
+    periods = plan.periods if isinstance(plan, reader.Plan) else 0
+    return decide.transition(
+        outcome,
+        current_state=alarm.state,
+        repeat_actions=alarm.repeat_actions,
+        evaluation_periods=periods,
+    )
