@@ -129,9 +129,7 @@ def lay_out(
         s.timestamps.size == first.size and np.array_equal(s.timestamps, first)
         for s in series
     ):
-        return first, np.vstack(
-            [np.asarray(s.values, dtype=np.float64) for s in series]
-        )
+        return first, np.vstack([s.values for s in series])
     sizes = [s.timestamps.size for s in series]
     times, inverse = np.unique(
         np.concatenate([s.timestamps for s in series]), return_inverse=True
@@ -174,7 +172,10 @@ def apply_fill(
         grid = backward_fill(forward_fill(grid))
     elif fill == "full_bfill":
         grid = forward_fill(backward_fill(grid))
-    if fill is not None:
+    if fill is not None or (
+        needed_overlap <= 0 and bounded_start and bounded_stop
+    ):
+        # Nothing to check, nothing to cut.
         return times, grid
     overlap = np.flatnonzero(~np.isnan(grid).any(axis=0))
     if overlap.size == 0 and needed_overlap > 0:
