@@ -48,6 +48,7 @@ import sqlalchemy as sa
 from alarmer import conf as aconf
 from alarmer import runtime, timeutils
 from alarmer.evaluator import reader as data
+from alarmer.metrics import query as aggregates
 from alarmer.metrics.index import indexer as idx
 from alarmer.metrics.index import resources as res
 from alarmer.metrics.index import search
@@ -279,7 +280,7 @@ def main() -> int:
     def read(_: int) -> None:
         now = int(time.time()) * NS
         series = [engine.last_buckets(m, "mean", gran, 3) for m in ids]
-        out = query.aggregate_across(
+        out = aggregates.aggregate_across(
             series,
             "mean",
             start=now - 3 * gran,
@@ -292,7 +293,7 @@ def main() -> int:
         metric_ids = resolve(i)
         now = int(time.time()) * NS
         series = [engine.last_buckets(m, "mean", gran, 3) for m in metric_ids]
-        out = query.aggregate_across(
+        out = aggregates.aggregate_across(
             series, "mean", start=now - 3 * gran, stop=now, needed_overlap=0
         )
         assert np.asarray(out.values).size >= 1
@@ -342,7 +343,7 @@ def main() -> int:
     row(
         f"by-resources: aggregate_across {args.group} series",
         timed(
-            lambda _: query.aggregate_across(
+            lambda _: aggregates.aggregate_across(
                 series,
                 "mean",
                 start=now - 3 * gran,
@@ -358,7 +359,7 @@ def main() -> int:
         metric_ids = resolve_cached(0)
         now = int(time.time()) * NS
         series = [engine.last_buckets(m, "mean", gran, 3) for m in metric_ids]
-        query.aggregate_across(
+        aggregates.aggregate_across(
             series, "mean", start=now - 3 * gran, stop=now, needed_overlap=0
         )
 
@@ -391,7 +392,7 @@ def main() -> int:
     row(
         f"batched: aggregate_matrix {args.group} x {times.size}",
         timed(
-            lambda _: query.aggregate_matrix(
+            lambda _: aggregates.aggregate_matrix(
                 gran,
                 times,
                 grid,
