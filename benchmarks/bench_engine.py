@@ -35,8 +35,9 @@ import uuid
 import numpy as np
 
 from alarmer.metrics import policy as ap
+from alarmer.metrics import query
 from alarmer.metrics.series import aggregation as agg
-from alarmer.metrics.series import codec, cross
+from alarmer.metrics.series import codec
 from alarmer.metrics.series import store as eng
 from alarmer.metrics.series.drivers import file as file_driver
 
@@ -470,7 +471,7 @@ def across(rows, repeat: int, have_gnocchi: bool) -> None:
     lat = []
     for _ in range(max(repeat * 4, 20)):
         t0 = time.perf_counter()
-        cross.aggregate_across(series, "mean", needed_overlap=0)
+        query.aggregate_across(series, "mean", needed_overlap=0)
         lat.append(time.perf_counter() - t0)
     med = statistics.median(lat)
     extra = ""

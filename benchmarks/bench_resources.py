@@ -48,10 +48,10 @@ import sqlalchemy as sa
 from alarmer import conf as aconf
 from alarmer import runtime, timeutils
 from alarmer.evaluator import reader as data
+from alarmer.metrics import query as aggregates
 from alarmer.metrics.index import indexer as idx
 from alarmer.metrics.index import resources as res
 from alarmer.metrics.index import search
-from alarmer.metrics.series import cross
 from alarmer.metrics.series import store as series_mod
 
 NS = 1_000_000_000
@@ -280,7 +280,7 @@ def main() -> int:
     def read(_: int) -> None:
         now = int(time.time()) * NS
         series = [engine.last_buckets(m, "mean", gran, 3) for m in ids]
-        out = cross.aggregate_across(
+        out = aggregates.aggregate_across(
             series,
             "mean",
             start=now - 3 * gran,
@@ -293,7 +293,7 @@ def main() -> int:
         metric_ids = resolve(i)
         now = int(time.time()) * NS
         series = [engine.last_buckets(m, "mean", gran, 3) for m in metric_ids]
-        out = cross.aggregate_across(
+        out = aggregates.aggregate_across(
             series, "mean", start=now - 3 * gran, stop=now, needed_overlap=0
         )
         assert np.asarray(out.values).size >= 1
@@ -343,7 +343,7 @@ def main() -> int:
     row(
         f"by-resources: aggregate_across {args.group} series",
         timed(
-            lambda _: cross.aggregate_across(
+            lambda _: aggregates.aggregate_across(
                 series,
                 "mean",
                 start=now - 3 * gran,
@@ -359,7 +359,7 @@ def main() -> int:
         metric_ids = resolve_cached(0)
         now = int(time.time()) * NS
         series = [engine.last_buckets(m, "mean", gran, 3) for m in metric_ids]
-        cross.aggregate_across(
+        aggregates.aggregate_across(
             series, "mean", start=now - 3 * gran, stop=now, needed_overlap=0
         )
 
@@ -392,7 +392,7 @@ def main() -> int:
     row(
         f"batched: aggregate_matrix {args.group} x {times.size}",
         timed(
-            lambda _: cross.aggregate_matrix(
+            lambda _: aggregates.aggregate_matrix(
                 gran,
                 times,
                 grid,

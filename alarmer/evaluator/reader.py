@@ -36,8 +36,8 @@ from sqlalchemy import orm
 from alarmer.alarms import model
 from alarmer.evaluator import decide
 from alarmer.evaluator.decide import Outcome
+from alarmer.metrics import query
 from alarmer.metrics.index.indexer import Metric
-from alarmer.metrics.series import cross
 from alarmer.metrics.series.store import Series
 
 LOG = logging.getLogger(__name__)
@@ -362,74 +362,6 @@ def _fetch(
     return series.timestamps, series.values
 
 
-def reduce_across(
-    series: list[tuple[np.ndarray, np.ndarray]], method: str, gran_ns: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Reduce series timestamp by timestamp over the union of their buckets.
-
-    *method* is a reducer without ``rate:``.  Columns are reduced
-    independently, so the result sliced to a window equals Gnocchi's
-    ``aggregate`` of the series sliced to that window.
-    """
-    first = series[0][0]
-    if all(
-        ts.size == first.size and np.array_equal(ts, first) for ts, _ in series
-    ):
-        if first.size == 0:
-            return first, np.empty(0, dtype=np.float64)
-        grid = np.vstack([values for _, values in series])
-        return first, cross.reduce_columns(grid, method)
-    present = [ts for ts, _ in series if ts.size]
-    if not present:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-    result = cross.aggregate_across(
-        [Series(gran_ns, ts, values) for ts, values in series],
-        method,
-        start=min(int(ts[0]) for ts in present),
-        stop=max(int(ts[-1]) for ts in present) + 1,
-        needed_overlap=0.0,
-    )
-    return result.timestamps, result.values
-
-
-def aggregate_across(
-    series: list[tuple[np.ndarray, np.ndarray]],
-    method: str,
-    gran_ns: int,
-    *,
-    start: int,
-    stop: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Gnocchi's ``aggregate <method>`` across series in [start, stop).
-
-    ``needed_overlap=0``, no fill: Aodh's request for by-metrics and
-    by-resources rules.
-    """
-    times, reduced = reduce_across(
-        series, method.removeprefix("rate:"), gran_ns
-    )
-    return _window_across(
-        times, reduced, method, gran_ns, start=start, stop=stop
-    )
-
-
-def _window_across(
-    times: np.ndarray,
-    reduced: np.ndarray,
-    method: str,
-    gran_ns: int,
-    *,
-    start: int,
-    stop: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    lo = int(times.searchsorted(start - start % gran_ns))
-    hi = int(times.searchsorted(stop))
-    times, reduced = times[lo:hi], reduced[lo:hi]
-    if method.startswith("rate:"):
-        return times[1:], np.diff(reduced)
-    return times, reduced
-
-
 def _reduce_read(
     engine: SeriesReader,
     cache: BucketCache | None,
@@ -446,14 +378,14 @@ def _reduce_read(
     many = getattr(engine, "last_buckets_many", None)
     if many is None:
         per_metric = [
-            _fetch(engine, cache, m, plan.read_method, plan)
+            Series(
+                plan.gran_ns, *_fetch(engine, cache, m, plan.read_method, plan)
+            )
             for m in metric_ids
         ]
-        return reduce_across(per_metric, base, plan.gran_ns)
+        return query.reduce_across(per_metric, base)
     times, grid = many(metric_ids, plan.read_method, plan.gran_ns, plan.n)
-    if times.size == 0:
-        return times, np.empty(0, dtype=np.float64)
-    return times, cross.reduce_columns(grid, base)
+    return query.reduce_grid(times, grid, base)
 
 
 def _read_across(
@@ -479,7 +411,7 @@ def _read_across(
             cache.cross_put(key, gens, times, reduced)
         else:
             times, reduced = found
-    return _window_across(
+    return query.window_across(
         times, reduced, plan.method, plan.gran_ns, start=start, stop=stop
     )
 

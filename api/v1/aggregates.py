@@ -1,4 +1,4 @@
-"""``POST /v1/aggregates``: Gnocchi's dynamic aggregates.
+"""``POST /v1/aggregates``: Gnocchi's dynamic aggregates, the HTTP view.
 
 The body is ``{"operations": ...}``, a JSON list or the same tree as an
 S-expression string (``"(aggregate mean (metric ID mean))"``).  Supported
@@ -26,9 +26,12 @@ Query parameters: ``start``, ``stop``, ``granularity``, ``needed_overlap``
 ``bfill``, ``full_ffill``, ``full_bfill`` or a number; ``dropna`` when
 neither ``fill`` nor ``needed_overlap`` is given) and ``details``.
 
+This module reads the request, resolves the references through the
+index, fetches the series and renders the answer; the language itself
+(parsing, alignment, operations) is :mod:`alarmer.metrics.query`.
 Metric references are turned into index entries by
 :func:`resolve_references`, the one place that knows how a reference
-names a metric (by id today; by name within a resource search later).
+names a metric (by id, or by name within a resource search).
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,9 +46,8 @@ import flask
 import numpy as np
 
 from alarmer import timeutils
-from alarmer.metrics import policy as ap
+from alarmer.metrics import query
 from alarmer.metrics.index import indexer as idx
-from alarmer.metrics.series import cross
 from alarmer.metrics.series import store as series_mod
 from api import errors
 from api.v1 import measures as measures_views
@@ -55,63 +56,6 @@ from api.v1 import validation as v
 LOG = logging.getLogger(__name__)
 
 NS = v.NS
-
-#: Reducers of ``aggregate`` (Gnocchi's AGG_MAP), ``rate:`` allowed too.
-ACROSS_METHODS = ("mean", "median", "std", "min", "max", "sum", "var", "count")
-FILL_MODES = ("null", "dropna", "ffill", "bfill", "full_ffill", "full_bfill")
-#: Binary operators: name -> numpy function (comparisons give 1.0/0.0).
-BINARY = {
-    "+": np.add,
-    "add": np.add,
-    "-": np.subtract,
-    "sub": np.subtract,
-    "*": np.multiply,
-    "\u00d7": np.multiply,
-    "mul": np.multiply,
-    "/": np.true_divide,
-    "\u00f7": np.true_divide,
-    "div": np.true_divide,
-    "**": np.power,
-    "^": np.power,
-    "pow": np.power,
-    "%": np.mod,
-    "mod": np.mod,
-    "=": np.equal,
-    "==": np.equal,
-    "eq": np.equal,
-    "<": np.less,
-    "lt": np.less,
-    ">": np.greater,
-    "gt": np.greater,
-    "<=": np.less_equal,
-    "\u2264": np.less_equal,
-    "le": np.less_equal,
-    ">=": np.greater_equal,
-    "\u2265": np.greater_equal,
-    "ge": np.greater_equal,
-    "!=": np.not_equal,
-    "\u2260": np.not_equal,
-    "ne": np.not_equal,
-    "clip_min": np.fmax,
-    "clip_max": np.fmin,
-    "max": np.fmax,
-}
-#: Unary operators applied value by value.
-UNARY = {
-    "abs": np.absolute,
-    "absolute": np.absolute,
-    "neg": np.negative,
-    "negative": np.negative,
-    "cos": np.cos,
-    "sin": np.sin,
-    "tan": np.tan,
-    "floor": np.floor,
-    "ceil": np.ceil,
-}
-#: Unary operators over time (drop the first point).
-DERIVATIVES = ("rateofchange", "rateofchangesec")
-#: Methods of ``rolling`` and ``resample`` (Gnocchi 4.7.1's AGG_MAP).
-WINDOW_METHODS = ACROSS_METHODS
 
 BODY_SCHEMA = {
     "type": "object",
@@ -123,294 +67,6 @@ BODY_SCHEMA = {
     "required": ["operations"],
     "additionalProperties": False,
 }
-
-
-# ------------------------------------------------------------ parsing --
-
-
-@dataclasses.dataclass(frozen=True)
-class MetricOp:
-    """Stored series: ``(reference, aggregation method)`` pairs."""
-
-    refs: tuple[tuple[str, str], ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class AggregateOp:
-    """A method applied across the series of the children, per timestamp."""
-
-    method: str
-    children: tuple[Operation, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class BinaryOp:
-    """An operator between two operands (operations or numbers)."""
-
-    name: str
-    left: Operation | float
-    right: Operation | float
-
-
-@dataclasses.dataclass(frozen=True)
-class UnaryOp:
-    """A function of each value, or a derivative over time."""
-
-    name: str
-    child: Operation
-
-
-@dataclasses.dataclass(frozen=True)
-class ClipOp:
-    """Values bounded to ``[low, high]``."""
-
-    child: Operation
-    low: float
-    high: float
-
-
-@dataclasses.dataclass(frozen=True)
-class RollingOp:
-    """A method over the last ``window`` points of each series."""
-
-    method: str
-    window: int
-    child: Operation
-
-
-@dataclasses.dataclass(frozen=True)
-class ResampleOp:
-    """Each series regrouped to a coarser granularity (ns)."""
-
-    method: str
-    granularity: int
-    child: Operation
-
-
-Operation = (
-    MetricOp
-    | AggregateOp
-    | BinaryOp
-    | UnaryOp
-    | ClipOp
-    | RollingOp
-    | ResampleOp
-)
-
-
-class OperationError(ValueError):
-    """The operations are malformed; the message names the position."""
-
-
-_TOKEN = re.compile(r'\s*(?:(\()|(\))|"([^"]*)"|([^\s()"]+))')
-
-
-def parse_sexpr(text: str) -> Any:
-    """Parse ``"(aggregate mean (metric ID mean))"`` into nested lists."""
-    stack: list[list[Any]] = [[]]
-    pos = 0
-    text = text.rstrip()
-    while pos < len(text):
-        match = _TOKEN.match(text, pos)
-        if match is None:
-            raise OperationError(
-                f"operations: unable to parse the expression at offset {pos}"
-            )
-        pos = match.end()
-        opening, closing, quoted, atom = match.groups()
-        if opening:
-            stack.append([])
-        elif closing:
-            if len(stack) == 1:
-                raise OperationError(
-                    f"operations: unbalanced ')' at offset {pos - 1}"
-                )
-            done = stack.pop()
-            stack[-1].append(done)
-        else:
-            stack[-1].append(quoted if quoted is not None else atom)
-    if len(stack) != 1:
-        raise OperationError("operations: unbalanced '(' in the expression")
-    top = stack[0]
-    if len(top) != 1 or not isinstance(top[0], list):
-        raise OperationError(
-            "operations: the expression must be one parenthesized operation"
-        )
-    return top[0]
-
-
-def _is_str(value: object) -> bool:
-    return isinstance(value, str) and bool(value)
-
-
-def _number(value: object, where: str) -> float:
-    if isinstance(value, bool):
-        raise OperationError(f"{where}: expected a number")
-    if isinstance(value, int | float):
-        result = float(value)
-    elif isinstance(value, str):
-        try:
-            result = float(value)
-        except ValueError:
-            raise OperationError(
-                f"{where}: expected a number or an operation, got {value!r}"
-            ) from None
-    else:
-        raise OperationError(f"{where}: expected a number or an operation")
-    if not math.isfinite(result):
-        raise OperationError(f"{where}: the number must be finite")
-    return result
-
-
-def _operand(raw: Any, where: str) -> Operation | float:
-    if isinstance(raw, list):
-        return parse_operations(raw, where)
-    return _number(raw, where)
-
-
-def _arity(raw: list[Any], where: str, count: int, usage: str) -> None:
-    if len(raw) != count + 1:
-        raise OperationError(f"{where}: '{raw[0]}' expects {usage}")
-
-
-def parse_operations(raw: Any, where: str = "operations") -> Operation:
-    """Validate the operation tree (JSON lists) into typed nodes.
-
-    :raises OperationError: naming the position of the problem.
-    """
-    if isinstance(raw, str) and where == "operations":
-        raw = parse_sexpr(raw)
-    if not isinstance(raw, list) or not raw:
-        raise OperationError(f"{where}: an operation must be a non-empty list")
-    name = raw[0]
-    if not isinstance(name, str):
-        raise OperationError(f"{where}[0]: operation name must be a string")
-    if name == "metric":
-        return _parse_metric(raw, where)
-    if name == "aggregate":
-        return _parse_aggregate(raw, where)
-    if name in ("rolling", "resample"):
-        return _parse_window(raw, where)
-    if name == "clip":
-        _arity(raw, where, 3, "an operation, a minimum and a maximum")
-        return ClipOp(
-            child=parse_operations(raw[1], f"{where}[1]"),
-            low=_number(raw[2], f"{where}[2]"),
-            high=_number(raw[3], f"{where}[3]"),
-        )
-    if name in BINARY:
-        _arity(raw, where, 2, "two operands")
-        left = _operand(raw[1], f"{where}[1]")
-        right = _operand(raw[2], f"{where}[2]")
-        if not isinstance(left, _NODES) and not isinstance(right, _NODES):
-            raise OperationError(
-                f"{where}: '{name}' needs at least one operation operand"
-            )
-        return BinaryOp(name=name, left=left, right=right)
-    if name in UNARY or name in DERIVATIVES:
-        _arity(raw, where, 1, "one operation")
-        return UnaryOp(
-            name=name, child=parse_operations(raw[1], f"{where}[1]")
-        )
-    raise OperationError(f"{where}[0]: unknown operation '{name}'")
-
-
-def _parse_metric(raw: list[Any], where: str) -> MetricOp:
-    args = raw[1:]
-    if len(args) == 2 and all(_is_str(a) for a in args):
-        return MetricOp(refs=((args[0], args[1]),))
-    if not args:
-        raise OperationError(
-            f"{where}: 'metric' expects a metric and an aggregation method"
-        )
-    refs = []
-    for i, arg in enumerate(args, start=1):
-        if (
-            not isinstance(arg, list)
-            or len(arg) != 2
-            or not all(_is_str(a) for a in arg)
-        ):
-            raise OperationError(
-                f"{where}[{i}]: expected [metric, aggregation method]"
-            )
-        refs.append((arg[0], arg[1]))
-    return MetricOp(refs=tuple(refs))
-
-
-def _check_method(method: object, where: str, allowed: Sequence[str]) -> str:
-    if not isinstance(method, str) or (
-        method.removeprefix("rate:") not in allowed
-    ):
-        raise OperationError(
-            f"{where}: unknown aggregation method {method!r} (one of "
-            f"{', '.join(allowed)}, optionally with rate:)"
-        )
-    return method
-
-
-def _parse_aggregate(raw: list[Any], where: str) -> AggregateOp:
-    if len(raw) < 3:
-        raise OperationError(
-            f"{where}: 'aggregate' expects a method and an operation"
-        )
-    method = _check_method(raw[1], f"{where}[1]", ACROSS_METHODS)
-    children = tuple(
-        parse_operations(child, f"{where}[{i}]")
-        for i, child in enumerate(raw[2:], start=2)
-    )
-    return AggregateOp(method=method, children=children)
-
-
-def _parse_window(raw: list[Any], where: str) -> Operation:
-    name = raw[0]
-    _arity(raw, where, 3, "a method, a size and an operation")
-    method = _check_method(raw[1], f"{where}[1]", WINDOW_METHODS)
-    child = parse_operations(raw[3], f"{where}[3]")
-    if name == "rolling":
-        size = _number(raw[2], f"{where}[2]")
-        if not size.is_integer() or size < 1:
-            raise OperationError(
-                f"{where}[2]: the window must be an integer >= 1"
-            )
-        return RollingOp(method=method, window=int(size), child=child)
-    try:
-        gran = ap.parse_timespan(raw[2], f"{where}[2]")
-    except ap.PolicyError as exc:
-        raise OperationError(
-            str(exc).removeprefix("Invalid value for ")
-        ) from None
-    return ResampleOp(method=method, granularity=gran, child=child)
-
-
-_NODES = (
-    MetricOp,
-    AggregateOp,
-    BinaryOp,
-    UnaryOp,
-    ClipOp,
-    RollingOp,
-    ResampleOp,
-)
-
-
-def _children(op: Operation) -> list[Operation]:
-    if isinstance(op, MetricOp):
-        return []
-    if isinstance(op, AggregateOp):
-        return list(op.children)
-    if isinstance(op, BinaryOp):
-        return [x for x in (op.left, op.right) if isinstance(x, _NODES)]
-    return [op.child]
-
-
-def metric_refs(op: Operation) -> list[tuple[str, str]]:
-    """Every ``(reference, method)`` of the tree, in order."""
-    if isinstance(op, MetricOp):
-        return list(op.refs)
-    refs: list[tuple[str, str]] = []
-    for child in _children(op):
-        refs.extend(metric_refs(child))
-    return refs
 
 
 # ---------------------------------------------------------- resolving --
@@ -442,6 +98,8 @@ def resolve_references(
     :raises APIError: 404 naming the unknown metrics or methods.
     """
     if "search" in body or "resource_type" in body:
+        # api.v1.resources builds this module's Reference: importing it
+        # at the top would be a cycle.
         from api.v1 import resources as resource_views
 
         return resource_views.resolve_search_references(body, refs)
@@ -469,7 +127,7 @@ def resolve_references(
     return result
 
 
-# --------------------------------------------------------- evaluation --
+# ------------------------------------------------------------ request --
 
 
 @dataclasses.dataclass(frozen=True)
@@ -495,7 +153,7 @@ def parse_params() -> Params:
     fill_raw = v.query_arg("fill")
     fill: str | float | None = None
     if fill_raw is not None and fill_raw != "":
-        fill = fill_raw if fill_raw in FILL_MODES else v.query_float("fill")
+        fill = fill_raw if fill_raw in query.FILLS else v.query_float("fill")
     if fill is None and overlap is None:
         fill = "dropna"
     if v.query_bool("use_history"):
@@ -560,216 +218,19 @@ def _empty(granularity: int) -> series_mod.Series:
     )
 
 
-def align(
-    series_list: Sequence[series_mod.Series], params: Params
-) -> tuple[np.ndarray, np.ndarray]:
-    """Put series on one time grid with Gnocchi's fill/overlap rules.
+def query_error(exc: query.QueryError) -> errors.APIError:
+    """The 400 answering a query error (Gnocchi's texts).
 
-    :returns: (timestamps, values matrix ``n_series x n_times``).
-    :raises APIError: 400 when the overlap is below ``needed_overlap``.
+    Malformed operations carry the ``Invalid input`` prefix; series that
+    cannot be aggregated together (too little overlap) are answered with
+    the bare reason, as Gnocchi does.
     """
-    if series_list:
-        times = np.unique(
-            np.concatenate([np.asarray(s.timestamps) for s in series_list])
-        )
-    else:
-        times = np.empty(0, dtype=np.int64)
-    fill = params.fill
-    filler = np.nan if fill is None or isinstance(fill, str) else fill
-    grid = np.full((len(series_list), times.size), filler, dtype=np.float64)
-    for i, s in enumerate(series_list):
-        pos = np.searchsorted(times, np.asarray(s.timestamps))
-        grid[i, pos] = np.asarray(s.values, dtype=np.float64)
-    if fill is None and times.size:
-        complete = np.flatnonzero(~np.isnan(grid).any(axis=0))
-        if complete.size == 0 and params.needed_overlap > 0:
-            raise errors.APIError("No overlap", 400)
-        if complete.size:
-            last = complete[-1] + 1 if params.stop is None else times.size
-            first = complete[0] if params.start is None else 0
-            times, grid = times[first:last], grid[:, first:last]
-        percent = complete.size * 100.0 / times.size if times.size else 100.0
-        if percent < params.needed_overlap:
-            raise errors.APIError(
-                f"Less than {params.needed_overlap:g}% of datapoints "
-                f"overlap in this timespan ({percent:.2f}%)",
-                400,
-            )
-    elif fill == "ffill":
-        grid = cross.forward_fill(grid)
-    elif fill == "bfill":
-        grid = cross.backward_fill(grid)
-    elif fill == "full_ffill":
-        grid = cross.backward_fill(cross.forward_fill(grid))
-    elif fill == "full_bfill":
-        grid = cross.forward_fill(cross.backward_fill(grid))
-    return times, grid
+    if isinstance(exc, query.OperationError):
+        return v.bad(str(exc))
+    return errors.APIError(str(exc), 400)
 
 
-@dataclasses.dataclass
-class Block:
-    """What an operation produces: series on common timestamps.
-
-    ``refs`` labels each row while the series keep their identity;
-    ``aggregated`` means one combined series (output as ``aggregated``).
-    """
-
-    granularity: int
-    times: np.ndarray
-    values: np.ndarray
-    refs: list[Reference]
-    aggregated: bool
-
-
-@dataclasses.dataclass
-class _Context:
-    granularity: int
-    times: np.ndarray
-    grid: np.ndarray
-    rows: dict[tuple[str, str], list[int]]
-    references: list[Reference]
-
-
-def _reduce(values: np.ndarray, method: str) -> np.ndarray:
-    """Reduce axis 0 of *values* with *method* (``rate:`` diffs after)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return cross.reduce_columns(values, method.removeprefix("rate:"))
-
-
-def _rate(block: Block, method: str) -> Block:
-    if not method.startswith("rate:"):
-        return block
-    return dataclasses.replace(
-        block,
-        times=block.times[1:],
-        values=np.diff(block.values, axis=1),
-    )
-
-
-def _same_times(blocks: Sequence[Block], where: str) -> None:
-    first = blocks[0]
-    for other in blocks[1:]:
-        if other.granularity != first.granularity or not np.array_equal(
-            other.times, first.times
-        ):
-            raise v.bad(
-                f"operations: '{where}' combines series with different "
-                "timestamps or granularities"
-            )
-
-
-def _evaluate(op: Operation, ctx: _Context) -> Block:
-    """Evaluate *op* over the aligned grid of one granularity."""
-    if isinstance(op, MetricOp):
-        rows = [r for key in dict.fromkeys(op.refs) for r in ctx.rows[key]]
-        return Block(
-            granularity=ctx.granularity,
-            times=ctx.times,
-            values=ctx.grid[rows],
-            refs=[ctx.references[r] for r in rows],
-            aggregated=False,
-        )
-    if isinstance(op, AggregateOp):
-        blocks = [_evaluate(child, ctx) for child in op.children]
-        _same_times(blocks, "aggregate")
-        stacked = np.vstack([b.values for b in blocks])
-        reduced = Block(
-            granularity=blocks[0].granularity,
-            times=blocks[0].times,
-            values=_reduce(stacked, op.method)[np.newaxis, :],
-            refs=[],
-            aggregated=True,
-        )
-        return _rate(reduced, op.method)
-    if isinstance(op, BinaryOp):
-        return _binary(op, ctx)
-    child = _evaluate(op.child, ctx)
-    if isinstance(op, UnaryOp):
-        return _unary(op.name, child)
-    if isinstance(op, ClipOp):
-        return dataclasses.replace(
-            child, values=np.clip(child.values, op.low, op.high)
-        )
-    if isinstance(op, RollingOp):
-        return _rolling(op, child)
-    return _resample(op, child)
-
-
-def _binary(op: BinaryOp, ctx: _Context) -> Block:
-    left = op.left if isinstance(op.left, float) else _evaluate(op.left, ctx)
-    right = (
-        op.right if isinstance(op.right, float) else _evaluate(op.right, ctx)
-    )
-    blocks = [b for b in (left, right) if isinstance(b, Block)]
-    if len(blocks) == 2:
-        _same_times(blocks, op.name)
-        rows = {b.values.shape[0] for b in blocks}
-        if len(rows) > 1 and 1 not in rows:
-            counts = " and ".join(str(n) for n in sorted(rows))
-            raise v.bad(f"operations: '{op.name}' between {counts} series")
-    lhs = left.values if isinstance(left, Block) else left
-    rhs = right.values if isinstance(right, Block) else right
-    with np.errstate(all="ignore"):
-        values = np.asarray(BINARY[op.name](lhs, rhs), dtype=np.float64)
-    if values.ndim == 1:  # pragma: no cover - a Block operand is 2-D
-        values = values[np.newaxis, :]
-    base = max(blocks, key=lambda b: b.values.shape[0])
-    aggregated = values.shape[0] == 1 and (
-        len(blocks) == 2 or any(b.aggregated for b in blocks)
-    )
-    return Block(
-        granularity=base.granularity,
-        times=base.times,
-        values=values,
-        refs=[] if aggregated else base.refs,
-        aggregated=aggregated,
-    )
-
-
-def _unary(name: str, block: Block) -> Block:
-    if name in UNARY:
-        with np.errstate(all="ignore"):
-            return dataclasses.replace(block, values=UNARY[name](block.values))
-    diff = np.diff(block.values, axis=1)
-    if name == "rateofchangesec":
-        diff = diff / (np.diff(block.times) / NS)
-    return dataclasses.replace(block, times=block.times[1:], values=diff)
-
-
-def _rolling(op: RollingOp, block: Block) -> Block:
-    size = block.times.size
-    if op.window > size:
-        raise v.bad(
-            f"operations: rolling window {op.window} is greater than the "
-            f"series length {size}"
-        )
-    windows = np.lib.stride_tricks.sliding_window_view(
-        block.values, op.window, axis=1
-    )
-    values = (
-        np.vstack(
-            [_reduce(row_windows.T, op.method) for row_windows in windows]
-        )
-        if windows.shape[0]
-        else np.empty((0, size - op.window + 1))
-    )
-    rolled = dataclasses.replace(
-        block, times=block.times[op.window - 1 :], values=values
-    )
-    return _rate(rolled, op.method)
-
-
-def _resample(op: ResampleOp, block: Block) -> Block:
-    keys = block.times - block.times % op.granularity
-    buckets, inverse = np.unique(keys, return_inverse=True)
-    values = np.full((block.values.shape[0], buckets.size), np.nan)
-    for j in range(buckets.size):
-        columns = block.values[:, inverse == j]
-        values[:, j] = _reduce(columns.T, op.method)
-    resampled = dataclasses.replace(
-        block, granularity=op.granularity, times=buckets, values=values
-    )
-    return _rate(resampled, op.method)
+# ------------------------------------------------------------- answer --
 
 
 def _points(
@@ -791,10 +252,10 @@ def post() -> dict[str, Any]:
     v.check_schema(BODY_SCHEMA, body)
     params = parse_params()
     try:
-        op = parse_operations(body["operations"])
-    except OperationError as exc:
-        raise v.bad(str(exc)) from None
-    refs = metric_refs(op)
+        op = query.parse_operations(body["operations"])
+    except query.OperationError as exc:
+        raise query_error(exc) from None
+    refs = query.metric_refs(op)
     resolved = resolve_references(body, refs)
     keys = list(dict.fromkeys(refs))
     references = [r for key in keys for r in resolved[key]]
@@ -810,8 +271,19 @@ def post() -> dict[str, Any]:
     is_aggregated = False
     for gran in grans:
         series = [fetch.series(ref, gran) for ref in references]
-        times, grid = align(series, params)
-        block = _evaluate(op, _Context(gran, times, grid, rows, references))
+        try:
+            block = query.evaluate(
+                op,
+                gran,
+                series,
+                rows,
+                fill=params.fill,
+                needed_overlap=params.needed_overlap,
+                start=params.start,
+                stop=params.stop,
+            )
+        except query.QueryError as exc:
+            raise query_error(exc) from None
         is_aggregated = block.aggregated
         if block.aggregated:
             aggregated.extend(
@@ -823,7 +295,8 @@ def post() -> dict[str, Any]:
                 )
             )
             continue
-        for ref, row in zip(block.refs, block.values, strict=True):
+        for index, row in zip(block.rows, block.values, strict=True):
+            ref = references[index]
             node = per_series
             for part in ref.path:
                 node = node.setdefault(part, {})

@@ -7,9 +7,11 @@
   ...]``, coarsest granularity first.
 
 A whole request is validated (every metric exists and is visible, every
-measure parses) before anything is written; late points refused by the
-engine (older than the back window allows) are counted in the answer
-and logged, never silently dropped.
+measure parses) before anything is written, then stored through
+:mod:`alarmer.metrics.ingest`: late points refused by the engine (older
+than the back window allows) are counted in the answer and logged, never
+silently dropped, and a write lost to concurrent writers is a 503 with
+``Retry-After``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import flask
 import numpy as np
 
 from alarmer import timeutils
+from alarmer.metrics import ingest
 from alarmer.metrics.index import indexer as idx
 from alarmer.metrics.series import store as series_mod
 from api import errors
@@ -42,38 +45,29 @@ def _answer(stored: int, refused: int) -> tuple[dict[str, int], int]:
     return {"measures_stored": stored, "measures_refused": refused}, 202
 
 
-def _busy(exc: Exception) -> errors.APIError:
-    LOG.warning("measures not written: %s", exc)
-    return errors.APIError(
-        f"{exc}; retry the request", 503, headers={"Retry-After": "1"}
-    )
+def write(batch: Sequence[ingest.Item]) -> tuple[dict[str, int], int]:
+    """Store validated measures through the ingest door: the 202 answer.
 
+    Every v1 view that writes measures answers with this.
 
-def _log_refused(metric_id: str, result: Any) -> None:
-    if result.refused:
-        LOG.warning(
-            "metric %s: %d late measure(s) refused (older than the back "
-            "window accepts)",
-            metric_id,
-            result.refused,
-        )
+    :raises APIError: 503 with ``Retry-After`` when concurrent writers
+        kept winning (nothing is reported as stored).
+    """
+    rt = v.runtime()
+    try:
+        done = ingest.store_batch(rt.series, rt.channel, batch)
+    except ingest.IngestConflict as exc:
+        raise errors.APIError(
+            f"{exc}; retry the request", 503, headers={"Retry-After": "1"}
+        ) from None
+    return _answer(done.stored, done.refused)
 
 
 def add(metric_id: str) -> tuple[dict[str, int], int]:
     """POST measures to one metric."""
     info = metric_views.get_visible(metric_id)
     stamps, values = v.measures(v.json_body(), "measures")
-    rt = v.runtime()
-    if stamps.size == 0:
-        return _answer(0, 0)
-    try:
-        result = rt.series.add_measures(metric_ref(info), stamps, values)
-    except series_mod.WriteConflict as exc:
-        raise _busy(exc) from None
-    _log_refused(info.id, result)
-    if result.stored:
-        rt.channel.publish([info.id])
-    return _answer(result.stored, result.refused)
+    return write([(metric_ref(info), stamps, values)])
 
 
 def add_batch() -> tuple[dict[str, int], int]:
@@ -90,25 +84,8 @@ def add_batch() -> tuple[dict[str, int], int]:
     batch = []
     for metric_id, raw in body.items():
         stamps, values = v.measures(raw, f"measures[{metric_id}]")
-        if stamps.size:
-            batch.append((metric_ref(found[metric_id]), stamps, values))
-    if not batch:
-        return _answer(0, 0)
-    rt = v.runtime()
-    try:
-        results = rt.series.add_measures_batch(batch)
-    except series_mod.WriteConflict as exc:
-        raise _busy(exc) from None
-    stored = refused = 0
-    changed = []
-    for (ref, _, _), result in zip(batch, results, strict=True):
-        _log_refused(ref.id, result)
-        stored += result.stored
-        refused += result.refused
-        if result.stored:
-            changed.append(ref.id)
-    rt.channel.publish(changed)
-    return _answer(stored, refused)
+        batch.append((metric_ref(found[metric_id]), stamps, values))
+    return write(batch)
 
 
 def series_to_json(series_list: Sequence[Any]) -> list[list[Any]]:

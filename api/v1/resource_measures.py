@@ -3,8 +3,10 @@ and ``/v1/batch/resources/metrics/measures``.
 
 Metrics are named within their resource; the caller must be allowed to
 see the resource.  Measures are validated whole before anything is
-written (a 400 naming the first bad one stores nothing), then aggregated
-and stored by the engine, and the metrics announced on the metric channel.
+written (a 400 naming the first bad one stores nothing), then stored
+through :func:`api.v1.measures.write` like every v1 write (aggregated by
+the engine, metrics announced on the metric channel, 503 when concurrent
+writers kept winning).
 """
 
 from __future__ import annotations
@@ -55,18 +57,9 @@ def add_named_measures(
     """POST measures to the metric *name* of a resource."""
     info = _named_metric_info(type_name, resource_id, name)
     stamps, values = v.measures(json_body(), "measures")
-    if stamps.size == 0:
-        return {"measures_stored": 0, "measures_refused": 0}, 202
-    rt = app_mod.runtime()
-    result = rt.series.add_measures(
-        measures_views.metric_ref(info), stamps, values
+    return measures_views.write(
+        [(measures_views.metric_ref(info), stamps, values)]
     )
-    if result.stored:
-        rt.channel.publish([info.id])
-    return {
-        "measures_stored": result.stored,
-        "measures_refused": result.refused,
-    }, 202
 
 
 @blueprint.get(
@@ -182,19 +175,10 @@ def add_batch_by_resources() -> tuple[dict[str, int], int]:
         for name, mid in metrics.items()
     }
     infos = indexer().get_metrics(ids.values())
-    batch = [
-        (measures_views.metric_ref(infos[ids[key]]), stamps, values)
-        for key, stamps, values in targets
-        if stamps.size
-    ]
-    stored = refused = 0
-    if batch:
-        changed = []
-        results = rt.series.add_measures_batch(batch)
-        for (ref, _, _), result in zip(batch, results, strict=True):
-            stored += result.stored
-            refused += result.refused
-            if result.stored:
-                changed.append(ref.id)
-        rt.channel.publish(changed)
-    return {"measures_stored": stored, "measures_refused": refused}, 202
+    return measures_views.write(
+        [
+            (measures_views.metric_ref(infos[ids[key]]), stamps, values)
+            for key, stamps, values in targets
+            if stamps.size
+        ]
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from alarmer.metrics.index import resources as res
+from tests.functional.series_helpers import ContendedDriver, Recorder
 from tests.functional.test_resources import ADMIN, ALICE, BOB, INSTANCE, fault
 
 POLICY = {
@@ -268,4 +269,59 @@ def test_a_member_that_stops_reporting_drops_out_after_its_last_bucket(
         [T0, 60.0, 30.0],
         ["2026-03-01T10:01:00+00:00", 60.0, 20.0],
         ["2026-03-01T10:02:00+00:00", 60.0, 30.0],
+    ]
+
+
+def test_resource_writes_answer_503_on_write_conflict(group, rt, monkeypatch):
+    """A write lost to concurrent writers is a 503, never a 500.
+
+    Another writer always wins on vm2's cpu (its driver reports a
+    version conflict on every conditional write): the named-metric view
+    and the batch by resources answer 503 with ``Retry-After`` and
+    report nothing as stored; vm2 holds nothing, and the points of vm1
+    written before the conflict are announced on the metric channel.
+    """
+    ids = {
+        rid: group.get(f"/v1/resource/instance/{rid}", headers=ALICE)
+        .get_json()["metrics"]["cpu"]
+        for rid in ("vm1", "vm2")
+    }  # fmt: skip
+    monkeypatch.setattr(
+        rt.series, "driver", ContendedDriver(rt.series.driver, {ids["vm2"]})
+    )
+    heard = Recorder()
+    rt.channel.subscribe(heard)
+    named = group.post(
+        "/v1/resource/instance/vm2/metric/cpu/measures",
+        json=[point(0, 1)],
+        headers=ALICE,
+    )
+    assert named.status_code == 503, named.get_json()
+    assert named.headers["Retry-After"] == "1"
+    assert ids["vm2"] in fault(named)
+    assert "retry the request" in fault(named)
+    assert "measures_stored" not in named.get_data(as_text=True)
+    assert heard.ids == []
+    batch = group.post(
+        "/v1/batch/resources/metrics/measures",
+        json={"vm1": {"cpu": [point(0, 7)]}, "vm2": {"cpu": [point(0, 2)]}},
+        headers=ALICE,
+    )
+    assert batch.status_code == 503, batch.get_json()
+    assert batch.headers["Retry-After"] == "1"
+    assert ids["vm2"] in fault(batch)
+    assert "measures_stored" not in batch.get_data(as_text=True)
+    assert set(heard.ids) == {ids["vm1"], ids["vm2"]}
+    read = "/v1/resource/instance/{}/metric/cpu/measures?granularity=60"
+    assert group.get(read.format("vm2"), headers=ALICE).get_json() == []
+    assert group.get(read.format("vm1"), headers=ALICE).get_json() == [
+        [T0, 60.0, 7.0]
+    ]
+    # contention over: the same requests are stored and reported
+    monkeypatch.undo()
+    assert push(group, "vm2", [(0, 1)]) == {
+        "measures_stored": 1, "measures_refused": 0,
+    }  # fmt: skip
+    assert group.get(read.format("vm2"), headers=ALICE).get_json() == [
+        [T0, 60.0, 1.0]
     ]

@@ -150,6 +150,29 @@ def test_overlap_is_enforced_without_fill(client, metrics):
     assert "overlap" in fault(r, 400)
 
 
+def test_overlap_rules_word_their_errors_as_gnocchi(client, metrics):
+    ids = list(metrics)
+    ops = ["aggregate", "mean", ["metric", *[[i, "mean"] for i in ids]]]
+    r = post(
+        client,
+        ops,
+        f"granularity=60&start={T0}&stop={T0 + 3600}&needed_overlap=100",
+    )
+    assert fault(r, 400).startswith(
+        "Less than 100.000000% of datapoints overlap in this timespan ("
+    )
+    # a timespan without any point: nothing overlaps
+    far = T0 + 30 * 86400
+    span = f"granularity=60&start={far}&stop={far + 600}"
+    assert fault(post(client, ops, span + "&needed_overlap=50"), 400) == (
+        "No overlap"
+    )
+    for query in (span + "&needed_overlap=0", span):
+        r = post(client, ops, query)
+        assert r.status_code == 200, r.get_data(as_text=True)
+        assert r.get_json()["measures"] == {"aggregated": []}
+
+
 def test_metric_only_returns_each_series(client, metrics):
     ids = list(metrics)[:2]
     r = post(

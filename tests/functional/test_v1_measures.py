@@ -8,6 +8,8 @@ import uuid
 import numpy as np
 import pytest
 
+from tests.functional.series_helpers import ContendedDriver
+
 ADMIN = {"X-User-Id": "admin", "X-Project-Id": "p-admin", "X-Roles": "admin"}
 ALICE = {"X-User-Id": "alice", "X-Project-Id": "p-a", "X-Roles": "member"}
 BOB = {"X-User-Id": "bob", "X-Project-Id": "p-b", "X-Roles": "member"}
@@ -389,3 +391,26 @@ def test_delete_metric_removes_its_series(client, rt):
     fault(client.get(f"/v1/metric/{mid}", headers=ALICE), 404)
     fault(client.get(f"/v1/metric/{mid}/measures", headers=ALICE), 404)
     assert rt.series.get_measures(mid, "mean") == []
+
+
+def test_metric_writes_answer_503_on_write_conflict(client, rt, monkeypatch):
+    make_policy(client)
+    a, b = make_metric(client), make_metric(client)
+    monkeypatch.setattr(
+        rt.series, "driver", ContendedDriver(rt.series.driver, {b})
+    )
+    good = [{"timestamp": T0 + 5, "value": 2}]
+    for url, body in (
+        (f"/v1/metric/{b}/measures", good),
+        ("/v1/batch/metrics/measures", {a: good, b: good}),
+    ):
+        r = client.post(url, json=body, headers=ALICE)
+        assert r.status_code == 503, r.get_data(as_text=True)
+        assert r.headers["Retry-After"] == "1"
+        error = r.get_json()["error_message"]
+        assert error["faultcode"] == "Server"
+        assert b in error["faultstring"]
+        assert "retry the request" in error["faultstring"]
+    assert (
+        client.get(f"/v1/metric/{b}/measures", headers=ALICE).get_json() == []
+    )

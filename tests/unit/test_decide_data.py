@@ -1,4 +1,4 @@
-"""The evaluator's reading path: cross-metric reduction and the cache."""
+"""The evaluator's reading path: cached and batched cross-metric reads."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from alarmer.evaluator import reader as data
-from alarmer.metrics.series import cross
 from alarmer.metrics.series.store import Series
 
 G = 60 * 1_000_000_000
@@ -16,39 +15,6 @@ T0 = 1_800_000_000 // 60 * 60 * 1_000_000_000
 def series(offsets, values):
     ts = np.array([T0 + o * G for o in offsets], dtype=np.int64)
     return ts, np.array(values, dtype=np.float64)
-
-
-CASES = [
-    # same timestamps everywhere
-    [series([0, 1, 2, 3], [1, 2, 3, 4]), series([0, 1, 2, 3], [5, 6, 7, 8])],
-    # ragged: gaps and different ranges
-    [series([0, 1, 3], [1, 2, 4]), series([1, 2, 3, 4], [6, 7, 8, 9])],
-    # NaN inside, one empty series
-    [
-        series([0, 1, 2], [1, np.nan, 3]),
-        series([], []),
-        series([0, 2], [5, 7]),
-    ],
-]
-
-
-@pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize(
-    "method", ["mean", "max", "min", "sum", "count", "std", "rate:mean"]
-)
-@pytest.mark.parametrize(("start", "stop"), [(1, 4), (0, 5), (2, 3), (1, 9)])
-def test_same_as_the_engine_cross_aggregation(case, method, start, stop):
-    begin, end = T0 + start * G + 7, T0 + stop * G
-    got = data.aggregate_across(case, method, G, start=begin, stop=end)
-    want = cross.aggregate_across(
-        [Series(G, ts, v) for ts, v in case],
-        method,
-        start=begin,
-        stop=end,
-        needed_overlap=0.0,
-    )
-    np.testing.assert_array_equal(got[0], want.timestamps)
-    np.testing.assert_allclose(got[1], want.values, equal_nan=True)
 
 
 class CountingEngine:

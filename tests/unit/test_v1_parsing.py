@@ -1,4 +1,4 @@
-"""Pure parsers of the v1 API: timestamps, operations, rule matching."""
+"""Pure parsers of the v1 API: timestamps, measures, rule matching."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 
 from alarmer.metrics.index import indexer as idx
 from api import errors
-from api.v1 import aggregates as agg
 from api.v1 import validation as v
 
 NS = 1_000_000_000
@@ -74,40 +73,6 @@ def test_measures_arrays_and_first_bad_element():
             "m",
         )
     assert "m[1].value" in excinfo.value.message
-
-
-def test_sexpr_matches_the_list_form():
-    assert agg.parse_sexpr("(aggregate mean (metric (a mean) (b max)))") == [
-        "aggregate",
-        "mean",
-        ["metric", ["a", "mean"], ["b", "max"]],
-    ]
-    assert agg.parse_sexpr('(metric "x y" mean)') == ["metric", "x y", "mean"]
-    for bad in ("(metric a mean", "metric a mean)", "(a) (b)", "x"):
-        with pytest.raises(agg.OperationError):
-            agg.parse_sexpr(bad)
-
-
-def test_operations_tree():
-    op = agg.parse_operations(
-        [
-            "aggregate",
-            "rate:max",
-            ["metric", "a", "mean"],
-            ["metric", "b", "mean"],
-        ]
-    )
-    assert op == agg.AggregateOp(
-        "rate:max",
-        (agg.MetricOp((("a", "mean"),)), agg.MetricOp((("b", "mean"),))),
-    )
-    assert agg.metric_refs(op) == [("a", "mean"), ("b", "mean")]
-    nested = agg.parse_operations(
-        "(aggregate max (aggregate mean (metric (a mean) (b mean))))"
-    )
-    assert agg.metric_refs(nested) == [("a", "mean"), ("b", "mean")]
-    with pytest.raises(agg.OperationError, match=r"operations\[2\]\[0\]"):
-        agg.parse_operations(["aggregate", "mean", ["nope", "a", "b"]])
 
 
 def test_rule_matching_order_is_gnocchis():

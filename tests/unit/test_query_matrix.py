@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from alarmer.metrics.series import cross
+from alarmer.metrics import query
 from alarmer.metrics.series.store import Series, align_rows
 
 G = 60 * 10**9
@@ -30,7 +30,7 @@ def random_series(rng: np.random.Generator, count: int) -> list[Series]:
 def outcome(fn):
     try:
         result = fn()
-    except cross.CrossAggregationError as exc:
+    except query.CrossAggregationError as exc:
         return type(exc).__name__
     return result.timestamps.tolist(), result.values.round(9).tolist()
 
@@ -42,7 +42,7 @@ def test_matrix_equals_series(seed):
     times, grid = align_rows(
         [s.timestamps for s in series], [s.values for s in series]
     )
-    methods = [*cross.METHODS, "rate:mean", "rate:max", "rate:count"]
+    methods = [*query.METHODS, "rate:mean", "rate:max", "rate:count"]
     bounds = [(None, None), (2 * G + 5, 9 * G), (0, None), (None, 7 * G)]
     fills = [None, 0, 2.5, "null", "dropna", "ffill", "full_bfill"]
     for method, (start, stop), fill, overlap in itertools.product(
@@ -52,10 +52,10 @@ def test_matrix_equals_series(seed):
             start=start, stop=stop, needed_overlap=overlap, fill=fill
         )
         want = outcome(
-            lambda: cross.aggregate_across(series, method, **kwargs)  # noqa: B023
+            lambda: query.aggregate_across(series, method, **kwargs)  # noqa: B023
         )
         got = outcome(
-            lambda: cross.aggregate_matrix(G, times, grid, method, **kwargs)  # noqa: B023
+            lambda: query.aggregate_matrix(G, times, grid, method, **kwargs)  # noqa: B023
         )
         assert got == want, (method, start, stop, fill, overlap)
 
@@ -63,12 +63,12 @@ def test_matrix_equals_series(seed):
 def test_aodh_request_on_aligned_rows():
     ts = np.arange(3, dtype=np.int64) * G
     grid = np.array([[1.0, 2.0, 3.0], [3.0, np.nan, 5.0]])
-    out = cross.aggregate_matrix(
+    out = query.aggregate_matrix(
         G, ts, grid, "mean", start=0, stop=3 * G, needed_overlap=0
     )
     assert out.timestamps.tolist() == ts.tolist()
     assert out.values.tolist() == [2.0, 2.0, 4.0]
-    rate = cross.aggregate_matrix(
+    rate = query.aggregate_matrix(
         G, ts, grid, "rate:max", start=0, stop=3 * G, needed_overlap=0
     )
     assert rate.timestamps.tolist() == [G, 2 * G]
@@ -77,11 +77,11 @@ def test_aodh_request_on_aligned_rows():
 
 def test_matrix_errors():
     ts = np.arange(2, dtype=np.int64) * G
-    with pytest.raises(cross.UnknownCrossMethod):
-        cross.aggregate_matrix(G, ts, np.ones((1, 2)), "nope")
-    with pytest.raises(cross.InvalidFill):
-        cross.aggregate_matrix(G, ts, np.ones((1, 2)), "mean", fill="x")
-    with pytest.raises(cross.CrossAggregationError):
-        cross.aggregate_matrix(G, ts, np.ones((0, 2)), "mean")
+    with pytest.raises(query.UnknownCrossMethod):
+        query.aggregate_matrix(G, ts, np.ones((1, 2)), "nope")
+    with pytest.raises(query.InvalidFill):
+        query.aggregate_matrix(G, ts, np.ones((1, 2)), "mean", fill="x")
+    with pytest.raises(query.CrossAggregationError):
+        query.aggregate_matrix(G, ts, np.ones((0, 2)), "mean")
     with pytest.raises(ValueError):
-        cross.aggregate_matrix(G, ts, np.ones((1, 3)), "mean")
+        query.aggregate_matrix(G, ts, np.ones((1, 3)), "mean")

@@ -1,0 +1,125 @@
+"""The one door for writing measures: store, report, announce.
+
+Every writer of measures (the v1 views) goes through :func:`store_batch`
+(or :func:`store_measures` for one metric) with measures it has already
+validated.  The series store aggregates and stores them and counts what
+it stores and refuses (``measures_stored`` and ``measures_refused_late``
+of :meth:`~alarmer.metrics.series.store.SeriesStore.statistics`, which
+``/v1/status`` shows); this module logs the late points refused, and
+announces each metric that received points on the metric channel so
+that evaluators re-read it.
+
+A write the store gives up on because concurrent writers kept winning
+raises :class:`IngestConflict`: nothing of the request is reported as
+stored, and the caller should answer "retry".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from alarmer.errors import AlarmerError
+from alarmer.metrics.series import store as series_mod
+
+LOG = logging.getLogger(__name__)
+
+#: One metric's measures: the metric, int64 ns timestamps, float values.
+Item = tuple[series_mod.MetricRef, np.ndarray, np.ndarray]
+
+
+class Announcer(Protocol):
+    """Where "metric changed" is published (the metric channel)."""
+
+    def publish(self, metric_ids: Iterable[str]) -> None:
+        """Announce that these metrics received new measures."""
+
+
+class IngestConflict(AlarmerError):
+    """Concurrent writers kept winning; the request is not done.
+
+    Metrics listed before the conflicting one in a batch may hold their
+    new points (they were announced); the request must not be reported
+    as stored, and may be retried.
+    """
+
+    def __init__(self, message: str, metric_ids: Sequence[str]) -> None:
+        super().__init__(message)
+        #: The metrics of the request.
+        self.metric_ids = tuple(metric_ids)
+
+
+@dataclasses.dataclass(frozen=True)
+class Ingested:
+    """What one request stored."""
+
+    #: Measures stored, over every metric.
+    stored: int
+    #: Late measures refused (older than the back window accepts).
+    refused: int
+    #: The metrics that received points (announced), in request order.
+    changed: tuple[str, ...]
+
+
+NOTHING = Ingested(0, 0, ())
+
+
+def store_measures(
+    series: series_mod.SeriesStore,
+    channel: Announcer,
+    metric: series_mod.MetricRef,
+    timestamps: np.ndarray,
+    values: np.ndarray,
+) -> Ingested:
+    """Store the measures of one metric; see :func:`store_batch`."""
+    return store_batch(series, channel, [(metric, timestamps, values)])
+
+
+def store_batch(
+    series: series_mod.SeriesStore,
+    channel: Announcer,
+    batch: Sequence[Item],
+) -> Ingested:
+    """Store the measures of several metrics and announce the changed ones.
+
+    Metrics without measures are skipped.  Late points refused by the
+    store are logged (and counted by the store).
+
+    :raises IngestConflict: the store gave up on a metric because of
+        concurrent writers.
+    """
+    items = [item for item in batch if np.asarray(item[1]).size]
+    if not items:
+        return NOTHING
+    try:
+        results = series.add_measures_batch(items)
+    except series_mod.WriteConflict as exc:
+        ids = list(dict.fromkeys(ref.id for ref, _, _ in items))
+        if len(ids) > 1:
+            # Which metrics were stored before the conflict is unknown:
+            # announce them all (a needless announcement costs one
+            # re-read, a missing one a stale alarm).
+            channel.publish(ids)
+        LOG.warning("measures not written: %s", exc)
+        raise IngestConflict(str(exc), ids) from exc
+    stored = refused = 0
+    changed: dict[str, None] = {}
+    for (ref, _, _), result in zip(items, results, strict=True):
+        stored += result.stored
+        refused += result.refused
+        if result.refused:
+            LOG.warning(
+                "metric %s: %d late measure(s) refused (older than the "
+                "back window accepts)",
+                ref.id,
+                result.refused,
+            )
+        if result.stored:
+            changed[ref.id] = None
+    if changed:
+        channel.publish(list(changed))
+    return Ingested(stored, refused, tuple(changed))
