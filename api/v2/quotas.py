@@ -77,9 +77,7 @@ def set_quotas() -> flask.Response:
     if errs:
         error = errs[0]
         field = ".".join(str(p) for p in error.absolute_path) or "data"
-        raise errors.APIError(
-            invalid(field, error.instance, error.message).message
-        )
+        raise invalid(field, error.instance, error.message)
     quotas = types.parse(types.Quotas, body)
     limits = {q.resource: q.limit for q in quotas.quotas}
     store_mod.AlarmStore(context.runtime().db).set_quotas(
