@@ -34,7 +34,7 @@ _ISO = re.compile(
 # The second offset form is "+HH:MM" whose "+" a query string decoded
 # into a space.
 
-# The names the v1 views have always used for the request helpers; each
+# The names the v1 views have always used to read a request; each
 # is the one definition in api.context or api.params.
 bad = params.v1_bad
 runtime = context.runtime

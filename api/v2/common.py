@@ -1,4 +1,4 @@
-"""Request helpers of the v2 views: simple queries, access, responses.
+"""What the v2 views share: simple queries, access checks, responses.
 
 Bodies, booleans, limits, sort and paging are read by :mod:`api.params`;
 what is specific to Aodh's dialect lives here: the repeated
