@@ -1,4 +1,9 @@
-"""The Flask application factory."""
+"""The Flask application factory.
+
+:func:`create_app` binds the runtime (:mod:`api.context`), installs the
+error handlers (:mod:`api.errors`) and registers the routes of both
+dialects; it is the only thing this module offers.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,7 @@ import flask
 import sqlalchemy as sa
 
 from alarmer.runtime import Runtime
-from api import errors, v1
-
-EXTENSION = "alarmer"
-
-
-def runtime() -> Runtime:
-    """Return the runtime of the application serving this request."""
-    return flask.current_app.extensions[EXTENSION]
+from api import context, errors, openapi, v1, v2
 
 
 def _versions() -> flask.Response:
@@ -55,7 +53,7 @@ def _versions() -> flask.Response:
 
 
 def _healthcheck() -> flask.Response:
-    with runtime().db.read_session() as session:
+    with context.runtime().db.read_session() as session:
         session.execute(sa.text("SELECT 1"))
     return flask.jsonify({"status": "ok"})
 
@@ -67,22 +65,13 @@ def create_app(rt: Runtime) -> flask.Flask:
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.strict_slashes = False
-    app.extensions[EXTENSION] = rt
+    context.bind(app, rt)
     errors.install(app)
-    app.register_blueprint(v1.create_blueprint())
     app.add_url_rule("/", "versions", _versions, methods=["GET"])
     app.add_url_rule(
         "/healthcheck", "healthcheck", _healthcheck, methods=["GET", "HEAD"]
     )
-    from api.v1 import resource_measures, resource_type, resources, search
-
-    for blueprint in (resources, resource_measures, resource_type, search):
-        app.register_blueprint(blueprint.blueprint)
-    from api import openapi, v2
-
+    v1.register(app)
     v2.register(app)
     openapi.register(app)
-    from api.v2 import deliveries
-
-    app.register_blueprint(deliveries.bp)
     return app

@@ -1,4 +1,5 @@
-"""One error format for the whole API: Aodh's envelope.
+"""One error format for the whole API, and one domain-error table per
+dialect.
 
 Every error answer is ``{"error_message": {"faultcode", "faultstring",
 "debuginfo"}}`` with ``faultcode`` ``Client`` for 4xx and ``Server`` for
@@ -6,17 +7,37 @@ Every error answer is ``{"error_message": {"faultcode", "faultstring",
 :func:`install` also turn WSME's parsing faults (which ``wsmeext.flask``
 lets escape as HTML 500s), werkzeug's routing errors and unexpected
 exceptions into that envelope.
+
+Domain errors (:class:`~alarmer.errors.AlarmerError`) escape the views:
+each blueprint answers them through its dialect's table,
+:data:`GNOCCHI` for the v1 blueprints and :data:`AODH` for the v2 ones
+(:meth:`Dialect.install`).  A table maps a domain error class to its
+status code and message; the most specific class of the error's MRO
+wins.  A domain error no table names is a bug: logged, answered with a
+500.  Views still catch a domain error where its answer depends on the
+request (e.g. an unknown archive policy is a 404 on its own URL, a 400
+when a new metric names it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import types
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flask
 import wsme.exc
 from werkzeug import exceptions as wexc
+
+from alarmer.alarms import errors as alarm_errors
+from alarmer.alarms import store as alarm_store
+from alarmer.errors import AlarmerError
+from alarmer.metrics import policy
+from alarmer.metrics.index import indexer as idx
+from alarmer.metrics.index import resources as res
 
 LOG = logging.getLogger(__name__)
 
@@ -142,6 +163,104 @@ def _fix_fault_type(response: flask.Response) -> flask.Response:
                 response.set_data(json.dumps(body))
                 response.mimetype = "application/json"
     return response
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """How a dialect answers one class of domain error.
+
+    :param status: the HTTP status, or a function of the error giving it.
+    :param message: the ``faultstring`` as a function of the error
+        (default: the error's text).
+    :param headers: extra response headers.
+    """
+
+    status: int | Callable[[Any], int]
+    message: Callable[[Any], str] = str
+    headers: Mapping[str, str] = dataclasses.field(
+        default_factory=lambda: types.MappingProxyType({})
+    )
+
+    def error(self, exc: BaseException) -> APIError:
+        """The :class:`APIError` answering *exc*."""
+        if isinstance(self.status, int):
+            status = self.status
+        else:
+            status = self.status(exc)
+        return APIError(self.message(exc), status, dict(self.headers))
+
+
+class Dialect:
+    """One API dialect's table from domain error class to answer."""
+
+    def __init__(
+        self, name: str, table: Mapping[type[AlarmerError], Answer]
+    ) -> None:
+        self.name = name
+        self.table: Mapping[type, Answer] = types.MappingProxyType(dict(table))
+
+    def translate(self, exc: BaseException) -> APIError | None:
+        """The answer to *exc* (most specific class first), or None."""
+        for cls in type(exc).__mro__:
+            answer = self.table.get(cls)
+            if answer is not None:
+                return answer.error(exc)
+        return None
+
+    def handle(self, exc: AlarmerError) -> flask.Response:
+        """Flask error handler: the table's answer, else a logged 500."""
+        error = self.translate(exc)
+        if error is None:
+            return _unexpected(exc)
+        return _api_error(error)
+
+    def install(self, blueprint: flask.Blueprint) -> None:
+        """Answer the domain errors of *blueprint*'s views with the table.
+
+        Call before the blueprint is registered on an application.
+        """
+        blueprint.register_error_handler(AlarmerError, self.handle)
+
+
+def _not_a_marker(exc: alarm_store.InvalidMarker) -> str:
+    return (
+        f"Invalid input for field/attribute marker. Value: "
+        f"'{exc.marker}'. No such item in this listing"
+    )
+
+
+#: The v1 (Gnocchi) dialect: index, resource and archive policy errors.
+GNOCCHI = Dialect(
+    "v1",
+    {
+        idx.IndexerError: Answer(400),
+        idx.NoSuchMetric: Answer(404),
+        idx.NoSuchArchivePolicyRule: Answer(404),
+        idx.ArchivePolicyAlreadyExists: Answer(409),
+        idx.ArchivePolicyRuleAlreadyExists: Answer(409),
+        idx.NamedMetricAlreadyExists: Answer(409),
+        res.ResourceError: Answer(400),
+        res.NoSuchResourceType: Answer(404),
+        res.NoSuchResource: Answer(404),
+        res.ResourceAlreadyExists: Answer(409),
+        res.ResourceTypeInUse: Answer(400),
+        policy.PolicyError: Answer(400),
+    },
+)
+
+#: The v2 (Aodh) dialect: alarm definitions and the alarm store.
+AODH = Dialect(
+    "v2",
+    {
+        alarm_errors.RuleError: Answer(
+            status=lambda exc: exc.status, message=lambda exc: exc.message
+        ),
+        alarm_store.AlarmNotFound: Answer(404),
+        alarm_store.InvalidMarker: Answer(400, _not_a_marker),
+        alarm_store.QuotaExceeded: Answer(403),
+        alarm_store.ConcurrentUpdate: Answer(409),
+    },
+)
 
 
 def install(app: flask.Flask) -> None:

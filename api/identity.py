@@ -1,4 +1,4 @@
-"""Who is calling: identity and roles of a request, and the role checks.
+"""Who is calling: the identity and roles of a request.
 
 ``[api] auth_mode`` chooses how a caller is identified:
 
@@ -13,7 +13,9 @@
   bound to a project, a user and roles.
 
 Roles follow Aodh's default policy: ``reader`` reads, ``member`` reads and
-writes, ``admin`` does everything and may act across projects.
+writes, ``admin`` does everything and may act across projects.  The
+identity of the request being served, and the role checks, are in
+:mod:`api.context`.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import dataclasses
 import ipaddress
 
 import flask
+from oslo_config import cfg
 
+from alarmer.db import Database
+from alarmer.identity import apikeys
 from api import errors
 
-EXTENSION = "alarmer"
 READ_ROLES = frozenset({"reader", "member", "admin"})
 WRITE_ROLES = frozenset({"member", "admin"})
 
@@ -91,9 +95,7 @@ def _is_loopback(address: str | None) -> bool:
         return False
 
 
-def _from_api_key(request: flask.Request) -> Identity:
-    from alarmer.identity import apikeys
-
+def _from_api_key(request: flask.Request, db: Database) -> Identity:
     key = bearer_key(request)
     if key is None:
         raise errors.APIError(
@@ -102,8 +104,7 @@ def _from_api_key(request: flask.Request) -> Identity:
             401,
             headers={"WWW-Authenticate": 'Bearer realm="alarmer"'},
         )
-    rt = flask.current_app.extensions[EXTENSION]
-    info = apikeys.authenticate(rt.db, key)
+    info = apikeys.authenticate(db, key)
     if info is None:
         raise errors.APIError(
             "The API key is unknown, revoked or expired",
@@ -117,14 +118,17 @@ def _from_api_key(request: flask.Request) -> Identity:
     )
 
 
-def authenticate(request: flask.Request) -> Identity:
+def authenticate(
+    request: flask.Request, conf: cfg.ConfigOpts, db: Database
+) -> Identity:
     """Identify the caller of *request* according to ``[api] auth_mode``.
 
-    :raises api.errors.Unauthorized: no valid credentials.
+    :param conf: the configuration of the process.
+    :param db: the database holding the API keys.
+    :raises api.errors.APIError: 401 without valid credentials.
     """
-    conf = flask.current_app.extensions[EXTENSION].conf
     if conf.api.auth_mode == "apikey":
-        return _from_api_key(request)
+        return _from_api_key(request, db)
     if not conf.api.noauth_allow_remote and not _is_loopback(
         request.remote_addr
     ):
@@ -134,47 +138,3 @@ def authenticate(request: flask.Request) -> Identity:
             "trusted proxy"
         )
     return from_headers(request)
-
-
-def current() -> Identity:
-    """Return the identity of the request being served.
-
-    :raises api.errors.Unauthorized: no valid credentials.
-    """
-    identity = flask.g.get("identity")
-    if identity is None:
-        identity = authenticate(flask.request)
-        flask.g.identity = identity
-    return identity
-
-
-def _scoped(identity: Identity) -> Identity:
-    if identity.project_id is None and not identity.is_admin:
-        raise errors.Unauthorized(
-            "The request names no project (X-Project-Id)"
-        )
-    return identity
-
-
-def require_reader() -> Identity:
-    """Return the caller if it may read, else raise 401/403."""
-    identity = _scoped(current())
-    if not identity.can_read:
-        raise errors.Forbidden()
-    return identity
-
-
-def require_member() -> Identity:
-    """Return the caller if it may write, else raise 401/403."""
-    identity = _scoped(current())
-    if not identity.can_write:
-        raise errors.Forbidden()
-    return identity
-
-
-def require_admin() -> Identity:
-    """Return the caller if it is an administrator, else raise 401/403."""
-    identity = current()
-    if not identity.is_admin:
-        raise errors.Forbidden()
-    return identity

@@ -1,15 +1,17 @@
-"""The v1 API: Gnocchi's metric dialect (policies, metrics, measures).
+"""The v1 API: Gnocchi's metric dialect (policies, metrics, measures,
+resources).
 
-:func:`create_blueprint` builds the blueprint (url prefix ``/v1``); the
-:class:`~alarmer.metrics.index.indexer.Indexer` it needs is created once per
-application when the blueprint is registered.
+:func:`register` adds every v1 route to an application: the ``/v1``
+blueprint built by :func:`create_blueprint` and the blueprints of the
+resource views.  Each answers domain errors with
+:data:`api.errors.GNOCCHI`.
 """
 
 from __future__ import annotations
 
 import flask
 
-from alarmer.metrics.index import indexer as idx
+from api import errors
 from api.v1 import (
     aggregates,
     archive_policy,
@@ -17,23 +19,17 @@ from api.v1 import (
     capabilities,
     measures,
     metric,
-    validation,
+    resource_measures,
+    resource_type,
+    resources,
+    search,
 )
 
 
-def _setup(state: flask.blueprints.BlueprintSetupState) -> None:
-    app = state.app
-    if validation.INDEXER_EXTENSION not in app.extensions:
-        from api import app as api_app
-
-        rt = app.extensions[api_app.EXTENSION]
-        app.extensions[validation.INDEXER_EXTENSION] = idx.Indexer(rt.db)
-
-
 def create_blueprint() -> flask.Blueprint:
-    """Build the ``/v1`` blueprint with every v1 route."""
+    """Build the ``/v1`` blueprint with the metric and policy routes."""
     bp = flask.Blueprint("v1", __name__, url_prefix="/v1")
-    bp.record_once(_setup)
+    errors.GNOCCHI.install(bp)
     for module in (
         capabilities,
         archive_policy,
@@ -44,3 +40,10 @@ def create_blueprint() -> flask.Blueprint:
     ):
         module.register(bp)
     return bp
+
+
+def register(app: flask.Flask) -> None:
+    """Register every v1 route on *app*."""
+    app.register_blueprint(create_blueprint())
+    for module in (resources, resource_measures, resource_type, search):
+        app.register_blueprint(module.blueprint)

@@ -48,9 +48,12 @@ import numpy as np
 from alarmer import timeutils
 from alarmer.metrics import query
 from alarmer.metrics.index import indexer as idx
+from alarmer.metrics.index import resources as res
+from alarmer.metrics.index import search as srch
 from alarmer.metrics.series import store as series_mod
 from api import errors
 from api.v1 import measures as measures_views
+from api.v1 import resources as resource_views
 from api.v1 import validation as v
 
 LOG = logging.getLogger(__name__)
@@ -98,11 +101,7 @@ def resolve_references(
     :raises APIError: 404 naming the unknown metrics or methods.
     """
     if "search" in body or "resource_type" in body:
-        # api.v1.resources builds this module's Reference: importing it
-        # at the top would be a cycle.
-        from api.v1 import resources as resource_views
-
-        return resource_views.resolve_search_references(body, refs)
+        return resolve_search_references(body, refs)
     wanted = list(dict.fromkeys(ref for ref, _ in refs))
     found = v.indexer().get_metrics(wanted, v.metric_filter())
     missing = [ref for ref in wanted if ref not in found]
@@ -124,6 +123,63 @@ def resolve_references(
                 aggregation=method,
             )
         ]
+    return result
+
+
+def resolve_search_references(
+    body: dict[str, Any], refs: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], list[Reference]]:
+    """Series of ``/v1/aggregates`` with ``search`` and ``resource_type``.
+
+    Each ``(metric name or pattern, method)`` of the operations becomes
+    one series per matching metric of the visible resources matching the
+    search now, keyed ``(resource id, metric name)`` in the output.
+    """
+    who = resource_views.caller()
+    type_name = body.get("resource_type", res.GENERIC)
+    query = body.get("search", {})
+    if isinstance(query, str):
+        raise errors.APIError(
+            "Invalid input for search: only JSON queries are supported"
+        )
+    project = None if who.is_admin else (who.project_id or "")
+    names = list(dict.fromkeys(ref for ref, _ in refs))
+    found: dict[str, list[tuple[str, str, str]]] = {}
+    with v.runtime().db.read_session() as session:
+        try:
+            for name in names:
+                found[name] = res.resolve_resource_metrics(
+                    session,
+                    type_name,
+                    query,
+                    name,
+                    project_id=project,
+                    creator=who.creator,
+                )
+        except srch.QueryError as exc:
+            raise errors.APIError(f"Invalid input for search: {exc}") from None
+    if not any(found.values()):
+        raise errors.APIError(f"Metrics not found: {', '.join(names)}")
+    infos = v.indexer().get_metrics(
+        mid for rows in found.values() for _, _, mid in rows
+    )
+    result: dict[tuple[str, str], list[Reference]] = {}
+    for name, method in refs:
+        series = []
+        for rid, metric_name, mid in found[name]:
+            info = infos.get(mid)
+            if info is None:  # deleted meanwhile
+                continue
+            measures_views.check_method(info, method)
+            series.append(
+                Reference(
+                    key=(name, method),
+                    path=(rid, metric_name),
+                    metric=info,
+                    aggregation=method,
+                )
+            )
+        result[(name, method)] = series
     return result
 
 

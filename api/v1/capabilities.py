@@ -7,7 +7,7 @@ from typing import Any
 import flask
 
 from alarmer.metrics import policy as ap
-from api.v1 import validation as v
+from api import context
 
 
 def version() -> dict[str, Any]:
@@ -34,12 +34,12 @@ def capabilities() -> dict[str, Any]:
 
 def status() -> dict[str, Any]:
     """Index and engine statistics (admin only, as in Gnocchi)."""
-    v.require_admin()
-    engine_stats = v.runtime().series.statistics()
+    context.require_admin()
+    engine_stats = context.runtime().series.statistics()
     return {
         "storage": {
             "summary": {
-                "metrics": v.indexer().count_metrics(),
+                "metrics": context.index().count_metrics(),
                 "measures": 0,
             },
             "measures_to_process": {},

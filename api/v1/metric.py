@@ -13,7 +13,7 @@ from typing import Any
 import flask
 
 from alarmer.metrics.index import indexer as idx
-from api import errors, identity
+from api import context, errors, params
 from api.v1 import validation as v
 
 LOG = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def create() -> tuple[dict[str, Any], int, dict[str, str]]:
     """POST: create a metric; the policy comes from the rules if omitted."""
     body = v.json_body()
     v.check_schema(CREATE_SCHEMA, body)
-    caller = identity.current()
+    caller = context.caller()
     try:
         info = v.indexer().create_metric(
             archive_policy_name=body.get("archive_policy_name"),
@@ -79,29 +79,12 @@ def create() -> tuple[dict[str, Any], int, dict[str, str]]:
     return info.to_dict(), 201, {"Location": location}
 
 
-def _sorts() -> list[tuple[str, str]]:
-    sorts = []
-    for raw in flask.request.args.getlist("sort"):
-        key, _, direction = raw.partition(":")
-        direction = (direction or "asc").split("-", 1)[0].lower()
-        if key not in idx.METRIC_SORT_KEYS:
-            raise v.bad(
-                f"sort: unknown sort key {key!r} (one of "
-                f"{', '.join(idx.METRIC_SORT_KEYS)})"
-            )
-        if direction not in ("asc", "desc"):
-            raise v.bad(f"sort: unknown sort direction {direction!r}")
-        sorts.append((key, direction))
-    return sorts
-
-
 def list_() -> flask.Response:
     """GET: the caller's metrics, filtered, sorted and paged."""
-    limit = v.query_int("limit", minimum=1, maximum=MAX_LIMIT) or MAX_LIMIT
-    marker = v.query_arg("marker") or None
-    sorts = _sorts()
+    page = params.v1_page(MAX_LIMIT, sort_keys=idx.METRIC_SORT_KEYS)
+    limit, marker, sorts = page.limit, page.marker, page.sorts
     filters = {key: v.query_arg(key) for key in _FILTERS}
-    caller = identity.current()
+    caller = context.caller()
     project = v.query_arg("project_id")
     if project is not None and (
         caller.is_admin or project == caller.project_id

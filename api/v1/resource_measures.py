@@ -17,29 +17,26 @@ import flask
 
 from alarmer.metrics.index import indexer as idx
 from alarmer.metrics.index import resources as res
-from api import app as app_mod
-from api import errors
+from api import context, errors, params
 from api.v1 import measures as measures_views
 from api.v1 import validation as v
 from api.v1.resources import (
     attach_metrics,
-    bool_arg,
     caller,
-    indexer,
-    json_body,
     metric_name,
     metrics_of,
     named_metric_id,
 )
 
 blueprint = flask.Blueprint("v1_resource_measures", __name__, url_prefix="/v1")
+errors.GNOCCHI.install(blueprint)
 
 
 def _named_metric_info(
     type_name: str, resource_id: str, name: str
 ) -> idx.MetricInfo:
     metric_id = named_metric_id(type_name, resource_id, name)
-    info = indexer().get_metric(metric_id)
+    info = context.index().get_metric(metric_id)
     if info is None:
         raise errors.NotFound(
             f"Metric {name} does not exist for resource {resource_id}"
@@ -56,7 +53,7 @@ def add_named_measures(
 ) -> tuple[dict[str, int], int]:
     """POST measures to the metric *name* of a resource."""
     info = _named_metric_info(type_name, resource_id, name)
-    stamps, values = v.measures(json_body(), "measures")
+    stamps, values = v.measures(params.v1_json_body(), "measures")
     return measures_views.write(
         [(measures_views.metric_ref(info), stamps, values)]
     )
@@ -83,7 +80,7 @@ def get_named_measures(
     measures_views.check_method(info, method)
     if granularity is not None:
         measures_views.check_granularity(info, method, granularity)
-    series = app_mod.runtime().series.get_measures(
+    series = context.runtime().series.get_measures(
         info.id, method, granularity=granularity, start=start, stop=stop
     )
     return flask.jsonify(measures_views.series_to_json(series))
@@ -101,8 +98,8 @@ def add_batch_by_resources() -> tuple[dict[str, int], int]:
     stored.
     """
     who = caller()
-    create = bool_arg("create_metrics")
-    body = json_body()
+    create = params.v1_bool("create_metrics")
+    body = params.v1_json_body()
     if not isinstance(body, dict):
         raise errors.APIError(
             "Invalid input: an object mapping resource ids to "
@@ -133,7 +130,7 @@ def add_batch_by_resources() -> tuple[dict[str, int], int]:
             stamps, values = v.measures(raw, field)
             parsed.append((given, metric_name(name), definition, stamps,
                            values))  # fmt: skip
-    rt = app_mod.runtime()
+    rt = context.runtime()
     targets: list[tuple[str, Any, Any]] = []
     with rt.db.session() as session, session.begin():
         rows: dict[str, res.ResourceModel] = {}
@@ -174,7 +171,7 @@ def add_batch_by_resources() -> tuple[dict[str, int], int]:
         for rid, metrics in names.items()
         for name, mid in metrics.items()
     }
-    infos = indexer().get_metrics(ids.values())
+    infos = context.index().get_metrics(ids.values())
     return measures_views.write(
         [
             (measures_views.metric_ref(infos[ids[key]]), stamps, values)

@@ -10,16 +10,16 @@ import flask
 from sqlalchemy import exc as sa_exc
 
 from alarmer.metrics.index import resources as res
-from api import app as app_mod
-from api import errors, identity
+from api import context, errors, params
 from api.v1 import resources as views
 
 blueprint = flask.Blueprint("v1_resource_type", __name__, url_prefix="/v1")
+errors.GNOCCHI.install(blueprint)
 
 
 def _require_admin() -> None:
     views.caller()
-    if not identity.current().is_admin:
+    if not context.caller().is_admin:
         raise errors.Forbidden()
 
 
@@ -27,7 +27,7 @@ def _require_admin() -> None:
 def list_types() -> flask.Response:
     """Every resource type."""
     views.caller()
-    with app_mod.runtime().db.read_session() as session:
+    with context.runtime().db.read_session() as session:
         return flask.jsonify([t.to_dict() for t in res.list_types(session)])
 
 
@@ -35,7 +35,7 @@ def list_types() -> flask.Response:
 def show_type(name: str) -> flask.Response:
     """One resource type."""
     views.caller()
-    with app_mod.runtime().db.read_session() as session:
+    with context.runtime().db.read_session() as session:
         return flask.jsonify(views.load_type(session, name).to_dict())
 
 
@@ -43,10 +43,10 @@ def show_type(name: str) -> flask.Response:
 def create_type() -> flask.Response:
     """Declare a resource type with typed attributes."""
     _require_admin()
-    body = views.json_body()
+    body = params.v1_json_body()
     try:
         definition = res.parse_type_definition(body)
-        with app_mod.runtime().db.session() as session, session.begin():
+        with context.runtime().db.session() as session, session.begin():
             created = res.create_type(session, definition)
     except views.ENGINE_ERRORS as exc:
         raise views.translate(exc) from None
@@ -66,9 +66,9 @@ def create_type() -> flask.Response:
 def patch_type(name: str) -> flask.Response:
     """Add or remove attributes with a JSON patch."""
     _require_admin()
-    body = views.json_body()
+    body = params.v1_json_body()
     try:
-        with app_mod.runtime().db.session() as session, session.begin():
+        with context.runtime().db.session() as session, session.begin():
             patched = res.patch_type(session, name, body)
     except views.ENGINE_ERRORS as exc:
         raise views.translate(exc) from None
@@ -80,7 +80,7 @@ def delete_type(name: str) -> flask.Response:
     """Delete a resource type no resource uses."""
     _require_admin()
     try:
-        with app_mod.runtime().db.session() as session, session.begin():
+        with context.runtime().db.session() as session, session.begin():
             res.delete_type(session, name)
     except views.ENGINE_ERRORS as exc:
         raise views.translate(exc) from None

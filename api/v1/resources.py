@@ -9,7 +9,6 @@ admin), shown, patched and deleted (with their metrics).  Bad input is a
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -24,12 +23,12 @@ from sqlalchemy import orm
 from alarmer.metrics.index import indexer as idx
 from alarmer.metrics.index import resources as res
 from alarmer.metrics.index import search as srch
-from api import app as app_mod
-from api import errors, identity
+from api import context, errors, params
 
 LOG = logging.getLogger(__name__)
 
 blueprint = flask.Blueprint("v1_resources", __name__, url_prefix="/v1")
+errors.GNOCCHI.install(blueprint)
 
 DEFAULT_MAX_LIMIT = 1000
 #: Keys a listing or a search can be sorted by.
@@ -62,24 +61,9 @@ NULLABLE_SORT = frozenset(
 # ------------------------------------------------------------- helpers
 
 
-def json_body(*, allow_empty: bool = False) -> Any:
-    """The request's JSON body; a 400 when it is not JSON."""
-    data = flask.request.get_data(cache=True)
-    if not data.strip():
-        if allow_empty:
-            return None
-        raise errors.APIError("Invalid input: a JSON body is required")
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise errors.APIError(
-            f"Invalid input: body is not JSON: {exc}"
-        ) from None
-
-
 def caller() -> res.Caller:
     """The caller of this request; a 401 when it is anonymous."""
-    ident = identity.current()
+    ident = context.caller()
     if ident.user_id is None and ident.project_id is None:
         raise errors.Unauthorized("Unable to determine current user")
     return res.Caller(ident.user_id, ident.project_id, ident.is_admin)
@@ -104,25 +88,11 @@ def load_type(session: orm.Session, name: str) -> res.TypeDef:
 
 def max_limit() -> int:
     """``[api] max_limit`` of this process."""
-    conf = app_mod.runtime().conf
+    conf = context.runtime().conf
     try:
         return int(conf.api.max_limit)
     except (AttributeError, cfg.NoSuchOptError):
         return DEFAULT_MAX_LIMIT
-
-
-def bool_arg(name: str, default: bool = False) -> bool:
-    value = flask.request.args.get(name)
-    if value is None:
-        return default
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes", "on"):
-        return True
-    if lowered in ("false", "0", "no", "off", ""):
-        return False
-    raise errors.APIError(
-        f"Invalid value for query parameter {name}: {value!r} is not a boolean"
-    )
 
 
 def paging_args() -> tuple[int, str | None, list[tuple[str, str]]]:
@@ -131,34 +101,8 @@ def paging_args() -> tuple[int, str | None, list[tuple[str, str]]]:
     Sort keys are checked against the searched type by
     :func:`find_resources`.
     """
-    args = flask.request.args
-    top = max_limit()
-    limit = top
-    if "limit" in args:
-        raw = args["limit"]
-        try:
-            limit = int(raw)
-        except ValueError:
-            raise errors.APIError(
-                f"Invalid value for query parameter limit: {raw!r} is not "
-                "an integer"
-            ) from None
-        if not 1 <= limit <= top:
-            raise errors.APIError(
-                "Invalid value for query parameter limit: must be between "
-                f"1 and {top}"
-            )
-    sorts: list[tuple[str, str]] = []
-    for raw in args.getlist("sort"):
-        key, _, direction = raw.partition(":")
-        direction = direction or "asc"
-        if direction not in ("asc", "desc"):
-            raise errors.APIError(
-                f"Invalid value for query parameter sort: direction of "
-                f"{key} must be asc or desc, not {direction!r}"
-            )
-        sorts.append((key, direction))
-    return limit, args.get("marker"), sorts or list(DEFAULT_SORT)
+    page = params.v1_page(max_limit(), default_sort=DEFAULT_SORT)
+    return page.limit, page.marker, page.sorts
 
 
 class _SortKey:
@@ -500,10 +444,10 @@ def _created(body: Mapping[str, Any]) -> flask.Response:
 def create_resource(type_name: str) -> flask.Response:
     """Create a resource of *type_name*, with its metrics."""
     who = caller()
-    body = json_body()
+    body = params.v1_json_body()
     if not isinstance(body, dict):
         raise errors.APIError("Invalid input: the body must be a JSON object")
-    rt = app_mod.runtime()
+    rt = context.runtime()
     try:
         with rt.db.session() as session, session.begin():
             rtype = load_type(session, type_name)
@@ -524,8 +468,8 @@ def create_resource(type_name: str) -> flask.Response:
 def list_resources(type_name: str) -> flask.Response:
     """List the visible resources of *type_name*, paged."""
     who = caller()
-    details = bool_arg("details")
-    rt = app_mod.runtime()
+    details = params.v1_bool("details")
+    rt = context.runtime()
     with rt.db.read_session() as session:
         rtype = load_type(session, type_name)
         rows = find_resources(session, rtype, who, sa.true())
@@ -554,7 +498,7 @@ def _one(
 def show_resource(type_name: str, resource_id: str) -> flask.Response:
     """Show one resource."""
     who = caller()
-    rt = app_mod.runtime()
+    rt = context.runtime()
     with rt.db.read_session() as session:
         rtype, row = _one(session, type_name, resource_id, who)
         return flask.jsonify(render(session, rtype, [row], details=True)[0])
@@ -564,10 +508,10 @@ def show_resource(type_name: str, resource_id: str) -> flask.Response:
 def update_resource(type_name: str, resource_id: str) -> flask.Response:
     """Update attributes (and the metrics) of one resource."""
     who = caller()
-    body = json_body()
+    body = params.v1_json_body()
     if not isinstance(body, dict):
         raise errors.APIError("Invalid input: the body must be a JSON object")
-    rt = app_mod.runtime()
+    rt = context.runtime()
     try:
         with rt.db.session() as session, session.begin():
             rtype, row = _one(
@@ -601,7 +545,7 @@ def delete_resources(session: orm.Session, ids: list[str]) -> list[str]:
 
 def forget_metric_data(metric_ids: Sequence[str]) -> None:
     """Drop the stored series of deleted metrics, when the engine can."""
-    engine = getattr(app_mod.runtime(), "engine", None)
+    engine = getattr(context.runtime(), "engine", None)
     drop = getattr(engine, "delete_metric", None)
     if drop is None:
         return
@@ -616,7 +560,7 @@ def forget_metric_data(metric_ids: Sequence[str]) -> None:
 def delete_resource(type_name: str, resource_id: str) -> flask.Response:
     """Delete one resource and its metrics."""
     who = caller()
-    rt = app_mod.runtime()
+    rt = context.runtime()
     with rt.db.session() as session, session.begin():
         _, row = _one(session, type_name, resource_id, who, for_update=True)
         metric_ids = delete_resources(session, [row.id])
@@ -629,8 +573,8 @@ def delete_resource(type_name: str, resource_id: str) -> flask.Response:
 def delete_matching(type_name: str) -> flask.Response:
     """Delete the visible resources of a type matching a search body."""
     who = caller()
-    query = json_body(allow_empty=True)
-    rt = app_mod.runtime()
+    query = params.v1_json_body(allow_empty=True)
+    rt = context.runtime()
     try:
         with rt.db.session() as session, session.begin():
             rtype = load_type(session, type_name)
@@ -656,11 +600,11 @@ def delete_matching(type_name: str) -> flask.Response:
 def list_resource_metrics(type_name: str, resource_id: str) -> flask.Response:
     """The metrics of one resource."""
     who = caller()
-    rt = app_mod.runtime()
+    rt = context.runtime()
     with rt.db.read_session() as session:
         _, row = _one(session, type_name, resource_id, who)
         names = metrics_of(session, [row.id])[row.id]
-    infos = indexer().get_metrics(names.values())
+    infos = context.index().get_metrics(names.values())
     return flask.jsonify(
         [infos[m].to_dict() for _, m in sorted(names.items()) if m in infos]
     )
@@ -670,8 +614,8 @@ def list_resource_metrics(type_name: str, resource_id: str) -> flask.Response:
 def add_resource_metrics(type_name: str, resource_id: str) -> flask.Response:
     """Create or attach named metrics to one resource."""
     who = caller()
-    body = json_body()
-    rt = app_mod.runtime()
+    body = params.v1_json_body()
+    rt = context.runtime()
     try:
         with rt.db.session() as session, session.begin():
             _, row = _one(
@@ -681,22 +625,16 @@ def add_resource_metrics(type_name: str, resource_id: str) -> flask.Response:
             names = metrics_of(session, [row.id])[row.id]
     except ENGINE_ERRORS as exc:
         raise translate(exc) from None
-    infos = indexer().get_metrics(names.values())
+    infos = context.index().get_metrics(names.values())
     return flask.jsonify(
         [infos[m].to_dict() for _, m in sorted(names.items()) if m in infos]
     )
 
 
-def indexer() -> idx.Indexer:
-    rt = app_mod.runtime()
-    found = getattr(rt, "indexer", None)
-    return found if found is not None else idx.Indexer(rt.db)
-
-
 def named_metric_id(type_name: str, resource_id: str, name: str) -> str:
     """The id of metric *name* of a resource, or a 404 naming it."""
     who = caller()
-    rt = app_mod.runtime()
+    rt = context.runtime()
     with rt.db.read_session() as session:
         _, row = _one(session, type_name, resource_id, who)
         metric_id = metrics_of(session, [row.id])[row.id].get(name)
@@ -715,7 +653,7 @@ def show_resource_metric(
 ) -> flask.Response:
     """One named metric of a resource."""
     metric_id = named_metric_id(type_name, resource_id, name)
-    info = indexer().get_metric(metric_id)
+    info = context.index().get_metric(metric_id)
     if info is None:
         raise errors.NotFound(f"Metric {name} does not exist")
     return flask.jsonify(info.to_dict())
@@ -729,7 +667,7 @@ def delete_resource_metric(
 ) -> flask.Response:
     """Delete one named metric of a resource."""
     metric_id = named_metric_id(type_name, resource_id, name)
-    rt = app_mod.runtime()
+    rt = context.runtime()
     with rt.db.session() as session, session.begin():
         session.execute(
             sa.delete(idx.Metric).where(idx.Metric.id == metric_id)
@@ -737,116 +675,3 @@ def delete_resource_metric(
         res.bump_generation(session)
     forget_metric_data([metric_id])
     return flask.Response(status=204)
-
-
-# --------------------------------------------------- aggregates
-
-
-def resolve_search_references(
-    body: Mapping[str, Any], refs: Sequence[tuple[str, str]]
-) -> dict[tuple[str, str], list[Any]]:
-    """Series of ``/v1/aggregates`` with ``search`` and ``resource_type``.
-
-    Each ``(metric name or pattern, method)`` of the operations becomes
-    one series per matching metric of the visible resources matching the
-    search now, keyed ``(resource id, metric name)`` in the output.
-    """
-    from api.v1 import aggregates
-    from api.v1 import measures as measures_views
-    from api.v1 import validation as v
-
-    who = caller()
-    type_name = body.get("resource_type", res.GENERIC)
-    query = body.get("search", {})
-    if isinstance(query, str):
-        raise errors.APIError(
-            "Invalid input for search: only JSON queries are supported"
-        )
-    project = None if who.is_admin else (who.project_id or "")
-    names = list(dict.fromkeys(ref for ref, _ in refs))
-    found: dict[str, list[tuple[str, str, str]]] = {}
-    with app_mod.runtime().db.read_session() as session:
-        try:
-            for name in names:
-                found[name] = res.resolve_resource_metrics(
-                    session,
-                    type_name,
-                    query,
-                    name,
-                    project_id=project,
-                    creator=who.creator,
-                )
-        except res.NoSuchResourceType as exc:
-            raise errors.NotFound(str(exc)) from None
-        except srch.QueryError as exc:
-            raise errors.APIError(f"Invalid input for search: {exc}") from None
-    if not any(found.values()):
-        raise errors.APIError(f"Metrics not found: {', '.join(names)}")
-    infos = v.indexer().get_metrics(
-        mid for rows in found.values() for _, _, mid in rows
-    )
-    result: dict[tuple[str, str], list[Any]] = {}
-    for name, method in refs:
-        series = []
-        for rid, metric_name, mid in found[name]:
-            info = infos.get(mid)
-            if info is None:  # deleted meanwhile
-                continue
-            measures_views.check_method(info, method)
-            series.append(
-                aggregates.Reference(
-                    key=(name, method),
-                    path=(rid, metric_name),
-                    metric=info,
-                    aggregation=method,
-                )
-            )
-        result[(name, method)] = series
-    return result
-
-
-# --------------------------------------------------- alarms
-
-BY_RESOURCES = "gnocchi_aggregation_by_resources_threshold"
-
-
-def _by_resources_rules(alarm_type: str | None, rule: Any) -> list[dict]:
-    if not isinstance(rule, dict):
-        return []
-    if alarm_type == BY_RESOURCES:
-        return [rule]
-    found: list[dict] = []
-    if alarm_type == "composite" or alarm_type is None:
-        for op in ("and", "or"):
-            for item in rule.get(op) or ():
-                if isinstance(item, dict):
-                    found += _by_resources_rules(item.get("type"), item)
-    return found
-
-
-def scope_alarm(ident: identity.Identity, values: dict[str, Any]) -> None:
-    """Check and scope the by-resources queries of a validated alarm.
-
-    Each query must compile against its resource type (a 400 naming the
-    culprit otherwise; an undeclared type is accepted as Aodh does).  For
-    a non-admin, or an admin creating for another project, the query is
-    rewritten as Aodh does so that only that project's resources count:
-    ``{"and": [{"or": [created_by_project_id = P, project_id = P]}, q]}``.
-    """
-    rules = _by_resources_rules(values.get("type"), values.get("rule"))
-    if not rules:
-        return
-    target = values.get("project_id") or ident.project_id
-    scoped = not ident.is_admin or target != ident.project_id
-    with app_mod.runtime().db.read_session() as session:
-        for rule in rules:
-            query = rule.get("query", "")
-            try:
-                res.check_rule_query(session, rule["resource_type"], query)
-            except srch.QueryError as exc:
-                raise errors.APIError(
-                    f"Invalid input for field/attribute query. Value: "
-                    f"'{query}'. {exc}"
-                ) from None
-            if scoped and target:
-                rule["query"] = res.scope_query(query, target)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import flask
 
 from alarmer.metrics.index import search as srch
-from api import app as app_mod
-from api import errors
+from api import context, errors, params
 from api.v1 import resources as views
 
 blueprint = flask.Blueprint("v1_search", __name__, url_prefix="/v1")
+errors.GNOCCHI.install(blueprint)
 
 
 @blueprint.post("/search/resource/<string:type_name>")
@@ -26,9 +26,9 @@ def search_resources(type_name: str) -> flask.Response:
             "Invalid query parameter filter: only JSON queries in the body "
             "are supported"
         )
-    query = views.json_body(allow_empty=True)
-    details = views.bool_arg("details")
-    with app_mod.runtime().db.read_session() as session:
+    query = params.v1_json_body(allow_empty=True)
+    details = params.v1_bool("details")
+    with context.runtime().db.read_session() as session:
         rtype = views.load_type(session, type_name)
         try:
             where = srch.compile_query(query or {}, rtype, who.creator)

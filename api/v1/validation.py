@@ -1,6 +1,7 @@
-"""Validation shared by the v1 views: bodies, query strings, timestamps.
+"""Validation shared by the v1 views: schemas, timestamps, measures.
 
-Everything a client sends is checked here before anything is trusted or
+Everything a client sends is checked here (or in :mod:`api.params`, for
+bodies, booleans, integers and paging) before anything is trusted or
 stored; failures raise :class:`api.errors.APIError` (400) with a message
 naming the field and the reason.
 """
@@ -15,13 +16,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import flask
 import jsonschema
 import numpy as np
 
 from alarmer.metrics import policy as ap
 from alarmer.metrics.index import indexer as idx
-from api import errors, identity
+from api import context, errors, params
 
 NS = 1_000_000_000
 INT64_MAX = 2**63 - 1
@@ -34,40 +34,19 @@ _ISO = re.compile(
 # The second offset form is "+HH:MM" whose "+" a query string decoded
 # into a space.
 
-#: Key of the :class:`~alarmer.metrics.index.indexer.Indexer` in
-#: app.extensions.
-INDEXER_EXTENSION = "alarmer.indexer"
+# The names the v1 views have always used to read a request; each
+# is the one definition in api.context or api.params.
+bad = params.v1_bad
+runtime = context.runtime
+indexer = context.index
+require_admin = context.require_admin
+query_arg = params.arg
+query_int = params.v1_int
+query_bool = params.v1_bool
+json_body = params.v1_json_body
 
 
-def bad(message: str) -> errors.APIError:
-    """A 400 error with Gnocchi's ``Invalid input`` prefix."""
-    return errors.APIError(f"Invalid input: {message}", 400)
-
-
-def runtime() -> Any:
-    """The :class:`~alarmer.runtime.Runtime` serving this request."""
-    from api import app as api_app
-
-    return api_app.runtime()
-
-
-def indexer() -> idx.Indexer:
-    """The metric index of the application serving this request."""
-    return flask.current_app.extensions[INDEXER_EXTENSION]
-
-
-# ------------------------------------------------------------ bodies --
-
-
-def json_body() -> Any:
-    """Decode the request body as JSON or answer 400."""
-    data = flask.request.get_data(cache=True)
-    if not data.strip():
-        raise bad("the body is empty, a JSON document is required")
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise bad(f"the body is not valid JSON ({exc})") from None
+# ----------------------------------------------------------- schemas --
 
 
 def _where(error: jsonschema.ValidationError) -> str:
@@ -231,12 +210,6 @@ def measure_value(value: object, field: str) -> float:
 # ------------------------------------------------------ query string --
 
 
-def query_arg(name: str) -> str | None:
-    """The last value of query parameter *name*, or None."""
-    values = flask.request.args.getlist(name)
-    return values[-1] if values else None
-
-
 def query_timestamp(name: str) -> int | None:
     """A timestamp query parameter in nanoseconds, or None."""
     value = query_arg(name)
@@ -276,73 +249,17 @@ def query_float(
     return result
 
 
-def query_int(
-    name: str, minimum: int | None = None, maximum: int | None = None
-) -> int | None:
-    """An integer query parameter within bounds, or None."""
-    value = query_arg(name)
-    if value is None or value == "":
-        return None
-    try:
-        result = int(value)
-    except ValueError:
-        raise bad(f"{name}: must be an integer, got {value!r}") from None
-    if minimum is not None and result < minimum:
-        raise bad(f"{name}: must be >= {minimum}, got {value!r}")
-    if maximum is not None and result > maximum:
-        raise bad(f"{name}: must be <= {maximum}, got {value!r}")
-    return result
-
-
-_TRUE = {"true", "1", "yes", "on", "y", "t"}
-_FALSE = {"false", "0", "no", "off", "n", "f", ""}
-
-
-def query_bool(name: str, default: bool = False) -> bool:
-    """A boolean query parameter (true/false, 1/0, yes/no)."""
-    value = query_arg(name)
-    if value is None:
-        return default
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise bad(f"{name}: must be a boolean, got {value!r}")
-
-
 # ---------------------------------------------------------- identity --
-
-
-def require_admin() -> identity.Identity:
-    """The caller, who must have the admin role (403 otherwise)."""
-    caller = identity.current()
-    if not caller.is_admin:
-        raise errors.Forbidden()
-    return caller
 
 
 def metric_filter(**kwargs: Any) -> idx.MetricFilter:
     """A filter restricting metrics to those the caller may see."""
-    caller = identity.current()
+    caller = context.caller()
     return idx.MetricFilter(
         any_project=caller.is_admin, project_id=caller.project_id, **kwargs
     )
 
 
 def index_error(exc: idx.IndexerError) -> errors.APIError:
-    """The API error answering an index error."""
-    status = 400
-    if isinstance(
-        exc,
-        idx.NoSuchMetric | idx.NoSuchArchivePolicyRule,
-    ):
-        status = 404
-    elif isinstance(
-        exc,
-        idx.ArchivePolicyAlreadyExists
-        | idx.ArchivePolicyRuleAlreadyExists
-        | idx.NamedMetricAlreadyExists,
-    ):
-        status = 409
-    return errors.APIError(str(exc), status)
+    """The API error answering an index error (the v1 error table)."""
+    return errors.GNOCCHI.translate(exc) or errors.APIError(str(exc))

@@ -8,7 +8,7 @@ jsonschema (:mod:`alarmer.alarms.validation`), which names the field and the
 reason of every problem, and only the validated, defaulted dict is handed to
 ``wsme.rest.json.fromjson``.  This avoids WSME's lenient
 coercions (``5.7`` read as ``5``, ``null`` accepted for a mandatory
-field).  Query parameters are parsed by :mod:`api.v2.common`, since
+field).  Query parameters are parsed by :mod:`api.params`, since
 WSME's Flask adapter answers a bad integer parameter with a 500; that
 adapter (``wsmeext.flask``) is not used.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import flask
 
-from api.v2 import alarms, query, quotas, types
+from api.v2 import alarms, deliveries, query, quotas, types
 
 CAPABILITIES = {
     "alarm_storage": {"storage:production_ready": True},
@@ -41,6 +41,7 @@ def register(app: flask.Flask) -> None:
     app.register_blueprint(alarms.bp)
     app.register_blueprint(query.bp)
     app.register_blueprint(quotas.bp)
+    app.register_blueprint(deliveries.bp)
     app.add_url_rule(
         "/v2/capabilities", "v2_capabilities", capabilities, methods=["GET"]
     )

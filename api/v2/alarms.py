@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 import flask
@@ -12,17 +13,20 @@ import sqlalchemy as sa
 
 import notifiers
 from alarmer import timeutils
+from alarmer.alarms import scoping
 from alarmer.alarms import store as store_mod
 from alarmer.alarms import validation as rules
 from alarmer.alarms.tables import AlarmHistory
 from alarmer.alarms.validation import RuleError
-from api import errors
-from api.identity import Identity, require_member, require_reader
+from api import context, errors, params
+from api.context import require_member, require_reader
+from api.identity import Identity
 from api.v2 import common, types
 
 LOG = logging.getLogger(__name__)
 
 bp = flask.Blueprint("v2_alarms", __name__)
+errors.AODH.install(bp)
 
 #: Fields of GET /v2/alarms simple queries (Aodh's).
 LIST_FIELDS = (
@@ -53,7 +57,7 @@ ACTION_FIELDS = ("ok_actions", "alarm_actions", "insufficient_data_actions")
 
 def store() -> store_mod.AlarmStore:
     """The alarm store of this process."""
-    return store_mod.AlarmStore(common.runtime().db)
+    return store_mod.AlarmStore(context.runtime().db)
 
 
 def actor(identity: Identity) -> store_mod.Actor:
@@ -64,17 +68,6 @@ def actor(identity: Identity) -> store_mod.Actor:
 def scope(identity: Identity) -> str | None:
     """Project an identity is limited to (None for an administrator)."""
     return None if identity.is_admin else identity.project_id
-
-
-def _not_found(exc: store_mod.AlarmNotFound) -> errors.NotFound:
-    return errors.NotFound(str(exc))
-
-
-def _bad_marker(exc: store_mod.InvalidMarker) -> errors.APIError:
-    return errors.APIError(
-        f"Invalid input for field/attribute marker. Value: "
-        f"'{exc.marker}'. No such item in this listing"
-    )
 
 
 def render_alarm(row: dict[str, Any]) -> dict[str, Any]:
@@ -92,8 +85,8 @@ def render_change(entry: dict[str, Any]) -> dict[str, Any]:
 # -- validation ---------------------------------------------------------------
 
 
-def _action_checker(identity: Identity):
-    conf = common.runtime().conf
+def _action_checker(identity: Identity) -> Callable[[str, str], None]:
+    conf = context.runtime().conf
 
     def check(field: str, url: str) -> None:
         scheme = urllib.parse.urlsplit(url.strip()).scheme.lower()
@@ -112,14 +105,16 @@ def _action_checker(identity: Identity):
 
 
 def validate_body(identity: Identity, body: Any) -> dict[str, Any]:
-    """Validate a POST/PUT body; 4xx in Aodh's envelope on failure."""
-    try:
-        values = rules.validate_alarm(
-            body, check_action=_action_checker(identity)
-        )
-    except RuleError as exc:
-        raise errors.APIError(exc.message, exc.status) from exc
-    max_actions = common.runtime().conf.api.alarm_max_actions
+    """Validate a POST/PUT body.
+
+    :raises alarmer.alarms.errors.RuleError: the definition is invalid
+        (the v2 error table answers it).
+    :raises api.errors.APIError: too many actions, or another project or
+        user named by a non-admin.
+    """
+    rt = context.runtime()
+    values = rules.validate_alarm(body, check_action=_action_checker(identity))
+    max_actions = rt.conf.api.alarm_max_actions
     if max_actions >= 0:
         for key in ACTION_FIELDS:
             if len(values[key]) > max_actions:
@@ -130,9 +125,12 @@ def validate_body(identity: Identity, body: Any) -> dict[str, Any]:
         common.check_project_access(identity, values["project_id"])
     if "user_id" in values:
         common.check_user_access(identity, values["user_id"])
-    from api.v1 import resources as resource_views
-
-    resource_views.scope_alarm(identity, values)
+    scoping.scope_alarm(
+        rt.db,
+        values,
+        project_id=identity.project_id,
+        is_admin=identity.is_admin,
+    )
     return values
 
 
@@ -157,7 +155,7 @@ def _list_filters(identity: Identity) -> dict[str, Any]:
             )
         raw = query["value"]
         if field in ("all_projects", "enabled", "repeat_actions"):
-            value: Any = common.parse_bool(field, raw)
+            value: Any = params.v2_bool(field, raw)
         elif field == "timestamp":
             try:
                 value = timeutils.parse_datetime(raw)
@@ -188,24 +186,22 @@ def list_alarms() -> flask.Response:
     """List alarms (filters, sort, limit, marker)."""
     identity = require_reader()
     filters = _list_filters(identity)
-    sort = common.parse_sort(store_mod.ALARM_SORT_KEYS)
-    limit = common.parse_limit(common.runtime().conf.api.max_limit)
-    marker = flask.request.args.get("marker") or None
-    try:
-        rows = store().list(
-            filters=filters, sort=sort, limit=limit, marker=marker
-        )
-    except store_mod.InvalidMarker as exc:
-        raise _bad_marker(exc) from exc
-    common.next_link(rows, limit, "alarm_id")
-    return common.respond([render_alarm(r) for r in rows])
+    sort = params.v2_sort(store_mod.ALARM_SORT_KEYS)
+    limit = params.v2_limit(context.runtime().conf.api.max_limit)
+    rows = store().list(
+        filters=filters, sort=sort, limit=limit, marker=params.v2_marker()
+    )
+    return common.respond(
+        [render_alarm(r) for r in rows],
+        next_link=params.v2_next_link(rows, limit, "alarm_id"),
+    )
 
 
 @bp.post("/v2/alarms")
 def create_alarm() -> flask.Response:
     """Create an alarm: 201 with an absolute Location."""
     identity = require_member()
-    values = validate_body(identity, common.json_body())
+    values = validate_body(identity, params.v2_json_body())
     values = types.alarm_values(types.alarm_from_values(values))
     values.setdefault("project_id", identity.project_id)
     values.setdefault("user_id", identity.user_id)
@@ -214,16 +210,13 @@ def create_alarm() -> flask.Response:
             "Invalid input for field/attribute project_id. Value: 'None'. "
             "The alarm needs a project_id and a user_id"
         )
-    api_conf = common.runtime().conf.api
-    try:
-        row = store().create(
-            values,
-            actor(identity),
-            project_quota=api_conf.project_alarm_quota,
-            user_quota=api_conf.user_alarm_quota,
-        )
-    except store_mod.QuotaExceeded as exc:
-        raise errors.Forbidden(str(exc)) from exc
+    api_conf = context.runtime().conf.api
+    row = store().create(
+        values,
+        actor(identity),
+        project_quota=api_conf.project_alarm_quota,
+        user_quota=api_conf.user_alarm_quota,
+    )
     response = common.respond(render_alarm(row), 201)
     response.headers["Location"] = (
         flask.request.host_url.rstrip("/") + f"/v2/alarms/{row['alarm_id']}"
@@ -238,10 +231,7 @@ def create_alarm() -> flask.Response:
 def get_alarm(alarm_id: str) -> flask.Response:
     """Return one alarm."""
     identity = require_reader()
-    try:
-        row = store().get(alarm_id, scope(identity))
-    except store_mod.AlarmNotFound as exc:
-        raise _not_found(exc) from exc
+    row = store().get(alarm_id, scope(identity))
     return common.respond(render_alarm(row))
 
 
@@ -277,7 +267,7 @@ def _keep_stored_queries(
 def replace_alarm(alarm_id: str) -> flask.Response:
     """Replace an alarm's definition (the evaluation bookkeeping stays)."""
     identity = require_member()
-    body = common.json_body()
+    body = params.v2_json_body()
     values = validate_body(identity, body)
     values = types.alarm_values(types.alarm_from_values(values))
 
@@ -288,14 +278,9 @@ def replace_alarm(alarm_id: str) -> flask.Response:
         new.setdefault("user_id", current["user_id"])
         return new
 
-    try:
-        row = store().replace(
-            alarm_id, build, actor(identity), project_id=scope(identity)
-        )
-    except store_mod.AlarmNotFound as exc:
-        raise _not_found(exc) from exc
-    except store_mod.ConcurrentUpdate as exc:
-        raise errors.Conflict(str(exc)) from exc
+    row = store().replace(
+        alarm_id, build, actor(identity), project_id=scope(identity)
+    )
     return common.respond(render_alarm(row))
 
 
@@ -303,10 +288,7 @@ def replace_alarm(alarm_id: str) -> flask.Response:
 def delete_alarm(alarm_id: str) -> flask.Response:
     """Delete an alarm (its history stays)."""
     identity = require_member()
-    try:
-        store().delete(alarm_id, actor(identity), project_id=scope(identity))
-    except store_mod.AlarmNotFound as exc:
-        raise _not_found(exc) from exc
+    store().delete(alarm_id, actor(identity), project_id=scope(identity))
     return flask.Response(status=204)
 
 
@@ -314,10 +296,7 @@ def delete_alarm(alarm_id: str) -> flask.Response:
 def get_state(alarm_id: str) -> flask.Response:
     """Return the state as a bare JSON string."""
     identity = require_reader()
-    try:
-        row = store().get(alarm_id, scope(identity))
-    except store_mod.AlarmNotFound as exc:
-        raise _not_found(exc) from exc
+    row = store().get(alarm_id, scope(identity))
     return common.respond(types.render(types.AlarmState, row["state"]))
 
 
@@ -325,24 +304,20 @@ def get_state(alarm_id: str) -> flask.Response:
 def set_state(alarm_id: str) -> flask.Response:
     """Set the state from a bare JSON string such as ``"ok"``."""
     identity = require_member()
-    state = common.json_body()
+    state = params.v2_json_body()
     if not isinstance(state, str) or state not in rules.STATES:
         raise errors.APIError(
             f"Invalid input for field/attribute state. Value: '{state}'. "
             "Value should be one of: " + ", ".join(rules.STATES)
         )
-    try:
-        row = store().set_state(
-            alarm_id,
-            state,
-            actor(identity),
-            project_id=scope(identity),
-            notify=common.runtime().conf.notifier.notify_on_manual_state_change,
-        )
-    except store_mod.AlarmNotFound as exc:
-        raise _not_found(exc) from exc
-    except store_mod.ConcurrentUpdate as exc:
-        raise errors.Conflict(str(exc)) from exc
+    notifier_conf = context.runtime().conf.notifier
+    row = store().set_state(
+        alarm_id,
+        state,
+        actor(identity),
+        project_id=scope(identity),
+        notify=notifier_conf.notify_on_manual_state_change,
+    )
     return common.respond(types.render(types.AlarmState, row["state"]))
 
 
@@ -421,23 +396,25 @@ def alarm_history(alarm_id: str) -> flask.Response:
         AlarmHistory.alarm_id == alarm_id,
         *_history_conditions(identity),
     ]
-    sort = common.parse_sort(store_mod.HISTORY_SORT_KEYS)
-    limit = common.parse_limit(common.runtime().conf.api.max_limit)
-    marker = flask.request.args.get("marker") or None
+    sort = params.v2_sort(store_mod.HISTORY_SORT_KEYS)
+    limit = params.v2_limit(context.runtime().conf.api.max_limit)
     alarms = store()
     try:
         alarms.get(alarm_id, scope(identity))
-    except store_mod.AlarmNotFound as exc:
+    except store_mod.AlarmNotFound:
+        # A deleted alarm still has its history.
         visible = [AlarmHistory.alarm_id == alarm_id]
         if not identity.is_admin:
             visible.append(AlarmHistory.on_behalf_of == identity.project_id)
         if not alarms.history(conditions=visible, limit=1):
-            raise _not_found(exc) from exc
-    try:
-        entries = alarms.history(
-            conditions=conditions, sort=sort, limit=limit, marker=marker
-        )
-    except store_mod.InvalidMarker as exc:
-        raise _bad_marker(exc) from exc
-    common.next_link(entries, limit, "event_id")
-    return common.respond([render_change(e) for e in entries])
+            raise
+    entries = alarms.history(
+        conditions=conditions,
+        sort=sort,
+        limit=limit,
+        marker=params.v2_marker(),
+    )
+    return common.respond(
+        [render_change(e) for e in entries],
+        next_link=params.v2_next_link(entries, limit, "event_id"),
+    )

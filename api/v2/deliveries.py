@@ -20,13 +20,15 @@ import sqlalchemy as sa
 import notifiers
 from alarmer import timeutils
 from alarmer.alarms.tables import Notification
-from api import errors
-from api.identity import Identity, require_member, require_reader
+from api import context, errors, params
+from api.context import require_member, require_reader
+from api.identity import Identity
 from api.v2 import common
 from notifiers import service
 from notifiers import tables as models
 
 bp = flask.Blueprint("v2_deliveries", __name__)
+errors.AODH.install(bp)
 
 MAX_LIMIT = 1000
 _STATUSES = ", ".join(models.STATUSES)
@@ -82,7 +84,7 @@ def _alarm_visible(identity: Identity, alarm_id: str) -> bool:
     from alarmer.alarms.tables import Alarm
 
     query = sa.select(Alarm.project_id).where(Alarm.alarm_id == alarm_id)
-    with common.runtime().db.read_session() as session:
+    with context.runtime().db.read_session() as session:
         project_id = session.execute(query).scalar()
     if project_id is None:
         return False
@@ -102,14 +104,14 @@ def list_deliveries(alarm_id: str) -> flask.Response:
             f"Invalid input for field/attribute status. Value: '{status}'. "
             f"Value should be one of: {_STATUSES}"
         )
-    limit = common.parse_limit(MAX_LIMIT)
+    limit = params.v2_limit(MAX_LIMIT)
     query = _base(identity, alarm_id)
     if status is not None:
         query = query.where(models.Delivery.status == status)
     query = query.order_by(
         models.Delivery.seq.desc(), models.Delivery.id
     ).limit(limit)
-    with common.runtime().db.read_session() as session:
+    with context.runtime().db.read_session() as session:
         rows = session.execute(query).all()
     if not rows and not _alarm_visible(identity, alarm_id):
         raise errors.NotFound(f"Alarm {alarm_id} not found")
@@ -118,7 +120,7 @@ def list_deliveries(alarm_id: str) -> flask.Response:
 
 def _get(identity: Identity, alarm_id: str, delivery_id: str) -> Any:
     query = _base(identity, alarm_id).where(models.Delivery.id == delivery_id)
-    with common.runtime().db.read_session() as session:
+    with context.runtime().db.read_session() as session:
         row = session.execute(query).first()
     if row is None:
         raise errors.NotFound(
@@ -132,7 +134,7 @@ def get_delivery(alarm_id: str, delivery_id: str) -> flask.Response:
     """Return one delivery with every attempt, oldest first."""
     identity = require_reader()
     delivery, notification = _get(identity, alarm_id, delivery_id)
-    with common.runtime().db.read_session() as session:
+    with context.runtime().db.read_session() as session:
         attempts = session.execute(
             sa.select(models.DeliveryAttempt)
             .where(models.DeliveryAttempt.delivery_id == delivery_id)
@@ -148,7 +150,7 @@ def redeliver(alarm_id: str, delivery_id: str) -> flask.Response:
     """Queue a dead-lettered delivery again (202); 409 if not dead."""
     identity = require_member()
     delivery, _ = _get(identity, alarm_id, delivery_id)
-    if not service.redeliver(common.runtime(), delivery_id):
+    if not service.redeliver(context.runtime(), delivery_id):
         raise errors.Conflict(
             f"Delivery {delivery_id} is {delivery.status}, not dead: "
             "only dead-lettered deliveries can be redelivered"

@@ -16,12 +16,13 @@ import sqlalchemy as sa
 from alarmer.alarms import query as query_mod
 from alarmer.alarms import store as store_mod
 from alarmer.alarms.tables import Alarm, AlarmHistory
-from api import errors
-from api.identity import require_reader
+from api import context, errors, params
+from api.context import require_reader
 from api.v2 import common
 from api.v2.alarms import render_alarm, render_change
 
 bp = flask.Blueprint("v2_query", __name__)
+errors.AODH.install(bp)
 
 _FIELDS = ("filter", "orderby", "limit")
 
@@ -44,7 +45,7 @@ def _decode(body: dict[str, Any], key: str) -> Any:
 def _parse(
     target: query_mod.Target,
 ) -> tuple[sa.ColumnElement[bool] | None, list[tuple[str, str]], int]:
-    body = common.json_body()
+    body = params.v2_json_body()
     if body is None:
         body = {}
     if not isinstance(body, dict):
@@ -57,7 +58,7 @@ def _parse(
         raise errors.APIError(
             f"Unknown attribute for argument data: {unknown[0]}"
         )
-    max_limit = common.runtime().conf.api.max_limit
+    max_limit = context.runtime().conf.api.max_limit
     limit = body.get("limit")
     if limit is None:
         limit = max_limit
@@ -95,7 +96,7 @@ def query_alarms() -> flask.Response:
     conditions = [c for c in (where,) if c is not None]
     if not identity.is_admin:
         conditions.append(Alarm.project_id == identity.project_id)
-    rows = store_mod.AlarmStore(common.runtime().db).list(
+    rows = store_mod.AlarmStore(context.runtime().db).list(
         sort=orderby,
         limit=limit,
         where=sa.and_(*conditions) if conditions else None,
@@ -111,7 +112,7 @@ def query_history() -> flask.Response:
     conditions = [c for c in (where,) if c is not None]
     if not identity.is_admin:
         conditions.append(AlarmHistory.on_behalf_of == identity.project_id)
-    entries = store_mod.AlarmStore(common.runtime().db).history(
+    entries = store_mod.AlarmStore(context.runtime().db).history(
         conditions=conditions, sort=orderby, limit=limit
     )
     return common.respond([render_change(e) for e in entries])

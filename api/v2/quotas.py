@@ -7,11 +7,12 @@ from jsonschema import Draft202012Validator
 
 from alarmer.alarms import store as store_mod
 from alarmer.alarms.errors import invalid
-from api import errors
-from api.identity import require_admin, require_reader
+from api import context, errors, params
+from api.context import require_admin, require_reader
 from api.v2 import common, types
 
 bp = flask.Blueprint("v2_quotas", __name__)
+errors.AODH.install(bp)
 
 RESOURCES = ("alarms",)
 QUOTA_SCHEMA = {
@@ -37,8 +38,9 @@ QUOTA_SCHEMA = {
 
 
 def _document(project_id: str) -> dict:
-    stored = store_mod.AlarmStore(common.runtime().db).get_quotas(project_id)
-    default = common.runtime().conf.api.project_alarm_quota
+    rt = context.runtime()
+    stored = store_mod.AlarmStore(rt.db).get_quotas(project_id)
+    default = rt.conf.api.project_alarm_quota
     quotas = types.Quotas(
         project_id=project_id,
         quotas=[
@@ -67,7 +69,7 @@ def get_quotas() -> flask.Response:
 def set_quotas() -> flask.Response:
     """Set quotas of a project (administrators only): 201."""
     require_admin()
-    body = common.json_body()
+    body = params.v2_json_body()
     errs = sorted(
         Draft202012Validator(QUOTA_SCHEMA).iter_errors(body),
         key=lambda e: len(e.absolute_path),
@@ -75,12 +77,10 @@ def set_quotas() -> flask.Response:
     if errs:
         error = errs[0]
         field = ".".join(str(p) for p in error.absolute_path) or "data"
-        raise errors.APIError(
-            invalid(field, error.instance, error.message).message
-        )
+        raise invalid(field, error.instance, error.message)
     quotas = types.parse(types.Quotas, body)
     limits = {q.resource: q.limit for q in quotas.quotas}
-    store_mod.AlarmStore(common.runtime().db).set_quotas(
+    store_mod.AlarmStore(context.runtime().db).set_quotas(
         quotas.project_id, limits
     )
     return common.respond(_document(quotas.project_id), 201)
@@ -90,5 +90,5 @@ def set_quotas() -> flask.Response:
 def delete_quotas(project_id: str) -> flask.Response:
     """Forget a project's quotas (back to the configured default): 204."""
     require_admin()
-    store_mod.AlarmStore(common.runtime().db).delete_quotas(project_id)
+    store_mod.AlarmStore(context.runtime().db).delete_quotas(project_id)
     return flask.Response(status=204)
