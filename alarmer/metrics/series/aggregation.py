@@ -43,6 +43,18 @@ _EMPTY_I = np.empty(0, dtype=np.int64)
 _EMPTY_F = np.empty(0, dtype=np.float64)
 
 
+@dataclasses.dataclass(frozen=True)
+class Series:
+    """One aggregated series: bucket starts (int64 ns) and values."""
+
+    granularity: int
+    timestamps: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.timestamps.size)
+
+
 class AggregationError(AlarmerError, ValueError):
     """Base class of the aggregation errors."""
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from alarmer.errors import AlarmerError
-from alarmer.metrics.series.store import Series
+from alarmer.metrics.series.aggregation import Series
 
 #: Reducers across series (the names Gnocchi accepts).
 METHODS = ("mean", "median", "std", "min", "max", "sum", "var", "count")
