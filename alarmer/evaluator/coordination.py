@@ -94,7 +94,7 @@ class Membership:
         self._backoff_max = conf.coordination.max_retry_interval
         self._backoff = self._backoff_min
         self._coord: coordination.CoordinationDriver | None = None
-        self._partitioner = None
+        self._partitioner: tooz_partitioner.Partitioner | None = None
         self._next_attempt = 0.0
         self._next_watchdog = 0.0
         self._connect_wait = float(conf.coordination.membership_timeout)
@@ -133,7 +133,8 @@ class Membership:
         self._connecting = thread
         thread.start()
 
-    def _bump(self, _event: object = None) -> None:
+    def _bump(self, event: object = None) -> None:
+        """Note a possible change of the members (a tooz watcher)."""
         self.generation += 1
 
     def _connect(self) -> bool:

@@ -78,7 +78,7 @@ class AlarmDef:
     time_constraints: list[dict[str, Any]]
     #: Metric ids read, per threshold (sub-)rule, or why unresolved.
     targets: list[list[str] | data.Unresolved]
-    subrules: list[dict[str, Any]]
+    subrules: list[Mapping[str, Any]]
     #: Evaluation plan per threshold (sub-)rule, or why it has none.
     plans: list[data.Plan | Exception]
     slot: float
@@ -252,7 +252,7 @@ class EvaluatorService:
         )
         next_refresh = time.monotonic()
         while not self._stop.wait(period):
-            force = False
+            force: bool | None = False
             now = time.monotonic()
             if now >= next_refresh:
                 next_refresh = now + self.conf.evaluator.refresh_interval

@@ -100,7 +100,7 @@ def list_() -> flask.Response:
     limit = v.query_int("limit", minimum=1, maximum=MAX_LIMIT) or MAX_LIMIT
     marker = v.query_arg("marker") or None
     sorts = _sorts()
-    filters = {key: v.query_arg(key) for key in _FILTERS}
+    filters: dict[str, Any] = {key: v.query_arg(key) for key in _FILTERS}
     caller = identity.current()
     project = v.query_arg("project_id")
     if project is not None and (

@@ -82,33 +82,37 @@ def reduce_columns(grid: np.ndarray, method: str) -> np.ndarray:
     A column without any value gives NaN (0 for ``count`` and ``sum``).
     """
     present = ~np.isnan(grid)
-    count = present.sum(axis=0)
+    count: np.ndarray = present.sum(axis=0)
+    out: np.ndarray
     if method == "count":
-        return count.astype(np.float64)
-    if method == "sum":
-        return np.nansum(grid, axis=0)
-    if method == "min":
-        return np.fmin.reduce(grid, axis=0)
-    if method == "max":
-        return np.fmax.reduce(grid, axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.nansum(grid, axis=0) / count
-        if method == "mean":
-            return mean
-        if method in ("std", "var"):
-            dev = np.where(present, grid - mean, 0.0)
-            var = (dev * dev).sum(axis=0) / count
-            return np.sqrt(var) if method == "std" else var
-    if method == "median":
+        out = count.astype(np.float64)
+    elif method == "sum":
+        out = np.nansum(grid, axis=0)
+    elif method == "min":
+        out = np.fmin.reduce(grid, axis=0)
+    elif method == "max":
+        out = np.fmax.reduce(grid, axis=0)
+    elif method in ("mean", "std", "var"):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.nansum(grid, axis=0) / count
+            if method == "mean":
+                out = mean
+            else:
+                dev = np.where(present, grid - mean, 0.0)
+                var = (dev * dev).sum(axis=0) / count
+                out = np.sqrt(var) if method == "std" else var
+    elif method == "median":
         empty = count == 0
         if empty.any():
             grid = grid.copy()
             grid[:, empty] = 0.0
             out = np.nanmedian(grid, axis=0)
             out[empty] = np.nan
-            return out
-        return np.nanmedian(grid, axis=0)
-    raise UnknownCrossMethod(f"Unknown aggregation method {method!r}")
+        else:
+            out = np.nanmedian(grid, axis=0)
+    else:
+        raise UnknownCrossMethod(f"Unknown aggregation method {method!r}")
+    return out
 
 
 def _grid(
