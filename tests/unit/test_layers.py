@@ -72,7 +72,7 @@ PACKAGE_LAYERS = {"alarmer": "foundation", "alarmer.metrics": "metrics.policy"}
 NOTIFIERS_USE = {"alarmer.alarms.tables"}
 
 #: The notifier plugins and what they may import of ``notifiers``: the
-#: plugin interface and the signing helpers, none of the service.
+#: plugin interface and the signing functions, none of the service.
 PLUGINS = {"notifiers.http", "notifiers.log", "notifiers.base"}
 PLUGINS_USE = {"notifiers", "notifiers.base", "notifiers.signing"}
 
@@ -503,3 +503,25 @@ def later():
     assert "runtime" not in ALLOWED["alarms"]
     assert "metrics.index" in ALLOWED["alarms"]
     assert layer_of("alarmer.metrics.series.drivers.file") == "metrics.series"
+
+
+def test_the_architecture_page_shows_this_table():
+    with open(
+        os.path.join(ROOT, "docs", "architecture.md"), encoding="utf-8"
+    ) as handle:
+        text = handle.read()
+    section = text.split("## Who may import whom", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith("| layer ")
+    ]
+    shown = {
+        name: (tuple(modules.strip("`").split("`, `")), below)
+        for name, modules, below in rows
+    }
+    assert list(shown) == [layer.name for layer in LAYERS]
+    for layer in LAYERS:
+        modules, below = shown[layer.name]
+        assert modules == layer.modules, layer.name
+        assert all(name in below for name in layer.below), layer.name
