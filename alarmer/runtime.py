@@ -25,13 +25,12 @@ class Runtime:
     conf: cfg.ConfigOpts
     db: db_mod.Database
     channel: channel_mod.MetricChannel
-    #: The series store of the metrics engine; built by :func:`build`.
-    series: series_mod.SeriesStore | None = None
+    #: The series store of the metrics engine.
+    series: series_mod.SeriesStore
 
     def close(self) -> None:
         """Release connections and files."""
-        if self.series is not None:
-            self.series.close()
+        self.series.close()
         self.channel.close()
         self.db.dispose()
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from waitress import wasyncore
-from waitress.server import create_server
+from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
 from alarmer.runtime import Runtime
 from api import app as app_mod
@@ -21,14 +22,17 @@ class ApiServer:
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
-        self._server = None
+        self._server: BaseWSGIServer | MultiSocketServer | None = None
+        #: The server's socket map (closing its sockets ends its loop).
+        self._sockets: dict[int, Any] = {}
         self._thread: threading.Thread | None = None
+        self._port = 0
 
     @property
     def port(self) -> int:
         """The port actually bound (useful with port 0)."""
         assert self._server is not None
-        return int(self._server.effective_port)
+        return self._port
 
     def start(self) -> None:
         """Bind the socket and start serving."""
@@ -36,12 +40,15 @@ class ApiServer:
         app = app_mod.create_app(self._rt)
         self._server = create_server(
             app,
+            map=self._sockets,
             host=conf.api.host,
             port=conf.api.port,
             threads=conf.api.threads,
             ident="alarmer",
             clear_untrusted_proxy_headers=True,
         )
+        # Set by waitress when it binds; its stubs do not declare it.
+        self._port = int(self._server.effective_port)  # type: ignore[union-attr]
         self._thread = threading.Thread(
             target=self._server.run, name="api-server", daemon=True
         )
@@ -49,7 +56,7 @@ class ApiServer:
         LOG.info(
             "API listening on http://%s:%s/",
             conf.api.host,
-            self._server.effective_port,
+            self._port,
         )
 
     def stop(self) -> None:
@@ -60,7 +67,7 @@ class ApiServer:
         server.task_dispatcher.shutdown()
         # Closes the listening socket, the trigger and any kept-alive
         # connection, which ends the loop of the server thread.
-        wasyncore.close_all(server._map)
+        wasyncore.close_all(self._sockets)
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._server = None

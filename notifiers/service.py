@@ -49,7 +49,7 @@ import types
 import urllib.parse
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 import tenacity
@@ -78,9 +78,9 @@ RECORD_GATHER = 0.003
 #: Longest time between two looks for expired claims (seconds).
 SWEEP_INTERVAL = 5.0
 
-DELIVERY = models.Delivery.__table__
-ATTEMPT = models.DeliveryAttempt.__table__
-EXPANSION = models.NotificationExpansion.__table__
+DELIVERY = cast(sa.Table, models.Delivery.__table__)
+ATTEMPT = cast(sa.Table, models.DeliveryAttempt.__table__)
+EXPANSION = cast(sa.Table, models.NotificationExpansion.__table__)
 NOTIFICATION = Notification.__table__
 
 
@@ -587,13 +587,14 @@ class NotifierService:
             )
             .values(status=models.PENDING, claimed_by=None, updated_at=now)
         )
-        if result.rowcount:
+        expired = cast(sa.CursorResult[Any], result).rowcount
+        if expired:
             LOG.warning(
                 "%d deliveries whose claim expired are queued again",
-                result.rowcount,
+                expired,
             )
         promote(session, now)
-        return result.rowcount
+        return expired
 
     def _job(self, row: Any, token: str) -> Job:
         return Job(
@@ -734,7 +735,7 @@ class NotifierService:
             wait=self._backoff(job.attempts),
             stop=stop,
             sleep=sleep,
-            retry_error_callback=lambda state: state.outcome.result(),
+            retry_error_callback=lambda s: s.outcome and s.outcome.result(),
         )
         with contextlib.suppress(_Stopping):
             retrying(attempt)
@@ -1070,7 +1071,7 @@ def promote(
                     status=models.PENDING, next_attempt_at=now, updated_at=now
                 )
             )
-            promoted += result.rowcount
+            promoted += cast(sa.CursorResult[Any], result).rowcount
             continue
         ids = list(session.execute(chunk_query).scalars())
         if ids:
@@ -1116,7 +1117,7 @@ def redeliver(rt: runtime_mod.Runtime, delivery_id: str) -> bool:
             )
         )
         session.commit()
-    changed = bool(result.rowcount)
+    changed = bool(cast(sa.CursorResult[Any], result).rowcount)
     if changed:
         LOG.info("delivery %s queued again for redelivery", delivery_id)
     return changed

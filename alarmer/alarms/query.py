@@ -191,7 +191,8 @@ def build_orderby(target: Target, expr: Any) -> list[tuple[str, str]]:
             raise QueryError(
                 f"orderby[{index}]: expected one {{field: direction}}"
             )
-        ((field, direction),) = item.items()
+        ((key, direction),) = item.items()
+        field = str(key)  # a JSON object's keys are strings
         target.column(field)
         direction = str(direction).lower()
         if direction not in ("asc", "desc"):

@@ -113,7 +113,7 @@ TYPE_FIELDS: dict[str, tuple[dict[str, Any], list[str]]] = {
 DEFAULT_DESCRIPTIONS = {t: f"{t} alarm rule" for t in ALARM_TYPES}
 
 
-def rule_schema(alarm_type: str, *, with_type: bool = False) -> dict:
+def rule_schema(alarm_type: str, *, with_type: bool = False) -> dict[str, Any]:
     """Return the JSON schema of the ``<alarm_type>_rule`` object.
 
     :param with_type: include a ``type`` property (sub-rules of a

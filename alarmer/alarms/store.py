@@ -10,13 +10,14 @@ the same whatever the table size.  Functions return plain dicts.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import datetime as dt
 import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -463,7 +464,7 @@ class AlarmStore:
                     .values(**values)
                     .execution_options(synchronize_session=False)
                 )
-                if result.rowcount != 1:
+                if cast(sa.CursorResult[Any], result).rowcount != 1:
                     LOG.debug("alarm %s changed meanwhile, retrying", alarm_id)
                     continue
                 if changes:
@@ -560,7 +561,7 @@ class AlarmStore:
         sort: Sequence[tuple[str, str]] = (),
         limit: int | None = None,
         marker: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:  # "list" is a method here
         """Return one page of history entries (``event_id`` breaks ties).
 
         :raises InvalidMarker: *marker* is not in the filtered set.

@@ -27,7 +27,7 @@ import datetime as dt
 import json
 import logging
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -105,6 +105,11 @@ _SNAPSHOT_COLUMNS = (
     Alarm.alarm_actions,
     Alarm.insufficient_data_actions,
 )
+
+
+def _rowcount(result: sa.Result[Any]) -> int:
+    """Rows an UPDATE matched (its result is typed as the general one)."""
+    return cast(sa.CursorResult[Any], result).rowcount
 
 
 def load_snapshot(session: orm.Session, alarm_id: str) -> AlarmSnapshot | None:
@@ -223,7 +228,7 @@ def record_transition(  # noqa: PLR0917 (the documented contract)
         )
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if _rowcount(result) != 1:
         LOG.debug(
             "alarm %s: version %d was superseded, transition to %s dropped",
             alarm_id,
@@ -295,7 +300,7 @@ def record_repeat(
         .values(version=Alarm.version + 1, seq=Alarm.seq + 1)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if _rowcount(result) != 1:
         return False
     session.add(
         _outbox_row(

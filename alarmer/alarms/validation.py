@@ -56,14 +56,17 @@ _JSON_TYPES = {
 
 
 @functools.cache
-def _validator(kind: str) -> Draft202012Validator:
+def _schema(kind: str) -> dict[str, Any]:
     if kind == "alarm":
-        return Draft202012Validator(schema.alarm_schema())
+        return schema.alarm_schema()
     if kind.startswith("sub:"):
-        return Draft202012Validator(
-            schema.rule_schema(kind[4:], with_type=True)
-        )
-    return Draft202012Validator(schema.rule_schema(kind))
+        return schema.rule_schema(kind[4:], with_type=True)
+    return schema.rule_schema(kind)
+
+
+@functools.cache
+def _validator(kind: str) -> Draft202012Validator:
+    return Draft202012Validator(_schema(kind))
 
 
 def _path(prefix: str, parts: Any) -> str:
@@ -78,13 +81,18 @@ def _path(prefix: str, parts: Any) -> str:
 
 def _describe(error: ValidationError, prefix: str) -> RuleError:
     field = _path(prefix, error.absolute_path)
-    value = error.instance
     kind = error.validator
+    # The checked value and the value of the failed keyword in the schema
+    # (typed with a sentinel for errors built by hand; every error a
+    # validator reports has both).
+    value: Any = error.instance
+    keyword_value: Any = error.validator_value
+    subschema = error.schema if isinstance(error.schema, Mapping) else {}
     if kind == "required":
         missing = next(
             (
                 name
-                for name in error.validator_value
+                for name in keyword_value
                 if isinstance(value, dict) and name not in value
             ),
             "",
@@ -93,7 +101,7 @@ def _describe(error: ValidationError, prefix: str) -> RuleError:
             _path(field, [missing]), None, "Mandatory field missing."
         )
     if kind == "additionalProperties":
-        allowed = set(error.schema.get("properties", {}))
+        allowed = set(subschema.get("properties", {}))
         extra = sorted(k for k in value if k not in allowed)
         where = f"{field}." if field else ""
         return RuleError(
@@ -103,7 +111,7 @@ def _describe(error: ValidationError, prefix: str) -> RuleError:
     if value is None:
         return invalid(field, None, "Mandatory field missing.")
     if kind in ("enum", "const"):
-        options = error.validator_value
+        options = keyword_value
         if kind == "const":
             options = [options]
         return invalid(
@@ -112,7 +120,7 @@ def _describe(error: ValidationError, prefix: str) -> RuleError:
             "Value should be one of: " + ", ".join(map(str, options)),
         )
     if kind == "type":
-        expected = error.validator_value
+        expected = keyword_value
         if isinstance(expected, list):
             expected = " or ".join(t for t in expected if t != "null")
         got = _JSON_TYPES.get(type(value), type(value).__name__)
@@ -123,13 +131,13 @@ def _describe(error: ValidationError, prefix: str) -> RuleError:
         return invalid(
             field,
             value,
-            f"Value should be greater or equal to {error.validator_value}",
+            f"Value should be greater or equal to {keyword_value}",
         )
     if kind == "maximum":
         return invalid(
             field,
             value,
-            f"Value should be lower or equal to {error.validator_value}",
+            f"Value should be lower or equal to {keyword_value}",
         )
     if kind == "minLength":
         return invalid(field, value, "Value should not be empty")
@@ -137,13 +145,13 @@ def _describe(error: ValidationError, prefix: str) -> RuleError:
         return invalid(
             field,
             value,
-            f"Value should be at most {error.validator_value} characters",
+            f"Value should be at most {keyword_value} characters",
         )
     if kind == "minItems":
         return invalid(
             field,
             value,
-            f"At least {error.validator_value} item(s) must be given",
+            f"At least {keyword_value} item(s) must be given",
         )
     return invalid(field, value, error.message)
 
@@ -158,7 +166,7 @@ def _check(kind: str, data: Any, prefix: str) -> None:
 
 
 def _with_defaults(kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
-    props = _validator(kind).schema["properties"]
+    props = _schema(kind)["properties"]
     result: dict[str, Any] = {}
     for key, prop in props.items():
         if key in data and data[key] is not None:

@@ -94,7 +94,7 @@ class Membership:
         self._backoff_max = conf.coordination.max_retry_interval
         self._backoff = self._backoff_min
         self._coord: coordination.CoordinationDriver | None = None
-        self._partitioner = None
+        self._partitioner: tooz_partitioner.Partitioner | None = None
         self._next_attempt = 0.0
         self._next_watchdog = 0.0
         self._connect_wait = float(conf.coordination.membership_timeout)
@@ -133,7 +133,8 @@ class Membership:
         self._connecting = thread
         thread.start()
 
-    def _bump(self, _event: object = None) -> None:
+    def _bump(self, event: object = None) -> None:
+        """Note a possible change of the members (a tooz watcher)."""
         self.generation += 1
 
     def _connect(self) -> bool:
@@ -144,13 +145,11 @@ class Membership:
                 partitioner = coord.join_partitioned_group(
                     self.group, partitions=self._partitions
                 )
-            except coordination.MemberAlreadyJoined:
+            except coordination.MemberAlreadyExist:
                 # Back after an outage shorter than the membership
-                # timeout: our entry is still there; the heart refreshes
-                # it.
-                partitioner = tooz_partitioner.Partitioner(
-                    coord, self.group, partitions=self._partitions
-                )
+                # timeout (or a stall, with a driver that keeps expired
+                # entries): our entry is still there; take it over.
+                partitioner = self._take_over_entry(coord)
             coord.watch_join_group(self.group, self._bump)
             coord.watch_leave_group(self.group, self._bump)
         except Exception as exc:
@@ -186,6 +185,25 @@ class Membership:
             len(self.members()),
         )
         return True
+
+    def _take_over_entry(
+        self, coord: coordination.CoordinationDriver
+    ) -> tooz_partitioner.Partitioner:
+        """Adopt the entry a previous connection of this member left.
+
+        tooz refuses to join over an existing entry and then does not
+        count the group as joined by *coord*: its heart would not refresh
+        the entry (the file driver beats per joined group) and its
+        ``stop()`` would not remove it.  Record the group as a successful
+        join does (tooz has no public call for this), beat once so that
+        an entry already expired is listed again, and build the
+        partitioner over the current members.
+        """
+        coord._joined_groups.add(self.group)
+        coord.heartbeat()
+        return tooz_partitioner.Partitioner(
+            coord, self.group, partitions=self._partitions
+        )
 
     def _reconnect(self, reason: str) -> None:
         LOG.warning(

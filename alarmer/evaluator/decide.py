@@ -339,9 +339,10 @@ def evaluate(
 def to_ns(value: Any) -> int:
     """Nanoseconds since the epoch of a datetime (naive = UTC) or int."""
     if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        when = value
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        delta = when - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
         return (delta.days * 86400 + delta.seconds) * NS + (
             delta.microseconds * 1000
         )

@@ -52,8 +52,13 @@ COMPOSITE = model.COMPOSITE
 class SeriesLike(Protocol):
     """What the engine returns: bucket starts (ns) and values."""
 
-    timestamps: np.ndarray
-    values: np.ndarray
+    @property
+    def timestamps(self) -> np.ndarray:
+        """Bucket starts, int64 nanoseconds."""
+
+    @property
+    def values(self) -> np.ndarray:
+        """One value per bucket."""
 
 
 class SeriesReader(Protocol):

@@ -37,7 +37,7 @@ class AlarmDef:
     time_constraints: list[dict[str, Any]]
     #: Metric ids read, per threshold (sub-)rule, or why unresolved.
     targets: list[list[str] | reader.Unresolved]
-    subrules: list[dict[str, Any]]
+    subrules: list[Mapping[str, Any]]
     #: Evaluation plan per threshold (sub-)rule, or why it has none.
     plans: list[reader.Plan | Exception]
     slot: float

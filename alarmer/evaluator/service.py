@@ -202,7 +202,7 @@ class EvaluatorService:
         )
         next_refresh = time.monotonic()
         while not self._stop.wait(period):
-            force = False
+            force: bool | None = False
             now = time.monotonic()
             if now >= next_refresh:
                 next_refresh = now + self.conf.evaluator.refresh_interval

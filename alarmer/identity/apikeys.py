@@ -14,6 +14,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import Sequence
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -123,9 +124,11 @@ def revoke(db: Database, key_id: str) -> bool:
             .where(ApiKey.key_id == key_id)
             .values(revoked=True)
         )
-    if result.rowcount:
+    # An UPDATE gives a cursor result (typed as the general Result).
+    revoked = cast(sa.CursorResult[Any], result).rowcount
+    if revoked:
         LOG.info("API key %s revoked", key_id)
-    return bool(result.rowcount)
+    return bool(revoked)
 
 
 def authenticate(

@@ -83,7 +83,7 @@ def list_() -> flask.Response:
     """GET: the caller's metrics, filtered, sorted and paged."""
     page = params.v1_page(MAX_LIMIT, sort_keys=idx.METRIC_SORT_KEYS)
     limit, marker, sorts = page.limit, page.marker, page.sorts
-    filters = {key: v.query_arg(key) for key in _FILTERS}
+    filters: dict[str, Any] = {key: v.query_arg(key) for key in _FILTERS}
     caller = context.caller()
     project = v.query_arg("project_id")
     if project is not None and (

@@ -8,6 +8,7 @@ import time
 import uuid
 
 import pytest
+from tooz import coordination
 
 from alarmer.evaluator.coordination import GROUP, Membership
 
@@ -25,11 +26,11 @@ def wait_for(predicate, timeout=10.0, step=0.05):
 
 @pytest.fixture
 def conf(make_conf):
-    def _conf(url=""):
+    def _conf(url="", timeout=2):
         return make_conf(
             coordination={
                 "backend_url": url,
-                "membership_timeout": 2,
+                "membership_timeout": timeout,
                 "watchdog_interval": 0.2,
                 "retry_backoff": 0.1,
                 "max_retry_interval": 0.5,
@@ -101,6 +102,73 @@ def test_evicted_member_rejoins_by_itself(conf):
         assert member.owns(IDS[0])
     finally:
         member.stop()
+
+
+@pytest.mark.parametrize("expired", [False, True], ids=["live", "expired"])
+@pytest.mark.parametrize("backend", ["file", "redis"])
+def test_rejoin_while_still_listed_keeps_the_entry(
+    conf, request, caplog, backend, expired
+):
+    """A worker back after a blip finds its entry still in the group.
+
+    Joining again reports the member as already there: the worker takes
+    that entry over at once (rather than failing until the backend drops
+    it) and keeps it alive from then on.  The entry may have expired
+    already (a stall longer than the membership timeout) and still be
+    stored: the file driver never deletes one, Redis until a member
+    lists the group.
+    """
+    url = ""  # file://<data_dir>/coordination
+    if backend == "redis":
+        base = request.getfixturevalue("redis_url").rsplit("/", 1)[0]
+        url = f"{base}?namespace=alarmer-test-{uuid.uuid4().hex[:8]}"
+    timeout = 2
+    back = Membership(conf(url, timeout))
+    # The entry left by the worker's lost connection: joined, then no
+    # heartbeat any more.
+    lost = coordination.get_coordinator(back.url, back.member_id)
+    lost.start(start_heart=False)
+    lost.join_group_create(GROUP, capabilities={"weight": 1})
+    if expired:
+        time.sleep(timeout + 0.5)
+    observer = coordination.get_coordinator(back.url, b"observer")
+    observer.start()
+    newcomer = Membership(conf(url, timeout))
+    try:
+        back.start()
+        assert back.connected
+        assert back.generation > 0
+        assert back.members() == [back.member_id]
+        assert all(back.owns(a) for a in IDS)
+        # Kept alive past the membership timeout, without rejoining.
+        deadline = time.monotonic() + 2.5 * timeout
+        while time.monotonic() < deadline:
+            back.poll()
+            time.sleep(0.1)
+        assert back.connected
+        assert back.member_id in observer.get_members(GROUP).get()
+        assert "rejoining" not in caplog.text
+        # Its watchers are in place: a member joining later is seen.
+        newcomer.start()
+
+        def two_members():
+            back.poll()
+            return back.members() == sorted(
+                [back.member_id, newcomer.member_id]
+            )
+
+        wait_for(two_members)
+        shares = [{a for a in IDS if m.owns(a)} for m in (back, newcomer)]
+        assert shares[0] | shares[1] == set(IDS)
+        assert not shares[0] & shares[1]
+        # Leaving removes the entry taken over.
+        back.stop()
+        assert back.member_id not in observer.get_members(GROUP).get()
+    finally:
+        newcomer.stop()
+        back.stop()
+        lost.stop()
+        observer.stop()
 
 
 def test_solo_mode_owns_everything(conf):

@@ -8,6 +8,7 @@ leaving repeatedly).
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import os
 import signal
@@ -23,6 +24,7 @@ from tooz import coordination, hashring
 from alarmer import conf as aconf
 from alarmer import runtime
 from alarmer.alarms.tables import Alarm, AlarmHistory, Notification
+from alarmer.evaluator import coordination as evaluator_coordination
 from alarmer.evaluator.coordination import GROUP
 
 ALARMER = str(Path(sys.executable).with_name("alarmer"))
@@ -119,6 +121,19 @@ def members(observer) -> set[bytes]:
         return set()
 
 
+def coordination_url(conf_path: Path) -> str:
+    """The tooz URL the workers configured by *conf_path* use."""
+    conf = aconf.make_conf(config_files=[str(conf_path)])
+    return evaluator_coordination.backend_url(conf)
+
+
+def worker_is_member(observer, proc: subprocess.Popen) -> bool:
+    """True once the worker process *proc* is listed in the group."""
+    assert proc.poll() is None, f"worker exited with {proc.returncode}"
+    marker = f"-{proc.pid}-".encode()
+    return any(marker in member for member in members(observer))
+
+
 def stop_all(procs):
     for proc in procs:
         if proc.poll() is None:
@@ -208,6 +223,10 @@ def test_workers_joining_and_leaving(tmp_path):
     stable = start_worker(conf_path, tmp_path / "stable.log")
     churn_log = tmp_path / "churn.log"
     procs = [stable]
+    observer = coordination.get_coordinator(
+        coordination_url(conf_path), b"observer"
+    )
+    observer.start()
     try:
         # Every evaluation of these alarms writes one outbox row
         # ("Remaining as insufficient data ...").
@@ -225,7 +244,10 @@ def test_workers_joining_and_leaving(tmp_path):
         for _round in range(4):
             proc = start_worker(conf_path, churn_log)
             procs.append(proc)
-            time.sleep(2.5)
+            # Ready once it is a member (a loaded machine may take
+            # seconds to start it); then it owns a share for an interval.
+            wait_for(functools.partial(worker_is_member, observer, proc), 60)
+            time.sleep(INTERVAL)
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=20) == 0
             time.sleep(1.0)
@@ -240,6 +262,7 @@ def test_workers_joining_and_leaving(tmp_path):
             ).all()
     finally:
         stop_all(procs)
+        observer.stop()
         rt.close()
     assert stable.returncode == 0
     times: dict[str, list] = collections.defaultdict(list)

@@ -991,9 +991,9 @@ def load_attributes(
                 ResourceAttributeModel.resource_id.in_(chunk)
             )
         ):
-            attr = by_id.get(value.attribute_id)
-            if attr is not None:
-                result[value.resource_id][attr.name] = _shown(attr, value)
+            found = by_id.get(value.attribute_id)
+            if found is not None:
+                result[value.resource_id][found.name] = _shown(found, value)
     return result
 
 

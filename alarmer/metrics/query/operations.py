@@ -45,7 +45,7 @@ from alarmer.metrics.query.parse import (
     UnaryOp,
     is_valid_method,
 )
-from alarmer.metrics.series.store import Series
+from alarmer.metrics.series.aggregation import Series
 
 NS = 1_000_000_000
 _EMPTY_I = np.empty(0, dtype=np.int64)

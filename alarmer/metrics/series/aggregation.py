@@ -43,6 +43,18 @@ _EMPTY_I = np.empty(0, dtype=np.int64)
 _EMPTY_F = np.empty(0, dtype=np.float64)
 
 
+@dataclasses.dataclass(frozen=True)
+class Series:
+    """One aggregated series: bucket starts (int64 ns) and values."""
+
+    granularity: int
+    timestamps: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.timestamps.size)
+
+
 class AggregationError(AlarmerError, ValueError):
     """Base class of the aggregation errors."""
 
@@ -104,7 +116,8 @@ def _quantile_of(col: str) -> float | None:
 
 def bucket_starts(ts: np.ndarray, granularity: int) -> np.ndarray:
     """Epoch-aligned bucket start of each timestamp (ns, ts >= 0)."""
-    return ts - ts % granularity
+    starts: np.ndarray = ts - ts % granularity
+    return starts
 
 
 def segments(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,14 +146,16 @@ def sort_segments(
         return values.copy()
     width = int(counts.max())
     if width == int(counts.min()):
-        return np.sort(values.reshape(nseg, width), axis=1).reshape(n)
+        rows: np.ndarray = np.sort(values.reshape(nseg, width), axis=1)
+        return rows.reshape(n)
     if nseg * width <= 2 * n + 4096:
         seg = np.repeat(np.arange(nseg), counts)
         col = np.arange(n) - np.repeat(offsets, counts)
         grid = np.full((nseg, width), np.inf)
         grid[seg, col] = values
         grid.sort(axis=1)
-        return grid[seg, col]
+        padded: np.ndarray = grid[seg, col]
+        return padded
     seg = np.repeat(np.arange(nseg), counts)
     return values[np.lexsort((values, seg))]
 
@@ -148,7 +163,7 @@ def sort_segments(
 def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
     # numpy.percentile's 'linear' interpolation, with its rounding.
     diff = b - a
-    out = a + diff * t
+    out: np.ndarray = a + diff * t
     np.subtract(b, diff * (1 - t), out=out, where=t >= 0.5)
     return out
 
@@ -167,7 +182,8 @@ def segment_quantile(
         upper = sorted_values[offsets + half]
         lower = sorted_values[offsets + np.maximum(half - 1, 0)]
         odd = (counts % 2) == 1
-        return np.where(odd, upper, (lower + upper) / 2)
+        medians: np.ndarray = np.where(odd, upper, (lower + upper) / 2)
+        return medians
     quant = q / 100
     virtual = counts * quant + (1 - quant) - 1
     prev = np.floor(virtual)

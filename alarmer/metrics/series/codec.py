@@ -140,7 +140,7 @@ def _take(
     size = n * 8
     if pos + size > len(view):
         raise CorruptRecord("record shorter than its header says")
-    arr = np.frombuffer(view[pos : pos + size], dtype=dtype).copy()
+    arr: np.ndarray = np.frombuffer(view[pos : pos + size], dtype=dtype).copy()
     return arr, pos + size
 
 

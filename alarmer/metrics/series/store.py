@@ -19,17 +19,27 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import os
 import threading
 from collections.abc import Sequence
 
 import numpy as np
 from oslo_config import cfg
 
+from alarmer import conf as aconf
 from alarmer.errors import AlarmerError
 from alarmer.metrics import policy as ap
 from alarmer.metrics.series import aggregation as agg
 from alarmer.metrics.series import codec
 from alarmer.metrics.series import drivers as storage
+
+# A pure value (cross-series functions build them too), defined beside
+# the aggregation; the store's readers return it.
+from alarmer.metrics.series.aggregation import Series
+
+# The drivers make_driver knows.
+from alarmer.metrics.series.drivers import file as file_driver
+from alarmer.metrics.series.drivers import redis as redis_driver
 
 LOG = logging.getLogger(__name__)
 
@@ -86,18 +96,6 @@ class MetricRef:
 
     id: str
     policy: ap.ArchivePolicy
-
-
-@dataclasses.dataclass(frozen=True)
-class Series:
-    """One aggregated series: bucket starts (int64 ns) and values."""
-
-    granularity: int
-    timestamps: np.ndarray
-    values: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.timestamps.size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -832,9 +830,24 @@ def align_rows(
     return times.astype(np.int64, copy=False), grid
 
 
+def make_driver(conf: cfg.ConfigOpts) -> storage.SeriesDriver:
+    """Build the driver named by ``[storage] driver``."""
+    name = conf.storage.driver
+    if name == "file":
+        base = conf.storage.file_basepath or os.path.join(
+            aconf.data_dir(conf), "series"
+        )
+        return file_driver.FileDriver(base, fsync=conf.storage.file_fsync)
+    if name == "redis":
+        return redis_driver.RedisDriver(
+            conf.storage.redis_url, prefix=conf.storage.redis_key_prefix
+        )
+    raise storage.SeriesStorageError(f"Unknown [storage] driver {name!r}")
+
+
 def make_store(conf: cfg.ConfigOpts) -> SeriesStore:
     """Build the engine configured by the ``[storage]`` section."""
     return SeriesStore(
-        storage.make_driver(conf),
+        make_driver(conf),
         cache_bytes=conf.storage.cache_size_mb * 1024 * 1024,
     )

@@ -9,7 +9,8 @@ is stale gets ``None`` back, catches up and retries.
 
 Drivers: :mod:`~alarmer.metrics.series.drivers.file` (embedded default,
 one host) and :mod:`~alarmer.metrics.series.drivers.redis` (shared by
-several hosts).  One
+several hosts), chosen by
+:func:`alarmer.metrics.series.store.make_driver`.  One
 conformance suite (``tests/functional/test_storage_conformance.py``)
 runs against both.
 """
@@ -21,9 +22,6 @@ import dataclasses
 import re
 from collections.abc import Sequence
 
-from oslo_config import cfg
-
-from alarmer import conf as aconf
 from alarmer.errors import AlarmerError
 
 _METRIC_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
@@ -147,24 +145,3 @@ class SeriesDriver(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and files."""
-
-
-def make_driver(conf: cfg.ConfigOpts) -> SeriesDriver:
-    """Build the driver named by ``[storage] driver``."""
-    name = conf.storage.driver
-    if name == "file":
-        import os
-
-        from alarmer.metrics.series.drivers import file
-
-        base = conf.storage.file_basepath or os.path.join(
-            aconf.data_dir(conf), "series"
-        )
-        return file.FileDriver(base, fsync=conf.storage.file_fsync)
-    if name == "redis":
-        from alarmer.metrics.series.drivers import redis
-
-        return redis.RedisDriver(
-            conf.storage.redis_url, prefix=conf.storage.redis_key_prefix
-        )
-    raise SeriesStorageError(f"Unknown [storage] driver {name!r}")

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import redis as redis_lib
+from redis.commands.core import Script
 
 from alarmer.metrics.series.drivers import (
     LogRead,
@@ -95,7 +97,12 @@ class RedisDriver(SeriesDriver):
             f"{self.prefix}series-gen:{{{metric_id}}}",
         ]
 
-    def _call(self, script, keys, args):  # type: ignore[no-untyped-def]
+    def _call(
+        self,
+        script: Script,
+        keys: list[str],
+        args: Sequence[str | int | bytes],
+    ) -> Any:
         try:
             return script(keys=keys, args=args)
         except redis_lib.RedisError as exc:
@@ -137,8 +144,14 @@ class RedisDriver(SeriesDriver):
             for gen, length, reset, records in replies
         ]
 
-    def _conditional(self, script, metric_id, expected, record):  # type: ignore[no-untyped-def]
-        args = (
+    def _conditional(
+        self,
+        script: Script,
+        metric_id: str,
+        expected: Version | None,
+        record: bytes,
+    ) -> Version | None:
+        args: list[str | int | bytes] = (
             ["-1", 0, record]
             if expected is None
             else [expected.generation, expected.length, record]
@@ -161,7 +174,7 @@ class RedisDriver(SeriesDriver):
             return super().append_many(items)
         pipe = self.client.pipeline(transaction=False)
         for metric_id, expected, record in items:
-            args = (
+            args: list[str | int | bytes] = (
                 ["-1", 0, record]
                 if expected is None
                 else [expected.generation, expected.length, record]
