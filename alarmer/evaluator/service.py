@@ -49,7 +49,7 @@ from alarmer.evaluator import composite, decide
 from alarmer.evaluator import reader as data
 from alarmer.evaluator.coordination import Membership
 from alarmer.evaluator.decide import Decision, Outcome
-from alarmer.metrics.index import resources
+from alarmer.metrics.index import ResolutionCache
 
 LOG = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class EvaluatorService:
         self.stats = Stats()
         #: By-resources groups, reused while the resource index is
         #: unchanged.
-        self.resolution_cache = resources.ResolutionCache()
+        self.resolution_cache = ResolutionCache()
         ttl = rt.conf.evaluator.series_cache_ttl
         announced = api_in_process or not isinstance(
             rt.channel, channel_mod.LocalChannel
@@ -419,7 +419,12 @@ class EvaluatorService:
             pending.append((alarm, items))
         flat = [item for _, items in pending for item in items]
         try:
-            resolved = data.bulk_resolve(session, flat, self.resolution_cache)
+            resolved = data.bulk_resolve(
+                self.rt.index,
+                session,
+                flat,
+                self.resolution_cache,
+            )
         except Exception as exc:
             LOG.exception("evaluator: resolving alarm metrics failed")
             resolved = [
@@ -692,7 +697,11 @@ class EvaluatorService:
         try:
             with self.rt.db.read_session() as session:
                 target: list[str] | data.Unresolved = data.resolve(
-                    session, alarm_type, rule, self.resolution_cache
+                    self.rt.index,
+                    session,
+                    alarm_type,
+                    rule,
+                    self.resolution_cache,
                 )
         except data.Unresolved as exc:
             target = exc

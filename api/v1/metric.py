@@ -12,7 +12,7 @@ from typing import Any
 
 import flask
 
-from alarmer.metrics.index import indexer as idx
+from alarmer.metrics import index as idx
 from api import errors, identity
 from api.v1 import validation as v
 
@@ -100,7 +100,7 @@ def list_() -> flask.Response:
     limit = v.query_int("limit", minimum=1, maximum=MAX_LIMIT) or MAX_LIMIT
     marker = v.query_arg("marker") or None
     sorts = _sorts()
-    filters = {key: v.query_arg(key) for key in _FILTERS}
+    filters: dict[str, Any] = {key: v.query_arg(key) for key in _FILTERS}
     caller = identity.current()
     project = v.query_arg("project_id")
     if project is not None and (

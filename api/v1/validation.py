@@ -19,8 +19,8 @@ import flask
 import jsonschema
 import numpy as np
 
+from alarmer.metrics import index as idx
 from alarmer.metrics import policy as ap
-from alarmer.metrics.index import indexer as idx
 from api import errors, identity
 
 NS = 1_000_000_000
@@ -33,10 +33,6 @@ _ISO = re.compile(
 )
 # The second offset form is "+HH:MM" whose "+" a query string decoded
 # into a space.
-
-#: Key of the :class:`~alarmer.metrics.index.indexer.Indexer` in
-#: app.extensions.
-INDEXER_EXTENSION = "alarmer.indexer"
 
 
 def bad(message: str) -> errors.APIError:
@@ -53,7 +49,8 @@ def runtime() -> Any:
 
 def indexer() -> idx.Indexer:
     """The metric index of the application serving this request."""
-    return flask.current_app.extensions[INDEXER_EXTENSION]
+    index: idx.Indexer = runtime().index
+    return index
 
 
 # ------------------------------------------------------------ bodies --

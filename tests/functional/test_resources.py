@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from alarmer.metrics.index import resources as res
+from alarmer.metrics import index as res
 
 ADMIN = {"X-User-Id": "admin", "X-Project-Id": "adminp", "X-Roles": "admin"}
 ALICE = {"X-User-Id": "alice", "X-Project-Id": "pa", "X-Roles": "member"}
