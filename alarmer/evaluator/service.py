@@ -418,12 +418,16 @@ class EvaluatorService:
                 items = [(str(s.get("type")), s) for s in alarm.subrules]
             pending.append((alarm, items))
         flat = [item for _, items in pending for item in items]
+        projects = [
+            alarm.project_id for alarm, items in pending for _ in items
+        ]
         try:
             resolved = data.bulk_resolve(
                 self.rt.index,
                 session,
                 flat,
                 self.resolution_cache,
+                projects=projects,
             )
         except Exception as exc:
             LOG.exception("evaluator: resolving alarm metrics failed")
@@ -702,6 +706,7 @@ class EvaluatorService:
                     alarm_type,
                     rule,
                     self.resolution_cache,
+                    project_id=alarm.project_id,
                 )
         except data.Unresolved as exc:
             target = exc

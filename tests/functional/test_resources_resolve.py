@@ -166,3 +166,87 @@ def test_evaluator_resolves_resource_metrics_unambiguously(group, rt):
         with pytest.raises(data.Unresolved) as info:
             data.resolve_resource_metric(rt.index, session, "vm1", "cpu")
     assert "metric cpu for resource vm1 does not exists" in str(info.value)
+
+
+def test_resource_alarm_reads_the_resource_of_its_project(group, rt):
+    """A non-UUID resource id used by two projects: each alarm reads its own.
+
+    The evaluator resolves ``resource_id`` among the resources of the
+    alarm's project, so the name is not ambiguous for it.
+    """
+    import time
+
+    import numpy as np
+
+    from alarmer.alarms.tables import Alarm
+    from alarmer.evaluator.service import EvaluatorService
+    from alarmer.metrics.series import store as series_mod
+
+    def add_high(headers):
+        body = {
+            "id": "vm1",
+            "host": "h",
+            "server_group": "g1",
+            "metrics": {"cpu": {"archive_policy_name": "high"}},
+        }
+        response = group.post(
+            "/v1/resource/instance", json=body, headers=headers
+        )  # fmt: skip
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()["metrics"]["cpu"]
+
+    alice_cpu = add_high(ALICE)
+    bob_cpu = add_high(BOB)
+    policy = rt.index.get_archive_policy("high")
+    now = time.time_ns() // 10**9
+    stamps = np.array([(now - k) * 10**9 for k in (2, 1, 0)], dtype=np.int64)
+    for metric_id, value in ((alice_cpu, 90.0), (bob_cpu, 10.0)):
+        rt.series.add_measures(
+            series_mod.MetricRef(metric_id, policy), stamps, np.full(3, value)
+        )
+    rt.conf.set_override("refresh_interval", 0.05, group="evaluator")
+    rt.conf.set_override("evaluation_interval", 3600, group="evaluator")
+    service = EvaluatorService(rt)
+    service.start()
+    alarms = {}
+
+    def states() -> dict[str, tuple[str, str]]:
+        with rt.db.read_session() as session:
+            rows = {n: session.get(Alarm, a) for n, a in alarms.items()}
+            return {n: (r.state, r.state_reason) for n, r in rows.items()}
+
+    try:
+        # Created after the start: evaluated at once.
+        for name, headers in (("alice", ALICE), ("bob", BOB)):
+            response = group.post(
+                "/v2/alarms",
+                json={
+                    "name": f"cpu-{name}",
+                    "type": "gnocchi_resources_threshold",
+                    "gnocchi_resources_threshold_rule": {
+                        "metric": "cpu",
+                        "resource_id": "vm1",
+                        "resource_type": "instance",
+                        "aggregation_method": "mean",
+                        "threshold": 50,
+                        "comparison_operator": "gt",
+                        "granularity": 1,
+                        "evaluation_periods": 2,
+                    },
+                },
+                headers=headers,
+            )
+            assert response.status_code == 201, response.get_json()
+            alarms[name] = response.get_json()["alarm_id"]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (
+            set(service.owned()) < set(alarms.values())
+            or service.stats.evaluations < len(alarms)
+            or any(s == "insufficient data" for s, _ in states().values())
+        ):
+            time.sleep(0.05)
+    finally:
+        service.stop()
+    found = states()
+    assert found["alice"][0] == "alarm", found
+    assert found["bob"][0] == "ok", found
