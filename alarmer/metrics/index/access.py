@@ -17,10 +17,15 @@ from alarmer.metrics.index.schema import ResourceModel
 
 
 def creator_of(user_id: str | None, project_id: str | None) -> str | None:
-    """The creator string Gnocchi records: ``user:project``."""
-    if user_id and project_id:
-        return f"{user_id}:{project_id}"
-    return user_id or project_id or None
+    """The creator string Gnocchi records: ``user:project``.
+
+    A missing part is the empty string (``alice:``, ``:p1``), as
+    Gnocchi's identity of a request from its ``X-User-Id`` and
+    ``X-Project-Id`` headers; None when both are missing.
+    """
+    if user_id is None and project_id is None:
+        return None
+    return f"{user_id or ''}:{project_id or ''}"
 
 
 @dataclasses.dataclass
