@@ -319,14 +319,13 @@ def update_resource(type_name: str, resource_id: str) -> flask.Response:
 
 
 def forget_metric_data(metric_ids: Sequence[str]) -> None:
-    """Drop the stored series of deleted metrics, when the engine can."""
-    engine = getattr(app_mod.runtime(), "engine", None)
-    drop = getattr(engine, "delete_metric", None)
-    if drop is None:
+    """Drop the stored series of deleted metrics."""
+    series = app_mod.runtime().series
+    if series is None:
         return
     for metric_id in metric_ids:
         try:
-            drop(metric_id)
+            series.delete_metric(metric_id)
         except Exception:
             LOG.exception("could not delete the data of metric %s", metric_id)
 

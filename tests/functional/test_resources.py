@@ -492,3 +492,21 @@ def test_metric_creator_is_gnocchis_on_both_creation_paths(
     assert shown["id"] == direct.get_json()["id"]
     assert named["id"] == resource["metrics"]["cpu"]
     assert shown["creator"] == named["creator"] == creator
+
+
+def test_deleting_a_resource_drops_the_series_of_its_metrics(
+    client, itype, rt
+):
+    created = make(client, "vm1", metrics={"cpu": {"archive_policy_name":
+                                                   "low"}})  # fmt: skip
+    metric_id = created["metrics"]["cpu"]
+    stored = client.post(
+        "/v1/resource/instance/vm1/metric/cpu/measures",
+        json=[{"timestamp": "2024-01-01T00:00:00Z", "value": 1}],
+        headers=ALICE,
+    )
+    assert stored.status_code == 202, stored.get_json()
+    assert rt.series.get_measures(metric_id, "mean") != []
+    deleted = client.delete("/v1/resource/instance/vm1", headers=ALICE)
+    assert deleted.status_code == 204
+    assert rt.series.get_measures(metric_id, "mean") == []
