@@ -64,7 +64,7 @@ LOG = logging.getLogger(__name__)
 
 
 class Indexer:
-    """Reads and writes the metric index through a :class:`Database`.
+    """Reads and writes the metric index of a :class:`~alarmer.db.Database`.
 
     :param database: the database holding the index tables.
     :param policy_cache_size: archive policies kept in memory.

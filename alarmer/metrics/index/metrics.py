@@ -77,10 +77,11 @@ class MetricInfo:
 
 @dataclasses.dataclass(frozen=True)
 class MetricFilter:
-    """Filters of :meth:`Indexer.list_metrics` (None: no filter).
+    """Filters of a metric listing (None: no filter).
 
     ``project_id`` restricts to metrics created by that project;
-    ``any_project`` (admins) lifts the restriction.
+    ``any_project`` (admins) lifts the restriction.  See
+    :meth:`alarmer.metrics.index.indexer.Indexer.list_metrics`.
     """
 
     any_project: bool = False
