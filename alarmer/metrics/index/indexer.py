@@ -407,7 +407,10 @@ class Indexer:
     def create_type(
         self, session: orm.Session, definition: TypeDef
     ) -> TypeDef:
-        """Store a new resource type (see :func:`parse_type_definition`).
+        """Store a new resource type.
+
+        *definition* comes from
+        :func:`alarmer.metrics.index.types.parse_type_definition`.
 
         :raises ResourceAlreadyExists: when the name is taken.
         """
