@@ -13,6 +13,7 @@ from oslo_config import cfg
 
 from alarmer import channel as channel_mod
 from alarmer import db as db_mod
+from alarmer.metrics import index as index_mod
 from alarmer.metrics.series import store as series_mod
 
 LOG = logging.getLogger(__name__)
@@ -25,6 +26,8 @@ class Runtime:
     conf: cfg.ConfigOpts
     db: db_mod.Database
     channel: channel_mod.MetricChannel
+    #: The metric index (policies, metrics, resources).
+    index: index_mod.Indexer
     #: The series store of the metrics engine.
     series: series_mod.SeriesStore
 
@@ -49,5 +52,6 @@ def build(
         conf=conf,
         db=database,
         channel=channel or channel_mod.make_channel(conf),
+        index=index_mod.Indexer(database),
         series=series_mod.make_store(conf),
     )

@@ -15,10 +15,10 @@ import notifiers.tables
 from alarmer import db
 from alarmer.alarms import tables as alarm_tables
 from alarmer.identity import apikeys
-from alarmer.metrics.index import indexer, resources
+from alarmer.metrics.index import schema as index_schema
 
 #: The modules declaring tables, in dependency order.
-MODEL_MODULES = (alarm_tables, apikeys, indexer, resources, notifiers.tables)
+MODEL_MODULES = (alarm_tables, apikeys, index_schema, notifiers.tables)
 
 
 def metadata() -> sa.MetaData:

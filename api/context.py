@@ -1,9 +1,9 @@
 """What a view needs about the request it serves: runtime, caller, index.
 
 The application built by :func:`api.app.create_app` keeps its
-:class:`~alarmer.runtime.Runtime` and its metric index in
-``app.extensions`` (:func:`bind`); views reach them, and the identity of
-the caller, only through the functions of this module.
+:class:`~alarmer.runtime.Runtime` in ``app.extensions`` (:func:`bind`);
+views reach it, its metric index and the identity of the caller only
+through the functions of this module.
 
 The caller is identified on first use in a request (the routes that
 need no identity never authenticate) and remembered for the rest of it.
@@ -13,21 +13,17 @@ from __future__ import annotations
 
 import flask
 
-from alarmer.metrics.index import indexer as idx
+from alarmer.metrics import index as idx
 from alarmer.runtime import Runtime
 from api import errors, identity
 
 #: Key of the :class:`~alarmer.runtime.Runtime` in ``app.extensions``.
 RUNTIME = "alarmer"
-#: Key of the :class:`~alarmer.metrics.index.indexer.Indexer` in
-#: ``app.extensions``.
-INDEX = "alarmer.index"
 
 
 def bind(app: flask.Flask, rt: Runtime) -> None:
-    """Make *rt* (and a metric index on its database) *app*'s context."""
+    """Make *rt* the runtime of *app*'s requests."""
     app.extensions[RUNTIME] = rt
-    app.extensions[INDEX] = idx.Indexer(rt.db)
 
 
 def runtime() -> Runtime:
@@ -38,8 +34,7 @@ def runtime() -> Runtime:
 
 def index() -> idx.Indexer:
     """The metric index of the application serving this request."""
-    found: idx.Indexer = flask.current_app.extensions[INDEX]
-    return found
+    return runtime().index
 
 
 def caller() -> identity.Identity:

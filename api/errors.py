@@ -35,9 +35,8 @@ from werkzeug import exceptions as wexc
 from alarmer.alarms import errors as alarm_errors
 from alarmer.alarms import store as alarm_store
 from alarmer.errors import AlarmerError
+from alarmer.metrics import index as idx
 from alarmer.metrics import policy
-from alarmer.metrics.index import indexer as idx
-from alarmer.metrics.index import resources as res
 
 LOG = logging.getLogger(__name__)
 
@@ -239,11 +238,11 @@ GNOCCHI = Dialect(
         idx.ArchivePolicyAlreadyExists: Answer(409),
         idx.ArchivePolicyRuleAlreadyExists: Answer(409),
         idx.NamedMetricAlreadyExists: Answer(409),
-        res.ResourceError: Answer(400),
-        res.NoSuchResourceType: Answer(404),
-        res.NoSuchResource: Answer(404),
-        res.ResourceAlreadyExists: Answer(409),
-        res.ResourceTypeInUse: Answer(400),
+        idx.ResourceError: Answer(400),
+        idx.NoSuchResourceType: Answer(404),
+        idx.NoSuchResource: Answer(404),
+        idx.ResourceAlreadyExists: Answer(409),
+        idx.ResourceTypeInUse: Answer(400),
         policy.PolicyError: Answer(400),
     },
 )

@@ -45,7 +45,6 @@ from alarmer import runtime
 from alarmer.alarms.tables import Alarm
 from alarmer.evaluator.service import EvaluatorService
 from alarmer.metrics import policy as ap
-from alarmer.metrics.index import indexer as idx
 from alarmer.metrics.series import store as series_mod
 
 NS = 1_000_000_000
@@ -73,7 +72,7 @@ def make_metrics(
     rt: runtime.Runtime, count: int, *, policy: str = "medium", points=12
 ) -> list[tuple[str, str]]:
     """Create *count* metrics on UUID resources, with *points* values."""
-    index = idx.Indexer(rt.db)
+    index = rt.index
     made: list[tuple[str, str]] = []
     now_ns = time.time_ns() // (60 * NS) * (60 * NS)
     stamps = np.array(
@@ -212,7 +211,7 @@ def cmd_throughput(args: argparse.Namespace) -> None:
                         )
                     )
             insert_alarms(rt, rules)
-            policy = idx.Indexer(rt.db).get_archive_policy("medium")
+            policy = rt.index.get_archive_policy("medium")
             refs = [
                 (series_mod.MetricRef(mid, policy), 50.0 + (i % 7))
                 for i, (_, mid) in enumerate(metrics)
@@ -332,7 +331,7 @@ def cmd_detection(args: argparse.Namespace) -> None:
             (ap.PolicyItem(NS, 3600),),
             ("last", "mean"),
         )
-        idx.Indexer(rt.db).create_archive_policy(policy)
+        rt.index.create_archive_policy(policy)
         server = ApiServer(rt)
         server.start()
         service = EvaluatorService(rt)

@@ -9,14 +9,15 @@ Builds, in a temporary directory (SQLite file, ``file`` series driver):
 
 Then times, over ``--repeat`` runs:
 
-* the search ``server_group = X`` over the 100,000 resources: the SQL the
-  search compiles to alone, the same for a non-admin (project scope
-  added), and the whole ``POST /v1/search/resource/instance`` view through
-  Flask's test client (compile, query, attributes and metrics of the
-  matches, JSON);
+* the search ``server_group = X`` over the 100,000 resources: the search
+  through the index alone (``Indexer.search_resources``: compile, query,
+  rows in id order), the same for a non-admin (project scope added), and
+  the whole ``POST /v1/search/resource/instance`` view through Flask's
+  test client (compile, query, attributes and metrics of the matches,
+  JSON);
 * one evaluation of a ``gnocchi_aggregation_by_resources_threshold``
   rule over the 1,000-instance group: resolving the group's metrics
-  (``resolve_metric_ids``), reading the newest buckets of each metric
+  (``Indexer.resolve_group``), reading the newest buckets of each metric
   from the engine and reducing them across the group
   (``aggregate_across``), then the decision;
 * the same evaluation as the evaluator runs it
@@ -43,19 +44,19 @@ import uuid
 from collections.abc import Callable
 
 import numpy as np
-import sqlalchemy as sa
 
 from alarmer import conf as aconf
-from alarmer import runtime, timeutils
+from alarmer import runtime
 from alarmer.evaluator import reader as data
+from alarmer.metrics import index as index_mod
 from alarmer.metrics import query as aggregates
-from alarmer.metrics.index import indexer as idx
-from alarmer.metrics.index import resources as res
-from alarmer.metrics.index import search
 from alarmer.metrics.series import store as series_mod
 
 NS = 1_000_000_000
 HEADERS = {"X-User-Id": "bench", "X-Project-Id": "bp", "X-Roles": "member"}
+#: The benchmark's caller, and an admin of the same project.
+BENCH = index_mod.Caller("bench", "bp")
+ADMIN = index_mod.Caller("bench", "bp", is_admin=True)
 
 
 def timed(fn: Callable[[int], object], repeat: int) -> list[float]:
@@ -78,9 +79,9 @@ def row(name: str, samples: list[float], note: str = "") -> None:
 
 def populate(rt: runtime.Runtime, n: int, group: int) -> list[str]:
     with rt.db.session() as session, session.begin():
-        rtype = res.create_type(
+        rtype = rt.index.create_type(
             session,
-            res.parse_type_definition(
+            index_mod.parse_type_definition(
                 {
                     "name": "instance",
                     "attributes": {
@@ -90,48 +91,26 @@ def populate(rt: runtime.Runtime, n: int, group: int) -> list[str]:
                 }
             ),
         )
-    sg = rtype.attributes["server_group"].id
-    host = rtype.attributes["host"].id
-    now = timeutils.utcnow()
-    base = {
-        "type": "instance",
-        "creator": "bench:bp",
-        "created_by_user_id": "bench",
-        "created_by_project_id": "bp",
-        "user_id": None,
-        "project_id": "bp",
-        "started_at": now,
-        "ended_at": None,
-        "revision_start": now,
-    }
     members: list[str] = []
     total = n + group
     t0 = time.perf_counter()
     for start in range(0, total, 5000):
-        resources, attrs = [], []
+        bodies = []
         for i in range(start, min(total, start + 5000)):
             rid = str(uuid.uuid4())
             in_group = i >= n
-            resources.append({**base, "id": rid, "original_resource_id": rid})
-            attrs.append(
+            bodies.append(
                 {
-                    "resource_id": rid,
-                    "attribute_id": sg,
-                    "value_str": "big" if in_group else f"g{i % (n // 10)}",
-                }
-            )
-            attrs.append(
-                {
-                    "resource_id": rid,
-                    "attribute_id": host,
-                    "value_str": f"host{i % 500}",
+                    "id": rid,
+                    "project_id": "bp",
+                    "server_group": "big" if in_group else f"g{i % (n // 10)}",
+                    "host": f"host{i % 500}",
                 }
             )
             if in_group:
                 members.append(rid)
         with rt.db.session() as session, session.begin():
-            session.execute(sa.insert(res.ResourceModel), resources)
-            session.execute(sa.insert(res.ResourceAttributeModel), attrs)
+            rt.index.import_resources(session, rtype, bodies, BENCH)
     with rt.db.engine.begin() as conn:
         if rt.db.dialect in ("postgresql", "sqlite"):
             conn.exec_driver_sql("ANALYZE")
@@ -143,24 +122,18 @@ def populate(rt: runtime.Runtime, n: int, group: int) -> list[str]:
 
 
 def add_metrics(rt: runtime.Runtime, members: list[str]) -> list[str]:
-    policy = idx.Indexer(rt.db).get_archive_policy("medium")
+    policy = rt.index.get_archive_policy("medium")
     assert policy is not None
-    metrics = []
-    rows = []
-    for rid in members:
-        mid = str(uuid.uuid4())
-        metrics.append(mid)
-        rows.append(
-            {
-                "id": mid,
-                "archive_policy_name": "medium",
-                "name": "cpu",
-                "resource_id": rid,
-                "created_at": timeutils.utcnow(),
-            }
-        )
     with rt.db.session() as session, session.begin():
-        session.execute(sa.insert(idx.Metric), rows)
+        metrics = [
+            rt.index.create_metric(
+                archive_policy_name="medium",
+                name="cpu",
+                resource_id=rid,
+                session=session,
+            ).id
+            for rid in members
+        ]
     now = int(time.time()) * NS
     stamps = now - np.arange(10, 0, -1, dtype=np.int64) * 60 * NS
     rng = np.random.default_rng(42)
@@ -201,20 +174,20 @@ def main() -> int:
     print("|---|---|---|---|---|")
 
     groups = args.resources // 10
+    index = rt.index
     with rt.db.read_session() as session:
-        rtype = res.get_type(session, "instance")
+        rtype = index.get_type(session, "instance")
 
     def sql_search(i: int, scoped: bool = False) -> None:
-        where = search.compile_query(
-            {"=": {"server_group": f"g{(i * 7919) % groups}"}}, rtype
-        )
-        stmt = sa.select(res.ResourceModel).where(
-            search.type_clause(rtype), where
-        )
-        if scoped:
-            stmt = stmt.where(res.project_scope("bp"))
         with rt.db.read_session() as session:
-            found = session.scalars(stmt.limit(1000)).all()
+            found = index.search_resources(
+                session,
+                rtype,
+                BENCH if scoped else ADMIN,
+                {"=": {"server_group": f"g{(i * 7919) % groups}"}},
+                limit=1000,
+                sorts=[("id", "asc")],
+            )
         assert len(found) == 10, len(found)
 
     row(
@@ -264,14 +237,14 @@ def main() -> int:
     query = json.dumps(
         {"and": [{"=": {"server_group": "big"}}, {"=": {"ended_at": None}}]}
     )
-    scoped = res.scope_query(query, "bp")
+    scoped = index_mod.scope_query(query, "bp")
     engine = rt.series
     assert engine is not None
     gran = 60 * NS
 
     def resolve(_: int) -> list[str]:
         with rt.db.read_session() as session:
-            ids = res.resolve_metric_ids(session, "instance", scoped, "cpu")
+            ids = index.resolve_group(session, "instance", scoped, "cpu")
         assert len(ids) == args.group
         return ids
 
@@ -314,11 +287,11 @@ def main() -> int:
         "Gnocchi /v1/aggregates: 259 ms",
     )
 
-    cache = res.ResolutionCache()
+    cache = index_mod.ResolutionCache()
 
     def resolve_cached(_: int) -> list[str]:
         with rt.db.read_session() as session:
-            found = res.resolve_metric_ids(
+            found = index.resolve_group(
                 session, "instance", scoped, "cpu", cache=cache
             )
         assert len(found) == args.group
@@ -409,6 +382,7 @@ def main() -> int:
     def evaluate_batched(_: int, cached: bool) -> None:
         with rt.db.read_session() as session:
             metric_ids = data.resolve_by_resources(
+                index,
                 session,
                 {
                     "resource_type": "instance",
@@ -432,7 +406,7 @@ def main() -> int:
         timed(lambda i: evaluate_batched(i, True), args.repeat),
         "read_outcome, data unchanged",
     )
-    policy = idx.Indexer(rt.db).get_archive_policy("medium")
+    policy = index.get_archive_policy("medium")
     assert policy is not None
     refs = [series_mod.MetricRef(id=mid, policy=policy) for mid in ids]
     rng = np.random.default_rng(7)

@@ -15,8 +15,7 @@ from typing import Any
 
 from alarmer.alarms.errors import invalid
 from alarmer.db import Database
-from alarmer.metrics.index import resources as res
-from alarmer.metrics.index import search
+from alarmer.metrics import index
 
 #: The rule type whose resources come from a search query.
 BY_RESOURCES = "gnocchi_aggregation_by_resources_threshold"
@@ -66,8 +65,8 @@ def scope_alarm(
         for rule in rules:
             query = rule.get("query", "")
             try:
-                res.check_rule_query(session, rule["resource_type"], query)
-            except search.QueryError as exc:
+                index.check_rule_query(session, rule["resource_type"], query)
+            except index.QueryError as exc:
                 raise invalid("query", query, str(exc)) from None
             if scoped and target:
-                rule["query"] = res.scope_query(query, target)
+                rule["query"] = index.scope_query(query, target)

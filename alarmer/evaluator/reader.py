@@ -30,14 +30,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
-import sqlalchemy as sa
 from sqlalchemy import orm
 
 from alarmer.alarms import model
 from alarmer.evaluator import decide
 from alarmer.evaluator.decide import Outcome
 from alarmer.metrics import query
-from alarmer.metrics.index.indexer import Metric
+from alarmer.metrics.index import Indexer, ResolutionCache
 from alarmer.metrics.series.store import Series
 
 LOG = logging.getLogger(__name__)
@@ -80,21 +79,26 @@ def base_method(method: str) -> str:
 
 
 def resolve_resource_metric(
-    session: orm.Session, resource_id: str, metric_name: str
+    index: Indexer,
+    session: orm.Session,
+    resource_id: str,
+    metric_name: str,
+    project_id: str | None = None,
 ) -> str:
     """Metric id of *metric_name* on the resource *resource_id*.
 
     A UUID is the stored id; another string is looked up by the original
-    id the client used (see
-    :func:`alarmer.metrics.index.resources.metric_of_resource`), and one that
-    names resources of several projects is ambiguous: unresolved rather
+    id the client used, among the resources of the alarm's project
+    *project_id* when given (see
+    :meth:`alarmer.metrics.index.Indexer.metric_of_resource`), and one
+    that still names several resources is ambiguous: unresolved rather
     than another project's data.
 
     :raises Unresolved: with Aodh's reason when there is none.
     """
-    from alarmer.metrics.index import resources as res
-
-    found = res.metric_of_resource(session, resource_id, metric_name)
+    found = index.metric_of_resource(
+        session, resource_id, metric_name, project_id=project_id
+    )
     if found:
         return found
     raise Unresolved(
@@ -103,16 +107,14 @@ def resolve_resource_metric(
 
 
 def resolve_metrics(
-    session: orm.Session, metric_ids: Sequence[str]
+    index: Indexer, session: orm.Session, metric_ids: Sequence[str]
 ) -> list[str]:
     """Check that every listed metric exists.
 
     :raises Unresolved: ``At least of metrics in [...] does not exist``.
     """
     wanted = [str(m) for m in metric_ids]
-    found = set(
-        session.scalars(sa.select(Metric.id).where(Metric.id.in_(wanted)))
-    )
+    found = index.existing_metric_ids(session, wanted)
     if not wanted or any(m not in found for m in wanted):
         raise Unresolved(
             f"At least of metrics in {list(metric_ids)!r} does not exist"
@@ -121,29 +123,21 @@ def resolve_metrics(
 
 
 def resolve_by_resources(
+    index: Indexer,
     session: orm.Session,
     rule: Mapping[str, Any],
-    cache: Any = None,
+    cache: ResolutionCache | None = None,
 ) -> list[str]:
     """Metric ids named ``metric`` of the resources matching the query.
 
     The group is resolved now (see
-    :func:`alarmer.metrics.index.resources.resolve_metric_ids`); *cache*, a
-    :class:`~alarmer.metrics.index.resources.ResolutionCache`, reuses
-    the answer
-    while the resource index is unchanged.
+    :meth:`alarmer.metrics.index.Indexer.resolve_group`); *cache* reuses
+    the answer while the resource index is unchanged.
 
     :raises Unresolved: unknown resource type, bad query, or no match.
     """
     try:
-        from alarmer.metrics.index import resources as res
-    except ImportError as exc:
-        raise Unresolved(
-            "alarm statistics retrieval failed: resource search is not "
-            f"available ({exc})"
-        ) from exc
-    try:
-        ids = res.resolve_metric_ids(
+        ids = index.resolve_group(
             session,
             rule.get("resource_type") or "generic",
             rule.get("query") or "{}",
@@ -160,25 +154,35 @@ def resolve_by_resources(
 
 
 def resolve(
+    index: Indexer,
     session: orm.Session,
     alarm_type: str,
     rule: Mapping[str, Any],
-    cache: Any = None,
+    cache: ResolutionCache | None = None,
+    *,
+    project_id: str | None = None,
 ) -> list[str]:
     """Metric ids a threshold rule of *alarm_type* reads now.
+
+    *project_id* is the alarm's project: a resource named by a non-UUID
+    id is looked up among that project's resources.
 
     :raises Unresolved: with the reason the alarm reports.
     """
     if alarm_type == RESOURCES:
         return [
             resolve_resource_metric(
-                session, str(rule.get("resource_id")), str(rule.get("metric"))
+                index,
+                session,
+                str(rule.get("resource_id")),
+                str(rule.get("metric")),
+                project_id,
             )
         ]
     if alarm_type == BY_METRICS:
-        return resolve_metrics(session, rule.get("metrics") or [])
+        return resolve_metrics(index, session, rule.get("metrics") or [])
     if alarm_type == BY_RESOURCES:
-        return resolve_by_resources(session, rule, cache)
+        return resolve_by_resources(index, session, rule, cache)
     raise Unresolved(f"alarm type {alarm_type} cannot be evaluated")
 
 
@@ -470,66 +474,59 @@ def read_outcome(
 
 
 def bulk_resolve(
+    index: Indexer,
     session: orm.Session,
     items: Sequence[tuple[str, Mapping[str, Any]]],
-    cache: Any = None,
+    cache: ResolutionCache | None = None,
+    *,
+    projects: Sequence[str | None] | None = None,
 ) -> list[list[str] | Unresolved]:
     """Resolve many ``(alarm type, threshold rule)`` pairs at once.
 
     ``gnocchi_resources_threshold`` rules on UUID resources and
     by-metrics rules are resolved with one query per chunk; the others
-    one by one.  Each result is the metric ids or the
-    :class:`Unresolved` error.
+    one by one (see :func:`resolve`), each in the project of the same
+    position in *projects* (the alarm's).  Each result is the metric ids
+    or the :class:`Unresolved` error.
     """
     results: list[list[str] | Unresolved | None] = [None] * len(items)
     by_pair: dict[tuple[str, str], list[int]] = {}
     by_metric: dict[int, list[str]] = {}
-    for index, (alarm_type, rule) in enumerate(items):
+    for position, (alarm_type, rule) in enumerate(items):
         if alarm_type == RESOURCES:
             try:
                 rid = str(uuid.UUID(str(rule.get("resource_id"))))
             except ValueError:
                 continue
             key = (rid, str(rule.get("metric")))
-            by_pair.setdefault(key, []).append(index)
+            by_pair.setdefault(key, []).append(position)
         elif alarm_type == BY_METRICS:
-            by_metric[index] = [str(m) for m in rule.get("metrics") or []]
-    pairs = list(by_pair)
-    for start in range(0, len(pairs), 500):
-        chunk = pairs[start : start + 500]
-        rids = {rid for rid, _ in chunk}
-        rows = session.execute(
-            sa.select(Metric.id, Metric.resource_id, Metric.name).where(
-                Metric.resource_id.in_(rids)
-            )
-        ).all()
-        found = {(r.resource_id, r.name): r.id for r in rows}
-        for key in chunk:
-            metric_id = found.get(key)
-            for index in by_pair[key]:
-                if metric_id:
-                    results[index] = [metric_id]
-    wanted = sorted({m for ms in by_metric.values() for m in ms})
-    existing: set[str] = set()
-    for start in range(0, len(wanted), 500):
-        existing.update(
-            session.scalars(
-                sa.select(Metric.id).where(
-                    Metric.id.in_(wanted[start : start + 500])
-                )
-            )
-        )
-    for index, metric_ids in by_metric.items():
+            by_metric[position] = [str(m) for m in rule.get("metrics") or []]
+    found = index.metrics_by_name(session, by_pair)
+    for key, positions in by_pair.items():
+        metric_id = found.get(key)
+        if metric_id:
+            for position in positions:
+                results[position] = [metric_id]
+    existing = index.existing_metric_ids(
+        session, sorted({m for ms in by_metric.values() for m in ms})
+    )
+    for position, metric_ids in by_metric.items():
         if metric_ids and all(m in existing for m in metric_ids):
-            results[index] = metric_ids
+            results[position] = metric_ids
     final: list[list[str] | Unresolved] = []
-    for index, result in enumerate(results):
+    for position, result in enumerate(results):
         if result is not None:
             final.append(result)
             continue
-        alarm_type, rule = items[index]
+        alarm_type, rule = items[position]
+        project = None if projects is None else projects[position]
         try:
-            final.append(resolve(session, alarm_type, rule, cache))
+            final.append(
+                resolve(
+                    index, session, alarm_type, rule, cache, project_id=project
+                )
+            )
         except Unresolved as exc:
             final.append(exc)
     return final

@@ -51,7 +51,7 @@ from alarmer.evaluator.coordination import Membership
 from alarmer.evaluator.decide import Decision, Outcome
 from alarmer.evaluator.registry import AlarmDef, Registry
 from alarmer.evaluator.schedule import Schedule, slot_of
-from alarmer.metrics.index import resources
+from alarmer.metrics.index import ResolutionCache
 
 LOG = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class EvaluatorService:
         self.stats = Stats()
         #: By-resources groups, reused while the resource index is
         #: unchanged.
-        self.resolution_cache = resources.ResolutionCache()
+        self.resolution_cache = ResolutionCache()
         ttl = rt.conf.evaluator.series_cache_ttl
         announced = api_in_process or not isinstance(
             rt.channel, channel_mod.LocalChannel
@@ -368,8 +368,17 @@ class EvaluatorService:
                 items = [(str(s.get("type")), s) for s in alarm.subrules]
             pending.append((alarm, items))
         flat = [item for _, items in pending for item in items]
+        projects = [
+            alarm.project_id for alarm, items in pending for _ in items
+        ]
         try:
-            resolved = data.bulk_resolve(session, flat, self.resolution_cache)
+            resolved = data.bulk_resolve(
+                self.rt.index,
+                session,
+                flat,
+                self.resolution_cache,
+                projects=projects,
+            )
         except Exception as exc:
             LOG.exception("evaluator: resolving alarm metrics failed")
             resolved = [
@@ -581,7 +590,12 @@ class EvaluatorService:
         try:
             with self.rt.db.read_session() as session:
                 target: list[str] | data.Unresolved = data.resolve(
-                    session, alarm_type, rule, self.resolution_cache
+                    self.rt.index,
+                    session,
+                    alarm_type,
+                    rule,
+                    self.resolution_cache,
+                    project_id=alarm.project_id,
                 )
         except data.Unresolved as exc:
             target = exc

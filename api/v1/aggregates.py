@@ -46,10 +46,8 @@ import flask
 import numpy as np
 
 from alarmer import timeutils
+from alarmer.metrics import index as idx
 from alarmer.metrics import query
-from alarmer.metrics.index import indexer as idx
-from alarmer.metrics.index import resources as res
-from alarmer.metrics.index import search as srch
 from alarmer.metrics.series import store as series_mod
 from api import errors
 from api.v1 import measures as measures_views
@@ -136,7 +134,7 @@ def resolve_search_references(
     search now, keyed ``(resource id, metric name)`` in the output.
     """
     who = resource_views.caller()
-    type_name = body.get("resource_type", res.GENERIC)
+    type_name = body.get("resource_type", idx.GENERIC)
     query = body.get("search", {})
     if isinstance(query, str):
         raise errors.APIError(
@@ -145,10 +143,11 @@ def resolve_search_references(
     project = None if who.is_admin else (who.project_id or "")
     names = list(dict.fromkeys(ref for ref, _ in refs))
     found: dict[str, list[tuple[str, str, str]]] = {}
+    index = v.indexer()
     with v.runtime().db.read_session() as session:
         try:
             for name in names:
-                found[name] = res.resolve_resource_metrics(
+                found[name] = index.group_metrics(
                     session,
                     type_name,
                     query,
@@ -156,7 +155,9 @@ def resolve_search_references(
                     project_id=project,
                     creator=who.creator,
                 )
-        except srch.QueryError as exc:
+        except idx.NoSuchResourceType as exc:
+            raise errors.NotFound(str(exc)) from None
+        except idx.QueryError as exc:
             raise errors.APIError(f"Invalid input for search: {exc}") from None
     if not any(found.values()):
         raise errors.APIError(f"Metrics not found: {', '.join(names)}")

@@ -12,8 +12,8 @@ from typing import Any
 
 import flask
 
+from alarmer.metrics import index as idx
 from alarmer.metrics import policy as ap
-from alarmer.metrics.index import indexer as idx
 from api import errors
 from api.v1 import validation as v
 

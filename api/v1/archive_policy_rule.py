@@ -10,7 +10,7 @@ from typing import Any
 
 import flask
 
-from alarmer.metrics.index import indexer as idx
+from alarmer.metrics import index as idx
 from api import errors
 from api.v1 import validation as v
 

@@ -24,8 +24,8 @@ import flask
 import numpy as np
 
 from alarmer import timeutils
+from alarmer.metrics import index as idx
 from alarmer.metrics import ingest
-from alarmer.metrics.index import indexer as idx
 from alarmer.metrics.series import store as series_mod
 from api import errors
 from api.v1 import metric as metric_views

@@ -15,7 +15,7 @@ from typing import Any
 
 import flask
 
-from alarmer.metrics.index import indexer as idx
+from alarmer.metrics import index as idx
 from alarmer.metrics.index import resources as res
 from api import context, errors, params
 from api.v1 import measures as measures_views

@@ -9,7 +9,7 @@ from __future__ import annotations
 import flask
 from sqlalchemy import exc as sa_exc
 
-from alarmer.metrics.index import resources as res
+from alarmer.metrics import index as idx
 from api import context, errors, params
 from api.v1 import resources as views
 
@@ -28,7 +28,8 @@ def list_types() -> flask.Response:
     """Every resource type."""
     views.caller()
     with context.runtime().db.read_session() as session:
-        return flask.jsonify([t.to_dict() for t in res.list_types(session)])
+        types = context.index().list_types(session)
+        return flask.jsonify([t.to_dict() for t in types])
 
 
 @blueprint.get("/resource_type/<string:name>")
@@ -45,9 +46,9 @@ def create_type() -> flask.Response:
     _require_admin()
     body = params.v1_json_body()
     try:
-        definition = res.parse_type_definition(body)
+        definition = idx.parse_type_definition(body)
         with context.runtime().db.session() as session, session.begin():
-            created = res.create_type(session, definition)
+            created = context.index().create_type(session, definition)
     except views.ENGINE_ERRORS as exc:
         raise views.translate(exc) from None
     except sa_exc.IntegrityError:
@@ -69,7 +70,7 @@ def patch_type(name: str) -> flask.Response:
     body = params.v1_json_body()
     try:
         with context.runtime().db.session() as session, session.begin():
-            patched = res.patch_type(session, name, body)
+            patched = context.index().patch_type(session, name, body)
     except views.ENGINE_ERRORS as exc:
         raise views.translate(exc) from None
     return flask.jsonify(patched.to_dict())
@@ -81,7 +82,7 @@ def delete_type(name: str) -> flask.Response:
     _require_admin()
     try:
         with context.runtime().db.session() as session, session.begin():
-            res.delete_type(session, name)
+            context.index().delete_type(session, name)
     except views.ENGINE_ERRORS as exc:
         raise views.translate(exc) from None
     return flask.Response(status=204)

@@ -1,15 +1,14 @@
 """``POST /v1/search/resource/{type}``: Gnocchi's resource search.
 
-The body is a JSON query (see :mod:`alarmer.metrics.index.search`); ``limit``,
-``marker``, ``sort`` and ``details`` work as in listings, and a
-non-admin only finds the resources of its project.
+The body is a JSON query (see :mod:`alarmer.metrics.index.search`);
+``limit``, ``marker``, ``sort`` and ``details`` work as in listings, and
+a non-admin only finds the resources of its project.
 """
 
 from __future__ import annotations
 
 import flask
 
-from alarmer.metrics.index import search as srch
 from api import context, errors, params
 from api.v1 import resources as views
 
@@ -30,11 +29,7 @@ def search_resources(type_name: str) -> flask.Response:
     details = params.v1_bool("details")
     with context.runtime().db.read_session() as session:
         rtype = views.load_type(session, type_name)
-        try:
-            where = srch.compile_query(query or {}, rtype, who.creator)
-        except srch.QueryError as exc:
-            raise errors.APIError(str(exc)) from None
-        rows = views.find_resources(session, rtype, who, where)
+        rows = views.find_resources(session, rtype, who, query or {})
         return flask.jsonify(
             views.render(session, rtype, rows, details=details)
         )

@@ -19,8 +19,8 @@ from typing import Any
 import jsonschema
 import numpy as np
 
+from alarmer.metrics import index as idx
 from alarmer.metrics import policy as ap
-from alarmer.metrics.index import indexer as idx
 from api import context, errors, params
 
 NS = 1_000_000_000

@@ -12,7 +12,6 @@ import sqlalchemy as sa
 
 from alarmer import channel as channel_mod
 from alarmer.alarms.tables import Alarm
-from alarmer.metrics.index import indexer as idx
 from alarmer.metrics.series import store as series_mod
 from tests.functional.test_evaluator_faults import (
     setup_db,
@@ -81,7 +80,7 @@ def test_event_reaches_an_evaluator_in_another_process(tmp_path, redis_url):
     )
     conf_path.write_text(text)
     rt, _ = setup_db(conf_path, 0)
-    index = idx.Indexer(rt.db)
+    index = rt.index
     metric = index.create_metric(archive_policy_name="high")
     with rt.db.session() as session:
         session.add(

@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from alarmer import timeutils
 from alarmer.alarms.tables import Alarm, AlarmHistory, Notification
 from alarmer.evaluator.service import EvaluatorService
-from alarmer.metrics.index import indexer as idx
 from alarmer.metrics.series import store as series_mod
 
 H = {"X-User-Id": "u1", "X-Project-Id": "p1", "X-Roles": "admin"}
@@ -479,7 +478,7 @@ def test_event_path_on_each_database(rt):
     """The service on SQLite and PostgreSQL, without HTTP."""
     rt.conf.set_override("refresh_interval", 0.05, group="evaluator")
     rt.conf.set_override("evaluation_interval", 3600, group="evaluator")
-    metric = idx.Indexer(rt.db).create_metric(archive_policy_name="high")
+    metric = rt.index.create_metric(archive_policy_name="high")
     service = EvaluatorService(rt)
     service.start()
     try:
@@ -516,7 +515,7 @@ def test_event_path_on_each_database(rt):
 def test_composite_alarm_in_the_service(rt):
     rt.conf.set_override("refresh_interval", 0.05, group="evaluator")
     rt.conf.set_override("evaluation_interval", 3600, group="evaluator")
-    index = idx.Indexer(rt.db)
+    index = rt.index
     cpu = index.create_metric(archive_policy_name="high")
     mem = index.create_metric(archive_policy_name="high")
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from alarmer.metrics.index import resources as res
+from alarmer.metrics import index as res
 
 ADMIN = {"X-User-Id": "admin", "X-Project-Id": "adminp", "X-Roles": "admin"}
 ALICE = {"X-User-Id": "alice", "X-Project-Id": "pa", "X-Roles": "member"}
@@ -452,3 +452,61 @@ def test_listing_sorts_by_typed_attributes_with_paging(client, itype):
     bad = client.get("/v1/resource/instance?sort=colour", headers=ALICE)
     assert bad.status_code == 400
     assert "colour" in fault(bad) and "vcpus" in fault(bad)
+
+
+@pytest.mark.parametrize(
+    ("headers", "creator"),
+    [
+        (ALICE, "alice:pa"),
+        ({"X-User-Id": "alice", "X-Roles": "member"}, "alice:"),
+        ({"X-Project-Id": "pa", "X-Roles": "member"}, ":pa"),
+    ],
+)
+def test_metric_creator_is_gnocchis_on_both_creation_paths(
+    client, headers, creator
+):
+    """``/v1/metric`` and a resource's metrics record the same creator.
+
+    Gnocchi's ``user:project`` of the request, a missing part empty; the
+    resource records it too and maps its non-UUID id with it.
+    """
+    direct = client.post(
+        "/v1/metric", json={"archive_policy_name": "low"}, headers=headers
+    )
+    assert direct.status_code == 201, direct.get_json()
+    created = client.post(
+        "/v1/resource/generic",
+        json={"id": "r1", "metrics": {"cpu": {"archive_policy_name": "low"}}},
+        headers=headers,
+    )
+    assert created.status_code == 201, created.get_json()
+    resource = created.get_json()
+    assert resource["creator"] == creator
+    assert resource["id"] == res.resource_uuid("r1", creator)
+    shown = client.get(
+        f"/v1/metric/{direct.get_json()['id']}", headers=headers
+    ).get_json()
+    named = client.get(
+        "/v1/resource/generic/r1/metric/cpu", headers=headers
+    ).get_json()
+    assert shown["id"] == direct.get_json()["id"]
+    assert named["id"] == resource["metrics"]["cpu"]
+    assert shown["creator"] == named["creator"] == creator
+
+
+def test_deleting_a_resource_drops_the_series_of_its_metrics(
+    client, itype, rt
+):
+    created = make(client, "vm1", metrics={"cpu": {"archive_policy_name":
+                                                   "low"}})  # fmt: skip
+    metric_id = created["metrics"]["cpu"]
+    stored = client.post(
+        "/v1/resource/instance/vm1/metric/cpu/measures",
+        json=[{"timestamp": "2024-01-01T00:00:00Z", "value": 1}],
+        headers=ALICE,
+    )
+    assert stored.status_code == 202, stored.get_json()
+    assert rt.series.get_measures(metric_id, "mean") != []
+    deleted = client.delete("/v1/resource/instance/vm1", headers=ALICE)
+    assert deleted.status_code == 204
+    assert rt.series.get_measures(metric_id, "mean") == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from alarmer.metrics.index import resources as res
+from alarmer.metrics import index as res
 from tests.functional.series_helpers import ContendedDriver, Recorder
 from tests.functional.test_resources import ADMIN, ALICE, BOB, INSTANCE, fault
 

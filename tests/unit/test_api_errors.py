@@ -10,9 +10,8 @@ import pytest
 from alarmer.alarms import store
 from alarmer.alarms.errors import RuleError
 from alarmer.errors import AlarmerError
+from alarmer.metrics import index as idx
 from alarmer.metrics import policy
-from alarmer.metrics.index import indexer as idx
-from alarmer.metrics.index import resources as res
 from alarmer.metrics.index import search as srch
 from api import errors
 from api.v1 import resources as resource_views
@@ -31,11 +30,11 @@ from api.v1 import validation as v
         (idx.ArchivePolicyInUse("low", "metrics"), 400),
         (idx.UnsupportedArchivePolicyChange("low", "no"), 400),
         (idx.NoArchivePolicyForMetric("cpu"), 400),
-        (res.NoSuchResourceType("vm"), 404),
-        (res.NoSuchResource("r1"), 404),
-        (res.ResourceAlreadyExists("Resource r1 already exists"), 409),
-        (res.ResourceTypeInUse("Resource type vm is in use"), 400),
-        (res.ResourceError("bad attribute"), 400),
+        (idx.NoSuchResourceType("vm"), 404),
+        (idx.NoSuchResource("r1"), 404),
+        (idx.ResourceAlreadyExists("Resource r1 already exists"), 409),
+        (idx.ResourceTypeInUse("Resource type vm is in use"), 400),
+        (idx.ResourceError("bad attribute"), 400),
         (srch.QueryError("bad query"), 400),
         (policy.PolicyError("Invalid value for points"), 400),
     ],
@@ -49,11 +48,11 @@ def test_the_v1_table(exc, status):
 @pytest.mark.parametrize(
     "exc",
     [
-        res.NoSuchResourceType("vm"),
-        res.NoSuchResource("r1"),
-        res.ResourceAlreadyExists("r1 exists"),
-        res.ResourceTypeInUse("vm in use"),
-        res.ResourceError("bad"),
+        idx.NoSuchResourceType("vm"),
+        idx.NoSuchResource("r1"),
+        idx.ResourceAlreadyExists("r1 exists"),
+        idx.ResourceTypeInUse("vm in use"),
+        idx.ResourceError("bad"),
         srch.QueryError("bad query"),
     ],
 )

@@ -143,19 +143,7 @@ IO_MODULES = (
 #: Offending imports that are known and being fixed: (rule, importing
 #: module, imported module).  Each must still occur: remove it here when
 #: its fix lands, and the set ends empty.
-KNOWN_OFFENDERS: set[tuple[str, str, str]] = {
-    # The index circle: resource types, metrics and search.
-    (
-        "circle",
-        "alarmer.metrics.index.resources",
-        "alarmer.metrics.index.indexer",
-    ),
-    (
-        "circle",
-        "alarmer.metrics.index.search",
-        "alarmer.metrics.index.resources",
-    ),
-}
+KNOWN_OFFENDERS: set[tuple[str, str, str]] = set()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,18 +8,19 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from alarmer.metrics.index import errors, schema, types
 from alarmer.metrics.index import resources as res
 from alarmer.metrics.index import search as srch
 
-INSTANCE = res.TypeDef(
+INSTANCE = types.TypeDef(
     "instance",
     "active",
     {
-        "server_group": res.AttributeDef(
+        "server_group": types.AttributeDef(
             "server_group", "string", False, {}, id=7
         ),
-        "vcpus": res.AttributeDef("vcpus", "number", False, {}, id=8),
-        "pinned": res.AttributeDef("pinned", "bool", False, {}, id=9),
+        "vcpus": types.AttributeDef("vcpus", "number", False, {}, id=8),
+        "pinned": types.AttributeDef("pinned", "bool", False, {}, id=9),
     },
 )
 
@@ -27,7 +28,7 @@ INSTANCE = res.TypeDef(
 def sql(query) -> str:
     clause = srch.compile_query(query, INSTANCE, "u:p")
     return str(
-        sa.select(res.ResourceModel.id)
+        sa.select(schema.ResourceModel.id)
         .where(clause)
         .compile(
             dialect=postgresql.dialect(),
@@ -46,7 +47,7 @@ def test_resource_uuid_matches_gnocchi():
     assert res.resource_uuid(str(raw).upper(), "x") == str(raw)
     assert res.resource_uuid(raw.hex) == str(raw)
     for bad in ("", "a/b", "x" * 256):
-        with pytest.raises(res.ResourceError):
+        with pytest.raises(errors.ResourceError):
             res.resource_uuid(bad)
 
 
@@ -105,15 +106,15 @@ def test_errors_name_the_culprit(query, message):
     if message is None:
         assert srch.compile_query(query, INSTANCE) is not None
         return
-    with pytest.raises(srch.QueryError) as info:
+    with pytest.raises(errors.QueryError) as info:
         srch.compile_query(query, INSTANCE)
     assert message in str(info.value)
 
 
 def test_type_clause():
-    generic = res.TypeDef("generic", "active", {})
+    generic = types.TypeDef("generic", "active", {})
     assert (
-        srch.type_clause(generic) is sa.true()
-        or str(srch.type_clause(generic)) == "true"
+        res.type_clause(generic) is sa.true()
+        or str(res.type_clause(generic)) == "true"
     )
-    assert "resource.type" in str(srch.type_clause(INSTANCE))
+    assert "resource.type" in str(res.type_clause(INSTANCE))

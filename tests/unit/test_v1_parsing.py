@@ -5,7 +5,6 @@ from __future__ import annotations
 import flask
 import pytest
 
-from alarmer.metrics.index import indexer as idx
 from api import errors
 from api.v1 import validation as v
 
@@ -73,19 +72,6 @@ def test_measures_arrays_and_first_bad_element():
             "m",
         )
     assert "m[1].value" in excinfo.value.message
-
-
-def test_rule_matching_order_is_gnocchis():
-    rules = [
-        idx.Rule("default", "low", "*"),
-        idx.Rule("b", "high", "disk.*"),
-        idx.Rule("a", "medium", "disk.*"),
-        idx.Rule("io", "bool", "disk.io.*"),
-    ]
-    assert idx.match_rule(rules, "disk.io.x").name == "io"
-    assert idx.match_rule(rules, "disk.free").name == "a"
-    assert idx.match_rule(rules, None).name == "default"
-    assert idx.match_rule(rules[1:], "cpu") is None
 
 
 def test_query_parsers():

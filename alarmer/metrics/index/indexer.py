@@ -1,10 +1,27 @@
-"""The metric index in SQL: archive policies, their rules and metrics.
+"""The one door to the metric index: :class:`Indexer`.
 
 As in Gnocchi the index (what exists, who owns it, which policy applies)
 lives in the SQL database while the series data live in the engine's
-storage driver.  :class:`Indexer` is the only door to these tables; it
-returns plain frozen objects (:class:`MetricInfo`, :class:`Rule`,
-:class:`~alarmer.metrics.policy.ArchivePolicy`), never ORM rows.
+storage driver.  Every read and write of the index tables by the rest
+of alarmer goes through an :class:`Indexer`; the modules of this
+package hold the statements, the indexer holds the transactions, the
+policy cache and the error translation.
+
+Two ways to call it:
+
+* inside the caller's transaction: resource and type verbs take the
+  caller's SQLAlchemy session first; policy, rule and metric verbs take
+  it as ``session=``.  The indexer then flushes and never commits, so
+  that a resource and its metrics are written in one transaction;
+* on their own: policy, rule and metric verbs called without a session
+  run in a transaction of their own (committed on return), which is
+  what the views needing one call use.
+
+Policies, rules and metrics come back as plain frozen objects
+(:class:`~alarmer.metrics.index.metrics.MetricInfo`,
+:class:`~alarmer.metrics.index.policies.Rule`,
+:class:`~alarmer.metrics.policy.ArchivePolicy`); resources as rows of
+the caller's session, to be shown with :meth:`Indexer.show_resources`.
 
 Archive policies are few and read on every write of measures, so the
 indexer keeps them in a small bounded cache that expires after
@@ -14,381 +31,45 @@ that late; one made by this process at once).
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import fnmatch
+import contextlib
 import logging
-import threading
-import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm
 
 from alarmer import db as db_mod
-from alarmer.db import Base, UTCDateTime
-from alarmer.errors import AlarmerError
 from alarmer.metrics import policy as ap
+from alarmer.metrics.index import groups, policies, resources, search, types
+from alarmer.metrics.index import metrics as metrics_mod
+from alarmer.metrics.index.access import Caller
+from alarmer.metrics.index.errors import (
+    ArchivePolicyAlreadyExists,
+    ArchivePolicyInUse,
+    ArchivePolicyRuleAlreadyExists,
+    NamedMetricAlreadyExists,
+    NoSuchArchivePolicy,
+)
+from alarmer.metrics.index.metrics import MetricFilter, MetricInfo
+from alarmer.metrics.index.policies import Rule
+from alarmer.metrics.index.schema import (
+    ArchivePolicyRow,
+    ResourceModel,
+)
+from alarmer.metrics.index.types import TypeDef
 
 LOG = logging.getLogger(__name__)
 
-NS = ap.NS
-
-
-# --------------------------------------------------------------- models --
-
-
-class ArchivePolicyRow(Base):
-    """A named archive policy (Gnocchi's ``archive_policy`` table).
-
-    ``definition`` is Gnocchi's JSON shape, durations in seconds:
-    ``[{"granularity": 60, "points": 10080, "timespan": 604800}, ...]``.
-    """
-
-    __tablename__ = "archive_policy"
-
-    name: orm.Mapped[str] = orm.mapped_column(sa.String(255), primary_key=True)
-    back_window: orm.Mapped[int] = orm.mapped_column(
-        sa.Integer, nullable=False, default=0
-    )
-    definition: orm.Mapped[list[dict[str, Any]]] = orm.mapped_column(
-        sa.JSON, nullable=False
-    )
-    aggregation_methods: orm.Mapped[list[str]] = orm.mapped_column(
-        sa.JSON, nullable=False
-    )
-
-
-class ArchivePolicyRule(Base):
-    """Which policy a metric created without one gets, by name pattern."""
-
-    __tablename__ = "archive_policy_rule"
-
-    name: orm.Mapped[str] = orm.mapped_column(sa.String(255), primary_key=True)
-    archive_policy_name: orm.Mapped[str] = orm.mapped_column(
-        sa.String(255),
-        sa.ForeignKey("archive_policy.name", ondelete="RESTRICT"),
-        nullable=False,
-    )
-    metric_pattern: orm.Mapped[str] = orm.mapped_column(
-        sa.String(255), nullable=False
-    )
-
-    __table_args__ = (
-        sa.Index(
-            "ix_archive_policy_rule_archive_policy_name",
-            "archive_policy_name",
-        ),
-    )
-
-
-class Metric(Base):
-    """A metric: its id, name, unit, policy, owner and resource."""
-
-    __tablename__ = "metric"
-
-    id: orm.Mapped[str] = orm.mapped_column(sa.String(36), primary_key=True)
-    archive_policy_name: orm.Mapped[str] = orm.mapped_column(
-        sa.String(255),
-        sa.ForeignKey("archive_policy.name", ondelete="RESTRICT"),
-        nullable=False,
-    )
-    name: orm.Mapped[str | None] = orm.mapped_column(
-        sa.String(255), nullable=True
-    )
-    unit: orm.Mapped[str | None] = orm.mapped_column(
-        sa.String(31), nullable=True
-    )
-    resource_id: orm.Mapped[str | None] = orm.mapped_column(
-        sa.String(36), nullable=True
-    )
-    creator: orm.Mapped[str | None] = orm.mapped_column(
-        sa.String(255), nullable=True
-    )
-    created_by_user_id: orm.Mapped[str | None] = orm.mapped_column(
-        sa.String(255), nullable=True
-    )
-    created_by_project_id: orm.Mapped[str | None] = orm.mapped_column(
-        sa.String(255), nullable=True
-    )
-    created_at: orm.Mapped[dt.datetime] = orm.mapped_column(
-        UTCDateTime, nullable=False, default=db_mod.now
-    )
-
-    __table_args__ = (
-        sa.UniqueConstraint("resource_id", "name"),
-        sa.Index("ix_metric_archive_policy_name", "archive_policy_name"),
-        sa.Index("ix_metric_created_by_project_id", "created_by_project_id"),
-    )
-
-
-# ----------------------------------------------------------- errors --
-
-
-class IndexerError(AlarmerError):
-    """Base of the index errors; the message is meant for the client."""
-
-
-class NoSuchArchivePolicy(IndexerError):
-    """The named archive policy does not exist."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"Archive policy {name} does not exist")
-        self.name = name
-
-
-class ArchivePolicyAlreadyExists(IndexerError):
-    """An archive policy with this name exists."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"Archive policy {name} already exists")
-        self.name = name
-
-
-class ArchivePolicyInUse(IndexerError):
-    """The archive policy is used by metrics or rules."""
-
-    def __init__(self, name: str, detail: str = "") -> None:
-        message = f"Archive policy {name} is still in use"
-        if detail:
-            message += f" by {detail}"
-        super().__init__(message)
-        self.name = name
-
-
-class UnsupportedArchivePolicyChange(IndexerError):
-    """The requested change of a policy is not allowed."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(
-            f"Archive policy {name} does not support change: {reason}"
-        )
-        self.name = name
-
-
-class NoSuchArchivePolicyRule(IndexerError):
-    """The named rule does not exist."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"Archive policy rule {name} does not exist")
-        self.name = name
-
-
-class ArchivePolicyRuleAlreadyExists(IndexerError):
-    """A rule with this name exists."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"Archive policy rule {name} already exists")
-        self.name = name
-
-
-class NoArchivePolicyForMetric(IndexerError):
-    """No policy given and no rule matches the metric name."""
-
-    def __init__(self, metric_name: str | None) -> None:
-        super().__init__(
-            "No archive policy name specified and no archive policy rule "
-            f"found matching the metric name {metric_name}"
-        )
-        self.metric_name = metric_name
-
-
-class NoSuchMetric(IndexerError):
-    """The metric does not exist (or is not visible to the caller)."""
-
-    def __init__(self, metric_id: str) -> None:
-        super().__init__(f"Metric {metric_id} does not exist")
-        self.metric_id = metric_id
-
-
-class NamedMetricAlreadyExists(IndexerError):
-    """The resource already has a metric of this name."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"Named metric {name} already exists")
-        self.name = name
-
-
-# ---------------------------------------------------------- values --
-
-
-@dataclasses.dataclass(frozen=True)
-class Rule:
-    """An archive policy rule."""
-
-    name: str
-    archive_policy_name: str
-    metric_pattern: str
-
-    def to_dict(self) -> dict[str, str]:
-        """Gnocchi's JSON shape of a rule."""
-        return {
-            "name": self.name,
-            "archive_policy_name": self.archive_policy_name,
-            "metric_pattern": self.metric_pattern,
-        }
-
-
-@dataclasses.dataclass(frozen=True)
-class MetricInfo:
-    """One row of the metric index, with its archive policy."""
-
-    id: str
-    archive_policy: ap.ArchivePolicy
-    name: str | None
-    unit: str | None
-    resource_id: str | None
-    creator: str | None
-    created_by_user_id: str | None
-    created_by_project_id: str | None
-    created_at: dt.datetime
-
-    @property
-    def archive_policy_name(self) -> str:
-        """Name of the metric's archive policy."""
-        return self.archive_policy.name
-
-    def to_dict(self) -> dict[str, Any]:
-        """Gnocchi's JSON shape, with the policy expanded."""
-        return {
-            "id": self.id,
-            "creator": self.creator,
-            "created_by_user_id": self.created_by_user_id,
-            "created_by_project_id": self.created_by_project_id,
-            "name": self.name,
-            "unit": self.unit,
-            "resource_id": self.resource_id,
-            "archive_policy_name": self.archive_policy.name,
-            "archive_policy": self.archive_policy.to_dict(),
-        }
-
-
-@dataclasses.dataclass(frozen=True)
-class MetricFilter:
-    """Filters of :meth:`Indexer.list_metrics` (None: no filter).
-
-    ``project_id`` restricts to metrics created by that project;
-    ``any_project`` (admins) lifts the restriction.
-    """
-
-    any_project: bool = False
-    project_id: str | None = None
-    ids: Sequence[str] | None = None
-    name: str | None = None
-    unit: str | None = None
-    archive_policy_name: str | None = None
-    creator: str | None = None
-    user_id: str | None = None
-    resource_id: str | None = None
-
-
-#: Columns a metric listing can be sorted by.
-METRIC_SORT_KEYS = (
-    "id",
-    "name",
-    "unit",
-    "archive_policy_name",
-    "creator",
-    "resource_id",
-    "created_by_user_id",
-    "created_by_project_id",
-    "created_at",
-)
-
-
-def policy_to_row(policy: ap.ArchivePolicy) -> dict[str, Any]:
-    """Column values storing *policy*."""
-    return {
-        "name": policy.name,
-        "back_window": policy.back_window,
-        "definition": [item.to_dict() for item in policy.definition],
-        "aggregation_methods": sorted(policy.aggregation_methods),
-    }
-
-
-def policy_from_row(
-    name: str,
-    back_window: int,
-    definition: Sequence[Mapping[str, Any]],
-    methods: Sequence[str],
-) -> ap.ArchivePolicy:
-    """Rebuild an :class:`ArchivePolicy` from its stored columns."""
-    items = tuple(
-        ap.PolicyItem(
-            granularity=round(float(item["granularity"]) * NS),
-            points=(
-                None if item.get("points") is None else int(item["points"])
-            ),
-        )
-        for item in definition
-    )
-    return ap.ArchivePolicy(
-        name=name,
-        definition=items,
-        aggregation_methods=tuple(methods),
-        back_window=int(back_window),
-    )
-
-
-def match_rule(rules: Iterable[Rule], metric_name: str | None) -> Rule | None:
-    """The first rule matching *metric_name* in Gnocchi's order.
-
-    Rules are tried by ``metric_pattern`` descending then ``name``
-    ascending, with :func:`fnmatch.fnmatch`; a metric without a name is
-    matched as the empty string.
-    """
-    ordered = sorted(rules, key=lambda r: r.name)
-    ordered.sort(key=lambda r: r.metric_pattern, reverse=True)
-    name = metric_name or ""
-    for rule in ordered:
-        if fnmatch.fnmatch(name, rule.metric_pattern):
-            return rule
-    return None
-
-
-class _TTLCache:
-    """A small bounded mapping whose entries expire (thread-safe)."""
-
-    def __init__(self, maxsize: int, ttl: float) -> None:
-        self.maxsize = maxsize
-        self.ttl = ttl
-        self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> Any | None:
-        now = time.monotonic()
-        with self._lock:
-            entry = self._data.get(key)
-            if entry is None:
-                return None
-            if entry[0] < now:
-                del self._data[key]
-                return None
-            self._data.move_to_end(key)
-            return entry[1]
-
-    def put(self, key: str, value: Any) -> None:
-        with self._lock:
-            self._data[key] = (time.monotonic() + self.ttl, value)
-            self._data.move_to_end(key)
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
-
-    def discard(self, key: str) -> None:
-        with self._lock:
-            self._data.pop(key, None)
-
-
-def _is_integrity(error: sa_exc.DBAPIError) -> bool:
-    return isinstance(error, sa_exc.IntegrityError)
-
 
 class Indexer:
-    """Reads and writes the metric index through a :class:`Database`."""
+    """Reads and writes the metric index of a :class:`~alarmer.db.Database`.
+
+    :param database: the database holding the index tables.
+    :param policy_cache_size: archive policies kept in memory.
+    :param policy_ttl: seconds a cached policy is trusted.
+    """
 
     def __init__(
         self,
@@ -398,52 +79,66 @@ class Indexer:
         policy_ttl: float = 10.0,
     ) -> None:
         self.db = database
-        self._policies = _TTLCache(policy_cache_size, policy_ttl)
+        self._policies = policies.PolicyCache(policy_cache_size, policy_ttl)
+
+    # ------------------------------------------------ transactions --
+
+    @contextlib.contextmanager
+    def _writing(self, session: orm.Session | None) -> Iterator[orm.Session]:
+        if session is None:
+            with self.db.session() as own, own.begin():
+                yield own
+        else:
+            yield session
+            session.flush()
+
+    @contextlib.contextmanager
+    def _reading(self, session: orm.Session | None) -> Iterator[orm.Session]:
+        if session is None:
+            with self.db.read_session() as own:
+                yield own
+        else:
+            yield session
 
     # ---------------------------------------------------- policies --
 
     def create_archive_policy(
-        self, policy: ap.ArchivePolicy
+        self, policy: ap.ArchivePolicy, *, session: orm.Session | None = None
     ) -> ap.ArchivePolicy:
         """Store a new policy.
 
         :raises ArchivePolicyAlreadyExists: when the name is taken.
         """
         try:
-            with self.db.session() as session, session.begin():
-                if session.get(ArchivePolicyRow, policy.name) is not None:
-                    raise ArchivePolicyAlreadyExists(policy.name)
-                session.add(ArchivePolicyRow(**policy_to_row(policy)))
+            with self._writing(session) as s:
+                policies.insert_policy(s, policy)
         except sa_exc.IntegrityError as exc:
             raise ArchivePolicyAlreadyExists(policy.name) from exc
         LOG.info("archive policy %s created", policy.name)
         self._policies.put(policy.name, policy)
         return policy
 
-    def list_archive_policies(self) -> list[ap.ArchivePolicy]:
+    def list_archive_policies(
+        self, *, session: orm.Session | None = None
+    ) -> list[ap.ArchivePolicy]:
         """Every policy, by name."""
-        with self.db.read_session() as session:
-            rows = session.scalars(
-                sa.select(ArchivePolicyRow).order_by(ArchivePolicyRow.name)
-            ).all()
-            return [self._policy_of_row(row) for row in rows]
+        with self._reading(session) as s:
+            found = policies.select_policies(s)
+        for policy in found:
+            self._policies.put(policy.name, policy)
+        return found
 
-    def get_archive_policy(self, name: str) -> ap.ArchivePolicy | None:
+    def get_archive_policy(
+        self, name: str, *, session: orm.Session | None = None
+    ) -> ap.ArchivePolicy | None:
         """The policy called *name* (cached), or None."""
         cached = self._policies.get(name)
         if cached is not None:
             return cached
-        with self.db.read_session() as session:
-            row = session.get(ArchivePolicyRow, name)
-            if row is None:
-                return None
-            return self._policy_of_row(row)
-
-    def _policy_of_row(self, row: ArchivePolicyRow) -> ap.ArchivePolicy:
-        policy = policy_from_row(
-            row.name, row.back_window, row.definition, row.aggregation_methods
-        )
-        self._policies.put(policy.name, policy)
+        with self._reading(session) as s:
+            policy = policies.select_policy(s, name)
+        if policy is not None:
+            self._policies.put(name, policy)
         return policy
 
     def update_archive_policy(
@@ -451,6 +146,8 @@ class Indexer:
         name: str,
         definition: Sequence[ap.PolicyItem] | None = None,
         back_window: int | None = None,
+        *,
+        session: orm.Session | None = None,
     ) -> ap.ArchivePolicy:
         """Change the points/timespan of a policy's items or its back window.
 
@@ -459,69 +156,23 @@ class Indexer:
         :raises NoSuchArchivePolicy: unknown *name*.
         :raises UnsupportedArchivePolicyChange: granularities differ.
         """
-        with self.db.session() as session, session.begin():
-            row = session.get(ArchivePolicyRow, name, with_for_update=True)
-            if row is None:
-                raise NoSuchArchivePolicy(name)
-            current = policy_from_row(
-                row.name,
-                row.back_window,
-                row.definition,
-                row.aggregation_methods,
-            )
-            items = current.definition
-            if definition is not None:
-                old = sorted(current.granularities)
-                new = sorted(item.granularity for item in definition)
-                if old != new:
-                    raise UnsupportedArchivePolicyChange(
-                        name,
-                        "granularities cannot be added, removed or changed",
-                    )
-                items = tuple(definition)
-            updated = ap.ArchivePolicy(
-                name=name,
-                definition=items,
-                aggregation_methods=current.aggregation_methods,
-                back_window=(
-                    current.back_window if back_window is None else back_window
-                ),
-            )
-            values = policy_to_row(updated)
-            row.definition = values["definition"]
-            row.back_window = values["back_window"]
+        with self._writing(session) as s:
+            updated = policies.update_policy(s, name, definition, back_window)
         LOG.info("archive policy %s updated", name)
         self._policies.put(name, updated)
         return updated
 
-    def delete_archive_policy(self, name: str) -> None:
+    def delete_archive_policy(
+        self, name: str, *, session: orm.Session | None = None
+    ) -> None:
         """Delete an unused policy.
 
         :raises NoSuchArchivePolicy: unknown *name*.
         :raises ArchivePolicyInUse: metrics or rules use it.
         """
         try:
-            with self.db.session() as session, session.begin():
-                row = session.get(ArchivePolicyRow, name)
-                if row is None:
-                    raise NoSuchArchivePolicy(name)
-                rules = session.scalars(
-                    sa.select(ArchivePolicyRule.name)
-                    .where(ArchivePolicyRule.archive_policy_name == name)
-                    .order_by(ArchivePolicyRule.name)
-                ).all()
-                if rules:
-                    raise ArchivePolicyInUse(
-                        name, "archive policy rule(s) " + ", ".join(rules)
-                    )
-                used = session.scalar(
-                    sa.select(Metric.id)
-                    .where(Metric.archive_policy_name == name)
-                    .limit(1)
-                )
-                if used is not None:
-                    raise ArchivePolicyInUse(name)
-                session.delete(row)
+            with self._writing(session) as s:
+                policies.delete_policy(s, name)
         except sa_exc.IntegrityError as exc:
             # A metric or rule appeared between the check and the delete.
             raise ArchivePolicyInUse(name) from exc
@@ -532,7 +183,12 @@ class Indexer:
     # ------------------------------------------------------- rules --
 
     def create_archive_policy_rule(
-        self, name: str, archive_policy_name: str, metric_pattern: str
+        self,
+        name: str,
+        archive_policy_name: str,
+        metric_pattern: str,
+        *,
+        session: orm.Session | None = None,
     ) -> Rule:
         """Store a new rule.
 
@@ -541,12 +197,8 @@ class Indexer:
         """
         rule = Rule(name, archive_policy_name, metric_pattern)
         try:
-            with self.db.session() as session, session.begin():
-                if session.get(ArchivePolicyRow, archive_policy_name) is None:
-                    raise NoSuchArchivePolicy(archive_policy_name)
-                if session.get(ArchivePolicyRule, name) is not None:
-                    raise ArchivePolicyRuleAlreadyExists(name)
-                session.add(ArchivePolicyRule(**rule.to_dict()))
+            with self._writing(session) as s:
+                policies.insert_rule(s, rule)
         except sa_exc.IntegrityError as exc:
             if self.get_archive_policy(archive_policy_name) is None:
                 raise NoSuchArchivePolicy(archive_policy_name) from exc
@@ -554,76 +206,53 @@ class Indexer:
         LOG.info("archive policy rule %s created", name)
         return rule
 
-    def list_archive_policy_rules(self) -> list[Rule]:
+    def list_archive_policy_rules(
+        self, *, session: orm.Session | None = None
+    ) -> list[Rule]:
         """Every rule, in matching order (pattern desc, name asc)."""
-        with self.db.read_session() as session:
-            rows = session.execute(
-                sa.select(
-                    ArchivePolicyRule.name,
-                    ArchivePolicyRule.archive_policy_name,
-                    ArchivePolicyRule.metric_pattern,
-                )
-            ).all()
-        return _rule_order([Rule(*row) for row in rows])
+        with self._reading(session) as s:
+            return policies.select_rules(s)
 
-    def get_archive_policy_rule(self, name: str) -> Rule | None:
+    def get_archive_policy_rule(
+        self, name: str, *, session: orm.Session | None = None
+    ) -> Rule | None:
         """The rule called *name*, or None."""
-        with self.db.read_session() as session:
-            row = session.get(ArchivePolicyRule, name)
-            if row is None:
-                return None
-            return Rule(row.name, row.archive_policy_name, row.metric_pattern)
+        with self._reading(session) as s:
+            return policies.select_rule(s, name)
 
-    def rename_archive_policy_rule(self, name: str, new_name: str) -> Rule:
+    def rename_archive_policy_rule(
+        self, name: str, new_name: str, *, session: orm.Session | None = None
+    ) -> Rule:
         """Rename a rule.
 
         :raises NoSuchArchivePolicyRule: unknown *name*.
         :raises ArchivePolicyRuleAlreadyExists: *new_name* is taken.
         """
         try:
-            with self.db.session() as session, session.begin():
-                row = session.get(ArchivePolicyRule, name)
-                if row is None:
-                    raise NoSuchArchivePolicyRule(name)
-                if new_name == name:
-                    return Rule(
-                        row.name, row.archive_policy_name, row.metric_pattern
-                    )
-                if session.get(ArchivePolicyRule, new_name) is not None:
-                    raise ArchivePolicyRuleAlreadyExists(new_name)
-                session.execute(
-                    sa.update(ArchivePolicyRule)
-                    .where(ArchivePolicyRule.name == name)
-                    .values(name=new_name)
-                )
-                rule = Rule(
-                    new_name, row.archive_policy_name, row.metric_pattern
-                )
+            with self._writing(session) as s:
+                rule = policies.rename_rule(s, name, new_name)
         except sa_exc.IntegrityError as exc:
             raise ArchivePolicyRuleAlreadyExists(new_name) from exc
         LOG.info("archive policy rule %s renamed to %s", name, new_name)
         return rule
 
-    def delete_archive_policy_rule(self, name: str) -> None:
+    def delete_archive_policy_rule(
+        self, name: str, *, session: orm.Session | None = None
+    ) -> None:
         """Delete a rule.
 
         :raises NoSuchArchivePolicyRule: unknown *name*.
         """
-        with self.db.session() as session, session.begin():
-            result = session.execute(
-                sa.delete(ArchivePolicyRule).where(
-                    ArchivePolicyRule.name == name
-                )
-            )
-            if result.rowcount == 0:  # type: ignore[attr-defined]
-                raise NoSuchArchivePolicyRule(name)
+        with self._writing(session) as s:
+            policies.delete_rule(s, name)
         LOG.info("archive policy rule %s deleted", name)
 
     def get_archive_policy_for_metric(
-        self, metric_name: str | None
+        self, metric_name: str | None, *, session: orm.Session | None = None
     ) -> str | None:
         """Name of the policy the rules give *metric_name*, or None."""
-        rule = match_rule(self.list_archive_policy_rules(), metric_name)
+        rules = self.list_archive_policy_rules(session=session)
+        rule = policies.match_rule(rules, metric_name)
         return None if rule is None else rule.archive_policy_name
 
     # ----------------------------------------------------- metrics --
@@ -638,71 +267,42 @@ class Indexer:
         user_id: str | None = None,
         project_id: str | None = None,
         metric_id: str | None = None,
+        session: orm.Session | None = None,
     ) -> MetricInfo:
         """Create a metric; its policy comes from the rules when not given.
+
+        Its creator is Gnocchi's ``user:project`` of *user_id* and
+        *project_id* (see :func:`alarmer.metrics.index.access.creator_of`),
+        whichever way the metric is created.
 
         :raises NoSuchArchivePolicy: the named policy does not exist.
         :raises NoArchivePolicyForMetric: no policy given, no rule matches.
         :raises NamedMetricAlreadyExists: the resource has a metric *name*.
         """
-        if archive_policy_name is None:
-            archive_policy_name = self.get_archive_policy_for_metric(name)
-            if archive_policy_name is None:
-                raise NoArchivePolicyForMetric(name)
-        policy = self.get_archive_policy(archive_policy_name)
-        if policy is None:
-            raise NoSuchArchivePolicy(archive_policy_name)
-        creator = None
-        if user_id is not None or project_id is not None:
-            creator = f"{user_id or ''}:{project_id or ''}"
-        row = Metric(
-            id=metric_id or str(uuid.uuid4()),
-            archive_policy_name=archive_policy_name,
-            name=name,
-            unit=unit,
-            resource_id=resource_id,
-            creator=creator,
-            created_by_user_id=user_id,
-            created_by_project_id=project_id,
-            created_at=db_mod.now(),
-        )
+        metric_id = metric_id or str(uuid.uuid4())
+        chosen = archive_policy_name
         try:
-            with self.db.session() as session, session.begin():
-                if session.get(ArchivePolicyRow, archive_policy_name) is None:
-                    raise NoSuchArchivePolicy(archive_policy_name)
-                if resource_id is not None and name is not None:
-                    taken = session.scalar(
-                        sa.select(Metric.id).where(
-                            Metric.resource_id == resource_id,
-                            Metric.name == name,
-                        )
-                    )
-                    if taken is not None:
-                        raise NamedMetricAlreadyExists(name)
-                session.add(row)
-                if resource_id is not None:
-                    from alarmer.metrics.index import resources
-
-                    resources.bump_generation(session)
+            with self._writing(session) as s:
+                chosen = policies.choose(s, name, archive_policy_name)
+                policy = self.get_archive_policy(chosen, session=s)
+                if policy is None:
+                    raise NoSuchArchivePolicy(chosen)
+                row = metrics_mod.insert_metric(
+                    s,
+                    metric_id=metric_id,
+                    archive_policy_name=chosen,
+                    name=name,
+                    unit=unit,
+                    resource_id=resource_id,
+                    user_id=user_id,
+                    project_id=project_id,
+                )
         except sa_exc.IntegrityError as exc:
-            if self.get_archive_policy(archive_policy_name) is None:
-                raise NoSuchArchivePolicy(archive_policy_name) from exc
-            raise NamedMetricAlreadyExists(name or row.id) from exc
-        LOG.info("metric %s created (policy %s)", row.id, archive_policy_name)
-        return self._info(row, policy)
-
-    def _info(self, row: Any, policy: ap.ArchivePolicy) -> MetricInfo:
-        return MetricInfo(
-            id=row.id,
-            archive_policy=policy,
-            name=row.name,
-            unit=row.unit,
-            resource_id=row.resource_id,
-            creator=row.creator,
-            created_by_user_id=row.created_by_user_id,
-            created_by_project_id=row.created_by_project_id,
-            created_at=row.created_at,
-        )
+            if chosen is not None and self.get_archive_policy(chosen) is None:
+                raise NoSuchArchivePolicy(chosen) from exc
+            raise NamedMetricAlreadyExists(name or metric_id) from exc
+        LOG.info("metric %s created (policy %s)", row.id, policy.name)
+        return metrics_mod.info_of(row, policy)
 
     def _infos(
         self, session: orm.Session, rows: Sequence[Any]
@@ -714,29 +314,38 @@ class Indexer:
                 prow = session.get(ArchivePolicyRow, row.archive_policy_name)
                 if prow is None:  # pragma: no cover - FK RESTRICT
                     continue
-                policy = self._policy_of_row(prow)
-            result.append(self._info(row, policy))
+                policy = policies.policy_of_row(prow)
+                self._policies.put(policy.name, policy)
+            result.append(metrics_mod.info_of(row, policy))
         return result
 
     def get_metric(
-        self, metric_id: str, filters: MetricFilter | None = None
+        self,
+        metric_id: str,
+        filters: MetricFilter | None = None,
+        *,
+        session: orm.Session | None = None,
     ) -> MetricInfo | None:
         """The metric *metric_id* if it exists and passes *filters*."""
-        found = self.get_metrics([metric_id], filters)
+        found = self.get_metrics([metric_id], filters, session=session)
         return found.get(metric_id)
 
     def get_metrics(
-        self, metric_ids: Iterable[str], filters: MetricFilter | None = None
+        self,
+        metric_ids: Iterable[str],
+        filters: MetricFilter | None = None,
+        *,
+        session: orm.Session | None = None,
     ) -> dict[str, MetricInfo]:
         """The metrics among *metric_ids* that exist and pass *filters*."""
         ids = list(dict.fromkeys(str(i) for i in metric_ids))
         if not ids:
             return {}
-        query = sa.select(*_METRIC_COLUMNS).where(Metric.id.in_(ids))
-        query = _filtered(query, filters or MetricFilter(any_project=True))
-        with self.db.read_session() as session:
-            rows = session.execute(query).all()
-            return {info.id: info for info in self._infos(session, rows)}
+        with self._reading(session) as s:
+            rows = metrics_mod.select_rows(
+                s, ids, filters or MetricFilter(any_project=True)
+            )
+            return {info.id: info for info in self._infos(s, rows)}
 
     def list_metrics(
         self,
@@ -745,6 +354,7 @@ class Indexer:
         limit: int | None = None,
         marker: str | None = None,
         sorts: Sequence[tuple[str, str]] = (),
+        session: orm.Session | None = None,
     ) -> list[MetricInfo]:
         """Metrics passing *filters*, sorted and paged like Gnocchi.
 
@@ -754,123 +364,326 @@ class Indexer:
         :raises NoSuchMetric: the marker is not a visible metric.
         :raises ValueError: unknown sort key or direction.
         """
-        keys = _sort_keys(sorts)
-        query = _filtered(sa.select(*_METRIC_COLUMNS), filters)
-        with self.db.read_session() as session:
-            if marker is not None:
-                mark = session.scalar(
-                    _filtered(
-                        sa.select(Metric).where(Metric.id == marker), filters
-                    )
-                )
-                if mark is None:
-                    raise NoSuchMetric(marker)
-                query = query.where(_after(keys, mark))
-            query = query.order_by(
-                *(
-                    _sort_expr(key).desc()
-                    if direction == "desc"
-                    else _sort_expr(key).asc()
-                    for key, direction in keys
-                )
+        with self._reading(session) as s:
+            rows = metrics_mod.list_rows(
+                s, filters, limit=limit, marker=marker, sorts=sorts
             )
-            if limit is not None:
-                query = query.limit(limit)
-            rows = session.execute(query).all()
-            return self._infos(session, rows)
+            return self._infos(s, rows)
 
-    def delete_metric(self, metric_id: str) -> bool:
+    def delete_metric(
+        self, metric_id: str, *, session: orm.Session | None = None
+    ) -> bool:
         """Remove *metric_id* from the index; False if it did not exist."""
-        with self.db.session() as session, session.begin():
-            result = session.execute(
-                sa.delete(Metric).where(Metric.id == metric_id)
-            )
-            deleted = bool(result.rowcount)  # type: ignore[attr-defined]
+        with self._writing(session) as s:
+            deleted = metrics_mod.delete_metrics(s, [metric_id]) > 0
         if deleted:
             LOG.info("metric %s deleted from the index", metric_id)
         return deleted
 
-    def count_metrics(self) -> int:
+    def count_metrics(self, *, session: orm.Session | None = None) -> int:
         """Number of metrics in the index."""
-        with self.db.read_session() as session:
-            return int(
-                session.scalar(sa.select(sa.func.count()).select_from(Metric))
-                or 0
+        with self._reading(session) as s:
+            return metrics_mod.count(s)
+
+    def existing_metric_ids(
+        self, session: orm.Session, metric_ids: Iterable[str]
+    ) -> set[str]:
+        """Those of *metric_ids* that are in the index."""
+        return metrics_mod.existing_ids(session, metric_ids)
+
+    # ---------------------------------------------- resource types --
+
+    def get_type(self, session: orm.Session, name: str) -> TypeDef:
+        """Load one resource type.
+
+        :raises NoSuchResourceType: when it does not exist.
+        """
+        return types.get_type(session, name)
+
+    def list_types(self, session: orm.Session) -> list[TypeDef]:
+        """Every resource type, by name."""
+        return types.list_types(session)
+
+    def create_type(
+        self, session: orm.Session, definition: TypeDef
+    ) -> TypeDef:
+        """Store a new resource type.
+
+        *definition* comes from
+        :func:`alarmer.metrics.index.types.parse_type_definition`.
+
+        :raises ResourceAlreadyExists: when the name is taken.
+        """
+        return types.create_type(session, definition)
+
+    def patch_type(
+        self, session: orm.Session, name: str, operations: Any
+    ) -> TypeDef:
+        """Add or remove attributes of a type with a JSON patch.
+
+        :raises ResourceError: an invalid patch, naming the operation.
+        :raises NoSuchResourceType: unknown *name*.
+        """
+        return types.patch_type(session, name, operations)
+
+    def delete_type(self, session: orm.Session, name: str) -> None:
+        """Delete a resource type that no resource uses.
+
+        :raises ResourceTypeInUse: resources of the type exist.
+        :raises NoSuchResourceType: unknown *name*.
+        """
+        types.delete_type(session, name)
+
+    # --------------------------------------------------- resources --
+
+    def create_resource(
+        self,
+        session: orm.Session,
+        rtype: TypeDef,
+        body: Mapping[str, Any],
+        caller: Caller,
+    ) -> ResourceModel:
+        """Validate and insert a resource of *rtype* with its metrics.
+
+        ``metrics`` in *body* creates or attaches the named metrics (see
+        :meth:`attach_metrics`) in the same transaction.
+
+        :raises ResourceError: bad input, naming the field.
+        :raises ResourceAlreadyExists: the id is taken.
+        :raises IndexerError: a metric cannot be created or attached.
+        """
+        row = resources.create_resource(session, rtype, body, caller)
+        if "metrics" in body:
+            self.attach_metrics(session, row.id, body["metrics"], caller)
+        return row
+
+    def import_resources(
+        self,
+        session: orm.Session,
+        rtype: TypeDef,
+        bodies: Iterable[Mapping[str, Any]],
+        caller: Caller,
+        *,
+        chunk: int = 5000,
+    ) -> list[str]:
+        """Insert many resources of *rtype* at once (a bulk load).
+
+        Each body is checked as :meth:`create_resource` checks one
+        (without ``metrics``); rows go in with one multi-row insert per
+        table and *chunk* resources.
+
+        :returns: the stored ids, in order.
+        :raises ResourceError: bad input, naming the field.
+        """
+        return resources.import_resources(
+            session, rtype, bodies, caller, chunk=chunk
+        )
+
+    def find_resource(
+        self,
+        session: orm.Session,
+        rtype: TypeDef,
+        given_id: str,
+        caller: Caller,
+        *,
+        for_update: bool = False,
+    ) -> ResourceModel:
+        """Find a resource of *rtype* by the id a client gave.
+
+        :raises NoSuchResource: absent or of another type.
+        :raises PermissionError: *caller* may not see it.
+        """
+        return resources.find_resource(
+            session, rtype, given_id, caller, for_update=for_update
+        )
+
+    def update_resource(
+        self,
+        session: orm.Session,
+        rtype: TypeDef,
+        row: ResourceModel,
+        body: Mapping[str, Any],
+        caller: Caller,
+    ) -> ResourceModel:
+        """Apply a PATCH body to *row*; ``metrics`` replaces the metrics.
+
+        :raises ResourceError: bad input, naming the field.
+        """
+        resources.update_resource(session, rtype, row, body)
+        if "metrics" in body:
+            self.attach_metrics(
+                session, row.id, body["metrics"], caller, replace=True
             )
+        return row
 
+    def delete_resources(
+        self, session: orm.Session, resource_ids: Sequence[str]
+    ) -> list[str]:
+        """Delete resources with their metrics; the deleted metric ids."""
+        return resources.delete_resources(session, resource_ids)
 
-#: The metric columns, selected without building ORM objects (faster).
-_METRIC_COLUMNS = tuple(Metric.__table__.columns)
+    def search_resources(
+        self,
+        session: orm.Session,
+        rtype: TypeDef,
+        caller: Caller,
+        query: Any = None,
+        *,
+        limit: int,
+        marker: str | None = None,
+        sorts: Sequence[tuple[str, str]] = resources.DEFAULT_SORT,
+    ) -> list[ResourceModel]:
+        """One page of the resources of *rtype* matching a JSON *query*.
 
+        Only those *caller* may see; sorted by *sorts* then id, after
+        the resource *marker*.
 
-def _rule_order(rules: list[Rule]) -> list[Rule]:
-    ordered = sorted(rules, key=lambda r: r.name)
-    ordered.sort(key=lambda r: r.metric_pattern, reverse=True)
-    return ordered
+        :raises QueryError: invalid query.
+        :raises ResourceError: unknown sort key or marker.
+        """
+        where = search.compile_query(query, rtype, caller.creator)
+        return resources.list_resources(
+            session,
+            rtype,
+            caller,
+            where,
+            limit=limit,
+            marker=marker,
+            sorts=sorts,
+        )
 
+    def delete_matching(
+        self,
+        session: orm.Session,
+        rtype: TypeDef,
+        caller: Caller,
+        query: Any = None,
+    ) -> tuple[int, list[str]]:
+        """Delete the resources *caller* sees matching a JSON *query*.
 
-def _filtered(query: sa.Select, filters: MetricFilter) -> sa.Select:
-    if not filters.any_project:
-        if filters.project_id is None:
-            query = query.where(Metric.created_by_project_id.is_(None))
-        else:
-            query = query.where(
-                Metric.created_by_project_id == filters.project_id
-            )
-    if filters.ids is not None:
-        query = query.where(Metric.id.in_(list(filters.ids)))
-    for column, value in (
-        (Metric.name, filters.name),
-        (Metric.unit, filters.unit),
-        (Metric.archive_policy_name, filters.archive_policy_name),
-        (Metric.creator, filters.creator),
-        (Metric.created_by_user_id, filters.user_id),
-        (Metric.resource_id, filters.resource_id),
-    ):
-        if value is not None:
-            query = query.where(column == value)
-    return query
+        :returns: how many resources, and the ids of their metrics.
+        :raises QueryError: invalid query.
+        """
+        where = search.compile_query(query, rtype, caller.creator)
+        ids = resources.matching_ids(session, rtype, caller, where)
+        return len(ids), resources.delete_resources(session, ids)
 
+    def show_resources(
+        self,
+        session: orm.Session,
+        rtype: TypeDef,
+        rows: list[ResourceModel],
+        *,
+        details: bool,
+    ) -> list[dict[str, Any]]:
+        """Resources as the API shows them, with their named metrics."""
+        return resources.show(session, rtype, rows, details=details)
 
-def _sort_keys(sorts: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    keys: list[tuple[str, str]] = []
-    for key, direction in sorts:
-        if key not in METRIC_SORT_KEYS:
-            raise ValueError(f"unknown sort key {key!r}")
-        if direction not in ("asc", "desc"):
-            raise ValueError(f"unknown sort direction {direction!r}")
-        if key not in (k for k, _ in keys):
-            keys.append((key, direction))
-    if "id" not in (k for k, _ in keys):
-        keys.append(("id", "asc"))
-    return keys
+    def metric_names(
+        self, session: orm.Session, resource_ids: Sequence[str]
+    ) -> dict[str, dict[str, str]]:
+        """``{resource id: {metric name: metric id}}`` of *resource_ids*."""
+        return metrics_mod.names_of(session, resource_ids)
 
+    def attach_metrics(
+        self,
+        session: orm.Session,
+        resource_id: str,
+        metrics: Any,
+        caller: Caller,
+        *,
+        replace: bool = False,
+    ) -> None:
+        """Create or attach the named metrics of a resource.
 
-def _sort_expr(key: str) -> Any:
-    column = getattr(Metric, key)
-    if key in ("id", "created_at", "archive_policy_name"):
-        return column
-    # NULL sorts differently per backend: order it as the empty string.
-    return sa.func.coalesce(column, "")
+        See :func:`alarmer.metrics.index.metrics.attach_named`.
+        """
+        metrics_mod.attach_named(
+            session, resource_id, metrics, caller, replace=replace
+        )
 
+    # ------------------------------------------ what alarms read --
 
-def _after(keys: Sequence[tuple[str, str]], mark: Metric) -> Any:
-    """Keyset condition: rows strictly after *mark* in the sort order."""
-    clauses = []
-    for i, (key, direction) in enumerate(keys):
-        value = getattr(mark, key)
-        if key not in ("id", "created_at", "archive_policy_name"):
-            value = "" if value is None else value
-        expr = _sort_expr(key)
-        step = expr < value if direction == "desc" else expr > value
-        equal = [
-            _sort_expr(k)
-            == (
-                getattr(mark, k)
-                if k in ("id", "created_at", "archive_policy_name")
-                else (getattr(mark, k) or "")
-            )
-            for k, _ in keys[:i]
-        ]
-        clauses.append(sa.and_(*equal, step))
-    return sa.or_(*clauses)
+    def resolve_group(
+        self,
+        session: orm.Session,
+        resource_type: str,
+        query: Any,
+        metric_name: str,
+        project_id: str | None = None,
+        *,
+        cache: groups.ResolutionCache | None = None,
+    ) -> list[str]:
+        """Ids of the metrics a by-resources rule reads now.
+
+        See :func:`alarmer.metrics.index.groups.resolve_metric_ids`.
+
+        :raises NoSuchResourceType: unknown type.
+        :raises QueryError: invalid query.
+        """
+        return groups.resolve_metric_ids(
+            session, resource_type, query, metric_name, project_id, cache=cache
+        )
+
+    def group_metrics(
+        self,
+        session: orm.Session,
+        resource_type: str,
+        query: Any,
+        metric_name: str,
+        *,
+        project_id: str | None = None,
+        creator: str | None = None,
+    ) -> list[tuple[str, str, str]]:
+        """``(resource id, metric name, metric id)`` of a search's matches.
+
+        See :func:`alarmer.metrics.index.groups.resolve_resource_metrics`.
+
+        :raises NoSuchResourceType: unknown type.
+        :raises QueryError: invalid query.
+        """
+        return groups.resolve_resource_metrics(
+            session,
+            resource_type,
+            query,
+            metric_name,
+            project_id=project_id,
+            creator=creator,
+        )
+
+    def metric_of_resource(
+        self,
+        session: orm.Session,
+        resource_id: str,
+        metric_name: str,
+        *,
+        project_id: str | None = None,
+        creator: str | None = None,
+    ) -> str | None:
+        """Id of metric *metric_name* of the resource a client names.
+
+        See :func:`alarmer.metrics.index.groups.metric_of_resource`.
+        """
+        return groups.metric_of_resource(
+            session,
+            resource_id,
+            metric_name,
+            project_id=project_id,
+            creator=creator,
+        )
+
+    def metrics_by_name(
+        self, session: orm.Session, pairs: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        """Metric ids of the ``(resource UUID, metric name)`` *pairs*."""
+        return metrics_mod.by_resource_and_name(session, pairs)
+
+    def check_rule_query(
+        self, session: orm.Session, resource_type: str, query: str
+    ) -> None:
+        """Check a by-resources rule's query against its resource type.
+
+        :raises QueryError: naming the culprit (an unknown type is
+            accepted, as Aodh does).
+        """
+        groups.check_rule_query(session, resource_type, query)

@@ -24,13 +24,26 @@ resource_id)`` index.
 
 from __future__ import annotations
 
+import json
 import operator
 from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 
-from alarmer.metrics.index import resources as res
+from alarmer.metrics.index.errors import QueryError, ResourceError
+from alarmer.metrics.index.resources import resource_uuid
+from alarmer.metrics.index.schema import (
+    VALUE_COLUMN,
+    ResourceAttributeModel,
+    ResourceModel,
+)
+from alarmer.metrics.index.types import (
+    GENERIC_COLUMNS,
+    AttributeDef,
+    TypeDef,
+    convert_value,
+)
 
 #: Operator spellings of comparisons.
 COMPARISONS: dict[str, str] = {
@@ -74,17 +87,13 @@ _SQL_OPS: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
-class QueryError(res.ResourceError):
-    """The query is invalid; the message names the culprit."""
-
-
 def _describe(node: Any) -> str:
     text = repr(node)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
 class _Compiler:
-    def __init__(self, rtype: res.TypeDef, creator: str | None) -> None:
+    def __init__(self, rtype: TypeDef, creator: str | None) -> None:
         self.rtype = rtype
         self.creator = creator
 
@@ -136,7 +145,7 @@ class _Compiler:
                 "exactly one attribute"
             )
         (name, value), *_ = arg.items()
-        if name in res.GENERIC_COLUMNS:
+        if name in GENERIC_COLUMNS:
             return self._generic(op, kind, name, value)
         attr = self.rtype.attributes.get(name)
         if attr is None:
@@ -155,12 +164,12 @@ class _Compiler:
                     "string"
                 )
             try:
-                return res.resource_uuid(value, self.creator)
-            except res.ResourceError as exc:
+                return resource_uuid(value, self.creator)
+            except ResourceError as exc:
                 raise QueryError(str(exc)) from None
         try:
-            converted = res.convert_value(attr_type, value, name)
-        except res.ResourceError as exc:
+            converted = convert_value(attr_type, value, name)
+        except ResourceError as exc:
             raise QueryError(str(exc)) from None
         if attr_type == "bool":
             return 1.0 if converted else 0.0
@@ -216,26 +225,26 @@ class _Compiler:
     def _generic(
         self, op: str, kind: str, name: str, value: Any
     ) -> sa.ColumnElement[bool]:
-        column = getattr(res.ResourceModel, name)
-        converted = self._values(op, kind, name, res.GENERIC_COLUMNS[name],
+        column = getattr(ResourceModel, name)
+        converted = self._values(op, kind, name, GENERIC_COLUMNS[name],
                                  value)  # fmt: skip
         return _apply(column, kind, converted)
 
     def _typed(
-        self, op: str, kind: str, attr: res.AttributeDef, value: Any
+        self, op: str, kind: str, attr: AttributeDef, value: Any
     ) -> sa.ColumnElement[bool]:
         converted = self._values(op, kind, attr.name, attr.type, value)
-        table = res.ResourceAttributeModel
-        column = getattr(table, res.VALUE_COLUMN[attr.type])
+        table = ResourceAttributeModel
+        column = getattr(table, VALUE_COLUMN[attr.type])
         present = sa.select(table.resource_id).where(
             table.attribute_id == attr.id
         )
         if converted is None:
             # Null values have no row.
             if kind == "eq":
-                return res.ResourceModel.id.not_in(present)
-            return res.ResourceModel.id.in_(present)
-        return res.ResourceModel.id.in_(
+                return ResourceModel.id.not_in(present)
+            return ResourceModel.id.in_(present)
+        return ResourceModel.id.in_(
             present.where(_apply(column, kind, converted))
         )
 
@@ -251,13 +260,13 @@ def _apply(column: Any, kind: str, value: Any) -> sa.ColumnElement[bool]:
 
 
 def compile_query(
-    query: Any, rtype: res.TypeDef, creator: str | None = None
+    query: Any, rtype: TypeDef, creator: str | None = None
 ) -> sa.ColumnElement[bool]:
     """Compile a JSON *query* on resources of *rtype* to a where-clause.
 
     The clause does not restrict the type itself (see
-    :func:`type_clause`).  *creator* maps non-UUID ``id`` values as the
-    API does.
+    :func:`alarmer.metrics.index.resources.type_clause`).  *creator*
+    maps non-UUID ``id`` values as the API does.
 
     :raises QueryError: naming the operator, attribute or value at fault.
     """
@@ -266,11 +275,18 @@ def compile_query(
     return _Compiler(rtype, creator).compile(query)
 
 
-def type_clause(rtype: res.TypeDef) -> sa.ColumnElement[bool]:
-    """Where-clause selecting the resources a search on *rtype* covers.
+def parse_query(query: Any) -> Any:
+    """A query as a JSON value; *query* may be the JSON text rules store.
 
-    ``generic`` covers every resource, as in Gnocchi.
+    Blank text is the empty query ``{}``.
+
+    :raises QueryError: the text is not JSON.
     """
-    if rtype.name == res.GENERIC:
-        return sa.true()
-    return res.ResourceModel.type == rtype.name
+    if isinstance(query, str):
+        try:
+            return json.loads(query) if query.strip() else {}
+        except ValueError as exc:
+            raise QueryError(
+                f"Invalid query: not a JSON document: {exc}"
+            ) from None
+    return query

@@ -1,0 +1,76 @@
+"""Who may see what in the index (Gnocchi's rules).
+
+A caller acts with a user and a project; its *creator* string is what
+Gnocchi records on what it creates and what non-UUID resource ids are
+mapped with.  A project sees the resources it created and those created
+for it (``project_id``); a caller without a project sees what its user
+created; an admin sees everything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import sqlalchemy as sa
+
+from alarmer.metrics.index.schema import ResourceModel
+
+
+def creator_of(user_id: str | None, project_id: str | None) -> str | None:
+    """The creator string Gnocchi records: ``user:project``.
+
+    A missing part is the empty string (``alice:``, ``:p1``), as
+    Gnocchi's identity of a request from its ``X-User-Id`` and
+    ``X-Project-Id`` headers; None when both are missing.
+    """
+    if user_id is None and project_id is None:
+        return None
+    return f"{user_id or ''}:{project_id or ''}"
+
+
+@dataclasses.dataclass
+class Caller:
+    """Who acts on the index: fills ``created_by_*`` and scopes reads."""
+
+    user_id: str | None
+    project_id: str | None
+    is_admin: bool = False
+
+    @property
+    def creator(self) -> str | None:
+        """Gnocchi's creator string of this caller."""
+        return creator_of(self.user_id, self.project_id)
+
+
+def project_scope(project_id: str | None) -> sa.ColumnElement[bool]:
+    """Where-clause of the resources a project may see (Gnocchi's rule).
+
+    A project sees the resources it created and those created for it.
+    """
+    if project_id is None:
+        return sa.false()
+    return sa.or_(
+        ResourceModel.created_by_project_id == project_id,
+        ResourceModel.project_id == project_id,
+    )
+
+
+def visible(caller: Caller) -> sa.ColumnElement[bool]:
+    """Where-clause of the resources *caller* may see."""
+    if caller.is_admin:
+        return sa.true()
+    if caller.project_id is None:
+        return ResourceModel.created_by_user_id == caller.user_id
+    return project_scope(caller.project_id)
+
+
+def can_access(caller: Caller, row: ResourceModel) -> bool:
+    """True when *caller* may read or change the resource *row*."""
+    if caller.is_admin:
+        return True
+    if caller.project_id is None:
+        return (
+            caller.user_id is not None
+            and row.created_by_user_id == caller.user_id
+        )
+    return caller.project_id in (row.project_id, row.created_by_project_id)
