@@ -483,7 +483,15 @@ def test_event_path_on_each_database(rt):
     service.start()
     try:
         alarm_id = _direct_alarm(rt, metric.id)
+
+        def state():
+            with rt.db.read_session() as session:
+                return session.get(Alarm, alarm_id).state
+
         wait_for(lambda: alarm_id in service.owned())
+        # The first, immediate evaluation sees no data yet; the measures
+        # are written only after it, so that the event path decides next.
+        wait_for(lambda: state() == "insufficient data")
         now = time.time_ns() // 10**9
         rt.series.add_measures(
             series_mod.MetricRef(metric.id, metric.archive_policy),
@@ -491,11 +499,6 @@ def test_event_path_on_each_database(rt):
             np.array([70.0, 80.0, 90.0]),
         )
         rt.channel.publish([metric.id])
-
-        def state():
-            with rt.db.read_session() as session:
-                return session.get(Alarm, alarm_id).state
-
         wait_for(lambda: state() == "alarm")
         # Created after the start: evaluated at once (no data yet: ok ->
         # insufficient data, which has no action), then on the event.
