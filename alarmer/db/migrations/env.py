@@ -15,6 +15,8 @@ def run() -> None:
     engine = config.attributes.get("engine")
     if engine is None:
         url = config.get_main_option("sqlalchemy.url")
+        if url is None:
+            raise RuntimeError("no engine nor sqlalchemy.url to migrate")
         engine = db.create_engine(url)
     with engine.connect() as connection:
         context.configure(
