@@ -262,15 +262,20 @@ class DeliveryQueue:
         The claim token stays, so that the outcome of a notifier that was
         only slow is still recorded if nobody claimed the delivery since.
         """
-        result = session.execute(
-            DELIVERY.update()
-            .where(
-                DELIVERY.c.status == models.IN_FLIGHT,
-                DELIVERY.c.claim_expires_at < now,
-            )
-            .values(status=models.PENDING, claimed_by=None, updated_at=now)
+        expired = (
+            DELIVERY.c.status == models.IN_FLIGHT,
+            DELIVERY.c.claim_expires_at < now,
         )
-        swept = dialect_mod.rowcount(result)
+        # By id (update_in): on MySQL, an UPDATE scanning the in-flight
+        # rows would lock the index range that concurrent claims write.
+        swept = self.sql.update_in(
+            session,
+            DELIVERY.update()
+            .where(*expired)
+            .values(status=models.PENDING, claimed_by=None, updated_at=now),
+            DELIVERY.c.id,
+            sa.select(DELIVERY.c.id).where(*expired),
+        )
         if swept:
             LOG.warning(
                 "%d deliveries whose claim expired are queued again", swept

@@ -205,8 +205,15 @@ class SQLiteDialect(Dialect):
     def lock(
         self, executor: Executor, name: str, *, shared: bool = False
     ) -> None:
-        """Nothing to do: a writing transaction holds the write lock."""
-        return None
+        """Begin the transaction now: it holds the database's write lock.
+
+        (``BEGIN IMMEDIATE``; a read-only session begins deferred and
+        takes no lock.)
+        """
+        if isinstance(executor, orm.Session):
+            executor.connection()
+        elif not executor.in_transaction():
+            executor.begin()
 
     def commit_counter(self, dbapi_connection: Any) -> int | None:
         """``PRAGMA data_version`` (changes on others' commits only)."""
