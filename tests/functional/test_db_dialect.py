@@ -15,16 +15,23 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from alarmer import timeutils
+from alarmer import runtime, timeutils
 from alarmer.alarms import store as store_mod
 from alarmer.alarms import validation as rules
 from alarmer.alarms.tables import Alarm, Notification
+from alarmer.channel import LocalChannel
 from alarmer.db import Database, dialect
 from notifiers import tables as models
 from notifiers.deliver import Deliverer
 from notifiers.queue import DELIVERY, OUTBOX_LOCK, DeliveryQueue
 from notifiers.retry import RetryPolicy
-from tests.functional.notifier_helpers import add_notification, deliveries
+from notifiers.service import NotifierService
+from tests.functional.notifier_helpers import (
+    Receiver,
+    add_notification,
+    deliveries,
+    wait_for,
+)
 
 BACKENDS = ("sqlite", "postgresql", "mariadb")
 
@@ -707,3 +714,39 @@ def test_stored_quota_holds_under_a_race(db):
     outcomes, count = _race_creates(db, project_id, 5, project_quota=10)
     assert outcomes == ["created"] * 2 + ["refused"] * 3
     assert count == 2
+
+
+def test_service_wakes_up_for_commits_of_another_process(db, make_conf):
+    """Deliveries within seconds although the notifier polls every
+    minute: NOTIFY on PostgreSQL, the outbox probe elsewhere."""
+    receiver = Receiver()
+    conf = make_conf(
+        notifier={"allowed_networks": ["127.0.0.0/8"], "poll_interval": 60}
+    )
+    rt = runtime.Runtime(conf=conf, db=db, channel=LocalChannel())
+    service = NotifierService(rt)
+    # Another Database object: as another process, the writer shares
+    # nothing with the notifier but the database.
+    writer = _Rt(Database(db.url))
+    try:
+        service.start()
+        (watcher,) = service.watchers
+        assert watcher.ready.wait(10)
+        alarm_ids = [str(uuid.uuid4()) for _ in range(3)]
+        for seq in (1, 2, 3):
+            for alarm_id in alarm_ids:
+                add_notification(
+                    writer, alarm_id, seq, [receiver.url()], current=f"s{seq}"
+                )
+        wait_for(lambda: len(receiver.bodies()) == 9, timeout=10)
+        for alarm_id in alarm_ids:
+            order = [
+                r.json["current"]
+                for r in receiver.bodies()
+                if r.json["alarm_id"] == alarm_id
+            ]
+            assert order == ["s1", "s2", "s3"]
+    finally:
+        service.stop()
+        writer.db.dispose()
+        receiver.stop()
