@@ -83,6 +83,9 @@ def database(request, tmp_path_factory):
     db.upgrade()
     SCRATCH.create_all(db.engine)
     yield db
+    # The server databases are shared with other modules: leave only
+    # alarmer's schema.
+    SCRATCH.drop_all(db.engine)
     db.dispose()
 
 
