@@ -1,8 +1,9 @@
 """The values passed between the parts of the notifier service.
 
 A :class:`Job` is a claimed delivery (from :mod:`notifiers.queue`); a
-worker (:mod:`notifiers.deliver`) makes its :class:`Attempt` s and turns
-it into a :class:`DeliveryOutcome`, which the queue records.
+worker (:mod:`notifiers.deliver`) makes its attempts (each an
+:class:`Attempt`) and turns it into a :class:`DeliveryOutcome`, which the
+queue records.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@
 * :meth:`DeliveryQueue.sweep` puts back the deliveries whose claim
   expired (their notifier died).
 * :meth:`DeliveryQueue.record` writes outcomes and attempts in one
-  transaction and :func:`promote` s the deliveries that waited for the
-  ones that ended; it holds :data:`OUTBOX_LOCK` shared, so that a
+  transaction and promotes (:func:`promote`) the deliveries that waited
+  for the ones that ended; it holds :data:`OUTBOX_LOCK` shared, so that a
   delivery expanded as ``waiting`` behind one that ends now is always
   seen by one side or the other.
 * :func:`redeliver` queues a dead-lettered delivery again.

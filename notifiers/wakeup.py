@@ -45,8 +45,8 @@ _MAX_OUTBOX_ID = sa.select(sa.func.max(Notification.__table__.c.id))
 class Wakeup:
     """Wakes the dispatcher of one notifier; thread-safe.
 
-    The dispatcher :meth:`clear` s it, works, then :meth:`wait` s; a
-    wake-up in between makes the wait return at once.
+    The dispatcher clears it (:meth:`clear`), works, then waits
+    (:meth:`wait`); a wake-up in between makes the wait return at once.
     """
 
     def __init__(self) -> None:
@@ -123,6 +123,8 @@ class _Watcher(abc.ABC):
             try:
                 self.watch(self._stopping)
             except Exception:
+                if self._stopping.is_set():
+                    break  # the connection went with the shutdown
                 LOG.exception("%s failed; retrying", self.thread_name)
                 self.ready.clear()
                 # The wake-ups missed meanwhile: look now.
