@@ -83,6 +83,9 @@ class Wakeup:
 class WakeSource(Protocol):
     """A watcher waking a :class:`Wakeup` for others' commits."""
 
+    #: Set while the watcher looks (after it connected).
+    ready: threading.Event
+
     def start(self) -> None:
         """Start watching (a daemon thread)."""
 
@@ -98,7 +101,7 @@ class _Watcher(abc.ABC):
     def __init__(self, wakeup: Wakeup, retry_interval: float) -> None:
         self.wakeup = wakeup
         self.retry_interval = retry_interval
-        #: Set once the watcher looks (tests wait for it).
+        #: Set while the watcher looks (after it connected).
         self.ready = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
