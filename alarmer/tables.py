@@ -14,11 +14,18 @@ import sqlalchemy as sa
 import notifiers.tables
 from alarmer import db
 from alarmer.alarms import tables as alarm_tables
+from alarmer.db import dialect
 from alarmer.identity import apikeys
 from alarmer.metrics.index import schema as index_schema
 
 #: The modules declaring tables, in dependency order.
-MODEL_MODULES = (alarm_tables, apikeys, index_schema, notifiers.tables)
+MODEL_MODULES = (
+    dialect,
+    alarm_tables,
+    apikeys,
+    index_schema,
+    notifiers.tables,
+)
 
 
 def metadata() -> sa.MetaData:

@@ -1,11 +1,39 @@
-"""Notifier plugins, chosen by the scheme of an action URL.
+"""Notifications out of alarmer: the plugins and the delivery service.
 
-Plugins are registered as ``alarmer.notifier`` entry points (``setup.cfg``:
-``http``, ``https``, ``log``); installing a package that declares another
-entry point adds a scheme without touching alarmer.  The API calls
-:func:`validate_action` for every action URL of an alarm it saves, so an
-unsupported or forbidden action is refused with a 400 then, not at
-delivery time.
+**Plugins** deliver one message to one action URL and are chosen by the
+URL's scheme.  They are registered as ``alarmer.notifier`` entry points
+(``setup.cfg``: ``http``, ``https``, ``log``); installing a package that
+declares another entry point adds a scheme without touching alarmer.  A
+plugin subclasses :class:`Notifier`: it is built with the configuration,
+validates an action when an alarm is saved (:meth:`Notifier.validate`)
+and answers each :meth:`Notifier.notify` with a :class:`Result`, never
+raising for a delivery error.  Everything a plugin needs is passed in
+(configuration, :class:`Message`); plugins import :mod:`notifiers.base`
+and helpers such as :mod:`notifiers.signing`, never the service parts.
+The API calls :func:`validate_action` for every action URL of an alarm
+it saves, so an unsupported or forbidden action is refused with a 400
+then, not at delivery time.
+
+**The delivery service** turns the outbox of the alarms into webhooks,
+at least once and in order per alarm and target, from parts that each
+stand alone:
+
+* :mod:`notifiers.tables`: the ``delivery``, ``delivery_attempt`` and
+  ``notification_expansion`` tables;
+* :mod:`notifiers.jobs`: the values passed between the parts (a claimed
+  :class:`~notifiers.jobs.Job`, its attempts, its outcome);
+* :mod:`notifiers.queue`: the queue in SQL (expand the outbox, claim,
+  sweep, record, promote, redeliver);
+* :mod:`notifiers.retry`: the retry policy (backoff, ``Retry-After``,
+  dead-lettering), pure;
+* :mod:`notifiers.deliver`: the attempts of one job by its plugin;
+* :mod:`notifiers.dispatch`: per-host limits and the worker pool;
+* :mod:`notifiers.wakeup`: how the service learns about new work;
+* :mod:`notifiers.service`: :class:`~notifiers.service.NotifierService`,
+  the loop wiring them (what ``alarmer-notifier`` runs).
+
+This module holds the plugin interface only, so that importing it (the
+API does) loads neither the plugins nor the service.
 """
 
 from __future__ import annotations
@@ -28,6 +56,7 @@ __all__ = [
     "Message",
     "Notifier",
     "Result",
+    "parse_action",
     "plugin_classes",
     "redact",
     "validate_action",

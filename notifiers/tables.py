@@ -19,21 +19,35 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from alarmer.db import Base, UTCDateTime, now
+from notifiers.status import (
+    DEAD,
+    DELIVERED,
+    FINAL,
+    IN_FLIGHT,
+    OPEN,
+    PENDING,
+    STATUSES,
+    WAITING,
+)
+
+__all__ = [
+    "DEAD",
+    "DELIVERED",
+    "FINAL",
+    "IN_FLIGHT",
+    "OPEN",
+    "PENDING",
+    "STATUSES",
+    "WAITING",
+    "Delivery",
+    "DeliveryAttempt",
+    "NotificationExpansion",
+    "delivery_id",
+    "stream_id",
+]
 
 #: Namespace of the delivery and stream ids (uuid5).
 NAMESPACE = uuid.UUID("5b0e4f8e-3c1a-5d7e-9a43-6f1f0c9d2a71")
-
-#: Behind an earlier delivery of its stream that is not final yet.
-WAITING = "waiting"
-PENDING = "pending"
-IN_FLIGHT = "in_flight"
-DELIVERED = "delivered"
-DEAD = "dead"
-STATUSES = (WAITING, PENDING, IN_FLIGHT, DELIVERED, DEAD)
-#: Statuses after which a delivery no longer holds back its stream.
-FINAL = (DELIVERED, DEAD)
-#: Statuses that hold back the later deliveries of a stream.
-OPEN = (WAITING, PENDING, IN_FLIGHT)
 
 
 def delivery_id(alarm_id: str, seq: int, target: str) -> str:

@@ -25,7 +25,7 @@ from sqlalchemy import orm
 from alarmer import timeutils
 from alarmer.alarms import model, transitions
 from alarmer.alarms.tables import Alarm, AlarmHistory, Quota
-from alarmer.db import Database
+from alarmer.db import Database, dialect
 from alarmer.errors import AlarmerError
 
 LOG = logging.getLogger(__name__)
@@ -245,6 +245,7 @@ class AlarmStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.sql = dialect.for_engine(db.engine)
 
     # reads
 
@@ -369,11 +370,14 @@ class AlarmStore:
             timestamp=when,
             evaluate_timestamp=when,
         )
-        with self.db.session() as session, session.begin():
+        # The stored limit is read before the writing transaction, whose
+        # first statement must be the lock (see _lock_project).
+        with self.db.read_session() as session:
             limit = self._project_limit(session, row["project_id"])
-            if limit is None:
-                limit = project_quota
-            checks = [(limit, None), (user_quota, row["user_id"])]
+        if limit is None:
+            limit = project_quota
+        checks = [(limit, None), (user_quota, row["user_id"])]
+        with self.db.session() as session, session.begin():
             if any(q is not None and q >= 0 for q, _ in checks):
                 self._lock_project(session, row["project_id"])
             for quota, user in checks:
@@ -395,19 +399,11 @@ class AlarmStore:
         return row
 
     def _lock_project(self, session: orm.Session, project_id: str) -> None:
-        # Serialize the quota check of one project.  SQLite writers are
-        # already serialized (BEGIN IMMEDIATE).
-        if self.db.dialect == "postgresql":
-            session.execute(
-                sa.text("SELECT pg_advisory_xact_lock(hashtext(:p))"),
-                {"p": f"alarmer-quota:{project_id}"},
-            )
-        elif self.db.dialect == "mysql":
-            session.execute(
-                sa.select(Quota.limit)
-                .where(Quota.project_id == project_id)
-                .with_for_update()
-            )
+        # Serialize the quota checks of one project until the transaction
+        # ends, whether or not the project has a quota row.  Taken first:
+        # on MySQL (repeatable read) the count that follows then sees the
+        # alarms the previous holder committed.
+        self.sql.lock(session, f"alarmer-quota:{project_id}")
 
     def replace(
         self,

@@ -4,7 +4,8 @@ One database holds every table; each area of alarmer declares its models
 on :class:`Base` and owns an independent alembic branch under
 ``alarmer/db/migrations/versions`` (``upgrade heads`` applies them all).
 SQLite (a file in the data directory) is the default; PostgreSQL and
-MySQL/MariaDB are chosen by URL.
+MySQL/MariaDB are chosen by URL.  The statements whose SQL differs between
+them come from :mod:`alarmer.db.dialect`.
 """
 
 from __future__ import annotations

@@ -19,12 +19,12 @@ import sqlalchemy as sa
 
 import notifiers
 from alarmer import timeutils
-from alarmer.alarms.tables import Notification
+from alarmer.alarms.tables import Alarm, Notification
 from api import context, errors, params
 from api.context import require_member, require_reader
 from api.identity import Identity
 from api.v2 import common
-from notifiers import service
+from notifiers import queue
 from notifiers import tables as models
 
 bp = flask.Blueprint("v2_deliveries", __name__)
@@ -81,8 +81,6 @@ def _base(identity: Identity, alarm_id: str) -> sa.Select:
 
 
 def _alarm_visible(identity: Identity, alarm_id: str) -> bool:
-    from alarmer.alarms.tables import Alarm
-
     query = sa.select(Alarm.project_id).where(Alarm.alarm_id == alarm_id)
     with context.runtime().db.read_session() as session:
         project_id = session.execute(query).scalar()
@@ -150,7 +148,8 @@ def redeliver(alarm_id: str, delivery_id: str) -> flask.Response:
     """Queue a dead-lettered delivery again (202); 409 if not dead."""
     identity = require_member()
     delivery, _ = _get(identity, alarm_id, delivery_id)
-    if not service.redeliver(context.runtime(), delivery_id):
+    rt = context.runtime()
+    if not queue.redeliver(rt.db, delivery_id, rt.conf.notifier.max_age):
         raise errors.Conflict(
             f"Delivery {delivery_id} is {delivery.status}, not dead: "
             "only dead-lettered deliveries can be redelivered"

@@ -10,8 +10,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
+
 from alarmer import timeutils
 from alarmer.alarms.tables import Notification
+from notifiers import tables as models
 
 
 @dataclasses.dataclass
@@ -150,3 +153,24 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(step)
+
+
+def deliveries(rt, alarm_id=None):
+    with rt.db.read_session() as session:
+        query = sa.select(models.Delivery).order_by(
+            models.Delivery.alarm_id, models.Delivery.seq
+        )
+        if alarm_id:
+            query = query.where(models.Delivery.alarm_id == alarm_id)
+        return list(session.execute(query).scalars())
+
+
+def attempts(rt, delivery_id):
+    with rt.db.read_session() as session:
+        return list(
+            session.execute(
+                sa.select(models.DeliveryAttempt)
+                .where(models.DeliveryAttempt.delivery_id == delivery_id)
+                .order_by(models.DeliveryAttempt.id)
+            ).scalars()
+        )

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 
 import pytest
-import sqlalchemy as sa
 
 from alarmer import runtime, timeutils
 from notifiers import signing
 from notifiers import tables as models
-from notifiers.service import NotifierService, redeliver
+from notifiers.queue import redeliver
+from notifiers.service import NotifierService
+from notifiers.wakeup import OutboxListener
 from tests.functional.notifier_helpers import (
     Receiver,
     add_notification,
+    attempts,
+    deliveries,
     wait_for,
 )
 
+MAX_AGE = 86400.0
 FAST = {
     "allowed_networks": ["127.0.0.0/8", "::1/128"],
     "poll_interval": 0.05,
@@ -71,27 +74,6 @@ def run_notifier():
     yield start
     for service in services:
         service.stop()
-
-
-def deliveries(rt, alarm_id=None):
-    with rt.db.read_session() as session:
-        query = sa.select(models.Delivery).order_by(
-            models.Delivery.alarm_id, models.Delivery.seq
-        )
-        if alarm_id:
-            query = query.where(models.Delivery.alarm_id == alarm_id)
-        return list(session.execute(query).scalars())
-
-
-def attempts(rt, delivery_id):
-    with rt.db.read_session() as session:
-        return list(
-            session.execute(
-                sa.select(models.DeliveryAttempt)
-                .where(models.DeliveryAttempt.delivery_id == delivery_id)
-                .order_by(models.DeliveryAttempt.id)
-            ).scalars()
-        )
 
 
 def test_webhook_carries_aodh_body_and_signed_headers(
@@ -265,7 +247,7 @@ def test_400_is_dead_lettered_with_response_then_redelivered(
     assert attempt.outcome == "failed"
     assert attempt.status_code == 400
     receiver.behaviour["/hook"] = 200
-    assert redeliver(rt, dead.id)
+    assert redeliver(rt.db, dead.id, MAX_AGE)
     (got,) = wait_for(receiver.bodies)
     headers = {k.lower(): v for k, v in got.headers.items()}
     assert headers["webhook-id"] == dead.id
@@ -283,8 +265,8 @@ def test_redeliver_only_applies_to_dead(nrt, run_notifier, receiver):
     (row,) = wait_for(
         lambda: [d for d in deliveries(rt) if d.status == "delivered"]
     )
-    assert redeliver(rt, row.id) is False
-    assert redeliver(rt, "no-such-id") is False
+    assert redeliver(rt.db, row.id, MAX_AGE) is False
+    assert redeliver(rt.db, "no-such-id", MAX_AGE) is False
 
 
 def test_hanging_receiver_times_out_and_others_keep_receiving(
@@ -406,105 +388,18 @@ def test_two_notifiers_share_work_without_breaking_order(
         assert order == [f"s{s}" for s in range(1, 6)]
 
 
-def test_expansion_is_idempotent(nrt, receiver):
-    rt = nrt()
-    alarm_id = str(uuid.uuid4())
-    add_notification(
-        rt, alarm_id, 1, [receiver.url(), receiver.url(), "log://"]
-    )
-    add_notification(rt, alarm_id, 2, [])
-    service = NotifierService(rt)
-    assert service.expand() == 2
-    assert service.expand() == 0
-    rows = deliveries(rt)
-    assert sorted(d.target for d in rows) == sorted([receiver.url(), "log://"])
-    assert json.dumps(sorted(d.id for d in rows))
-
-
 def test_postgresql_notify_wakes_notifiers_of_other_processes(
     nrt, run_notifier, receiver, db_url
 ):
     if not db_url.startswith("postgresql"):
         pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
     writer = nrt()
-    # Another Database object: the in-process hooks of the notifier's
-    # runtime never see the writer's commits, only NOTIFY does.
+    # Another Database object, as in another process: only NOTIFY tells
+    # the notifier about the writer's commits.
     reader = nrt(poll_interval=60)
     service = run_notifier(reader)
-    wait_for(
-        lambda: any(t.name == "notifier-listen" for t in service._threads)
-    )
-    import time
-
-    time.sleep(0.5)  # let LISTEN start
+    (listener,) = service.watchers
+    assert isinstance(listener, OutboxListener)
+    assert listener.ready.wait(10)  # LISTEN runs
     add_notification(writer, str(uuid.uuid4()), 1, [receiver.url()])
     wait_for(receiver.bodies, timeout=10)
-
-
-def test_late_commit_below_the_floor_is_found_by_the_full_scan(
-    nrt, receiver, monkeypatch
-):
-    from alarmer.alarms.tables import Notification
-    from notifiers import service as service_mod
-
-    monkeypatch.setattr(service_mod, "FLOOR_DELAY", 0.0)
-    rt = nrt()
-    service = NotifierService(rt)
-
-    def add(row_id):
-        with rt.db.session() as session:
-            session.add(
-                Notification(
-                    id=row_id,
-                    alarm_id=str(uuid.uuid4()),
-                    seq=1,
-                    alarm_name="n",
-                    severity="low",
-                    previous="ok",
-                    current="alarm",
-                    reason="r",
-                    reason_data={},
-                    actions=[receiver.url()],
-                    project_id="p",
-                    created_at=timeutils.utcnow(),
-                )
-            )
-            session.commit()
-
-    add(100)
-    assert service.expand() == 1  # full scan, floor candidate = 100
-    assert service.expand() == 0  # floor moves to 100
-    assert service._floor == 100
-    add(50)  # a transaction that got a lower id but committed late
-    assert service.expand() == 0  # above the floor: not seen yet
-    service._next_full_scan = 0.0
-    assert service.expand() == 1  # the full scan finds it
-    assert len(deliveries(rt)) == 2
-
-
-def test_later_deliveries_wait_for_the_earlier_one(nrt, receiver):
-    rt = nrt()
-    alarm_id = str(uuid.uuid4())
-    for seq in (1, 2, 3):
-        add_notification(rt, alarm_id, seq, [receiver.url(), "log://"])
-    service = NotifierService(rt)
-    service.expand()
-    status = {(d.seq, d.target): d.status for d in deliveries(rt)}
-    assert status == {
-        (1, receiver.url()): "pending",
-        (1, "log://"): "pending",
-        (2, receiver.url()): "waiting",
-        (2, "log://"): "waiting",
-        (3, receiver.url()): "waiting",
-        (3, "log://"): "waiting",
-    }
-    jobs = service.claim(10)
-    assert sorted(j.message.seq for j in jobs) == [1, 1]
-    # The first one to the receiver ends: only its successor is freed.
-    job = next(j for j in jobs if j.target == receiver.url())
-    service.record([service.deliver(job)])
-    status = {(d.seq, d.target): d.status for d in deliveries(rt)}
-    assert status[(1, receiver.url())] == "delivered"
-    assert status[(2, receiver.url())] == "pending"
-    assert status[(2, "log://")] == "waiting"
-    assert status[(3, receiver.url())] == "waiting"

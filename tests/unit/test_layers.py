@@ -93,9 +93,10 @@ PURE = {
     "alarmer.alarms.schema",
     "alarmer.alarms.time_constraints",
     "notifiers.retry",
+    "notifiers.status",
 }
 #: Pure modules that are planned but may not exist yet.
-PLANNED = {"notifiers.retry"}
+PLANNED: set[str] = set()
 #: First-party modules a pure module may import besides the pure ones.
 PURE_USE = {
     "alarmer",

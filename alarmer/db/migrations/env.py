@@ -15,7 +15,8 @@ def run() -> None:
     engine = config.attributes.get("engine")
     if engine is None:
         url = config.get_main_option("sqlalchemy.url")
-        assert url is not None, "no engine and no sqlalchemy.url given"
+        if url is None:
+            raise RuntimeError("no engine nor sqlalchemy.url to migrate")
         engine = db.create_engine(url)
     with engine.connect() as connection:
         context.configure(

@@ -1,0 +1,198 @@
+"""The attempts of one claimed delivery, by its plugin, under the policy.
+
+:class:`Deliverer` turns a :class:`~notifiers.jobs.Job` into a
+:class:`~notifiers.jobs.DeliveryOutcome`: it parses the target, picks
+the plugin of its scheme (one instance per scheme, made on first use),
+calls it, and retries in a row while :meth:`RetryPolicy.retry_inline
+<notifiers.retry.RetryPolicy.retry_inline>` allows; the waits end early
+when the service stops.  No database access: the outcome is recorded by
+the queue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Mapping
+
+from oslo_config import cfg
+
+import notifiers
+from alarmer import timeutils
+from notifiers import tables
+from notifiers.jobs import Attempt, DeliveryOutcome, Job
+from notifiers.retry import RetryPolicy, retryable
+
+LOG = logging.getLogger(__name__)
+
+
+class Deliverer:
+    """Make the attempts of jobs; thread-safe (one per service).
+
+    :param conf: the configuration given to the plugins.
+    :param policy: the retry policy.
+    :param stopping: set when the service stops: waits end, and jobs not
+        started yet are given back.
+    :param classes: the plugin classes by scheme (default: the installed
+        ones, :func:`notifiers.plugin_classes`).
+    """
+
+    def __init__(
+        self,
+        conf: cfg.ConfigOpts,
+        policy: RetryPolicy,
+        stopping: threading.Event,
+        classes: Mapping[str, type[notifiers.Notifier]] | None = None,
+    ) -> None:
+        self.conf = conf
+        self.policy = policy
+        self.stopping = stopping
+        self.classes = (
+            notifiers.plugin_classes() if classes is None else classes
+        )
+        self._lock = threading.Lock()
+        self._plugins: dict[str, notifiers.Notifier] = {}
+
+    def plugin(self, scheme: str) -> notifiers.Notifier | None:
+        """Return the plugin instance of *scheme* (None: no such plugin)."""
+        with self._lock:
+            plugin = self._plugins.get(scheme)
+            if plugin is None:
+                cls = self.classes.get(scheme)
+                if cls is None:
+                    return None
+                plugin = cls(self.conf)
+                self._plugins[scheme] = plugin
+            return plugin
+
+    def close(self) -> None:
+        """Close the plugins (their connections)."""
+        with self._lock:
+            plugins = list(self._plugins.values())
+            self._plugins.clear()
+        for plugin in plugins:
+            plugin.close()
+
+    def outcome_of(self, job: Job) -> DeliveryOutcome:
+        """:meth:`deliver`, turning an unexpected error into a retry."""
+        try:
+            return self.deliver(job)
+        except Exception as exc:
+            LOG.exception(
+                "delivery %s of alarm %s failed unexpectedly",
+                job.id,
+                job.message.alarm_id,
+            )
+            error = notifiers.Result(
+                delivered=False,
+                retryable=True,
+                error=f"internal error: {exc!r}",
+            )
+            return self.final(job, [Attempt(timeutils.utcnow(), error)])
+
+    def deliver(self, job: Job) -> DeliveryOutcome:
+        """Make the attempts of one claimed delivery; return the outcome."""
+        if self.stopping.is_set():
+            return release(job)
+        try:
+            action = notifiers.parse_action(job.target)
+        except notifiers.InvalidAction as exc:
+            return self._dead(job, exc.message)
+        scheme = action.scheme.lower()
+        plugin = self.plugin(scheme)
+        if plugin is None:
+            return self._dead(
+                job, f"Unsupported action {notifiers.redact(job.target)}"
+            )
+        message = job.message
+        attempts: list[Attempt] = []
+        while True:
+            started = timeutils.utcnow()
+            try:
+                result = plugin.notify(action, message)
+            except Exception as exc:
+                LOG.exception(
+                    "notifier plugin %s failed for alarm %s",
+                    scheme,
+                    message.alarm_id,
+                )
+                result = notifiers.Result(
+                    delivered=False,
+                    retryable=True,
+                    error=f"plugin error: {exc!r}",
+                )
+            attempts.append(Attempt(started, result))
+            if not retryable(result) or self.stopping.is_set():
+                break
+            total = job.attempts + len(attempts)
+            delay = self.policy.delay(total, result)
+            if not self.policy.retry_inline(
+                len(attempts),
+                total,
+                delay,
+                timeutils.utcnow(),
+                job.dead_after,
+            ):
+                break
+            if self.stopping.wait(delay):
+                break
+        return self.final(job, attempts)
+
+    def final(self, job: Job, attempts: list[Attempt]) -> DeliveryOutcome:
+        """The outcome of *job* after *attempts* (logged)."""
+        now = timeutils.utcnow()
+        if not attempts:
+            return release(job, now)
+        message = job.message
+        last = attempts[-1].result
+        total = job.attempts + len(attempts)
+        verdict = self.policy.verdict(last, total, now, job.dead_after)
+        target = notifiers.redact(job.target)
+        if verdict.status == tables.DELIVERED:
+            LOG.debug(
+                "delivered %s (alarm %s seq %d) to %s",
+                job.id,
+                message.alarm_id,
+                message.seq,
+                target,
+            )
+        elif verdict.status == tables.PENDING:
+            LOG.info(
+                "delivery %s of alarm %s seq %d to %s failed (%s); "
+                "retry in %.1fs",
+                job.id,
+                message.alarm_id,
+                message.seq,
+                target,
+                last.error,
+                verdict.delay,
+            )
+        else:
+            LOG.warning(
+                "delivery %s of alarm %s seq %d to %s dead-lettered (%s): %s",
+                job.id,
+                message.alarm_id,
+                message.seq,
+                target,
+                verdict.reason,
+                last.error,
+            )
+        return DeliveryOutcome(
+            job, verdict.status, attempts, verdict.next_attempt_at
+        )
+
+    def _dead(self, job: Job, error: str) -> DeliveryOutcome:
+        result = notifiers.Result(delivered=False, error=error)
+        return self.final(job, [Attempt(timeutils.utcnow(), result)])
+
+
+def release(job: Job, at: dt.datetime | None = None) -> DeliveryOutcome:
+    """The outcome giving *job* back untried, due again *at* (now)."""
+    return DeliveryOutcome(
+        job,
+        tables.PENDING,
+        [],
+        at if at is not None else timeutils.utcnow(),
+        release=True,
+    )
