@@ -361,14 +361,15 @@ class SeriesStore:
         the log is sound.
         """
         damage = list(scan.damage)
-        decoded: list[tuple[bytes, object]] = []
+        snapshots: list[tuple[int, agg.MetricState]] = []
+        deltas: list[tuple[int, np.ndarray, np.ndarray]] = []
         for index, record in enumerate(scan.records):
             try:
                 kind = record[:1]
                 if kind == codec.SNAPSHOT:
-                    decoded.append((record, codec.decode_snapshot(record)))
+                    snapshots.append((index, codec.decode_snapshot(record)))
                 elif kind == codec.DELTA:
-                    decoded.append((record, codec.decode_delta(record)))
+                    deltas.append((index, *codec.decode_delta(record)))
                 else:
                     raise codec.CorruptRecord(f"unknown record type {kind!r}")
             except codec.CorruptRecord as exc:
@@ -377,42 +378,38 @@ class SeriesStore:
                         storage.UNDECODABLE, f"record {index}: {exc}"
                     )
                 )
-        start = None
-        for index, (_record, value) in enumerate(decoded):
-            if isinstance(value, agg.MetricState):
-                start = index
         entry = _Entry(version=None)
         kept: list[bytes] = []
-        if start is None:
-            if decoded:
+        if not snapshots:
+            if deltas:
                 damage.append(
                     storage.Damage(
                         storage.UNDECODABLE,
-                        f"{len(decoded)} records with no snapshot to apply "
-                        "to (left in the log set aside)",
+                        f"no snapshot that decodes: {len(deltas)} deltas "
+                        "cannot be applied (left in the log set aside)",
                     )
                 )
         else:
-            record, state = decoded[start]
-            entry.state = state  # type: ignore[assignment]
-            kept.append(record)
-            for record, value in decoded[start + 1 :]:
-                if isinstance(value, agg.MetricState):
-                    continue  # cannot happen: *start* is the last one
-                ts, values = value  # type: ignore[misc]
+            start, state = snapshots[-1]
+            entry.state = state
+            kept.append(scan.records[start])
+            for index, ts, values in deltas:
+                if index < start:
+                    continue  # folded into the snapshot
                 try:
-                    entry.state.apply(ts, values)  # type: ignore[union-attr]
+                    state.apply(ts, values)
                 except Exception as exc:  # damaged values
                     damage.append(
                         storage.Damage(
                             storage.UNDECODABLE,
-                            f"a delta that does not apply: {exc}",
+                            f"record {index}: a delta that does not "
+                            f"apply: {exc}",
                         )
                     )
                     continue
-                kept.append(record)
+                kept.append(scan.records[index])
                 entry.deltas += 1
-                entry.delta_bytes += len(record)
+                entry.delta_bytes += len(scan.records[index])
         if not damage:
             return None, entry
         points = (

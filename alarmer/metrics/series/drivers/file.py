@@ -245,7 +245,7 @@ def _header_damage(size: int) -> Damage:
 def _read_all(fd: int) -> bytes:
     """The whole file open at *fd*."""
     size = os.fstat(fd).st_size
-    chunks = []
+    chunks: list[bytes] = []
     pos = 0
     while True:
         chunk = os.pread(fd, max(size - pos, 1 << 16), pos)

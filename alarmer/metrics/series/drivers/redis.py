@@ -246,11 +246,9 @@ class RedisDriver(SeriesDriver):
                 f"{self.prefix}series-damaged:{{{metric_id}}}:"
                 f"{drivers.aside_stamp()}"
             )
-            result = self._call(
-                self._repair,
-                [*keys, aside],
-                [gen, length, *salvage.records],
-            )
+            args: list[bytes | int] = [int(gen), int(length)]
+            args.extend(salvage.records)
+            result = self._call(self._repair, [*keys, aside], args)
             if result is None:
                 continue  # appended to meanwhile: scan again
             new_gen, kept = int(result[0]), int(result[1])
