@@ -661,3 +661,31 @@ def test_redis_undecodable_record_is_recovered(
         (*range(10), 11, WRITES)
     )
     assert list(open_redis().driver.list_series()) == [METRIC]
+
+
+def test_a_length_running_past_the_end_with_frames_after_is_not_cut(
+    tmp_path,
+):
+    """Only an incomplete *final* frame is cut; a damaged length is not."""
+    driver = file_driver.FileDriver(str(tmp_path / "series"))
+    v1 = driver.append("t", None, b"one")
+    v2 = driver.append("t", v1, b"two")
+    driver.append("t", v2, b"three")
+    path = driver.path("t")
+    with open(path, "r+b") as fh:
+        fh.seek(v1.length + 3)  # the high byte of the length of "two"
+        fh.write(b"\x7f")
+    with open(path, "rb") as fh:
+        damaged = fh.read()
+    with pytest.raises(storage.DamagedLog):
+        driver.append("t", v1, b"late")
+    with open(path, "rb") as fh:
+        assert fh.read() == damaged
+    repair = driver.repair("t", storage.keep_verified)
+    assert repair is not None
+    assert [d.kind for d in repair.damage] == [storage.BAD_FRAME]
+    assert driver.read("t").records == [b"one", b"three"]
+    with open(repair.aside, "rb") as fh:
+        assert fh.read() == damaged
+    assert driver.repair("t", storage.keep_verified) is None
+    assert len(driver.damage_journal()) == 1

@@ -69,8 +69,11 @@ def _progress(items: list[str], stream: IO[str] | None) -> Iterable[str]:
     """*items*, with a progress bar on *stream* when it is a terminal."""
     if stream is None or not stream.isatty():
         return items
-    from tqdm import tqdm  # only ever needed on a terminal
-
+    try:
+        from tqdm import tqdm  # only ever needed on a terminal
+    except ImportError:  # an incomplete installation: check without it
+        LOG.warning("tqdm is not installed: no progress bar")
+        return items
     return tqdm(items, file=stream, unit="series", desc="checking")
 
 
