@@ -689,3 +689,66 @@ def test_a_length_running_past_the_end_with_frames_after_is_not_cut(
         assert fh.read() == damaged
     assert driver.repair("t", storage.keep_verified) is None
     assert len(driver.damage_journal()) == 1
+
+
+# -- the driver verbs of repair, on both drivers ----------------------------
+
+
+@pytest.fixture(params=["file", "redis"])
+def any_driver(request, tmp_path):
+    if request.param == "file":
+        drv = file_driver.FileDriver(str(tmp_path / "series"))
+    else:
+        url = request.getfixturevalue("redis_url")
+        prefix = request.getfixturevalue("redis_prefix")
+        drv = redis_driver.RedisDriver(url, prefix=prefix)
+    yield drv
+    drv.close()
+
+
+def test_driver_repair_scan_list_and_journal(any_driver):
+    driver = any_driver
+    v1 = driver.append("m1", None, b"one")
+    v2 = driver.append("m1", v1, b"two")
+    driver.append("m1", v2, b"three")
+    assert driver.scan("m1").records == [b"one", b"two", b"three"]
+    assert driver.scan("m1").damage == []
+    assert driver.scan("absent") is None
+    assert driver.repair("m1", storage.keep_verified) is None  # sound
+    assert driver.damage_journal() == []
+    seen = []
+
+    def decide(scan):
+        seen.append(list(scan.records))
+        return storage.Salvage(
+            [b"one", b"three"],
+            [storage.Damage(storage.UNDECODABLE, "record 1: test")],
+            points=7,
+        )
+
+    repair = driver.repair("m1", decide)
+    assert seen == [[b"one", b"two", b"three"]]
+    assert (repair.frames, repair.kept, repair.points) == (3, 2, 7)
+    read = driver.read("m1")
+    assert read.records == [b"one", b"three"]
+    assert read.version == repair.version and read.damage is None
+    assert driver.append("m1", v2, b"stale") is None
+    assert driver.append("m1", repair.version, b"four") is not None
+    (entry,) = driver.damage_journal()
+    assert entry["metric_id"] == "m1" and entry["aside"] == repair.aside
+    assert entry["kinds"] == [storage.UNDECODABLE]
+    assert (entry["frames"], entry["kept"], entry["points"]) == (3, 2, 7)
+    assert list(driver.list_series()) == ["m1"]
+    assert driver.repair("absent", decide) is None
+    gone = driver.repair(
+        "m1",
+        lambda scan: storage.Salvage(
+            [], [storage.Damage(storage.UNDECODABLE, "all")]
+        ),
+    )
+    assert gone.version is None and gone.kept == 0
+    assert driver.read("m1").version is None
+    assert list(driver.list_series()) == []
+    assert len(driver.damage_journal()) == 2
+    assert driver.append("m1", None, b"again") is not None
+    assert driver.read("m1").records == [b"again"]
