@@ -752,3 +752,20 @@ def test_driver_repair_scan_list_and_journal(any_driver):
     assert len(driver.damage_journal()) == 2
     assert driver.append("m1", None, b"again") is not None
     assert driver.read("m1").records == [b"again"]
+
+
+def test_deltas_before_any_snapshot_are_set_aside(tmp_path):
+    """A log that does not start with a snapshot: its snapshot is kept."""
+    from alarmer.metrics.series import aggregation as agg
+
+    base = str(tmp_path / "series")
+    driver = file_driver.FileDriver(base)
+    state = agg.MetricState(POLICY)
+    state.apply(*write_points(1))
+    v1 = driver.append(METRIC, None, codec.encode_delta(*write_points(0)))
+    driver.append(METRIC, v1, codec.encode_snapshot(state))
+    store = open_store(base)
+    assert stored_points(store) == expected_points([1])
+    assert store.damage_report()["by_kind"] == {storage.UNDECODABLE: 1}
+    assert len(asides(driver.path(METRIC))) == 1
+    assert open_store(base).inspect(METRIC).damage == ()

@@ -300,8 +300,8 @@ class SeriesStore:
     def _replay(entry: _Entry, record: bytes) -> None:
         """Apply one record to *entry*.
 
-        :raises codec.CorruptRecord: undecodable, or a delta with no
-            snapshot before it.
+        :raises codec.CorruptRecord: undecodable, a delta with no
+            snapshot before it, or one that does not apply.
         """
         kind = record[:1]
         if kind == codec.SNAPSHOT:
@@ -313,7 +313,12 @@ class SeriesStore:
             if entry.state is None:
                 raise codec.CorruptRecord("delta before any snapshot")
             ts, values = codec.decode_delta(record)
-            entry.state.apply(ts, values)
+            try:
+                entry.state.apply(ts, values)
+            except Exception as exc:  # damaged values in a sound frame
+                raise codec.CorruptRecord(
+                    f"a delta that does not apply: {exc}"
+                ) from exc
             entry.deltas += 1
             entry.delta_bytes += len(record)
             return
@@ -391,6 +396,15 @@ class SeriesStore:
                 )
         else:
             start, state = snapshots[-1]
+            early = sum(1 for d in deltas if d[0] < snapshots[0][0])
+            if early:
+                damage.append(
+                    storage.Damage(
+                        storage.UNDECODABLE,
+                        f"{early} deltas before any snapshot (left in the "
+                        "log set aside)",
+                    )
+                )
             entry.state = state
             kept.append(scan.records[start])
             for index, ts, values in deltas:
