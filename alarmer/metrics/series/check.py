@@ -70,7 +70,8 @@ def _progress(items: list[str], stream: IO[str] | None) -> Iterable[str]:
     if stream is None or not stream.isatty():
         return items
     try:
-        from tqdm import tqdm  # only ever needed on a terminal
+        # Third-party, and only ever needed on a terminal.
+        from tqdm import tqdm  # type: ignore[import-untyped]
     except ImportError:  # an incomplete installation: check without it
         LOG.warning("tqdm is not installed: no progress bar")
         return items

@@ -238,8 +238,9 @@ class SeriesDriver(abc.ABC):
     def read(self, metric_id: str, since: Version | None = None) -> LogRead:
         """Records of *metric_id* after *since* (all when None/stale).
 
-        A record that is incomplete or fails its checksum (a write that
-        was never acknowledged) ends the log.
+        A record that is incomplete or fails its checksum ends the
+        records returned: an append in progress is not reported, damage
+        is (:attr:`LogRead.damage`; nothing is repaired by a read).
         """
 
     @abc.abstractmethod
