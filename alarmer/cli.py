@@ -166,9 +166,8 @@ def _apikey(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     """``alarmer check [--repair]``: scan every stored series."""
-    # Not a cycle: kept inside this command (as the other commands do)
-    # so that the edit stays within it and other commands load nothing
-    # of it.
+    # Not a cycle: imported here, as the other commands' modules are,
+    # so that the other commands do not load them.
     from alarmer.metrics.index import indexer
     from alarmer.metrics.series import check
 
