@@ -164,6 +164,36 @@ def _apikey(args: argparse.Namespace) -> int:
         rt.close()
 
 
+def _check(args: argparse.Namespace) -> int:
+    """``alarmer check [--repair]``: scan every stored series."""
+    # Not a cycle: imported here, as the other commands' modules are,
+    # so that the other commands do not load them.
+    from alarmer.metrics.index import indexer
+    from alarmer.metrics.series import check
+
+    conf = load_conf(args)
+    setup_logging(conf)
+    rt = runtime.build(conf)
+    try:
+        index = indexer.Indexer(rt.db)
+        assert rt.series is not None
+        driver = rt.series.driver
+        where = getattr(driver, "basepath", None) or getattr(
+            driver, "prefix", ""
+        )
+        report = check.check_series(
+            rt.series,
+            lambda ids: index.get_metrics(ids).keys(),
+            repair=args.repair,
+            progress=sys.stderr,
+            storage=f"{conf.storage.driver} {where}",
+        )
+    finally:
+        rt.close()
+    sys.stdout.write(check.format_report(report))
+    return report.exit_code()
+
+
 def _add_apikey_parser(sub: argparse._SubParsersAction) -> None:
     apikey = sub.add_parser(
         "apikey",
@@ -208,6 +238,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("notifier", help="Run a notifier worker only.")
     sub.add_parser("dbsync", help="Create or migrate the database.")
     _add_apikey_parser(sub)
+    sub.add_parser(
+        "check",
+        help="Check every stored series (and the metric index) for damage; "
+        "exit 1 when damage is found and not repaired.",
+    ).add_argument(
+        "--repair",
+        action="store_true",
+        help="Repair damaged series: keep what verifies, set the damaged "
+        "log aside.",
+    )
     for name, subparser in sub.choices.items():
         if name != "serve":
             subparser.set_defaults()
@@ -237,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args, (_notifier_services,))
     if args.command == "apikey":
         return _apikey(args)
+    if args.command == "check":
+        return _check(args)
     return _dbsync(args)
 
 

@@ -33,9 +33,16 @@ def capabilities() -> dict[str, Any]:
 
 
 def status() -> dict[str, Any]:
-    """Index and engine statistics (admin only, as in Gnocchi)."""
+    """Index and engine statistics (admin only, as in Gnocchi).
+
+    ``storage`` holds Gnocchi's fields; ``alarmer`` alarmer's own:
+    ``damaged_series`` counts the damaged series found and repaired so
+    far by every process (``repaired``, and per kind of damage), read
+    from the series storage's damage journal so it survives restarts.
+    """
     context.require_admin()
-    engine_stats = context.runtime().series.statistics()
+    series = context.runtime().series
+    engine_stats = series.statistics()
     return {
         "storage": {
             "summary": {
@@ -45,6 +52,7 @@ def status() -> dict[str, Any]:
             "measures_to_process": {},
         },
         "engine": engine_stats,
+        "alarmer": {"damaged_series": series.damage_report()},
     }
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -253,6 +254,14 @@ def align(
 
 
 def reduce_columns(grid: np.ndarray, method: str) -> np.ndarray:
+    """Reduce each column of (series x time) *grid*, ignoring NaN.
+
+    See :func:`_reduce_columns`; the result is a float64 array.
+    """
+    return np.asarray(_reduce_columns(grid, method), dtype=np.float64)
+
+
+def _reduce_columns(grid: np.ndarray, method: str) -> Any:
     """Reduce each column of (series x time) *grid*, ignoring NaN.
 
     *method* is one of :data:`~alarmer.metrics.query.parse.METHODS`

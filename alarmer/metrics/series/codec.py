@@ -69,13 +69,27 @@ def _pack(header: dict, arrays: list[np.ndarray]) -> bytes:
     return lz4.block.compress(body, store_size=True)
 
 
+#: LZ4 expands at most about 255 times: a larger size stored in front of
+#: a block is damage (and must not be allocated).
+_LZ4_MAX_RATIO = 256
+
+
 def _unpack(blob: bytes) -> tuple[dict, memoryview, int]:
+    if len(blob) < 4:
+        raise CorruptRecord("snapshot shorter than its size field")
+    claimed = int.from_bytes(blob[:4], "little")
+    if claimed > _LZ4_MAX_RATIO * len(blob) + 64:
+        raise CorruptRecord(f"snapshot claims {claimed} bytes uncompressed")
     try:
         body = lz4.block.decompress(blob)
     except (lz4.block.LZ4BlockError, ValueError) as exc:
         raise CorruptRecord(str(exc)) from exc
+    if len(body) < _HEAD.size:
+        raise CorruptRecord("snapshot body shorter than its header")
     (hlen,) = _HEAD.unpack_from(body, 0)
     header = json.loads(body[4 : 4 + hlen])
+    if not isinstance(header, dict):
+        raise CorruptRecord("snapshot header is not an object")
     return header, memoryview(body), 4 + hlen
 
 
@@ -137,6 +151,8 @@ def encode_delta(ts: np.ndarray, values: np.ndarray) -> bytes:
 def _take(
     view: memoryview, pos: int, n: int, dtype: type
 ) -> tuple[np.ndarray, int]:
+    if not isinstance(n, int) or n < 0:
+        raise CorruptRecord(f"invalid array size {n!r}")
     size = n * 8
     if pos + size > len(view):
         raise CorruptRecord("record shorter than its header says")
@@ -145,9 +161,24 @@ def _take(
 
 
 def decode_snapshot(record: bytes) -> agg.MetricState:
-    """Inverse of :func:`encode_snapshot`."""
+    """Inverse of :func:`encode_snapshot`.
+
+    :raises CorruptRecord: for anything that is not a snapshot this
+        module wrote (damaged bytes included), never another error.
+    """
     if record[:1] != SNAPSHOT:
         raise CorruptRecord("not a snapshot record")
+    try:
+        return _decode_snapshot(record)
+    except CorruptRecord:
+        raise
+    except Exception as exc:  # any decoding failure of damaged bytes
+        raise CorruptRecord(
+            f"undecodable snapshot: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _decode_snapshot(record: bytes) -> agg.MetricState:
     header, view, pos = _unpack(record[1:])
     state = agg.MetricState(policy_from_json(header["policy"]))
     if list(state.columns) != header["columns"]:
@@ -157,17 +188,24 @@ def decode_snapshot(record: bytes) -> agg.MetricState:
     raw_ts, pos = _take(view, pos, nraw, np.int64)
     raw_values, pos = _take(view, pos, nraw, np.float64)
     state.raw.set(_undelta_ts(raw_ts, 1), raw_values)
+    if sorted(g for g, _n in header["levels"]) != sorted(state.levels):
+        raise CorruptRecord("snapshot levels do not match its policy")
     for g, n in header["levels"]:
         enc, pos = _take(view, pos, n, np.int64)
         cols = {}
         for col in state.columns:
             cols[col], pos = _take(view, pos, n, np.float64)
         state.levels[g] = agg.Level(g, _undelta_ts(enc, g), cols)
+    if pos != len(view):
+        raise CorruptRecord("snapshot longer than its header says")
     return state
 
 
 def decode_delta(record: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`encode_delta`."""
+    """Inverse of :func:`encode_delta`.
+
+    :raises CorruptRecord: not a delta of the right size.
+    """
     if record[:1] != DELTA or len(record) < 5:
         raise CorruptRecord("not a delta record")
     (n,) = _HEAD.unpack_from(record, 1)

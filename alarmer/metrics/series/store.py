@@ -12,6 +12,13 @@ brought up to date from the log before every read, and every write is
 conditional on the version of the log the cached state came from, so
 several processes (or hosts, with Redis) can share the storage without
 losing a point.
+
+A damaged log (a read or a write that meets damage, or a record that
+cannot be decoded) is repaired on the spot: the driver checks it again
+where no write is in progress, the engine keeps the last snapshot that
+decodes and the deltas after it that decode and apply, the driver sets
+the damaged log aside and writes the kept records as a new log, and the
+metric is served from what was recovered (:meth:`SeriesStore.repair`).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from oslo_config import cfg
@@ -105,6 +113,29 @@ class WriteResult:
     stored: int
     refused: int
     oldest_accepted: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """What checking (or repairing) one metric's stored series found."""
+
+    metric_id: str
+    #: Where the log is (a path, a key).
+    where: str
+    #: Every damage found; empty when the series is sound.
+    damage: tuple[storage.Damage, ...]
+    #: Records that verify, and those a repair keeps (or kept).
+    frames: int
+    kept: int
+    #: Buckets of the state the kept records rebuild.
+    points: int
+    #: Where the damaged log was set aside (None: not repaired).
+    aside: str | None = None
+
+    @property
+    def damaged(self) -> bool:
+        """Whether anything was found."""
+        return bool(self.damage)
 
 
 @dataclasses.dataclass
@@ -221,14 +252,19 @@ class SeriesStore:
         result: storage.LogRead,
     ) -> _Entry:
         """Bring *cached* (read at its version) up to *result*."""
+        if result.damage is not None:
+            return self._after_damage(metric_id, cache=True)
         if not result.reset and cached is not None:
             if not result.records:
                 return cached
             entry = cached
         else:
             entry = _Entry(version=None)
-        for record in result.records:
-            self._replay(metric_id, entry, record)
+        try:
+            for record in result.records:
+                self._replay(entry, record)
+        except codec.CorruptRecord:
+            return self._after_damage(metric_id, cache=True)
         entry.version = result.version
         if entry is cached and self._cache_get(metric_id) is cached:
             # Deltas applied in place to the cached entry: its size is
@@ -242,9 +278,14 @@ class SeriesStore:
     def _load_full(self, metric_id: str) -> _Entry:
         """The complete state, read afresh from the driver (not cached)."""
         result = self.driver.read(metric_id, None)
+        if result.damage is not None:
+            return self._after_damage(metric_id, cache=False)
         entry = _Entry(version=None)
-        for record in result.records:
-            self._replay(metric_id, entry, record)
+        try:
+            for record in result.records:
+                self._replay(entry, record)
+        except codec.CorruptRecord:
+            return self._after_damage(metric_id, cache=False)
         entry.version = result.version
         return entry
 
@@ -253,28 +294,250 @@ class SeriesStore:
             entry.state.trim(self.hot_buckets)
         self._cache_put(metric_id, entry)
 
-    def _replay(self, metric_id: str, entry: _Entry, record: bytes) -> None:
+    @staticmethod
+    def _replay(entry: _Entry, record: bytes) -> None:
+        """Apply one record to *entry*.
+
+        :raises codec.CorruptRecord: undecodable, a delta with no
+            snapshot before it, or one that does not apply.
+        """
         kind = record[:1]
-        try:
-            if kind == codec.SNAPSHOT:
-                entry.state = codec.decode_snapshot(record)
-                entry.deltas = 0
-                entry.delta_bytes = 0
-                return
-            if kind == codec.DELTA:
-                if entry.state is None:
-                    raise codec.CorruptRecord("delta before any snapshot")
-                ts, values = codec.decode_delta(record)
+        if kind == codec.SNAPSHOT:
+            entry.state = codec.decode_snapshot(record)
+            entry.deltas = 0
+            entry.delta_bytes = 0
+            return
+        if kind == codec.DELTA:
+            if entry.state is None:
+                raise codec.CorruptRecord("delta before any snapshot")
+            ts, values = codec.decode_delta(record)
+            try:
                 entry.state.apply(ts, values)
+            except Exception as exc:  # damaged values in a sound frame
+                raise codec.CorruptRecord(
+                    f"a delta that does not apply: {exc}"
+                ) from exc
+            entry.deltas += 1
+            entry.delta_bytes += len(record)
+            return
+        raise codec.CorruptRecord(f"unknown record type {kind!r}")
+
+    # -- damage --------------------------------------------------------------
+
+    def _after_damage(self, metric_id: str, *, cache: bool) -> _Entry:
+        """The metric's entry after a read met damage: repaired, re-read.
+
+        What a read without lock took for damage may have been a write
+        in progress; the driver checks again before repairing anything.
+        """
+        self._cache_drop(metric_id)
+        for _attempt in range(3):
+            _repair, entry = self._recover(metric_id)
+            if entry is None:
+                # Sound after all (or just repaired by someone else).
+                result = self.driver.read(metric_id, None)
+                if result.damage is not None:
+                    continue
+                entry = _Entry(version=None)
+                try:
+                    for record in result.records:
+                        self._replay(entry, record)
+                except codec.CorruptRecord:
+                    continue
+                entry.version = result.version
+            if cache:
+                self._cache_trimmed(metric_id, entry)
+            return entry
+        raise storage.SeriesStorageError(
+            f"metric {metric_id}: stored series damaged again and again; "
+            "not served"
+        )
+
+    @staticmethod
+    def _salvage(
+        scan: storage.Scan,
+    ) -> tuple[storage.Salvage | None, _Entry]:
+        """What to keep of a scanned log, and the state it rebuilds.
+
+        The last snapshot that decodes, then every delta after it that
+        decodes and applies.  None (and the state of the whole log) when
+        the log is sound.
+        """
+        damage = list(scan.damage)
+        snapshots: list[tuple[int, agg.MetricState]] = []
+        deltas: list[tuple[int, np.ndarray, np.ndarray]] = []
+        for index, record in enumerate(scan.records):
+            try:
+                kind = record[:1]
+                if kind == codec.SNAPSHOT:
+                    snapshots.append((index, codec.decode_snapshot(record)))
+                elif kind == codec.DELTA:
+                    deltas.append((index, *codec.decode_delta(record)))
+                else:
+                    raise codec.CorruptRecord(f"unknown record type {kind!r}")
+            except codec.CorruptRecord as exc:
+                damage.append(
+                    storage.Damage(
+                        storage.UNDECODABLE, f"record {index}: {exc}"
+                    )
+                )
+        entry = _Entry(version=None)
+        kept: list[bytes] = []
+        if not snapshots:
+            if deltas:
+                damage.append(
+                    storage.Damage(
+                        storage.UNDECODABLE,
+                        f"no snapshot that decodes: {len(deltas)} deltas "
+                        "cannot be applied (left in the log set aside)",
+                    )
+                )
+        else:
+            start, state = snapshots[-1]
+            early = sum(1 for d in deltas if d[0] < snapshots[0][0])
+            if early:
+                damage.append(
+                    storage.Damage(
+                        storage.UNDECODABLE,
+                        f"{early} deltas before any snapshot (left in the "
+                        "log set aside)",
+                    )
+                )
+            entry.state = state
+            kept.append(scan.records[start])
+            for index, ts, values in deltas:
+                if index < start:
+                    continue  # folded into the snapshot
+                try:
+                    state.apply(ts, values)
+                except Exception as exc:  # damaged values
+                    damage.append(
+                        storage.Damage(
+                            storage.UNDECODABLE,
+                            f"record {index}: a delta that does not "
+                            f"apply: {exc}",
+                        )
+                    )
+                    continue
+                kept.append(scan.records[index])
                 entry.deltas += 1
-                entry.delta_bytes += len(record)
-                return
-            raise codec.CorruptRecord(f"unknown record type {kind!r}")
-        except codec.CorruptRecord as exc:
-            LOG.error("metric %s: unreadable record: %s", metric_id, exc)
-            raise storage.SeriesStorageError(
-                f"metric {metric_id}: unreadable stored data: {exc}"
-            ) from exc
+                entry.delta_bytes += len(scan.records[index])
+        if not damage:
+            return None, entry
+        points = (
+            sum(len(level) for level in entry.state.levels.values())
+            if entry.state is not None
+            else 0
+        )
+        return storage.Salvage(kept, damage, points), entry
+
+    def _recover(
+        self, metric_id: str
+    ) -> tuple[storage.Repair | None, _Entry | None]:
+        """Repair the log of *metric_id* if the driver finds it damaged.
+
+        :returns: (the repair, the complete entry rebuilt from what was
+            kept), or (None, None) when there was nothing to repair.
+        """
+        rebuilt: list[_Entry] = []
+
+        def decide(scan: storage.Scan) -> storage.Salvage | None:
+            salvage, entry = self._salvage(scan)
+            rebuilt[:] = [entry]
+            return salvage
+
+        repair = self.driver.repair(metric_id, decide)
+        if repair is None:
+            return None, None
+        entry = rebuilt[0]
+        entry.version = repair.version
+        if repair.version is None:
+            entry = _Entry(version=None)
+        with self._cache_lock:
+            self._counters["damaged_series_repaired"] += 1
+        LOG.error(
+            "metric %s: damaged series %s (%s); kept %d of %d frames "
+            "(%d points); the damaged log is kept at %s",
+            metric_id,
+            repair.where,
+            "; ".join(f"{d.kind}: {d.detail}" for d in repair.damage),
+            repair.kept,
+            repair.frames,
+            repair.points,
+            repair.aside,
+        )
+        return repair, entry
+
+    def inspect(self, metric_id: str) -> Finding | None:
+        """Check the stored series of *metric_id*; change nothing.
+
+        :returns: what was found (``damage`` empty: sound), None when
+            nothing is stored.
+        """
+        scan = self.driver.scan(metric_id)
+        if scan is None:
+            return None
+        salvage, entry = self._salvage(scan)
+        points = (
+            sum(len(level) for level in entry.state.levels.values())
+            if entry.state is not None
+            else 0
+        )
+        if salvage is None:
+            n = len(scan.records)
+            return Finding(metric_id, scan.where, (), n, n, points)
+        return Finding(
+            metric_id,
+            scan.where,
+            tuple(salvage.damage),
+            len(scan.records),
+            len(salvage.records),
+            salvage.points,
+        )
+
+    def repair(self, metric_id: str) -> Finding | None:
+        """Repair the stored series of *metric_id* if it is damaged.
+
+        The damaged log is set aside (kept), a new one written from the
+        last snapshot that decodes and the deltas after it, the repair
+        logged and journaled.  :returns: the repair, or None when there
+        was nothing to repair.
+        """
+        with self._stripe(metric_id):
+            self._cache_drop(metric_id)
+            repair, _entry = self._recover(metric_id)
+        if repair is None:
+            return None
+        return Finding(
+            metric_id,
+            repair.where,
+            repair.damage,
+            repair.frames,
+            repair.kept,
+            repair.points,
+            repair.aside,
+        )
+
+    def damage_report(self) -> dict[str, Any]:
+        """Damaged series found and repaired so far, by every process.
+
+        Read from the driver's journal, so it survives restarts.
+        """
+        journal = self.driver.damage_journal()
+        kinds: collections.Counter[str] = collections.Counter()
+        for entry in journal:
+            kinds.update(entry.get("kinds") or ())
+        last = journal[-1] if journal else None
+        return {
+            "repaired": len(journal),
+            "by_kind": dict(sorted(kinds.items())),
+            "last": None
+            if last is None
+            else {
+                key: last.get(key)
+                for key in ("time", "metric_id", "kinds", "kept", "aside")
+            },
+        }
 
     # -- writes --------------------------------------------------------------
 
@@ -344,22 +607,30 @@ class SeriesStore:
             return WriteResult(
                 0, applied.refused, state.first_block_timestamp()
             )
-        if compact:
-            record = codec.encode_snapshot(state)
-            if new and entry.version is None:
-                version = self.driver.append(metric.id, None, record)
+        try:
+            if compact:
+                record = codec.encode_snapshot(state)
+                if new and entry.version is None:
+                    version = self.driver.append(metric.id, None, record)
+                else:
+                    version = self.driver.rewrite(
+                        metric.id, entry.version, record
+                    )
             else:
-                version = self.driver.rewrite(metric.id, entry.version, record)
-            if version is None:
-                return None
+                record = codec.encode_delta(applied.ts, applied.values)
+                version = self.driver.append(metric.id, entry.version, record)
+        except storage.DamagedLog:
+            # Nothing written: repair, then write again on what was kept.
+            self._cache_drop(metric.id)
+            self._recover(metric.id)
+            return None
+        if version is None:
+            return None
+        if compact:
             self._cache_trimmed(
                 metric.id, _Entry(state=state, version=version)
             )
         else:
-            record = codec.encode_delta(applied.ts, applied.values)
-            version = self.driver.append(metric.id, entry.version, record)
-            if version is None:
-                return None
             entry.version = version
             entry.stamp = version.stamp
             entry.deltas += 1
@@ -443,12 +714,19 @@ class SeriesStore:
                         codec.encode_delta(applied.ts, applied.values),
                     )
                 )
-            versions = self.driver.append_many(
-                [
-                    (items[pos][0].id, entry.version, record)
-                    for pos, entry, _, record in pending
-                ]
-            )
+            try:
+                versions = self.driver.append_many(
+                    [
+                        (items[pos][0].id, entry.version, record)
+                        for pos, entry, _, record in pending
+                    ]
+                )
+            except storage.DamagedLog:
+                # Which appends were done is unknown: forget them all,
+                # write each metric again (repairing the damaged one).
+                for pos, _entry, _, _record in pending:
+                    self._cache_drop(items[pos][0].id)
+                versions = [None] * len(pending)
             for (pos, entry, applied, record), version in zip(
                 pending, versions, strict=True
             ):

@@ -13,6 +13,13 @@ several hosts), chosen by
 :func:`alarmer.metrics.series.store.make_driver`.  One
 conformance suite (``tests/functional/test_storage_conformance.py``)
 runs against both.
+
+Damage: a read reports what it could not read (:attr:`LogRead.damage`,
+a hint taken without any lock); :meth:`SeriesDriver.repair` checks the
+log again where no write can be in progress, keeps what the caller
+chooses among the records that verify, sets the damaged log aside
+(never deleted) and records the repair in a journal that survives
+restarts (:meth:`SeriesDriver.damage_journal`).
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ from __future__ import annotations
 import abc
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
+from alarmer import timeutils
 from alarmer.errors import AlarmerError
 
 _METRIC_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
@@ -33,6 +42,62 @@ class SeriesStorageError(AlarmerError):
 
 class InvalidMetricId(SeriesStorageError, ValueError):
     """A metric id that cannot name stored data."""
+
+
+#: Kinds of damage (stable strings: logs, ``alarmer check``, status).
+EMPTY = "empty"
+SHORT_HEADER = "short header"
+BAD_HEADER = "bad header"
+TORN_TAIL = "torn tail"
+BAD_TAIL = "bad tail"
+BAD_FRAME = "bad frame"
+UNDECODABLE = "undecodable record"
+KINDS = (
+    EMPTY,
+    SHORT_HEADER,
+    BAD_HEADER,
+    TORN_TAIL,
+    BAD_TAIL,
+    BAD_FRAME,
+    UNDECODABLE,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Damage:
+    """One damaged part of a metric's log.
+
+    ``kind`` is one of :data:`KINDS`:
+
+    - ``empty``, ``short header``: a log file of no bytes, or cut inside
+      its 12-byte header (nothing can be recovered);
+    - ``bad header``: the header is not a log header (the frames after
+      it are still read);
+    - ``torn tail``: the last frame is incomplete (its length runs past
+      the end, or not even its 8-byte frame header is there) while no
+      write is in progress; everything before it is kept;
+    - ``bad tail``: bytes after the last frame that verifies hold no
+      frame at all (a complete frame failing its checksum, garbage);
+    - ``bad frame``: unreadable bytes with frames that verify after
+      them (they are kept);
+    - ``undecodable record``: a record that verifies (or a driver
+      without checksums) but that the engine cannot decode.
+    """
+
+    kind: str
+    detail: str
+
+
+class DamagedLog(SeriesStorageError):
+    """A write found the log damaged: :meth:`SeriesDriver.repair` it."""
+
+    def __init__(self, metric_id: str, damage: Damage) -> None:
+        super().__init__(
+            f"metric {metric_id}: damaged series ({damage.kind}: "
+            f"{damage.detail})"
+        )
+        self.metric_id = metric_id
+        self.damage = damage
 
 
 def check_metric_id(metric_id: str) -> str:
@@ -70,6 +135,94 @@ class LogRead:
     version: Version | None
     reset: bool
     records: list[bytes]
+    #: What this read could not read, when it stopped at damage rather
+    #: than at the end of the log or at a write in progress.  No lock is
+    #: held while reading: :meth:`SeriesDriver.repair` checks again.
+    damage: Damage | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Scan:
+    """A whole log read record by record, past any damage."""
+
+    #: Every record that verifies, in log order.
+    records: list[bytes]
+    #: What could not be read (empty: the log is sound for the driver).
+    damage: list[Damage]
+    #: Where the log is (a path, a key), for messages.
+    where: str
+    #: Size of the log scanned (bytes for files, records for lists).
+    size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Salvage:
+    """What to keep of a damaged log: the caller's decision on a scan."""
+
+    #: Records of the new log, in order (may be empty).
+    records: list[bytes]
+    #: Every damage found: the scan's and the caller's own.
+    damage: list[Damage]
+    #: Points the kept records hold (for the journal and messages).
+    points: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Repair:
+    """A log that was set aside and rewritten from what was recovered."""
+
+    metric_id: str
+    #: Where the log is (a path, a key).
+    where: str
+    #: Where the damaged log was kept (a path, a key).
+    aside: str
+    damage: tuple[Damage, ...]
+    #: Records that verified, and those of them kept.
+    frames: int
+    kept: int
+    points: int
+    #: Version of the new log (None: nothing could be kept, no log).
+    version: Version | None
+
+    def journal_entry(self, when: str) -> dict[str, Any]:
+        """The journal line of this repair (JSON-serializable)."""
+        return {
+            "time": when,
+            "metric_id": self.metric_id,
+            "where": self.where,
+            "aside": self.aside,
+            "kinds": sorted({d.kind for d in self.damage}),
+            "damage": [[d.kind, d.detail] for d in self.damage],
+            "frames": self.frames,
+            "kept": self.kept,
+            "points": self.points,
+        }
+
+
+#: A caller's decision on a scan: what to keep, or None (nothing to
+#: repair).
+Decide = Callable[[Scan], "Salvage | None"]
+
+
+def keep_verified(scan: Scan) -> Salvage | None:
+    """A :data:`Decide` keeping every record that verifies.
+
+    For callers that do not decode records; the engine decides with
+    its own (:meth:`~alarmer.metrics.series.store.SeriesStore.repair`).
+    """
+    if not scan.damage:
+        return None
+    return Salvage(list(scan.records), list(scan.damage))
+
+
+def aside_stamp() -> str:
+    """The current UTC time as the suffix of a log set aside."""
+    return timeutils.utcnow().strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def journal_time() -> str:
+    """The current UTC time as a damage journal entry shows it."""
+    return timeutils.isoformat(timeutils.utcnow()) or ""
 
 
 class SeriesDriver(abc.ABC):
@@ -83,8 +236,9 @@ class SeriesDriver(abc.ABC):
     def read(self, metric_id: str, since: Version | None = None) -> LogRead:
         """Records of *metric_id* after *since* (all when None/stale).
 
-        A record that is incomplete or fails its checksum (a write that
-        was never acknowledged) ends the log.
+        A record that is incomplete or fails its checksum ends the
+        records returned: an append in progress is not reported, damage
+        is (:attr:`LogRead.damage`; nothing is repaired by a read).
         """
 
     @abc.abstractmethod
@@ -138,6 +292,35 @@ class SeriesDriver(abc.ABC):
     @abc.abstractmethod
     def delete(self, metric_id: str) -> None:
         """Remove every record of *metric_id* (no error when absent)."""
+
+    @abc.abstractmethod
+    def scan(self, metric_id: str) -> Scan | None:
+        """Read every record of the log that verifies (None: no log).
+
+        Read-only; waits for a write in progress, so that an incomplete
+        final frame it reports is not one.
+        """
+
+    @abc.abstractmethod
+    def repair(self, metric_id: str, decide: Decide) -> Repair | None:
+        """Rewrite a damaged log from what *decide* keeps of its scan.
+
+        Where no write can be in progress (the file's lock, a
+        conditional script), scan the log, call *decide*; unless it
+        returns None, set the log aside unchanged (a new name, never
+        deleted), write the kept records as a new log (a new
+        generation; none when nothing is kept) and add a line to the
+        damage journal.  None: nothing repaired (no log, or *decide*
+        found nothing to repair).
+        """
+
+    @abc.abstractmethod
+    def list_series(self) -> Iterator[str]:
+        """Ids of every metric that has a log."""
+
+    @abc.abstractmethod
+    def damage_journal(self) -> list[dict[str, Any]]:
+        """Every repair recorded so far, oldest first (persistent)."""
 
     def statistics(self) -> dict[str, int]:
         """Counters the driver can report (e.g. stored bytes)."""

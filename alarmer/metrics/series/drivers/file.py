@@ -5,16 +5,39 @@ The file is a 12-byte header (``b"ALG1"`` and a random 64-bit
 *generation* that identifies this incarnation of the log, so that a
 version read from a replaced file can never match its successor, even
 when the file system reuses the inode number) followed by frames
-``[u32 length][u32 crc32][payload]``.
+``[u32 length][u32 crc32][payload]`` (an empty payload is never
+written: zeroed bytes are not a frame).
 
+- A new log appears whole: it is written to a temporary file, locked,
+  and linked to its name, so a log file is never empty nor cut inside
+  its header or first frame by a crash.
 - A write appends one frame under an exclusive ``fcntl.flock`` of the
   file, after checking that the file is still at the version the writer
   read (same generation, same length); the data is in the kernel when
   :meth:`FileDriver.append` returns, so it survives ``kill -9`` of the
   process (``fsync=True`` also makes it survive a power loss).
-- Readers take no lock: they stop at the first incomplete frame or bad
-  checksum, which can only be a write that was never acknowledged; the
-  next writer truncates such a torn tail before appending.
+- Readers take no lock and stop at the first frame that does not
+  verify.  An *incomplete final frame* -- fewer than 8 bytes after the
+  last frame, or a length field that runs past the end of the file,
+  with nothing that verifies after it -- is what an append in progress
+  looks like: while a writer holds the lock, readers stop before it and
+  report nothing.  Anything else that does not verify is damage: a
+  complete frame failing its checksum, a bad header, an empty file, and
+  an incomplete final frame that is still there when nobody holds the
+  lock.
+- Under the lock no append is in progress, so an incomplete final
+  frame is the remnant of an append that was never acknowledged (its
+  writer died) -- or the end of an acknowledged frame that the file
+  lost, which the bytes cannot tell apart.  The next writer cuts it off
+  (as always, so that the write goes on) but first keeps a copy of the
+  whole file aside and journals it; every other damage makes a writer
+  raise :class:`~alarmer.metrics.series.drivers.DamagedLog` and
+  cuts nothing.  Bytes are never dropped without a copy kept.
+- :meth:`FileDriver.repair` sets a damaged file aside under
+  ``<path>~damaged-<UTC time>`` (``~`` never occurs in a metric id) and
+  renames the rewritten log over the path, holding the old file's lock
+  like a compaction; every repair adds a JSON line to
+  ``<basepath>/damaged.jsonl``, the persistent count of repairs.
 - :meth:`FileDriver.stamps` is one ``stat()`` per metric: (inode, size,
   change time).  An append grows the file, a compaction renames a new
   file (a new inode) over it, a deletion removes it, so any acknowledged
@@ -30,16 +53,27 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import logging
 import os
 import secrets
 import struct
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
+import numpy as np
+
+from alarmer.metrics.series import drivers
 from alarmer.metrics.series.drivers import (
+    Damage,
+    DamagedLog,
+    Decide,
     LogRead,
+    Repair,
+    Salvage,
+    Scan,
     SeriesDriver,
     Version,
     check_metric_id,
@@ -51,6 +85,18 @@ _HEADER = struct.Struct("<4sQ")
 _MAGIC = b"ALG1"
 #: Bytes read at once after a known version (more: sized by fstat()).
 _TAIL_READ = 64 * 1024
+#: Why :func:`parse_frames` stopped: the end of the data, an incomplete
+#: final frame (or the start of one), a frame that does not verify.
+END, INCOMPLETE, BAD = 0, 1, 2
+#: Marks the names of files that are not logs (never in a metric id).
+_NOT_A_LOG = "~"
+#: The damage journal, in the base path (never a log directory name).
+JOURNAL = "damaged.jsonl"
+#: Offsets searched at once for a frame that verifies after damage.
+_RESYNC_WINDOW = 1 << 20
+#: Candidate frames up to this length are always checked (see
+#: :func:`next_frame`).
+_CHEAP_CHECK = 64 * 1024
 
 
 def _stamp(st: os.stat_result) -> int:
@@ -77,26 +123,194 @@ def frame(record: bytes) -> bytes:
     return _FRAME.pack(len(record), zlib.crc32(record)) + record
 
 
-def parse_frames(data: bytes | memoryview) -> tuple[list[bytes], int]:
-    """Records of *data* up to the first torn or corrupt frame.
+def parse_frames(
+    data: bytes | memoryview, start: int = 0
+) -> tuple[list[bytes], int, int]:
+    """Records of *data* from *start* up to the first frame that fails.
 
-    :returns: (records, number of valid bytes).
+    :returns: (records, offset where they end, why parsing stopped:
+        :data:`END`, :data:`INCOMPLETE` or :data:`BAD`).
     """
     records: list[bytes] = []
-    pos = 0
+    pos = start
     size = len(data)
     view = memoryview(data)
     while pos + _FRAME.size <= size:
         length, crc = _FRAME.unpack_from(view, pos)
         end = pos + _FRAME.size + length
         if end > size:
-            break
+            return records, pos, INCOMPLETE
         payload = bytes(view[pos + _FRAME.size : end])
-        if zlib.crc32(payload) != crc:
-            break
+        if not length or zlib.crc32(payload) != crc:
+            return records, pos, BAD
         records.append(payload)
         pos = end
-    return records, pos
+    return records, pos, END if pos == size else INCOMPLETE
+
+
+def _u32_at(raw: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Little-endian u32 at each of *offsets* of *raw* (int64)."""
+    out = raw[offsets].astype(np.int64)
+    for shift in (1, 2, 3):
+        out |= raw[offsets + shift].astype(np.int64) << (8 * shift)
+    return out
+
+
+def next_frame(
+    data: bytes | memoryview, start: int, budget: int | None = None
+) -> int | None:
+    """Offset of the first frame at or after *start* that verifies.
+
+    Every offset is tried (a damaged frame tells nothing about where
+    the next one starts); a candidate must have a length that fits
+    before the end of *data* and a matching CRC-32.  Short candidates
+    (deltas), and those that end where another plausible frame starts
+    or at the end of *data* -- as every frame of a log but a damaged or
+    torn one does -- are always checked; the others while fewer than
+    *budget* bytes were checksummed (default: 8 times the data, plus 8
+    MiB), which bounds the search in large damaged data.  What a
+    bounded search misses is still in the file set aside.
+    """
+    view = memoryview(data)
+    size = len(view)
+    last = size - _FRAME.size  # the last offset where a frame fits
+    if budget is None:
+        budget = 8 * max(size - start, 0) + (8 << 20)
+    raw = np.frombuffer(view, dtype=np.uint8)
+    lo = start
+    while lo <= last:
+        hi = min(last, lo + _RESYNC_WINDOW - 1)
+        offsets = np.arange(lo, hi + 1, dtype=np.int64)
+        lengths = _u32_at(raw, offsets)
+        room = size - _FRAME.size - offsets
+        plausible = np.flatnonzero((lengths > 0) & (lengths <= room))
+        if plausible.size:
+            cand = offsets[plausible]
+            ends = cand + _FRAME.size + lengths[plausible]
+            chained = ends == size
+            more = np.flatnonzero(ends + _FRAME.size <= size)
+            if more.size:
+                after = _u32_at(raw, ends[more])
+                chained[more] = (after > 0) & (
+                    after <= size - _FRAME.size - ends[more]
+                )
+            for pos, length, linked in zip(
+                cand.tolist(),
+                lengths[plausible].tolist(),
+                chained.tolist(),
+                strict=True,
+            ):
+                if not linked and length > _CHEAP_CHECK:
+                    if budget <= 0:
+                        continue
+                    budget -= length
+                body = view[pos + _FRAME.size : pos + _FRAME.size + length]
+                if zlib.crc32(body) == _FRAME.unpack_from(view, pos)[1]:
+                    return pos
+        lo = hi + 1
+    return None
+
+
+def salvage_frames(
+    data: bytes | memoryview, start: int
+) -> tuple[list[bytes], list[Damage]]:
+    """Every frame of *data* from *start* on that verifies.
+
+    Parsing goes on past damage at the next frame that verifies.
+    :returns: (records, damage found; empty when *data* is sound).
+    """
+    records: list[bytes] = []
+    damage: list[Damage] = []
+    size = len(data)
+    pos = start
+    while True:
+        found, pos, stop = parse_frames(data, pos)
+        records.extend(found)
+        if stop == END:
+            return records, damage
+        after = next_frame(data, pos + 1)
+        if after is None:
+            if stop == INCOMPLETE:
+                kind, what = drivers.TORN_TAIL, "an incomplete final frame"
+            else:
+                kind, what = drivers.BAD_TAIL, "no frame that verifies"
+            damage.append(
+                Damage(kind, f"{size - pos} bytes at offset {pos}: {what}")
+            )
+            return records, damage
+        damage.append(
+            Damage(
+                drivers.BAD_FRAME,
+                f"{after - pos} unreadable bytes at offset {pos}",
+            )
+        )
+        pos = after
+
+
+def scan_log(data: bytes) -> tuple[list[bytes], list[Damage]]:
+    """Every record of a whole log file that verifies, and its damage."""
+    size = len(data)
+    if size == 0:
+        return [], [Damage(drivers.EMPTY, "the file is empty")]
+    if size < _HEADER.size:
+        return [], [
+            Damage(
+                drivers.SHORT_HEADER,
+                f"{size} bytes, less than the {_HEADER.size}-byte header",
+            )
+        ]
+    damage: list[Damage] = []
+    magic = bytes(data[: len(_MAGIC)])
+    if magic != _MAGIC:
+        damage.append(Damage(drivers.BAD_HEADER, f"magic {magic!r}"))
+    records, more = salvage_frames(data, _HEADER.size)
+    return records, damage + more
+
+
+def _header_damage(size: int) -> Damage:
+    """The damage of a file of *size* bytes without a valid header."""
+    if size == 0:
+        return Damage(drivers.EMPTY, "the file is empty")
+    if size < _HEADER.size:
+        return Damage(
+            drivers.SHORT_HEADER,
+            f"{size} bytes, less than the {_HEADER.size}-byte header",
+        )
+    return Damage(drivers.BAD_HEADER, "not a log header")
+
+
+def _read_all(fd: int) -> bytes:
+    """The whole file open at *fd*."""
+    size = os.fstat(fd).st_size
+    chunks: list[bytes] = []
+    pos = 0
+    while True:
+        chunk = os.pread(fd, max(size - pos, 1 << 16), pos)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        pos += len(chunk)
+
+
+def _is_torn(fd: int, at: int) -> bool:
+    """Whether the incomplete frame at *at* is there with no writer.
+
+    False while a writer holds the lock (an append in progress, which
+    completes the frame) or when the frame was completed meanwhile.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    try:
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, _FRAME.size, at)
+        if len(head) < _FRAME.size:
+            return True
+        length, _crc = _FRAME.unpack(head)
+        return at + _FRAME.size + length > size
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 class FileDriver(SeriesDriver):
@@ -172,7 +386,7 @@ class FileDriver(SeriesDriver):
             fd = os.open(self.path(metric_id), os.O_RDONLY)
         except FileNotFoundError:
             return LogRead(None, True, [])
-        return self._read_fd(fd, since)
+        return self._read_fd(metric_id, fd, since)
 
     def read_many(
         self, items: Sequence[tuple[str, Version | None]]
@@ -195,10 +409,12 @@ class FileDriver(SeriesDriver):
             except FileNotFoundError:
                 out.append(LogRead(None, True, []))
                 continue
-            out.append(self._read_fd(fd, since))
+            out.append(self._read_fd(metric_id, fd, since))
         return out
 
-    def _read_fd(self, fd: int, since: Version | None) -> LogRead:
+    def _read_fd(
+        self, metric_id: str, fd: int, since: Version | None
+    ) -> LogRead:
         """Read the log open at *fd* (closed on return)."""
         try:
             if since is not None:
@@ -216,53 +432,109 @@ class FileDriver(SeriesDriver):
                     if not data:
                         return LogRead(since, False, [])
                     if len(data) < _TAIL_READ:
-                        records, valid = parse_frames(data)
-                        return LogRead(
-                            Version(generation, since.length + valid),
-                            False,
-                            records,
-                        )
+                        return self._tail(fd, generation, since.length, data)
             size = os.fstat(fd).st_size
             generation = read_generation(fd, size)
             if generation is None:
-                return LogRead(None, True, [])
+                return LogRead(None, True, [], _header_damage(size))
             if since is not None and since.generation == generation:
                 if since.length == size:
                     return LogRead(since, False, [])
                 if since.length < size:
                     data = os.pread(fd, size - since.length, since.length)
-                    records, valid = parse_frames(data)
-                    return LogRead(
-                        Version(generation, since.length + valid),
-                        False,
-                        records,
-                    )
+                    return self._tail(fd, generation, since.length, data)
+                LOG.error(
+                    "metric %s: series log %s is %d bytes, shorter than "
+                    "the %d bytes already read: acknowledged data was "
+                    "lost from its end",
+                    metric_id,
+                    self.path(metric_id),
+                    size,
+                    since.length,
+                )
             data = os.pread(fd, size - _HEADER.size, _HEADER.size)
+            records, valid, stop = parse_frames(data)
+            damage = self._damage_at(fd, _HEADER.size + valid, stop)
         finally:
             os.close(fd)
-        records, valid = parse_frames(data)
         if not records:
-            return LogRead(None, True, [])
+            return LogRead(None, True, [], damage)
         return LogRead(
-            Version(generation, _HEADER.size + valid), True, records
+            Version(generation, _HEADER.size + valid), True, records, damage
         )
+
+    def _tail(self, fd: int, generation: int, at: int, data: bytes) -> LogRead:
+        """The frames of *data*, read at offset *at* of the log at *fd*."""
+        records, valid, stop = parse_frames(data)
+        return LogRead(
+            Version(generation, at + valid),
+            False,
+            records,
+            self._damage_at(fd, at + valid, stop),
+        )
+
+    @staticmethod
+    def _damage_at(fd: int, at: int, stop: int) -> Damage | None:
+        """What stopped a read at offset *at* (None: nothing wrong)."""
+        if stop == END:
+            return None
+        if stop == INCOMPLETE:
+            if not _is_torn(fd, at):
+                return None  # an append in progress
+            return Damage(
+                drivers.TORN_TAIL,
+                f"an incomplete final frame at offset {at}",
+            )
+        return Damage(
+            drivers.BAD_FRAME, f"a frame that does not verify at offset {at}"
+        )
+
+    def scan(self, metric_id: str) -> Scan | None:
+        path = self.path(metric_id)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            # Shared: waits for an append in progress, blocks none.
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            data = _read_all(fd)
+        finally:
+            os.close(fd)
+        records, damage = scan_log(data)
+        return Scan(records, damage, path, len(data))
+
+    def list_series(self) -> Iterator[str]:
+        """Every log under the base path, directory by directory."""
+        with os.scandir(self.basepath) as top:
+            prefixes = sorted(e.name for e in top if e.is_dir())
+        for prefix in prefixes:
+            if len(prefix) > 2:
+                continue
+            with os.scandir(os.path.join(self.basepath, prefix)) as names:
+                found = sorted(
+                    e.name
+                    for e in names
+                    if _NOT_A_LOG not in e.name
+                    and e.name[:2] == prefix
+                    and e.is_file()
+                )
+            for name in found:
+                with contextlib.suppress(drivers.InvalidMetricId):
+                    yield check_metric_id(name)
 
     # -- writes ------------------------------------------------------------
 
-    def _open_locked(self, path: str, create: bool) -> int | None:
+    def _open_locked(self, path: str) -> int | None:
         """Open and exclusively lock the current file at *path*.
 
-        None when the file does not exist and *create* is false.
+        None when the file does not exist.
         """
-        flags = os.O_RDWR | (os.O_CREAT if create else 0)
         while True:
             try:
-                fd = os.open(path, flags, 0o644)
+                fd = os.open(path, os.O_RDWR)
             except FileNotFoundError:
-                if not create:
-                    return None
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                continue
+                return None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 st = os.fstat(fd)
@@ -277,60 +549,163 @@ class FileDriver(SeriesDriver):
                 raise
             os.close(fd)  # replaced or deleted meanwhile: retry
 
-    def _check(
-        self, fd: int, expected: Version | None
-    ) -> tuple[int, int, bytes] | None:
-        """Where to write: (generation, offset, header to write first).
+    def _create(self, path: str, record: bytes) -> Version | None:
+        """Write a new log holding *record*; None when one exists.
 
-        None when *expected* is stale.  A tail that holds no valid frame
-        (a torn, unacknowledged write) is cut off.
+        The log is written and locked under a temporary name, then
+        linked to *path*: it never exists empty or incomplete, and a
+        writer that opens it waits until its stamp is taken.
+        """
+        generation, header = new_header()
+        tmp = f"{path}{_NOT_A_LOG}{generation:x}.tmp"
+        data = header + frame(record)
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.write(fd, data) != len(data):
+                    raise OSError(errno.EIO, f"short write to {tmp}")
+                if self.fsync:
+                    os.fsync(fd)
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    return None
+            finally:
+                os.unlink(tmp)
+            if self.fsync:
+                self._fsync_dir(os.path.dirname(path))
+            # Still under the lock: the stamp of exactly this log.
+            return Version(generation, len(data), _stamp(os.fstat(fd)))
+        finally:
+            os.close(fd)
+
+    def _check(
+        self, metric_id: str, fd: int, expected: Version | None
+    ) -> tuple[int, int] | None:
+        """Where to write: (generation, offset); None when stale.
+
+        Called under the exclusive lock, so no append is in progress.
+        An incomplete final frame after *expected* is cut off, its file
+        kept aside first; other damage raises :class:`DamagedLog`.
         """
         size = os.fstat(fd).st_size
         generation = read_generation(fd, size)
-        if generation is None or (
-            expected is None
-            and not parse_frames(
-                os.pread(fd, size - _HEADER.size, _HEADER.size)
-            )[0]
-        ):
-            # Empty (or only a torn first write): a fresh log.
-            if expected is not None:
-                return None
-            if size:
-                os.ftruncate(fd, 0)
-            generation, header = new_header()
-            return generation, 0, header
-        if expected is None or expected.generation != generation:
+        if generation is None:
+            raise DamagedLog(metric_id, _header_damage(size))
+        if expected is None:
+            # A log exists: another writer created it (its first frame
+            # verifies: stale), or it is damaged.
+            want = _HEADER.size
+        elif expected.generation != generation:
             return None
-        want = expected.length
+        else:
+            want = expected.length
         if size == want:
-            return generation, want, b""
+            return generation, want
         if size < want:
+            LOG.error(
+                "metric %s: series log %s is %d bytes, shorter than the "
+                "%d bytes already read: acknowledged data was lost from "
+                "its end",
+                metric_id,
+                self.path(metric_id),
+                size,
+                want,
+            )
             return None
         tail = os.pread(fd, size - want, want)
-        if parse_frames(tail)[0]:
-            return None
-        LOG.warning(
-            "series log generation %x: dropping %d bytes of an "
-            "incomplete write",
-            generation,
-            size - want,
+        records, _valid, stop = parse_frames(tail)
+        if records:
+            return None  # another writer appended
+        after = next_frame(tail, 1)
+        if stop == BAD or after is not None:
+            raise DamagedLog(
+                metric_id,
+                Damage(
+                    drivers.BAD_TAIL if after is None else drivers.BAD_FRAME,
+                    f"{size - want} bytes at offset {want} do not start "
+                    "with a frame that verifies",
+                ),
+            )
+        # An incomplete final frame and nothing that verifies after it.
+        self._cut_torn_tail(metric_id, fd, want, size, generation)
+        return generation, want
+
+    def _cut_torn_tail(
+        self, metric_id: str, fd: int, at: int, size: int, generation: int
+    ) -> None:
+        """Cut the incomplete final frame at *at*, a copy kept aside."""
+        path = self.path(metric_id)
+        aside = self._aside_name(path)
+        data = _read_all(fd)
+        afd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            if os.write(afd, data) != len(data):
+                raise OSError(errno.EIO, f"short write to {aside}")
+            if self.fsync:
+                os.fsync(afd)
+        finally:
+            os.close(afd)
+        frames = len(parse_frames(data, _HEADER.size)[0])
+        repair = Repair(
+            metric_id=metric_id,
+            where=path,
+            aside=aside,
+            damage=(
+                Damage(
+                    drivers.TORN_TAIL,
+                    f"{size - at} bytes at offset {at}: an incomplete "
+                    "final frame (an append never acknowledged, or the "
+                    "end of the file lost), cut by the next write",
+                ),
+            ),
+            frames=frames,
+            kept=frames,
+            points=0,
+            version=Version(generation, at),
         )
-        os.ftruncate(fd, want)
-        return generation, want, b""
+        LOG.error(
+            "metric %s: damaged series %s (torn tail: %d bytes of an "
+            "incomplete final frame); kept %d of %d frames; the damaged "
+            "file is kept at %s",
+            metric_id,
+            path,
+            size - at,
+            frames,
+            frames,
+            aside,
+        )
+        os.ftruncate(fd, at)
+        self._journal(repair)
 
     def append(
         self, metric_id: str, expected: Version | None, record: bytes
     ) -> Version | None:
+        if not record:
+            raise ValueError("an empty record cannot be stored")
         path = self.path(metric_id)
-        fd = self._open_locked(path, create=expected is None)
+        if expected is None and not os.path.exists(path):
+            created = self._create(path, record)
+            if created is not None:
+                return created
+        fd = self._open_locked(path)
         if fd is None:
             return None
         try:
-            where = self._check(fd, expected)
+            where = self._check(metric_id, fd, expected)
             if where is None:
                 return None
-            generation, at, header = where
+            generation, at = where
+            header = b""
+            if expected is None:
+                # A damaged first frame was cut: this is the first one.
+                header = _HEADER.pack(_MAGIC, generation)
+                at = 0
             data = header + frame(record)
             written = os.pwrite(fd, data, at)
             if written != len(data):
@@ -338,8 +713,6 @@ class FileDriver(SeriesDriver):
                 raise OSError(errno.EIO, f"short write to {path}")
             if self.fsync:
                 os.fsync(fd)
-                if at == 0:  # a new log: make its directory entry durable
-                    self._fsync_dir(os.path.dirname(path))
             # Still under the lock: the stamp of exactly this log.
             return Version(generation, at + written, _stamp(os.fstat(fd)))
         finally:
@@ -348,29 +721,131 @@ class FileDriver(SeriesDriver):
     def rewrite(
         self, metric_id: str, expected: Version | None, record: bytes
     ) -> Version | None:
+        if not record:
+            raise ValueError("an empty record cannot be stored")
         path = self.path(metric_id)
-        fd = self._open_locked(path, create=expected is None)
+        if expected is None and not os.path.exists(path):
+            created = self._create(path, record)
+            if created is not None:
+                return created
+        fd = self._open_locked(path)
         if fd is None:
             return None
         try:
-            if self._check(fd, expected) is None:
+            if self._check(metric_id, fd, expected) is None:
                 return None
             generation, header = new_header()
-            tmp = f"{path}.{generation:x}.tmp"
             data = header + frame(record)
-            tfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                os.write(tfd, data)
-                if self.fsync:
-                    os.fsync(tfd)
-            finally:
-                os.close(tfd)
-            os.rename(tmp, path)
-            if self.fsync:
-                self._fsync_dir(os.path.dirname(path))
+            self._replace_locked(path, generation, data)
             return Version(generation, len(data))
         finally:
             os.close(fd)
+
+    def _replace_locked(self, path: str, generation: int, data: bytes) -> None:
+        """Rename a new log holding *data* over *path* (its lock held)."""
+        tmp = f"{path}{_NOT_A_LOG}{generation:x}.tmp"
+        tfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            if os.write(tfd, data) != len(data):
+                raise OSError(errno.EIO, f"short write to {tmp}")
+            if self.fsync:
+                os.fsync(tfd)
+        except BaseException:
+            os.close(tfd)
+            os.unlink(tmp)
+            raise
+        os.close(tfd)
+        os.rename(tmp, path)
+        if self.fsync:
+            self._fsync_dir(os.path.dirname(path))
+
+    # -- damage ------------------------------------------------------------
+
+    def repair(self, metric_id: str, decide: Decide) -> Repair | None:
+        path = self.path(metric_id)
+        fd = self._open_locked(path)
+        if fd is None:
+            return None
+        try:
+            data = _read_all(fd)
+            records, damage = scan_log(data)
+            salvage = decide(Scan(records, damage, path, len(data)))
+            if salvage is None:
+                return None
+            return self._set_aside(metric_id, path, len(records), salvage)
+        finally:
+            os.close(fd)
+
+    def _set_aside(
+        self, metric_id: str, path: str, frames: int, salvage: Salvage
+    ) -> Repair:
+        """Keep the locked file at *path* aside; write what is salvaged."""
+        aside = self._aside_name(path)
+        os.link(path, aside)  # the damaged bytes stay, under a new name
+        version = None
+        if salvage.records:
+            generation, header = new_header()
+            data = b"".join([header, *(frame(r) for r in salvage.records)])
+            self._replace_locked(path, generation, data)
+            version = Version(generation, len(data))
+        else:
+            os.unlink(path)
+            if self.fsync:
+                self._fsync_dir(os.path.dirname(path))
+        repair = Repair(
+            metric_id=metric_id,
+            where=path,
+            aside=aside,
+            damage=tuple(salvage.damage),
+            frames=frames,
+            kept=len(salvage.records),
+            points=salvage.points,
+            version=version,
+        )
+        self._journal(repair)
+        return repair
+
+    @staticmethod
+    def _aside_name(path: str) -> str:
+        """A new name for a damaged log, next to it."""
+        base = f"{path}{_NOT_A_LOG}damaged-{drivers.aside_stamp()}"
+        name, n = base, 1
+        while os.path.lexists(name):
+            n += 1
+            name = f"{base}-{n}"
+        return name
+
+    def _journal(self, repair: Repair) -> None:
+        """Add *repair* to the damage journal (one JSON line)."""
+        line = json.dumps(
+            repair.journal_entry(drivers.journal_time()), sort_keys=True
+        )
+        path = os.path.join(self.basepath, JOURNAL)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def damage_journal(self) -> list[dict[str, Any]]:
+        path = os.path.join(self.basepath, JOURNAL)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                lines = fh.read().splitlines()
+        except FileNotFoundError:
+            return []
+        entries = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                # A line cut by a crash: the repair happened (its file
+                # is aside); count it, details unknown.
+                entry = {"kinds": [], "damage": [], "metric_id": None}
+            entries.append(entry)
+        return entries
 
     @staticmethod
     def _fsync_dir(path: str) -> None:
