@@ -21,6 +21,8 @@ from alarmer.alarms import validation as rules
 from alarmer.alarms.tables import Alarm, Notification
 from alarmer.channel import LocalChannel
 from alarmer.db import Database, dialect
+from alarmer.metrics.index import Indexer
+from alarmer.metrics.series.store import make_store
 from notifiers import tables as models
 from notifiers.deliver import Deliverer
 from notifiers.queue import DELIVERY, OUTBOX_LOCK, DeliveryQueue
@@ -726,7 +728,13 @@ def test_service_wakes_up_for_commits_of_another_process(db, make_conf):
     conf = make_conf(
         notifier={"allowed_networks": ["127.0.0.0/8"], "poll_interval": 60}
     )
-    rt = runtime.Runtime(conf=conf, db=db, channel=LocalChannel())
+    rt = runtime.Runtime(
+        conf=conf,
+        db=db,
+        channel=LocalChannel(),
+        index=Indexer(db),
+        series=make_store(conf),
+    )
     service = NotifierService(rt)
     # Another Database object: as another process, the writer shares
     # nothing with the notifier but the database.
@@ -751,5 +759,6 @@ def test_service_wakes_up_for_commits_of_another_process(db, make_conf):
             assert order == ["s1", "s2", "s3"]
     finally:
         service.stop()
+        rt.series.close()
         writer.db.dispose()
         receiver.stop()
