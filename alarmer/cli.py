@@ -81,12 +81,19 @@ def _evaluator_services(rt: runtime.Runtime) -> list[service.Service]:
     return [EvaluatorService(rt)]
 
 
-def _serve_evaluator_services(rt: runtime.Runtime) -> list[service.Service]:
+def _serve_services(rt: runtime.Runtime) -> list[service.Service]:
     # The API runs in this process: every metric change is announced on
-    # the in-process channel, so the evaluator may cache what it reads.
+    # the in-process channel, so the evaluator may cache what it reads;
+    # and the notifier is woken by each outbox row the evaluator commits.
     from alarmer.evaluator.service import EvaluatorService
+    from api.server import ApiServer
+    from notifiers.service import NotifierService
 
-    return [EvaluatorService(rt, api_in_process=True)]
+    notifier = NotifierService(rt)
+    evaluator = EvaluatorService(
+        rt, api_in_process=True, on_outbox=notifier.wakeup.outbox_changed
+    )
+    return [ApiServer(rt), evaluator, notifier]
 
 
 def _notifier_services(rt: runtime.Runtime) -> list[service.Service]:
@@ -267,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _run(
             args,
-            (_api_services, _serve_evaluator_services, _notifier_services),
+            (_serve_services,),
         )
     if args.command == "api":
         return _run(args, (_api_services,))

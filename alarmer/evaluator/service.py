@@ -36,7 +36,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -97,6 +97,10 @@ class EvaluatorService:
     :param api_in_process: the API runs in this process and announces
         every metric change on the (in-process) channel, so the bucket
         cache may be used with a local channel.
+    :param on_outbox: called after each committed outbox row (a
+        transition or repeat with actions), so that a notifier in the same
+        process delivers at once instead of at its next look at the
+        outbox.
     """
 
     name = "evaluator"
@@ -107,8 +111,10 @@ class EvaluatorService:
         *,
         membership: Membership | None = None,
         api_in_process: bool = False,
+        on_outbox: Callable[[], None] | None = None,
     ) -> None:
         self.rt = rt
+        self._on_outbox = on_outbox
         self.conf = rt.conf
         self.membership = membership or Membership(rt.conf)
         self.interval = float(rt.conf.evaluator.evaluation_interval)
@@ -680,6 +686,8 @@ class EvaluatorService:
             self.stats.repeats += 1
         else:
             self.stats.transitions += 1
+        if bump and self._on_outbox is not None:
+            self._on_outbox()
 
     def _reload(self, alarm_id: str) -> AlarmDef | None:
         """Reload one alarm after a fence failure; None if not to evaluate."""
