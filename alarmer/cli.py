@@ -69,6 +69,13 @@ def setup_logging(conf: cfg.ConfigOpts) -> None:
     )
 
 
+# The service factories and commands below import the pieces they run
+# inside their function: a single-role process (``alarmer-api``,
+# ``alarmer-notifier``...) then never loads the others' modules (startup
+# time and memory), and ``--help`` answers without importing them.  There
+# is no import cycle behind these local imports.
+
+
 def _api_services(rt: runtime.Runtime) -> list[service.Service]:
     from api.server import ApiServer
 
