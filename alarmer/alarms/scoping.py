@@ -14,6 +14,8 @@ update (:func:`check_references`):
 * a ``gnocchi_aggregation_by_metrics_threshold`` rule may only list
   metrics its project created or that are attached to a resource it may
   see;
+* a ``gnocchi_aggregation_by_resources_threshold`` query may only name
+  (``id`` with ``=`` or ``in``) resources its project may see;
 
 composite sub-rules included.  An id that does not exist (yet) is
 accepted, as before: it resolves, for the alarm's project only, when it
@@ -153,6 +155,11 @@ def check_references(
         elif kind == model.BY_METRICS_THRESHOLD:
             for i, metric_id in enumerate(rule.get("metrics") or ()):
                 metrics.append((f"{prefix}.metrics[{i}]", str(metric_id)))
+        elif kind == model.BY_RESOURCES_THRESHOLD:
+            resources.extend(
+                (f"{prefix}.query", rid)
+                for rid in index.query_resource_ids(rule.get("query"))
+            )
     if not resources and not metrics:
         return
     with db.read_session() as session:

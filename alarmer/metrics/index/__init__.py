@@ -50,6 +50,7 @@ from alarmer.metrics.index.groups import (
     ResolutionCache,
     check_rule_query,
     invisible_references,
+    query_resource_ids,
     scope_query,
 )
 from alarmer.metrics.index.indexer import Indexer
@@ -110,6 +111,7 @@ __all__ = [
     "invisible_references",
     "parse_query",
     "parse_type_definition",
+    "query_resource_ids",
     "resource_uuid",
     "scope_query",
     "seen_by",

@@ -29,7 +29,11 @@ from alarmer.metrics.index.access import (
     project_scope,
     seen_by,
 )
-from alarmer.metrics.index.errors import NoSuchResourceType, ResourceError
+from alarmer.metrics.index.errors import (
+    NoSuchResourceType,
+    QueryError,
+    ResourceError,
+)
 from alarmer.metrics.index.metrics import CHUNK
 from alarmer.metrics.index.resources import resource_uuid, type_clause
 from alarmer.metrics.index.schema import (
@@ -37,7 +41,13 @@ from alarmer.metrics.index.schema import (
     ResourceModel,
     current_generation,
 )
-from alarmer.metrics.index.search import compile_query, parse_query
+from alarmer.metrics.index.search import (
+    COMPARISONS,
+    LOGICAL,
+    MAX_DEPTH,
+    compile_query,
+    parse_query,
+)
 from alarmer.metrics.index.types import get_type
 
 #: Key of a cached group: (type, query, metric name, project).
@@ -380,3 +390,39 @@ def invisible_references(
         if not seen_by(project_id, *owners)
     }
     return resources, metrics
+
+
+def query_resource_ids(query: Any) -> list[str]:
+    """The resource UUIDs a resource query names (``id`` with ``=``/``in``).
+
+    What a by-resources rule references by id, for
+    :func:`invisible_references`; a query that is not JSON names none
+    (it is refused elsewhere), nor does an id that is not a UUID (a name
+    resolved for the alarm's project only).
+    """
+    try:
+        root = parse_query(query)
+    except QueryError:
+        return []
+    found: list[str] = []
+
+    def walk(node: Any, depth: int) -> None:
+        if depth > MAX_DEPTH or not isinstance(node, dict):
+            return
+        for op, arg in node.items():
+            key = op.lower() if isinstance(op, str) else op
+            if key in LOGICAL:
+                for item in arg if isinstance(arg, list) else [arg]:
+                    walk(item, depth + 1)
+            elif COMPARISONS.get(key) in ("eq", "in") and isinstance(
+                arg, dict
+            ):
+                value = arg.get("id")
+                for item in value if isinstance(value, list) else [value]:
+                    try:
+                        found.append(str(uuid.UUID(str(item))))
+                    except ValueError:
+                        continue
+
+    walk(root, 0)
+    return found
