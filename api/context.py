@@ -7,6 +7,10 @@ through the functions of this module.
 
 The caller is identified on first use in a request (the routes that
 need no identity never authenticate) and remembered for the rest of it.
+Every other route checks the least role it needs with :func:`require`
+(Gnocchi's and Aodh's default policies: ``reader`` reads, ``member``
+writes, ``admin`` administers); a request naming no user and no project
+is answered 401 in both dialects.
 """
 
 from __future__ import annotations
@@ -50,33 +54,66 @@ def caller() -> identity.Identity:
     return found
 
 
-def _scoped(who: identity.Identity) -> identity.Identity:
-    if who.project_id is None and not who.is_admin:
+#: The roles a route may require, least first (see
+#: :mod:`api.identity`): ``reader`` reads, ``member`` also writes,
+#: ``admin`` also administers.
+READER = "reader"
+MEMBER = "member"
+ADMIN = "admin"
+ROLES = (READER, MEMBER, ADMIN)
+
+
+def _identified(who: identity.Identity, project_needed: bool) -> None:
+    if who.user_id is None and who.project_id is None:
+        raise errors.Unauthorized(
+            "Unable to determine current user: the request names no user "
+            "and no project (X-User-Id, X-Project-Id)"
+        )
+    if project_needed and who.project_id is None and not who.is_admin:
         raise errors.Unauthorized(
             "The request names no project (X-Project-Id)"
         )
-    return who
 
 
-def require_reader() -> identity.Identity:
-    """The caller if it may read, else 401/403."""
-    who = _scoped(caller())
-    if not who.can_read:
+def require(role: str, *, project_needed: bool = True) -> identity.Identity:
+    """The caller if it has at least *role*, else 401/403.
+
+    Every view that needs an identity starts with this (or one of the
+    three functions below), before reading the request body.
+
+    :param role: :data:`READER`, :data:`MEMBER` or :data:`ADMIN`.
+    :param project_needed: a non-admin caller must name a project (the
+        v2 dialect: alarms belong to projects); the v1 dialect, as
+        Gnocchi, also serves a caller that names only its user.
+    :raises api.errors.APIError: 401 when the request names no user and
+        no project (or no project where one is needed), 403 when the
+        caller lacks *role*.
+    :raises ValueError: an unknown *role* (a programming error).
+    """
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    who = caller()
+    _identified(who, project_needed and role != ADMIN)
+    allowed = {
+        READER: who.can_read,
+        MEMBER: who.can_write,
+        ADMIN: who.is_admin,
+    }[role]
+    if not allowed:
         raise errors.Forbidden()
     return who
 
 
-def require_member() -> identity.Identity:
-    """The caller if it may write, else 401/403."""
-    who = _scoped(caller())
-    if not who.can_write:
-        raise errors.Forbidden()
-    return who
+def require_reader(*, project_needed: bool = True) -> identity.Identity:
+    """The caller if it may read, else 401/403 (see :func:`require`)."""
+    return require(READER, project_needed=project_needed)
+
+
+def require_member(*, project_needed: bool = True) -> identity.Identity:
+    """The caller if it may write, else 401/403 (see :func:`require`)."""
+    return require(MEMBER, project_needed=project_needed)
 
 
 def require_admin() -> identity.Identity:
     """The caller if it is an administrator, else 401/403."""
-    who = caller()
-    if not who.is_admin:
-        raise errors.Forbidden()
-    return who
+    return require(ADMIN)

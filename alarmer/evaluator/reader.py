@@ -36,7 +36,7 @@ from alarmer.alarms import model
 from alarmer.evaluator import decide
 from alarmer.evaluator.decide import Outcome
 from alarmer.metrics import query
-from alarmer.metrics.index import Indexer, ResolutionCache
+from alarmer.metrics.index import Indexer, ResolutionCache, seen_by
 from alarmer.metrics.series.store import Series
 
 LOG = logging.getLogger(__name__)
@@ -88,11 +88,12 @@ def resolve_resource_metric(
     """Metric id of *metric_name* on the resource *resource_id*.
 
     A UUID is the stored id; another string is looked up by the original
-    id the client used, among the resources of the alarm's project
-    *project_id* when given (see
-    :meth:`alarmer.metrics.index.Indexer.metric_of_resource`), and one
-    that still names several resources is ambiguous: unresolved rather
-    than another project's data.
+    id the client used.  With the alarm's project *project_id*, only a
+    resource that project may see counts, however it is named (see
+    :meth:`alarmer.metrics.index.Indexer.metric_of_resource`): another
+    project's resource is unresolved as a missing one is.  An original
+    id that still names several resources is ambiguous: unresolved
+    rather than another project's data.
 
     :raises Unresolved: with Aodh's reason when there is none.
     """
@@ -106,19 +107,40 @@ def resolve_resource_metric(
     )
 
 
+def _no_metrics(metric_ids: Sequence[str]) -> Unresolved:
+    return Unresolved(
+        f"At least of metrics in {list(metric_ids)!r} does not exist"
+    )
+
+
+def _no_resource_metric(rule: Mapping[str, Any]) -> Unresolved:
+    return Unresolved(
+        f"metric {rule.get('metric')} for resource {rule.get('resource_id')} "
+        "does not exists"
+    )
+
+
 def resolve_metrics(
-    index: Indexer, session: orm.Session, metric_ids: Sequence[str]
+    index: Indexer,
+    session: orm.Session,
+    metric_ids: Sequence[str],
+    project_id: str | None = None,
 ) -> list[str]:
-    """Check that every listed metric exists.
+    """Check that every listed metric exists (and is the project's).
+
+    With *project_id* (the alarm's project), a metric that project may
+    not read (see :func:`alarmer.metrics.index.access.seen_by`) counts
+    as missing: the same reason, nothing of it read.
 
     :raises Unresolved: ``At least of metrics in [...] does not exist``.
     """
     wanted = [str(m) for m in metric_ids]
-    found = index.existing_metric_ids(session, wanted)
+    if project_id is None:
+        found = index.existing_metric_ids(session, wanted)
+    else:
+        found = index.visible_metric_ids(session, wanted, project_id)
     if not wanted or any(m not in found for m in wanted):
-        raise Unresolved(
-            f"At least of metrics in {list(metric_ids)!r} does not exist"
-        )
+        raise _no_metrics(metric_ids)
     return wanted
 
 
@@ -127,12 +149,15 @@ def resolve_by_resources(
     session: orm.Session,
     rule: Mapping[str, Any],
     cache: ResolutionCache | None = None,
+    project_id: str | None = None,
 ) -> list[str]:
     """Metric ids named ``metric`` of the resources matching the query.
 
     The group is resolved now (see
-    :meth:`alarmer.metrics.index.Indexer.resolve_group`); *cache* reuses
-    the answer while the resource index is unchanged.
+    :meth:`alarmer.metrics.index.Indexer.resolve_group`), among the
+    resources *project_id* (the alarm's project) may see when given,
+    whatever the stored query says; *cache* reuses the answer while the
+    resource index is unchanged.
 
     :raises Unresolved: unknown resource type, bad query, or no match.
     """
@@ -142,6 +167,7 @@ def resolve_by_resources(
             rule.get("resource_type") or "generic",
             rule.get("query") or "{}",
             str(rule.get("metric")),
+            project_id,
             cache=cache,
         )
     except Exception as exc:
@@ -160,12 +186,15 @@ def resolve(
     rule: Mapping[str, Any],
     cache: ResolutionCache | None = None,
     *,
-    project_id: str | None = None,
+    project_id: str,
 ) -> list[str]:
     """Metric ids a threshold rule of *alarm_type* reads now.
 
-    *project_id* is the alarm's project: a resource named by a non-UUID
-    id is looked up among that project's resources.
+    *project_id* is the alarm's project: only what it may see is read
+    (see :func:`alarmer.metrics.index.access.seen_by`), and a resource
+    named by a non-UUID id is looked up among its resources.  Anything
+    else is unresolved with the reason of a missing metric or resource,
+    so that nothing of another project shows in the alarm's state.
 
     :raises Unresolved: with the reason the alarm reports.
     """
@@ -180,9 +209,11 @@ def resolve(
             )
         ]
     if alarm_type == BY_METRICS:
-        return resolve_metrics(index, session, rule.get("metrics") or [])
+        return resolve_metrics(
+            index, session, rule.get("metrics") or [], project_id
+        )
     if alarm_type == BY_RESOURCES:
-        return resolve_by_resources(index, session, rule, cache)
+        return resolve_by_resources(index, session, rule, cache, project_id)
     raise Unresolved(f"alarm type {alarm_type} cannot be evaluated")
 
 
@@ -479,15 +510,17 @@ def bulk_resolve(
     items: Sequence[tuple[str, Mapping[str, Any]]],
     cache: ResolutionCache | None = None,
     *,
-    projects: Sequence[str | None] | None = None,
+    projects: Sequence[str],
 ) -> list[list[str] | Unresolved]:
     """Resolve many ``(alarm type, threshold rule)`` pairs at once.
 
+    Each item is resolved for the project at the same position in
+    *projects* (its alarm's), as :func:`resolve` does.
     ``gnocchi_resources_threshold`` rules on UUID resources and
-    by-metrics rules are resolved with one query per chunk; the others
-    one by one (see :func:`resolve`), each in the project of the same
-    position in *projects* (the alarm's).  Each result is the metric ids
-    or the :class:`Unresolved` error.
+    by-metrics rules are resolved with one query per chunk of ids,
+    whatever the number of projects (the owners come back with the ids
+    and are compared here); the others one by one (see :func:`resolve`).
+    Each result is the metric ids or the :class:`Unresolved` error.
     """
     results: list[list[str] | Unresolved | None] = [None] * len(items)
     by_pair: dict[tuple[str, str], list[int]] = {}
@@ -502,29 +535,42 @@ def bulk_resolve(
             by_pair.setdefault(key, []).append(position)
         elif alarm_type == BY_METRICS:
             by_metric[position] = [str(m) for m in rule.get("metrics") or []]
-    found = index.metrics_by_name(session, by_pair)
+    named = index.named_metric_owners(session, by_pair)
     for key, positions in by_pair.items():
-        metric_id = found.get(key)
-        if metric_id:
-            for position in positions:
-                results[position] = [metric_id]
-    existing = index.existing_metric_ids(
+        found = named.get(key)
+        for position in positions:
+            if found is not None and seen_by(projects[position], *found[1]):
+                results[position] = [found[0]]
+            else:
+                results[position] = _no_resource_metric(items[position][1])
+    owners = index.metric_owners(
         session, sorted({m for ms in by_metric.values() for m in ms})
     )
     for position, metric_ids in by_metric.items():
-        if metric_ids and all(m in existing for m in metric_ids):
+        project = projects[position]
+        if metric_ids and all(
+            m in owners and seen_by(project, *owners[m]) for m in metric_ids
+        ):
             results[position] = metric_ids
+        else:
+            results[position] = _no_metrics(
+                items[position][1].get("metrics") or []
+            )
     final: list[list[str] | Unresolved] = []
     for position, result in enumerate(results):
         if result is not None:
             final.append(result)
             continue
         alarm_type, rule = items[position]
-        project = None if projects is None else projects[position]
         try:
             final.append(
                 resolve(
-                    index, session, alarm_type, rule, cache, project_id=project
+                    index,
+                    session,
+                    alarm_type,
+                    rule,
+                    cache,
+                    project_id=projects[position],
                 )
             )
         except Unresolved as exc:

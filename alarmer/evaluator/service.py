@@ -9,7 +9,9 @@ Two threads:
   (``count``, ``max(timestamp)``, ``sum(version)``) tells whether
   anything changed; only then are the ``(alarm_id, version)`` pairs
   compared and the changed rows loaded. Memory is bounded by the owned
-  share.
+  share.  The same read takes the index change counter; when it moved,
+  the metrics the owned alarms read are resolved again in one batch, so
+  that an alarm never keeps reading what its project may no longer see.
 * the *worker* thread evaluates: first the alarms reading a metric that
   just received measures (the event-driven path, fed by the metric
   channel through an in-memory index metric id -> alarms), then the
@@ -72,6 +74,8 @@ class Stats:
     skipped_slots: int = 0
     errors: int = 0
     frozen: int = 0
+    #: Passes re-resolving the owned alarms after the index changed.
+    revalidations: int = 0
     lags: collections.deque = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=_LAG_SAMPLES)
     )
@@ -142,6 +146,11 @@ class EvaluatorService:
         self._threads: list[threading.Thread] = []
         self._generation = -1
         self._fingerprint: tuple[Any, ...] | None = None
+        #: The index change counter the owned alarms' metrics were last
+        #: resolved at (None before the first load), and when the next
+        #: re-resolution may start (monotonic).
+        self._index_generation: int | None = None
+        self._revalidate_after = 0.0
         #: Version bumps this worker committed and has not yet matched
         #: against the table fingerprint.
         self._own_bumps = 0
@@ -236,17 +245,20 @@ class EvaluatorService:
         if force is False and not owner_changed:
             return
         own = self._own_bumps
-        fingerprint = self._table_fingerprint()
+        fingerprint, index_generation = self._table_fingerprint()
         with self._cv:
             self._own_bumps -= own
         if force is None and not owner_changed:
             if fingerprint == self._fingerprint:
+                self._revalidate(index_generation)
                 return
             if self._only_own_writes(fingerprint, own):
                 # Our own transitions explain the change: nothing to load.
                 self._fingerprint = fingerprint
+                self._revalidate(index_generation)
                 return
         self._sync(fingerprint)
+        self._revalidate(index_generation)
 
     def _only_own_writes(self, fingerprint: tuple[Any, ...], own: int) -> bool:
         """True when the table changed only by *own* version bumps.
@@ -268,8 +280,14 @@ class EvaluatorService:
             and int(total) - int(old_total) == own
         )
 
-    def _table_fingerprint(self) -> tuple[Any, ...]:
+    def _table_fingerprint(self) -> tuple[tuple[Any, ...], int]:
+        """The alarm table's fingerprint, and the index change counter.
+
+        The counter is read first: whatever is resolved after this call
+        is at least as new as it.
+        """
         with self.rt.db.read_session() as session:
+            index_generation = self.rt.index.generation(session)
             row = session.execute(
                 sa.select(
                     sa.func.count(),
@@ -277,7 +295,81 @@ class EvaluatorService:
                     sa.func.sum(Alarm.version),
                 )
             ).one()
-        return tuple(row)
+        return tuple(row), index_generation
+
+    def _revalidate(self, index_generation: int) -> None:
+        """Re-resolve what the owned alarms read once the index changed.
+
+        What a ``gnocchi_resources_threshold`` or by-metrics rule reads
+        is resolved when the alarm is loaded and kept; a change of the
+        index (a resource moved to another project, a metric deleted or
+        detached) moves the change counter, and every such rule of the
+        owned alarms is then resolved again for its alarm's project, in
+        one batch (see :func:`alarmer.evaluator.reader.bulk_resolve`),
+        here in the control thread: an evaluation costs what it did.  A
+        reference its project may no longer see becomes unresolved.  A
+        pass starts at most once per four times the last one lasted, so
+        that a busy index cannot keep this thread resolving.
+        """
+        if self._index_generation is None:
+            # The first load resolved every alarm after the counter read.
+            self._index_generation = index_generation
+            return
+        if index_generation == self._index_generation:
+            return
+        started = time.monotonic()
+        if started < self._revalidate_after:
+            return
+        with self._cv:
+            alarms = list(self.registry.alarms.values())
+        items: list[tuple[str, Mapping[str, Any]]] = []
+        where: list[tuple[AlarmDef, int]] = []
+        for alarm in alarms:
+            for position, rule in enumerate(alarm.subrules):
+                kind = (
+                    str(rule.get("type"))
+                    if alarm.type == data.COMPOSITE
+                    else alarm.type
+                )
+                if kind in (data.RESOURCES, data.BY_METRICS):
+                    items.append((kind, rule))
+                    where.append((alarm, position))
+        try:
+            with self.rt.db.read_session() as session:
+                resolved = data.bulk_resolve(
+                    self.rt.index,
+                    session,
+                    items,
+                    projects=[alarm.project_id for alarm, _ in where],
+                )
+        except Exception:
+            LOG.exception("evaluator: re-resolving alarm metrics failed")
+            return
+        changed = 0
+        with self._cv:
+            registry = self.registry
+            for (alarm, position), target in zip(where, resolved, strict=True):
+                if registry.get(alarm.alarm_id) is not alarm:
+                    continue  # reloaded meanwhile, with a newer resolution
+                old = (
+                    alarm.targets[position]
+                    if position < len(alarm.targets)
+                    else None
+                )
+                if isinstance(old, list) and old == target:
+                    continue
+                registry.retarget(alarm, position, target)
+                changed += 1
+        self._index_generation = index_generation
+        spent = time.monotonic() - started
+        self._revalidate_after = time.monotonic() + 4 * spent
+        self.stats.revalidations += 1
+        LOG.debug(
+            "evaluator: %d alarm rules re-resolved in %.3f s, %d changed",
+            len(items),
+            spent,
+            changed,
+        )
 
     def _owns(self, alarm_id: str) -> bool:
         owned = self._owner.get(alarm_id)

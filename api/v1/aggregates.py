@@ -49,7 +49,7 @@ from alarmer import timeutils
 from alarmer.metrics import index as idx
 from alarmer.metrics import query
 from alarmer.metrics.series import store as series_mod
-from api import errors
+from api import context, errors
 from api.v1 import measures as measures_views
 from api.v1 import resources as resource_views
 from api.v1 import validation as v
@@ -133,7 +133,7 @@ def resolve_search_references(
     one series per matching metric of the visible resources matching the
     search now, keyed ``(resource id, metric name)`` in the output.
     """
-    who = resource_views.caller()
+    who = resource_views.caller(context.READER)
     type_name = body.get("resource_type", idx.GENERIC)
     query = body.get("search", {})
     if isinstance(query, str):
@@ -305,6 +305,7 @@ def _points(
 
 def post() -> dict[str, Any]:
     """POST: evaluate the operations over the stored series."""
+    v.require_reader()
     body = v.json_body()
     v.check_schema(BODY_SCHEMA, body)
     params = parse_params()

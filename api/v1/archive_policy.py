@@ -113,6 +113,7 @@ def create() -> tuple[dict[str, Any], int, dict[str, str]]:
 
 def list_() -> flask.Response:
     """GET: every policy."""
+    v.require_reader()
     return flask.jsonify(
         [p.to_dict() for p in v.indexer().list_archive_policies()]
     )
@@ -120,6 +121,7 @@ def list_() -> flask.Response:
 
 def show(name: str) -> dict[str, Any]:
     """GET one policy (404 when unknown)."""
+    v.require_reader()
     policy = v.indexer().get_archive_policy(name)
     if policy is None:
         raise errors.NotFound(f"Archive policy {name} does not exist")

@@ -56,6 +56,7 @@ def create() -> tuple[dict[str, Any], int, dict[str, str]]:
 
 def list_() -> flask.Response:
     """GET: every rule, in matching order."""
+    v.require_reader()
     return flask.jsonify(
         [r.to_dict() for r in v.indexer().list_archive_policy_rules()]
     )
@@ -63,6 +64,7 @@ def list_() -> flask.Response:
 
 def show(name: str) -> dict[str, Any]:
     """GET one rule (404 when unknown)."""
+    v.require_reader()
     rule = v.indexer().get_archive_policy_rule(name)
     if rule is None:
         raise errors.NotFound(f"Archive policy rule {name} does not exist")

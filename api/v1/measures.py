@@ -65,6 +65,7 @@ def write(batch: Sequence[ingest.Item]) -> tuple[dict[str, int], int]:
 
 def add(metric_id: str) -> tuple[dict[str, int], int]:
     """POST measures to one metric."""
+    v.require_member()
     info = metric_views.get_visible(metric_id)
     stamps, values = v.measures(v.json_body(), "measures")
     return write([(metric_ref(info), stamps, values)])
@@ -72,6 +73,7 @@ def add(metric_id: str) -> tuple[dict[str, int], int]:
 
 def add_batch() -> tuple[dict[str, int], int]:
     """POST measures to many metrics at once (all or nothing)."""
+    v.require_member()
     body = v.json_body()
     if not isinstance(body, dict):
         raise v.bad(
@@ -121,6 +123,7 @@ def check_granularity(info: idx.MetricInfo, method: str, gran: int) -> None:
 
 def get(metric_id: str) -> flask.Response:
     """GET the aggregated measures of one metric."""
+    v.require_reader()
     info = metric_views.get_visible(metric_id)
     method = v.query_arg("aggregation") or "mean"
     start = v.query_timestamp("start")

@@ -13,7 +13,7 @@ from typing import Any
 import flask
 
 from alarmer.metrics import index as idx
-from api import context, errors, params
+from api import errors, params
 from api.v1 import validation as v
 
 LOG = logging.getLogger(__name__)
@@ -59,9 +59,9 @@ def get_visible(metric_id: str) -> idx.MetricInfo:
 
 def create() -> tuple[dict[str, Any], int, dict[str, str]]:
     """POST: create a metric; the policy comes from the rules if omitted."""
+    caller = v.require_member()
     body = v.json_body()
     v.check_schema(CREATE_SCHEMA, body)
-    caller = context.caller()
     try:
         info = v.indexer().create_metric(
             archive_policy_name=body.get("archive_policy_name"),
@@ -81,10 +81,10 @@ def create() -> tuple[dict[str, Any], int, dict[str, str]]:
 
 def list_() -> flask.Response:
     """GET: the caller's metrics, filtered, sorted and paged."""
+    caller = v.require_reader()
     page = params.v1_page(MAX_LIMIT, sort_keys=idx.METRIC_SORT_KEYS)
     limit, marker, sorts = page.limit, page.marker, page.sorts
     filters: dict[str, Any] = {key: v.query_arg(key) for key in _FILTERS}
-    caller = context.caller()
     project = v.query_arg("project_id")
     if project is not None and (
         caller.is_admin or project == caller.project_id
@@ -120,11 +120,13 @@ def list_() -> flask.Response:
 
 def show(metric_id: str) -> dict[str, Any]:
     """GET one metric, with its archive policy."""
+    v.require_reader()
     return get_visible(metric_id).to_dict()
 
 
 def delete(metric_id: str) -> tuple[str, int]:
     """DELETE a metric and its series (204)."""
+    v.require_member()
     info = get_visible(metric_id)
     if not v.indexer().delete_metric(info.id):
         raise errors.NotFound(f"Metric {metric_id} does not exist")

@@ -33,9 +33,9 @@ errors.GNOCCHI.install(blueprint)
 
 
 def _named_metric_info(
-    type_name: str, resource_id: str, name: str
+    type_name: str, resource_id: str, name: str, role: str
 ) -> idx.MetricInfo:
-    metric_id = named_metric_id(type_name, resource_id, name)
+    metric_id = named_metric_id(type_name, resource_id, name, role)
     info = context.index().get_metric(metric_id)
     if info is None:
         raise errors.NotFound(
@@ -52,7 +52,7 @@ def add_named_measures(
     type_name: str, resource_id: str, name: str
 ) -> tuple[dict[str, int], int]:
     """POST measures to the metric *name* of a resource."""
-    info = _named_metric_info(type_name, resource_id, name)
+    info = _named_metric_info(type_name, resource_id, name, context.MEMBER)
     stamps, values = v.measures(params.v1_json_body(), "measures")
     return measures_views.write(
         [(measures_views.metric_ref(info), stamps, values)]
@@ -67,7 +67,7 @@ def get_named_measures(
     type_name: str, resource_id: str, name: str
 ) -> flask.Response:
     """GET the aggregated measures of the metric *name* of a resource."""
-    info = _named_metric_info(type_name, resource_id, name)
+    info = _named_metric_info(type_name, resource_id, name, context.READER)
     method = v.query_arg("aggregation") or "mean"
     start = v.query_timestamp("start")
     stop = v.query_timestamp("stop")
@@ -97,7 +97,7 @@ def add_batch_by_resources() -> tuple[dict[str, int], int]:
     resource or metric, or any bad measure, is a 400 and nothing is
     stored.
     """
-    who = caller()
+    who = caller(context.MEMBER)
     create = params.v1_bool("create_metrics")
     body = params.v1_json_body()
     if not isinstance(body, dict):

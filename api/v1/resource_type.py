@@ -1,7 +1,7 @@
 """``/v1/resource_type``: declare resource types and their attributes.
 
 Creating, patching and deleting types is for admins (as in Gnocchi);
-everyone may read them.  ``generic`` always exists and cannot be changed.
+readers may read them.  ``generic`` always exists and cannot be changed.
 """
 
 from __future__ import annotations
@@ -17,16 +17,10 @@ blueprint = flask.Blueprint("v1_resource_type", __name__, url_prefix="/v1")
 errors.GNOCCHI.install(blueprint)
 
 
-def _require_admin() -> None:
-    views.caller()
-    if not context.caller().is_admin:
-        raise errors.Forbidden()
-
-
 @blueprint.get("/resource_type")
 def list_types() -> flask.Response:
     """Every resource type."""
-    views.caller()
+    views.caller(context.READER)
     with context.runtime().db.read_session() as session:
         types = context.index().list_types(session)
         return flask.jsonify([t.to_dict() for t in types])
@@ -35,7 +29,7 @@ def list_types() -> flask.Response:
 @blueprint.get("/resource_type/<string:name>")
 def show_type(name: str) -> flask.Response:
     """One resource type."""
-    views.caller()
+    views.caller(context.READER)
     with context.runtime().db.read_session() as session:
         return flask.jsonify(views.load_type(session, name).to_dict())
 
@@ -43,7 +37,7 @@ def show_type(name: str) -> flask.Response:
 @blueprint.post("/resource_type")
 def create_type() -> flask.Response:
     """Declare a resource type with typed attributes."""
-    _require_admin()
+    views.caller(context.ADMIN)
     body = params.v1_json_body()
     try:
         definition = idx.parse_type_definition(body)
@@ -66,7 +60,7 @@ def create_type() -> flask.Response:
 @blueprint.patch("/resource_type/<string:name>")
 def patch_type(name: str) -> flask.Response:
     """Add or remove attributes with a JSON patch."""
-    _require_admin()
+    views.caller(context.ADMIN)
     body = params.v1_json_body()
     try:
         with context.runtime().db.session() as session, session.begin():
@@ -79,7 +73,7 @@ def patch_type(name: str) -> flask.Response:
 @blueprint.delete("/resource_type/<string:name>")
 def delete_type(name: str) -> flask.Response:
     """Delete a resource type no resource uses."""
-    _require_admin()
+    views.caller(context.ADMIN)
     try:
         with context.runtime().db.session() as session, session.begin():
             context.index().delete_type(session, name)

@@ -37,11 +37,15 @@ def indexer() -> idx.Indexer:
     return context.index()
 
 
-def caller() -> idx.Caller:
-    """The caller of this request; a 401 when it is anonymous."""
-    ident = context.caller()
-    if ident.user_id is None and ident.project_id is None:
-        raise errors.Unauthorized("Unable to determine current user")
+def caller(role: str) -> idx.Caller:
+    """The caller of this request if it has at least *role*.
+
+    :param role: ``context.READER``, ``context.MEMBER`` or
+        ``context.ADMIN`` (see :func:`api.context.require`).
+    :raises api.errors.APIError: 401 when it is anonymous, 403 when it
+        lacks *role*.
+    """
+    ident = context.require(role, project_needed=False)
     return idx.Caller(ident.user_id, ident.project_id, ident.is_admin)
 
 
@@ -183,7 +187,7 @@ def _created(body: Mapping[str, Any]) -> flask.Response:
 @blueprint.post("/resource/<string:type_name>")
 def create_resource(type_name: str) -> flask.Response:
     """Create a resource of *type_name*, with its metrics."""
-    who = caller()
+    who = caller(context.MEMBER)
     body = params.v1_json_body()
     if not isinstance(body, dict):
         raise errors.APIError("Invalid input: the body must be a JSON object")
@@ -205,7 +209,7 @@ def create_resource(type_name: str) -> flask.Response:
 @blueprint.get("/resource/<string:type_name>")
 def list_resources(type_name: str) -> flask.Response:
     """List the visible resources of *type_name*, paged."""
-    who = caller()
+    who = caller(context.READER)
     details = params.v1_bool("details")
     rt = context.runtime()
     with rt.db.read_session() as session:
@@ -235,7 +239,7 @@ def _one(
 @blueprint.get("/resource/<string:type_name>/<string:resource_id>")
 def show_resource(type_name: str, resource_id: str) -> flask.Response:
     """Show one resource."""
-    who = caller()
+    who = caller(context.READER)
     rt = context.runtime()
     with rt.db.read_session() as session:
         rtype, row = _one(session, type_name, resource_id, who)
@@ -245,7 +249,7 @@ def show_resource(type_name: str, resource_id: str) -> flask.Response:
 @blueprint.patch("/resource/<string:type_name>/<string:resource_id>")
 def update_resource(type_name: str, resource_id: str) -> flask.Response:
     """Update attributes (and the metrics) of one resource."""
-    who = caller()
+    who = caller(context.MEMBER)
     body = params.v1_json_body()
     if not isinstance(body, dict):
         raise errors.APIError("Invalid input: the body must be a JSON object")
@@ -277,7 +281,7 @@ def forget_metric_data(metric_ids: Sequence[str]) -> None:
 @blueprint.delete("/resource/<string:type_name>/<string:resource_id>")
 def delete_resource(type_name: str, resource_id: str) -> flask.Response:
     """Delete one resource and its metrics."""
-    who = caller()
+    who = caller(context.MEMBER)
     rt = context.runtime()
     with rt.db.session() as session, session.begin():
         _, row = _one(session, type_name, resource_id, who, for_update=True)
@@ -290,7 +294,7 @@ def delete_resource(type_name: str, resource_id: str) -> flask.Response:
 @blueprint.delete("/resource/<string:type_name>")
 def delete_matching(type_name: str) -> flask.Response:
     """Delete the visible resources of a type matching a search body."""
-    who = caller()
+    who = caller(context.MEMBER)
     query = params.v1_json_body(allow_empty=True)
     rt = context.runtime()
     try:
@@ -311,7 +315,7 @@ def delete_matching(type_name: str) -> flask.Response:
 @blueprint.get("/resource/<string:type_name>/<string:resource_id>/metric")
 def list_resource_metrics(type_name: str, resource_id: str) -> flask.Response:
     """The metrics of one resource."""
-    who = caller()
+    who = caller(context.READER)
     rt = context.runtime()
     with rt.db.read_session() as session:
         _, row = _one(session, type_name, resource_id, who)
@@ -325,7 +329,7 @@ def list_resource_metrics(type_name: str, resource_id: str) -> flask.Response:
 @blueprint.post("/resource/<string:type_name>/<string:resource_id>/metric")
 def add_resource_metrics(type_name: str, resource_id: str) -> flask.Response:
     """Create or attach named metrics to one resource."""
-    who = caller()
+    who = caller(context.MEMBER)
     body = params.v1_json_body()
     rt = context.runtime()
     try:
@@ -343,9 +347,14 @@ def add_resource_metrics(type_name: str, resource_id: str) -> flask.Response:
     )
 
 
-def named_metric_id(type_name: str, resource_id: str, name: str) -> str:
-    """The id of metric *name* of a resource, or a 404 naming it."""
-    who = caller()
+def named_metric_id(
+    type_name: str, resource_id: str, name: str, role: str
+) -> str:
+    """The id of metric *name* of a resource, or a 404 naming it.
+
+    The caller must have *role* (see :func:`caller`).
+    """
+    who = caller(role)
     rt = context.runtime()
     with rt.db.read_session() as session:
         _, row = _one(session, type_name, resource_id, who)
@@ -364,7 +373,7 @@ def show_resource_metric(
     type_name: str, resource_id: str, name: str
 ) -> flask.Response:
     """One named metric of a resource."""
-    metric_id = named_metric_id(type_name, resource_id, name)
+    metric_id = named_metric_id(type_name, resource_id, name, context.READER)
     info = context.index().get_metric(metric_id)
     if info is None:
         raise errors.NotFound(f"Metric {name} does not exist")
@@ -378,7 +387,7 @@ def delete_resource_metric(
     type_name: str, resource_id: str, name: str
 ) -> flask.Response:
     """Delete one named metric of a resource."""
-    metric_id = named_metric_id(type_name, resource_id, name)
+    metric_id = named_metric_id(type_name, resource_id, name, context.MEMBER)
     indexer().delete_metric(metric_id)
     forget_metric_data([metric_id])
     return flask.Response(status=204)

@@ -19,7 +19,7 @@ errors.GNOCCHI.install(blueprint)
 @blueprint.post("/search/resource/<string:type_name>")
 def search_resources(type_name: str) -> flask.Response:
     """Resources of *type_name* matching the JSON query in the body."""
-    who = views.caller()
+    who = views.caller(context.READER)
     if "filter" in flask.request.args:
         raise errors.APIError(
             "Invalid query parameter filter: only JSON queries in the body "

@@ -21,7 +21,7 @@ import numpy as np
 
 from alarmer.metrics import index as idx
 from alarmer.metrics import policy as ap
-from api import context, errors, params
+from api import context, errors, identity, params
 
 NS = 1_000_000_000
 INT64_MAX = 2**63 - 1
@@ -40,6 +40,18 @@ bad = params.v1_bad
 runtime = context.runtime
 indexer = context.index
 require_admin = context.require_admin
+
+
+def require_reader() -> identity.Identity:
+    """The caller if it may read (Gnocchi's user-only callers too)."""
+    return context.require_reader(project_needed=False)
+
+
+def require_member() -> identity.Identity:
+    """The caller if it may write (Gnocchi's user-only callers too)."""
+    return context.require_member(project_needed=False)
+
+
 query_arg = params.arg
 query_int = params.v1_int
 query_bool = params.v1_bool

@@ -210,6 +210,9 @@ def create_alarm() -> flask.Response:
             "Invalid input for field/attribute project_id. Value: 'None'. "
             "The alarm needs a project_id and a user_id"
         )
+    scoping.check_references(
+        context.runtime().db, values, owner=values["project_id"]
+    )
     api_conf = context.runtime().conf.api
     row = store().create(
         values,
@@ -276,6 +279,12 @@ def replace_alarm(alarm_id: str) -> flask.Response:
         _keep_stored_queries(body, new, current)
         new.setdefault("project_id", current["project_id"])
         new.setdefault("user_id", current["user_id"])
+        # The owner is the stored alarm's project unless the body moves
+        # the alarm: an administrator's update of another project's
+        # alarm is checked for that project.
+        scoping.check_references(
+            context.runtime().db, new, owner=new["project_id"]
+        )
         return new
 
     row = store().replace(

@@ -81,7 +81,9 @@ def test_event_reaches_an_evaluator_in_another_process(tmp_path, redis_url):
     conf_path.write_text(text)
     rt, _ = setup_db(conf_path, 0)
     index = rt.index
-    metric = index.create_metric(archive_policy_name="high")
+    metric = index.create_metric(
+        archive_policy_name="high", user_id="u1", project_id="p1"
+    )
     with rt.db.session() as session:
         session.add(
             Alarm(

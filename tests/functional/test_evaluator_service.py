@@ -478,7 +478,9 @@ def test_event_path_on_each_database(rt):
     """The service on SQLite and PostgreSQL, without HTTP."""
     rt.conf.set_override("refresh_interval", 0.05, group="evaluator")
     rt.conf.set_override("evaluation_interval", 3600, group="evaluator")
-    metric = rt.index.create_metric(archive_policy_name="high")
+    metric = rt.index.create_metric(
+        archive_policy_name="high", user_id="u1", project_id="p1"
+    )
     service = EvaluatorService(rt)
     service.start()
     try:
@@ -519,8 +521,11 @@ def test_composite_alarm_in_the_service(rt):
     rt.conf.set_override("refresh_interval", 0.05, group="evaluator")
     rt.conf.set_override("evaluation_interval", 3600, group="evaluator")
     index = rt.index
-    cpu = index.create_metric(archive_policy_name="high")
-    mem = index.create_metric(archive_policy_name="high")
+    # The alarm's project (p1) created them: an alarm reads only what
+    # its project may see.
+    owner = {"user_id": "u1", "project_id": "p1"}
+    cpu = index.create_metric(archive_policy_name="high", **owner)
+    mem = index.create_metric(archive_policy_name="high", **owner)
 
     def sub(metric, threshold):
         return {

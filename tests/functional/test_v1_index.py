@@ -24,7 +24,8 @@ def fault(response, status):
 
 def test_default_policies_and_rule_exist(client):
     policies = {
-        p["name"]: p for p in client.get("/v1/archive_policy").get_json()
+        p["name"]: p
+        for p in client.get("/v1/archive_policy", headers=ALICE).get_json()
     }
     assert set(policies) == {"low", "medium", "high", "bool"}
     assert policies["low"]["definition"] == [
@@ -45,7 +46,7 @@ def test_default_policies_and_rule_exist(client):
         "std",
         "sum",
     ]
-    rules = client.get("/v1/archive_policy_rule").get_json()
+    rules = client.get("/v1/archive_policy_rule", headers=ALICE).get_json()
     assert rules == [
         {
             "name": "default",
@@ -78,7 +79,10 @@ def test_policy_crud_round_trip(client):
         "aggregation_methods": ["95pct", "mean"],
     }
     assert r.get_json() == expected
-    assert client.get("/v1/archive_policy/p1").get_json() == expected
+    assert (
+        client.get("/v1/archive_policy/p1", headers=ALICE).get_json()
+        == expected
+    )
 
     r = client.patch(
         "/v1/archive_policy/p1",
@@ -92,7 +96,7 @@ def test_policy_crud_round_trip(client):
         headers=ADMIN,
     )
     assert r.status_code == 200, r.get_data(as_text=True)
-    got = client.get("/v1/archive_policy/p1").get_json()
+    got = client.get("/v1/archive_policy/p1", headers=ALICE).get_json()
     assert got["back_window"] == 0
     assert got["definition"] == [
         {"granularity": 60, "points": 120, "timespan": 7200},
@@ -103,7 +107,7 @@ def test_policy_crud_round_trip(client):
     r = client.delete("/v1/archive_policy/p1", headers=ADMIN)
     assert r.status_code == 204
     assert "p1 does not exist" in fault(
-        client.get("/v1/archive_policy/p1"), 404
+        client.get("/v1/archive_policy/p1", headers=ALICE), 404
     )
 
 
@@ -115,7 +119,7 @@ def test_policy_duplicate_is_409_and_keeps_the_first(client):
         client.post("/v1/archive_policy", json=other, headers=ADMIN), 409
     )
     assert "dup" in message
-    got = client.get("/v1/archive_policy/dup").get_json()
+    got = client.get("/v1/archive_policy/dup", headers=ALICE).get_json()
     assert got["definition"][0]["points"] == 5
 
 
@@ -183,7 +187,10 @@ def test_policy_bad_input_is_400_and_stores_nothing(client, body, field):
         client.post("/v1/archive_policy", json=body, headers=ADMIN), 400
     )
     assert field in message
-    names = [p["name"] for p in client.get("/v1/archive_policy").get_json()]
+    names = [
+        p["name"]
+        for p in client.get("/v1/archive_policy", headers=ALICE).get_json()
+    ]
     assert "x" not in names
 
 
@@ -199,7 +206,9 @@ def test_policy_body_not_json_is_400(client):
 def test_policy_writes_need_admin(client):
     body = {"name": "mine", "definition": [{"granularity": 1, "points": 5}]}
     fault(client.post("/v1/archive_policy", json=body, headers=ALICE), 403)
-    assert client.get("/v1/archive_policy/mine").status_code == 404
+    assert (
+        client.get("/v1/archive_policy/mine", headers=ALICE).status_code == 404
+    )
     fault(
         client.patch(
             "/v1/archive_policy/low", json={"back_window": 3}, headers=ALICE
@@ -207,7 +216,12 @@ def test_policy_writes_need_admin(client):
         403,
     )
     fault(client.delete("/v1/archive_policy/low", headers=ALICE), 403)
-    assert client.get("/v1/archive_policy/low").get_json()["back_window"] == 0
+    assert (
+        client.get("/v1/archive_policy/low", headers=ALICE).get_json()[
+            "back_window"
+        ]
+        == 0
+    )
 
 
 def test_policy_patch_cannot_change_granularities(client):
@@ -217,7 +231,7 @@ def test_policy_patch_cannot_change_granularities(client):
         headers=ADMIN,
     )
     assert "does not support change" in fault(r, 400)
-    got = client.get("/v1/archive_policy/medium").get_json()
+    got = client.get("/v1/archive_policy/medium", headers=ALICE).get_json()
     assert len(got["definition"]) == 2
     assert got["definition"][0]["points"] == 10080
     r = client.patch(
@@ -248,7 +262,9 @@ def test_policy_in_use_cannot_be_deleted(client):
         client.delete("/v1/archive_policy/low", headers=ADMIN), 400
     )
     assert "still in use" in message and "default" in message
-    assert client.get("/v1/archive_policy/low").status_code == 200
+    assert (
+        client.get("/v1/archive_policy/low", headers=ALICE).status_code == 200
+    )
 
 
 # ------------------------------------------------------------- rules --
@@ -271,7 +287,10 @@ def test_rule_crud_and_matching_order(client):
         assert r.status_code == 201, r.get_data(as_text=True)
         assert r.get_json()["metric_pattern"] == pattern
     names = [
-        r["name"] for r in client.get("/v1/archive_policy_rule").get_json()
+        r["name"]
+        for r in client.get(
+            "/v1/archive_policy_rule", headers=ALICE
+        ).get_json()
     ]
     assert names == ["r-disk-io", "r-disk", "default"]
 
@@ -295,13 +314,22 @@ def test_rule_crud_and_matching_order(client):
         "archive_policy_name": "medium",
         "metric_pattern": "disk.*",
     }
-    assert client.get("/v1/archive_policy_rule/r-disk").status_code == 404
-    assert client.get("/v1/archive_policy_rule/r-d").status_code == 200
+    assert (
+        client.get("/v1/archive_policy_rule/r-disk", headers=ALICE).status_code
+        == 404
+    )
+    assert (
+        client.get("/v1/archive_policy_rule/r-d", headers=ALICE).status_code
+        == 200
+    )
     assert (
         client.delete("/v1/archive_policy_rule/r-d", headers=ADMIN).status_code
         == 204
     )
-    assert client.get("/v1/archive_policy_rule/r-d").status_code == 404
+    assert (
+        client.get("/v1/archive_policy_rule/r-d", headers=ALICE).status_code
+        == 404
+    )
     assert policy_of("disk.free") == "low"
 
 
@@ -338,7 +366,7 @@ def test_rule_bad_input(client):
         headers=ALICE,
     )
     fault(r, 403)
-    rules = client.get("/v1/archive_policy_rule").get_json()
+    rules = client.get("/v1/archive_policy_rule", headers=ALICE).get_json()
     assert [r["name"] for r in rules] == ["default"]
     assert rules[0]["archive_policy_name"] == "low"
 

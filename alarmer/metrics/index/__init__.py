@@ -27,7 +27,7 @@ functions.  The modules behind it, one job each, bottom to top:
   cache, error translation).
 """
 
-from alarmer.metrics.index.access import Caller, creator_of
+from alarmer.metrics.index.access import Caller, creator_of, seen_by
 from alarmer.metrics.index.errors import (
     ArchivePolicyAlreadyExists,
     ArchivePolicyInUse,
@@ -49,6 +49,8 @@ from alarmer.metrics.index.errors import (
 from alarmer.metrics.index.groups import (
     ResolutionCache,
     check_rule_query,
+    invisible_references,
+    query_resource_ids,
     scope_query,
 )
 from alarmer.metrics.index.indexer import Indexer
@@ -106,8 +108,11 @@ __all__ = [
     "check_name",
     "check_rule_query",
     "creator_of",
+    "invisible_references",
     "parse_query",
     "parse_type_definition",
+    "query_resource_ids",
     "resource_uuid",
     "scope_query",
+    "seen_by",
 ]

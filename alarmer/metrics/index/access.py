@@ -13,7 +13,7 @@ import dataclasses
 
 import sqlalchemy as sa
 
-from alarmer.metrics.index.schema import ResourceModel
+from alarmer.metrics.index.schema import Metric, ResourceModel
 
 
 def creator_of(user_id: str | None, project_id: str | None) -> str | None:
@@ -74,3 +74,31 @@ def can_access(caller: Caller, row: ResourceModel) -> bool:
             and row.created_by_user_id == caller.user_id
         )
     return caller.project_id in (row.project_id, row.created_by_project_id)
+
+
+def seen_by(project_id: str | None, *owners: str | None) -> bool:
+    """True when *project_id* is one of the *owners* of something.
+
+    The owners of a resource are its ``project_id`` and its
+    ``created_by_project_id``; those of a metric its own
+    ``created_by_project_id`` and the owners of the resource it is
+    attached to (a project reads a metric of its resource through the
+    resource).  No project sees nothing.
+    """
+    return project_id is not None and project_id in owners
+
+
+def metric_scope(project_id: str | None) -> sa.ColumnElement[bool]:
+    """Where-clause of the metrics a project may read (see :func:`seen_by`).
+
+    A metric is the project's when the project created it or when it is
+    attached to a resource the project may see.
+    """
+    if project_id is None:
+        return sa.false()
+    return sa.or_(
+        Metric.created_by_project_id == project_id,
+        Metric.resource_id.in_(
+            sa.select(ResourceModel.id).where(project_scope(project_id))
+        ),
+    )

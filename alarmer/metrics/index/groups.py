@@ -18,24 +18,44 @@ import fnmatch
 import json
 import threading
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from alarmer.metrics.index.access import project_scope
-from alarmer.metrics.index.errors import NoSuchResourceType, ResourceError
+from alarmer.metrics.index.access import (
+    metric_scope,
+    project_scope,
+    seen_by,
+)
+from alarmer.metrics.index.errors import (
+    NoSuchResourceType,
+    QueryError,
+    ResourceError,
+)
+from alarmer.metrics.index.metrics import CHUNK
 from alarmer.metrics.index.resources import resource_uuid, type_clause
 from alarmer.metrics.index.schema import (
     Metric,
     ResourceModel,
     current_generation,
 )
-from alarmer.metrics.index.search import compile_query, parse_query
+from alarmer.metrics.index.search import (
+    COMPARISONS,
+    LOGICAL,
+    MAX_DEPTH,
+    compile_query,
+    parse_query,
+)
 from alarmer.metrics.index.types import get_type
 
 #: Key of a cached group: (type, query, metric name, project).
 GroupKey = tuple[str, str, str, str | None]
+#: The projects owning a metric (see
+#: :func:`alarmer.metrics.index.access.seen_by`): its creator's project,
+#: and the project and creator's project of its resource.
+Owners = tuple[str | None, ...]
 
 
 def resolve_resource_metrics(
@@ -213,18 +233,23 @@ def metric_of_resource(
 
     A UUID is the stored id.  Another string is first mapped with
     :func:`resource_uuid` for *creator* (when given), as the API does;
-    failing that it is looked up by the original id the client used,
-    among *project_id*'s resources when given.  An original id that names
-    several resources is ambiguous: None.
+    failing that it is looked up by the original id the client used.
+    With *project_id*, only a resource that project may see counts,
+    whichever way it is named (a UUID is no secret: another project's
+    resource is not found).  An original id that names several
+    resources is ambiguous: None.
     """
 
     def named(ids: list[str]) -> str | None:
-        return session.scalar(
-            sa.select(Metric.id).where(
-                Metric.resource_id.in_(ids),
-                Metric.name == metric_name,
-            )
+        stmt = sa.select(Metric.id).where(
+            Metric.resource_id.in_(ids),
+            Metric.name == metric_name,
         )
+        if project_id is not None:
+            stmt = stmt.join(
+                ResourceModel, ResourceModel.id == Metric.resource_id
+            ).where(project_scope(project_id))
+        return session.scalar(stmt)
 
     try:
         return named([str(uuid.UUID(resource_id))])
@@ -246,3 +271,158 @@ def metric_of_resource(
     if len(candidates) != 1:
         return None
     return named(candidates)
+
+
+def _chunks(items: list[Any]) -> list[list[Any]]:
+    return [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
+
+
+def metric_owners(
+    session: orm.Session, metric_ids: Iterable[str]
+) -> dict[str, Owners]:
+    """The owners of each of *metric_ids* that exists, one query a chunk.
+
+    What :func:`alarmer.metrics.index.access.seen_by` takes: the
+    metric's ``created_by_project_id``, and the ``project_id`` and
+    ``created_by_project_id`` of its resource (None when detached).
+    """
+    found: dict[str, Owners] = {}
+    for chunk in _chunks(list(dict.fromkeys(metric_ids))):
+        rows = session.execute(
+            sa.select(
+                Metric.id,
+                Metric.created_by_project_id,
+                ResourceModel.project_id,
+                ResourceModel.created_by_project_id,
+            )
+            .outerjoin(ResourceModel, ResourceModel.id == Metric.resource_id)
+            .where(Metric.id.in_(chunk))
+        )
+        for mid, *owners in rows:
+            found[str(mid)] = tuple(owners)
+    return found
+
+
+def named_metric_owners(
+    session: orm.Session, pairs: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[str, Owners]]:
+    """Metric id and resource owners of ``(resource UUID, name)`` *pairs*.
+
+    One query a chunk; the owners are the ``project_id`` and
+    ``created_by_project_id`` of the resource (who may read its named
+    metrics).  Pairs without such a metric are left out.
+    """
+    wanted = list(dict.fromkeys(pairs))
+    found: dict[tuple[str, str], tuple[str, Owners]] = {}
+    for chunk in _chunks(wanted):
+        rows = session.execute(
+            sa.select(
+                Metric.id,
+                Metric.resource_id,
+                Metric.name,
+                ResourceModel.project_id,
+                ResourceModel.created_by_project_id,
+            )
+            .join(ResourceModel, ResourceModel.id == Metric.resource_id)
+            .where(Metric.resource_id.in_({rid for rid, _ in chunk}))
+        )
+        named = {
+            (str(rid), str(name)): (str(mid), (project, creator))
+            for mid, rid, name, project, creator in rows
+        }
+        for key in chunk:
+            if key in named:
+                found[key] = named[key]
+    return found
+
+
+def visible_metric_ids(
+    session: orm.Session, metric_ids: Iterable[str], project_id: str | None
+) -> set[str]:
+    """Those of *metric_ids* that exist and *project_id* may read."""
+    found: set[str] = set()
+    for chunk in _chunks(list(dict.fromkeys(metric_ids))):
+        found.update(
+            str(mid)
+            for mid in session.scalars(
+                sa.select(Metric.id).where(
+                    Metric.id.in_(chunk), metric_scope(project_id)
+                )
+            )
+        )
+    return found
+
+
+def invisible_references(
+    session: orm.Session,
+    project_id: str | None,
+    *,
+    resource_ids: Iterable[str] = (),
+    metric_ids: Iterable[str] = (),
+) -> tuple[set[str], set[str]]:
+    """The references an alarm of *project_id* may not make.
+
+    :param resource_ids: resource ids as stored (UUIDs; other strings
+        are no stored id and never match).
+    :returns: the resource ids and the metric ids among those given
+        that exist and *project_id* may not see (see
+        :func:`alarmer.metrics.index.access.seen_by`).  What does not
+        exist is not in them: an alarm may name what is created later,
+        and resolving it only ever finds what its project may see.
+    """
+    resources: set[str] = set()
+    for chunk in _chunks(list(dict.fromkeys(resource_ids))):
+        rows = session.execute(
+            sa.select(
+                ResourceModel.id,
+                ResourceModel.project_id,
+                ResourceModel.created_by_project_id,
+            ).where(ResourceModel.id.in_(chunk))
+        )
+        resources.update(
+            str(rid)
+            for rid, *owners in rows
+            if not seen_by(project_id, *owners)
+        )
+    metrics = {
+        mid
+        for mid, owners in metric_owners(session, metric_ids).items()
+        if not seen_by(project_id, *owners)
+    }
+    return resources, metrics
+
+
+def query_resource_ids(query: Any) -> list[str]:
+    """The resource UUIDs a resource query names (``id`` with ``=``/``in``).
+
+    What a by-resources rule references by id, for
+    :func:`invisible_references`; a query that is not JSON names none
+    (it is refused elsewhere), nor does an id that is not a UUID (a name
+    resolved for the alarm's project only).
+    """
+    try:
+        root = parse_query(query)
+    except QueryError:
+        return []
+    found: list[str] = []
+
+    def walk(node: Any, depth: int) -> None:
+        if depth > MAX_DEPTH or not isinstance(node, dict):
+            return
+        for op, arg in node.items():
+            key = op.lower() if isinstance(op, str) else op
+            if key in LOGICAL:
+                for item in arg if isinstance(arg, list) else [arg]:
+                    walk(item, depth + 1)
+            elif COMPARISONS.get(key) in ("eq", "in") and isinstance(
+                arg, dict
+            ):
+                value = arg.get("id")
+                for item in value if isinstance(value, list) else [value]:
+                    try:
+                        found.append(str(uuid.UUID(str(item))))
+                    except ValueError:
+                        continue
+
+    walk(root, 0)
+    return found

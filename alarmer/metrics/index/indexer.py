@@ -57,6 +57,7 @@ from alarmer.metrics.index.policies import Rule
 from alarmer.metrics.index.schema import (
     ArchivePolicyRow,
     ResourceModel,
+    current_generation,
 )
 from alarmer.metrics.index.types import TypeDef
 
@@ -677,6 +678,64 @@ class Indexer:
     ) -> dict[tuple[str, str], str]:
         """Metric ids of the ``(resource UUID, metric name)`` *pairs*."""
         return metrics_mod.by_resource_and_name(session, pairs)
+
+    def named_metric_owners(
+        self, session: orm.Session, pairs: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[str, groups.Owners]]:
+        """Metric ids of ``(resource UUID, name)`` *pairs*, with owners.
+
+        See :func:`alarmer.metrics.index.groups.named_metric_owners`.
+        """
+        return groups.named_metric_owners(session, pairs)
+
+    def metric_owners(
+        self, session: orm.Session, metric_ids: Iterable[str]
+    ) -> dict[str, groups.Owners]:
+        """The owners of each existing metric of *metric_ids*.
+
+        See :func:`alarmer.metrics.index.groups.metric_owners`.
+        """
+        return groups.metric_owners(session, metric_ids)
+
+    def visible_metric_ids(
+        self,
+        session: orm.Session,
+        metric_ids: Iterable[str],
+        project_id: str | None,
+    ) -> set[str]:
+        """Those of *metric_ids* that exist and *project_id* may read.
+
+        See :func:`alarmer.metrics.index.groups.visible_metric_ids`.
+        """
+        return groups.visible_metric_ids(session, metric_ids, project_id)
+
+    def invisible_references(
+        self,
+        session: orm.Session,
+        project_id: str | None,
+        *,
+        resource_ids: Iterable[str] = (),
+        metric_ids: Iterable[str] = (),
+    ) -> tuple[set[str], set[str]]:
+        """The existing resources and metrics *project_id* may not see.
+
+        See :func:`alarmer.metrics.index.groups.invisible_references`.
+        """
+        return groups.invisible_references(
+            session,
+            project_id,
+            resource_ids=resource_ids,
+            metric_ids=metric_ids,
+        )
+
+    def generation(self, session: orm.Session) -> int:
+        """The change counter of what alarms may read.
+
+        It moves with every change that can alter what an alarm's rule
+        resolves to: resources, their attributes and projects, metric
+        attachments and deletions, resource types.
+        """
+        return current_generation(session)
 
     def check_rule_query(
         self, session: orm.Session, resource_type: str, query: str

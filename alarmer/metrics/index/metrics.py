@@ -309,29 +309,19 @@ def detach(session: orm.Session, metric_ids: Sequence[str]) -> None:
 def delete_metrics(session: orm.Session, metric_ids: Sequence[str]) -> int:
     """Delete metrics from the index; the number deleted.
 
-    The change counter moves when one was attached to a resource.
+    The change counter moves whenever one is deleted: an alarm may read a
+    metric by its id, and what it resolved is no longer valid.
     """
     ids = list(dict.fromkeys(metric_ids))
     if not ids:
         return 0
-    attached = False
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        attached = attached or (
-            session.scalar(
-                sa.select(Metric.id)
-                .where(Metric.id.in_(chunk), Metric.resource_id.is_not(None))
-                .limit(1)
-            )
-            is not None
-        )
     deleted = 0
     for start in range(0, len(ids), CHUNK):
         result = session.execute(
             sa.delete(Metric).where(Metric.id.in_(ids[start : start + CHUNK]))
         )
         deleted += int(result.rowcount)  # type: ignore[attr-defined]
-    if attached:
+    if deleted:
         bump_generation(session)
     return deleted
 
