@@ -66,13 +66,13 @@ def write(batch: Sequence[ingest.Item]) -> tuple[dict[str, int], int]:
 def add(metric_id: str) -> tuple[dict[str, int], int]:
     """POST measures to one metric."""
     info = metric_views.get_visible(metric_id)
-    stamps, values = v.measures(v.json_body(), "measures")
+    stamps, values = v.measures(v.measures_body(), "measures")
     return write([(metric_ref(info), stamps, values)])
 
 
 def add_batch() -> tuple[dict[str, int], int]:
     """POST measures to many metrics at once (all or nothing)."""
-    body = v.json_body()
+    body = v.measures_body()
     if not isinstance(body, dict):
         raise v.bad(
             "body: an object mapping metric ids to measures is required"
