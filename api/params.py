@@ -103,10 +103,14 @@ def _too_large(limits: BodyLimits) -> jsontext.JSONTextError:
     )
 
 
-def read_json(limits: BodyLimits, *, allow_empty: bool = False) -> Any:
+def read_json(
+    limits: BodyLimits, *, allow_empty: bool = False, root: str = ""
+) -> Any:
     """Read the request body as one bounded, strict JSON document.
 
     :param allow_empty: answer None for an empty (or blank) body.
+    :param root: the name of the whole body in the positions of errors
+        (``measures`` makes ``measures[3].value``).
     :raises alarmer.jsontext.JSONTextError: the body is too large (413),
         too deep, not JSON, or holds a value refused by
         :func:`alarmer.jsontext.loads` (400), with its position.
@@ -125,7 +129,7 @@ def read_json(limits: BodyLimits, *, allow_empty: bool = False) -> Any:
             return None
         raise jsontext.JSONTextError("", "empty, a JSON document is required")
     return jsontext.loads(
-        data, max_depth=limits.max_depth, max_size=limits.max_size
+        data, max_depth=limits.max_depth, max_size=limits.max_size, root=root
     )
 
 
@@ -200,7 +204,7 @@ def v1_bad(message: str) -> errors.APIError:
 
 def v1_text_error(exc: jsontext.JSONTextError) -> errors.APIError:
     """Gnocchi's wording of a refused body."""
-    if exc.path:
+    if exc.path and exc.status != 413:
         return errors.APIError(
             f"Invalid input: {exc.path}: {exc.reason}", exc.status
         )
@@ -218,7 +222,9 @@ def v1_json_body(*, allow_empty: bool = False, measures: bool = False) -> Any:
     """
     try:
         return read_json(
-            body_limits(measures=measures), allow_empty=allow_empty
+            body_limits(measures=measures),
+            allow_empty=allow_empty,
+            root="measures" if measures else "",
         )
     except jsontext.JSONTextError as exc:
         raise v1_text_error(exc) from None
