@@ -186,7 +186,7 @@ def _walk(value: Any, root: str) -> None:
                     check_text(key, path)
                 except JSONTextError as exc:
                     raise JSONTextError(
-                        path, f"key {exc.value}: {exc.reason}"
+                        path, f"key '{exc.value}': {exc.reason}"
                     ) from None
                 stack.append((child, _join(path, key)))
         elif isinstance(item, list):
