@@ -365,7 +365,7 @@ _POINTS = {
     },
     "description": "[timestamp, granularity in seconds, value].",
 }
-_NEW_METRIC = {
+_NEW_METRIC: dict[str, Any] = {
     "type": "object",
     "properties": {
         "archive_policy_name": _NAME,
@@ -383,7 +383,7 @@ _NAMED_METRICS = {
     },
     "description": "Metric name -> an existing metric id or a new metric.",
 }
-_RESOURCE_IN = {
+_RESOURCE_IN: dict[str, Any] = {
     "type": "object",
     "properties": {
         "id": {"type": "string", "minLength": 1, "maxLength": 255},
@@ -463,7 +463,7 @@ _TYPE = {
     },
     "required": ["name", "attributes"],
 }
-_AGGREGATES_IN = copy.deepcopy(aggregates_views.BODY_SCHEMA)
+_AGGREGATES_IN: dict[str, Any] = copy.deepcopy(aggregates_views.BODY_SCHEMA)
 _AGGREGATES_IN["properties"]["operations"]["description"] = (
     "An operation tree as JSON lists or an S-expression, nested at most "
     f"{ops.MAX_DEPTH} deep."
