@@ -27,6 +27,14 @@ def as_utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(UTC)
 
 
+def _from_epoch(seconds: float) -> dt.datetime:
+    """The datetime *seconds* after the epoch; ValueError out of range."""
+    try:
+        return EPOCH + dt.timedelta(seconds=seconds)
+    except (OverflowError, ValueError):
+        raise ValueError(f"timestamp out of range: {seconds!r}") from None
+
+
 def parse_datetime(value: object) -> dt.datetime:
     """Parse an ISO 8601 string, epoch seconds or a datetime to aware UTC.
 
@@ -37,18 +45,27 @@ def parse_datetime(value: object) -> dt.datetime:
     if isinstance(value, bool):
         raise ValueError(f"not a timestamp: {value!r}")
     if isinstance(value, numbers.Real):
-        return EPOCH + dt.timedelta(seconds=float(value))
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError(f"timestamp out of range: {value!r}") from None
+        return _from_epoch(seconds)
     if isinstance(value, str):
         text = value.strip()
         if not text:
             raise ValueError("empty timestamp")
         try:
-            return EPOCH + dt.timedelta(seconds=float(text))
+            seconds = float(text)
         except ValueError:
             pass
+        else:
+            return _from_epoch(seconds)
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
-        return as_utc(dt.datetime.fromisoformat(text))
+        try:
+            return as_utc(dt.datetime.fromisoformat(text))
+        except OverflowError:
+            raise ValueError(f"timestamp out of range: {value!r}") from None
     raise ValueError(f"not a timestamp: {value!r}")
 
 

@@ -11,7 +11,7 @@ import flask
 import sqlalchemy as sa
 
 from alarmer.runtime import Runtime
-from api import context, errors, openapi, v1, v2
+from api import context, errors, openapi, params, v1, v2
 
 
 def _versions() -> flask.Response:
@@ -67,6 +67,7 @@ def create_app(rt: Runtime) -> flask.Flask:
     app.url_map.strict_slashes = False
     context.bind(app, rt)
     errors.install(app)
+    params.install(app)
     app.add_url_rule("/", "versions", _versions, methods=["GET"])
     app.add_url_rule(
         "/healthcheck", "healthcheck", _healthcheck, methods=["GET", "HEAD"]

@@ -32,6 +32,7 @@ import flask
 import wsme.exc
 from werkzeug import exceptions as wexc
 
+from alarmer import jsontext
 from alarmer.alarms import errors as alarm_errors
 from alarmer.alarms import store as alarm_store
 from alarmer.errors import AlarmerError
@@ -100,7 +101,7 @@ def error_response(
 ) -> flask.Response:
     """Build the JSON error response."""
     response = flask.Response(
-        json.dumps(error_body(status, message)),
+        jsontext.dumps(error_body(status, message)),
         status=status,
         mimetype="application/json",
     )
@@ -159,7 +160,7 @@ def _fix_fault_type(response: flask.Response) -> flask.Response:
                 body = error_body(
                     response.status_code, str(fault["faultstring"])
                 )
-                response.set_data(json.dumps(body))
+                response.set_data(jsontext.dumps(body))
                 response.mimetype = "application/json"
     return response
 

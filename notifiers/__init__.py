@@ -84,17 +84,39 @@ def plugin_classes() -> Mapping[str, type[Notifier]]:
     return types.MappingProxyType(classes)
 
 
+def _check_host(host: str) -> None:
+    """Raise ValueError for a host name no resolver can look up."""
+    if host.startswith("[") or ":" in host:
+        return  # an IPv6 literal, checked by the plugin
+    # Each label must encode to IDNA (1 to 63 characters, no surrogate),
+    # the whole name to at most 253 bytes; a trailing dot is the root.
+    name = host.removesuffix(".")
+    if not name or len(name.encode("idna")) > 253:
+        raise ValueError(f"not a host name: {host!r}")
+
+
 def parse_action(url: str) -> urllib.parse.SplitResult:
     """Split an action URL.
+
+    Whatever the text, the answer is the parts or :class:`InvalidAction`
+    (never another exception): empty text, blanks or control characters,
+    an unbalanced ``[``, a bad port and a host name that is not a valid
+    IDNA name are all refused.
 
     :raises InvalidAction: "Unable to parse action <url>".
     """
     try:
         if not isinstance(url, str) or not url.strip():
             raise ValueError("empty")
-        action = urllib.parse.urlsplit(url.strip())
+        text = url.strip()
+        if any(c.isspace() or not c.isprintable() for c in text):
+            raise ValueError("blank or control character")
+        action = urllib.parse.urlsplit(text)
         _ = action.port  # raises ValueError on a bad port
+        if action.hostname:
+            _check_host(action.hostname)
     except (ValueError, TypeError) as exc:
+        # UnicodeError (IDNA) is a ValueError.
         raise InvalidAction(
             f"Unable to parse action {redact(str(url))}"
         ) from exc

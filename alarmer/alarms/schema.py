@@ -8,6 +8,7 @@ being coerced.  Pure data.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from alarmer.alarms.model import (
@@ -24,6 +25,7 @@ __all__ = [
     "SEVERITIES",
     "STATES",
     "THRESHOLD_TYPES",
+    "Limits",
     "alarm_schema",
     "rule_schema",
 ]
@@ -35,9 +37,60 @@ MAX_EVALUATION_PERIODS = 100
 #: Longest name, id and URL accepted.
 MAX_NAME = 255
 MAX_URL = 2048
+#: Largest magnitude of a threshold (the largest finite float, rounded
+#: down): NaN and the infinities are refused.
+MAX_THRESHOLD = 1e308
+#: Longest resource query of a by-resources rule, in characters.
+MAX_QUERY = 16384
+#: Largest number of time constraints of an alarm.
+MAX_TIME_CONSTRAINTS = 32
+#: Longest cron expression or time zone name of a time constraint.
+MAX_CRON = 255
 
-_TEXT = {"type": "string"}
 _ID = {"type": "string", "minLength": 1, "maxLength": MAX_NAME}
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """The configurable bounds of an alarm definition.
+
+    The defaults are those of the ``[api]`` options of the same meaning
+    (:meth:`from_options` reads them).
+    """
+
+    #: Longest description (``alarm_max_description_length``).
+    max_description: int = 4096
+    #: Most actions per state, -1 for no bound (``alarm_max_actions``).
+    max_actions_per_state: int = 10
+    #: Most actions of the alarm (``alarm_max_total_actions``).
+    max_actions: int = 20
+    #: Most metric ids of one rule (``alarm_max_rule_metrics``).
+    max_metrics: int = 100
+    #: Deepest and/or nesting of a composite rule
+    #: (``alarm_max_composite_depth``).
+    max_composite_depth: int = 10
+    #: Most threshold rules of a composite rule
+    #: (``alarm_max_composite_rules``).
+    max_composite_rules: int = 32
+    #: Deepest nesting of a resource query's JSON (``max_json_depth``).
+    max_query_depth: int = 32
+
+    @classmethod
+    def from_options(cls, options: Any) -> Limits:
+        """The bounds set in the ``[api]`` group *options*."""
+        return cls(
+            max_description=int(options.alarm_max_description_length),
+            max_actions_per_state=int(options.alarm_max_actions),
+            max_actions=int(options.alarm_max_total_actions),
+            max_metrics=int(options.alarm_max_rule_metrics),
+            max_composite_depth=int(options.alarm_max_composite_depth),
+            max_composite_rules=int(options.alarm_max_composite_rules),
+            max_query_depth=int(options.max_json_depth),
+        )
+
+
+#: The bounds used when none are given.
+DEFAULT_LIMITS = Limits()
 
 #: Fields every threshold rule has, with their defaults.
 THRESHOLD_COMMON: dict[str, Any] = {
@@ -48,11 +101,14 @@ THRESHOLD_COMMON: dict[str, Any] = {
     },
     "threshold": {
         "type": "number",
-        "description": "The value points are compared with.",
+        "minimum": -MAX_THRESHOLD,
+        "maximum": MAX_THRESHOLD,
+        "description": "The value points are compared with (finite).",
     },
     "aggregation_method": {
         "type": "string",
         "minLength": 1,
+        "maxLength": MAX_NAME,
         "description": "Aggregation method of the series "
         "(one of the engine's capabilities).",
     },
@@ -101,6 +157,7 @@ TYPE_FIELDS: dict[str, tuple[dict[str, Any], list[str]]] = {
             "query": {
                 "type": "string",
                 "minLength": 1,
+                "maxLength": MAX_QUERY,
                 "description": "Resource search query, a JSON document "
                 'given as a string, e.g. {"=": {"server_group": "g"}}.',
             },
@@ -113,14 +170,25 @@ TYPE_FIELDS: dict[str, tuple[dict[str, Any], list[str]]] = {
 DEFAULT_DESCRIPTIONS = {t: f"{t} alarm rule" for t in ALARM_TYPES}
 
 
-def rule_schema(alarm_type: str, *, with_type: bool = False) -> dict[str, Any]:
+def rule_schema(
+    alarm_type: str,
+    *,
+    with_type: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
+) -> dict[str, Any]:
     """Return the JSON schema of the ``<alarm_type>_rule`` object.
 
     :param with_type: include a ``type`` property (sub-rules of a
         composite rule carry their type).
+    :param limits: the bounds (most metrics of a rule).
     """
     fields, required = TYPE_FIELDS[alarm_type]
     properties: dict[str, Any] = {**fields, **THRESHOLD_COMMON}
+    if "metrics" in properties:
+        properties["metrics"] = {
+            **properties["metrics"],
+            "maxItems": limits.max_metrics,
+        }
     if with_type:
         properties = {"type": {"const": alarm_type}, **properties}
     return {
@@ -131,14 +199,18 @@ def rule_schema(alarm_type: str, *, with_type: bool = False) -> dict[str, Any]:
     }
 
 
-def _time_constraint() -> dict[str, Any]:
+def _time_constraint(limits: Limits) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
             "name": {**_ID, "description": "Unique within the alarm."},
-            "description": {"type": ["string", "null"]},
+            "description": {
+                "type": ["string", "null"],
+                "maxLength": limits.max_description,
+            },
             "start": {
                 "type": "string",
+                "maxLength": MAX_CRON,
                 "description": "Cron expression (5 fields) starting "
                 "each window.",
             },
@@ -150,6 +222,7 @@ def _time_constraint() -> dict[str, Any]:
             },
             "timezone": {
                 "type": ["string", "null"],
+                "maxLength": MAX_CRON,
                 "description": "IANA time zone of the cron expression "
                 "(empty: UTC).",
             },
@@ -159,20 +232,27 @@ def _time_constraint() -> dict[str, Any]:
     }
 
 
-def alarm_schema() -> dict[str, Any]:
+def alarm_schema(limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """Return the JSON schema of a POST/PUT alarm body.
 
     Every field a GET returns is accepted (read-only ones are ignored),
     so that clients can PUT back what they read.
+
+    :param limits: the bounds (description, actions per state).
     """
-    actions = {
+    actions: dict[str, Any] = {
         "type": ["array", "null"],
         "items": {"type": "string", "minLength": 1, "maxLength": MAX_URL},
     }
-    timestamp = {"type": ["string", "null"]}
+    if limits.max_actions_per_state >= 0:
+        actions["maxItems"] = limits.max_actions_per_state
+    timestamp = {"type": ["string", "null"], "maxLength": MAX_NAME}
     properties: dict[str, Any] = {
         "name": {**_ID, "description": "Name (not unique)."},
-        "description": {"type": ["string", "null"]},
+        "description": {
+            "type": ["string", "null"],
+            "maxLength": limits.max_description,
+        },
         "type": {"enum": list(ALARM_TYPES)},
         "enabled": {"type": "boolean", "default": True},
         "state": {"enum": list(STATES)},
@@ -183,12 +263,13 @@ def alarm_schema() -> dict[str, Any]:
         "repeat_actions": {"type": "boolean", "default": False},
         "time_constraints": {
             "type": ["array", "null"],
-            "items": _time_constraint(),
+            "maxItems": MAX_TIME_CONSTRAINTS,
+            "items": _time_constraint(limits),
         },
         "project_id": {"type": ["string", "null"], "maxLength": MAX_NAME},
         "user_id": {"type": ["string", "null"], "maxLength": MAX_NAME},
         # Read-only: accepted back, ignored.
-        "alarm_id": {"type": ["string", "null"]},
+        "alarm_id": {"type": ["string", "null"], "maxLength": MAX_NAME},
         "state_reason": {"type": ["string", "null"]},
         "state_timestamp": timestamp,
         "timestamp": timestamp,

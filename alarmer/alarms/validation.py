@@ -11,21 +11,24 @@ the reason, in Aodh's (WSME's) wording where Aodh has one.
 from __future__ import annotations
 
 import functools
-import json
+import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from alarmer import jsontext
 from alarmer.alarms import model, schema, time_constraints
 from alarmer.alarms.errors import RuleError, invalid
 from alarmer.alarms.schema import (
     ALARM_TYPES,
     COMPARISON_OPERATORS,
+    DEFAULT_LIMITS,
     SEVERITIES,
     STATES,
     THRESHOLD_TYPES,
+    Limits,
 )
 from alarmer.metrics import policy as archive_policy
 
@@ -35,6 +38,7 @@ __all__ = [
     "SEVERITIES",
     "STATES",
     "THRESHOLD_TYPES",
+    "Limits",
     "RuleError",
     "composition_form",
     "dedupe",
@@ -55,18 +59,18 @@ _JSON_TYPES = {
 }
 
 
-@functools.cache
-def _schema(kind: str) -> dict[str, Any]:
+@functools.lru_cache(maxsize=64)
+def _schema(kind: str, limits: Limits) -> dict[str, Any]:
     if kind == "alarm":
-        return schema.alarm_schema()
+        return schema.alarm_schema(limits)
     if kind.startswith("sub:"):
-        return schema.rule_schema(kind[4:], with_type=True)
-    return schema.rule_schema(kind)
+        return schema.rule_schema(kind[4:], with_type=True, limits=limits)
+    return schema.rule_schema(kind, limits=limits)
 
 
-@functools.cache
-def _validator(kind: str) -> Draft202012Validator:
-    return Draft202012Validator(_schema(kind))
+@functools.lru_cache(maxsize=64)
+def _validator(kind: str, limits: Limits) -> Draft202012Validator:
+    return Draft202012Validator(_schema(kind, limits))
 
 
 def _path(prefix: str, parts: Any) -> str:
@@ -153,20 +157,28 @@ def _describe(error: ValidationError, prefix: str) -> RuleError:
             value,
             f"At least {keyword_value} item(s) must be given",
         )
+    if kind == "maxItems":
+        return invalid(
+            field,
+            f"<{len(value)} items>",
+            f"At most {keyword_value} item(s) may be given",
+        )
     return invalid(field, value, error.message)
 
 
-def _check(kind: str, data: Any, prefix: str) -> None:
+def _check(kind: str, data: Any, prefix: str, limits: Limits) -> None:
     errors = sorted(
-        _validator(kind).iter_errors(data),
+        _validator(kind, limits).iter_errors(data),
         key=lambda e: (len(e.absolute_path), list(map(str, e.path))),
     )
     if errors:
         raise _describe(errors[0], prefix)
 
 
-def _with_defaults(kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
-    props = _schema(kind)["properties"]
+def _with_defaults(
+    kind: str, data: Mapping[str, Any], limits: Limits
+) -> dict[str, Any]:
+    props = _schema(kind, limits)["properties"]
     result: dict[str, Any] = {}
     for key, prop in props.items():
         if key in data and data[key] is not None:
@@ -201,24 +213,33 @@ def _check_method(field: str, method: str) -> None:
 
 
 def _threshold(
-    alarm_type: str, data: Any, prefix: str, *, sub: bool
+    alarm_type: str, data: Any, prefix: str, *, sub: bool, limits: Limits
 ) -> dict[str, Any]:
     kind = f"sub:{alarm_type}" if sub else alarm_type
     data = _digits(data, ("granularity", "evaluation_periods"))
-    _check(kind, data, prefix)
-    rule = _with_defaults(kind, data)
+    _check(kind, data, prefix, limits)
+    rule = _with_defaults(kind, data, limits)
     rule["threshold"] = float(rule["threshold"])
+    if not math.isfinite(rule["threshold"]):
+        raise invalid(
+            f"{prefix}.threshold",
+            rule["threshold"],
+            "Value should be a finite number",
+        )
     rule["granularity"] = int(rule["granularity"])
     rule["evaluation_periods"] = int(rule["evaluation_periods"])
     _check_method(f"{prefix}.aggregation_method", rule["aggregation_method"])
     if alarm_type == "gnocchi_aggregation_by_resources_threshold":
         try:
-            query = json.loads(rule["query"])
-        except ValueError as exc:
+            query = jsontext.loads(
+                rule["query"], max_depth=limits.max_query_depth
+            )
+        except jsontext.JSONTextError as exc:
+            where = f"{prefix}.query"
             raise invalid(
-                f"{prefix}.query",
-                rule["query"],
-                f"Query is not a valid JSON document: {exc}",
+                f"{where}.{exc.path}" if exc.path else where,
+                jsontext.shown(rule["query"]),
+                f"Query is not a valid JSON document: {exc.reason}",
             ) from exc
         if not isinstance(query, dict):
             raise invalid(
@@ -230,7 +251,9 @@ def _threshold(
     return rule
 
 
-def _composite(data: Any, prefix: str) -> dict[str, Any]:
+def _composite(
+    data: Any, prefix: str, limits: Limits, depth: int = 0
+) -> dict[str, Any]:
     if not isinstance(data, dict):
         got = _JSON_TYPES.get(type(data), type(data).__name__)
         raise invalid(
@@ -245,6 +268,13 @@ def _composite(data: Any, prefix: str) -> dict[str, Any]:
                 "A composite node has exactly one key, 'and' or 'or'",
             )
         op = operators[0]
+        if depth >= limits.max_composite_depth:
+            raise invalid(
+                f"{prefix}.{op}",
+                "...",
+                "Composite rules may nest and/or at most "
+                f"{limits.max_composite_depth} levels deep",
+            )
         items = data[op]
         if not isinstance(items, list) or not items:
             raise invalid(
@@ -254,7 +284,7 @@ def _composite(data: Any, prefix: str) -> dict[str, Any]:
             )
         return {
             op: [
-                _composite(item, f"{prefix}.{op}[{i}]")
+                _composite(item, f"{prefix}.{op}[{i}]", limits, depth + 1)
                 for i, item in enumerate(items)
             ]
         }
@@ -272,19 +302,47 @@ def _composite(data: Any, prefix: str) -> dict[str, Any]:
             sub_type,
             "Value should be one of: " + ", ".join(THRESHOLD_TYPES),
         )
-    rule = _threshold(sub_type, data, prefix, sub=True)
+    rule = _threshold(sub_type, data, prefix, sub=True, limits=limits)
     return {"type": sub_type, **rule}
 
 
-def validate_rule(alarm_type: str, data: Any) -> dict[str, Any]:
+def _count_leaves(rule: Any) -> int:
+    """Threshold rules of a composite tree, without validating it."""
+    count = 0
+    stack = [rule]
+    while stack:
+        node = stack.pop()
+        items = None
+        if isinstance(node, dict):
+            items = node.get("and", node.get("or"))
+        if isinstance(items, list):
+            stack.extend(items)
+        else:
+            count += 1
+    return count
+
+
+def validate_rule(
+    alarm_type: str, data: Any, limits: Limits = DEFAULT_LIMITS
+) -> dict[str, Any]:
     """Validate the ``<alarm_type>_rule`` object and fill its defaults.
 
+    :param limits: the bounds (metrics per rule, composite depth and
+        size, resource query depth).
     :raises RuleError: naming the bad field.
     """
     prefix = f"{alarm_type}_rule"
     if alarm_type == "composite":
-        return _composite(data, prefix)
-    return _threshold(alarm_type, data, prefix, sub=False)
+        leaves = _count_leaves(data)
+        if leaves > limits.max_composite_rules:
+            raise invalid(
+                prefix,
+                f"<{leaves} rules>",
+                f"A composite rule holds at most "
+                f"{limits.max_composite_rules} threshold rules",
+            )
+        return _composite(data, prefix, limits)
+    return _threshold(alarm_type, data, prefix, sub=False, limits=limits)
 
 
 def dedupe(urls: list[str] | None) -> list[str]:
@@ -298,7 +356,10 @@ def default_description(alarm_type: str) -> str:
 
 
 def validate_alarm(
-    body: Any, *, check_action: Callable[[str, str], None] | None = None
+    body: Any,
+    *,
+    check_action: Callable[[str, str], None] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> dict[str, Any]:
     """Validate a POST/PUT alarm body; return the normalized definition.
 
@@ -311,6 +372,7 @@ def validate_alarm(
 
     :param check_action: called as ``check_action(field, url)`` for every
         action URL; raises :class:`RuleError` to reject it.
+    :param limits: the bounds of a definition (the ``[api]`` options).
     :raises RuleError: the first problem found, naming the field.
     """
     if isinstance(body, dict) and isinstance(
@@ -323,7 +385,7 @@ def validate_alarm(
                 for item in body["time_constraints"]
             ],
         }
-    _check("alarm", body, "")
+    _check("alarm", body, "", limits)
     alarm_type = body["type"]
     rule_key = f"{alarm_type}_rule"
     if body.get(rule_key) is None:
@@ -336,7 +398,7 @@ def validate_alarm(
             raise RuleError(
                 f"{rule_key} and {key} cannot be set at the same time", key
             )
-    rule = validate_rule(alarm_type, body[rule_key])
+    rule = validate_rule(alarm_type, body[rule_key], limits)
     result: dict[str, Any] = {
         "name": body["name"],
         "description": body.get("description")
@@ -347,7 +409,17 @@ def validate_alarm(
         "severity": body.get("severity", "low"),
         "repeat_actions": body.get("repeat_actions", False),
     }
-    for key in ("ok_actions", "alarm_actions", "insufficient_data_actions"):
+    action_keys = ("ok_actions", "alarm_actions", "insufficient_data_actions")
+    total = sum(len(dedupe(body.get(key))) for key in action_keys)
+    if total > limits.max_actions:
+        raise invalid(
+            "actions",
+            f"<{total} actions>",
+            f"An alarm has at most {limits.max_actions} actions "
+            "(ok_actions, alarm_actions and insufficient_data_actions "
+            "together)",
+        )
+    for key in action_keys:
         urls = dedupe(body.get(key))
         if check_action is not None:
             for index, url in enumerate(urls):

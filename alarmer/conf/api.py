@@ -66,8 +66,77 @@ OPTS = [
     ),
     cfg.IntOpt(
         "alarm_max_actions",
-        default=-1,
+        default=10,
         min=-1,
-        help="Largest number of actions per state of an alarm (-1: no limit).",
+        help="Largest number of actions per state of an alarm (-1: no "
+        "limit per state; alarm_max_total_actions still applies).",
+    ),
+    cfg.IntOpt(
+        "alarm_max_total_actions",
+        default=20,
+        min=1,
+        help="Largest number of actions of an alarm, all states together: "
+        "one transition makes at most this many deliveries.",
+    ),
+    cfg.IntOpt(
+        "alarm_max_description_length",
+        default=4096,
+        min=1,
+        help="Longest alarm description, in characters (it is copied into "
+        "every history entry of the alarm).",
+    ),
+    cfg.IntOpt(
+        "alarm_max_rule_metrics",
+        default=100,
+        min=1,
+        help="Largest number of metric ids in one "
+        "gnocchi_aggregation_by_metrics_threshold rule.",
+    ),
+    cfg.IntOpt(
+        "alarm_max_composite_depth",
+        default=10,
+        min=1,
+        help="Deepest nesting of and/or nodes in a composite rule (the "
+        "body's max_json_depth bounds it too: each level is two).",
+    ),
+    cfg.IntOpt(
+        "alarm_max_composite_rules",
+        default=32,
+        min=1,
+        help="Largest number of threshold rules (leaves) in a composite rule.",
+    ),
+    cfg.IntOpt(
+        "max_body_size",
+        default=1024 * 1024,
+        min=1024,
+        help="Largest request body, in bytes, except measure pushes "
+        "(larger bodies are answered 413).",
+    ),
+    cfg.IntOpt(
+        "max_measures_body_size",
+        default=16 * 1024 * 1024,
+        min=1024,
+        help="Largest body of a measure push (POST .../measures and the "
+        "/v1/batch/ routes), in bytes (larger bodies are answered 413).",
+    ),
+    cfg.IntOpt(
+        "max_json_depth",
+        default=32,
+        min=4,
+        max=200,
+        help="Deepest nesting of arrays and objects in a JSON document "
+        "read from a request: a body, and the documents given as text "
+        "inside one (alarm resource queries, /v2/query filters); also "
+        "the deepest /v1/aggregates operation tree.",
+    ),
+    cfg.IntOpt(
+        "measure_max_future",
+        default=86400,
+        min=0,
+        help="How far ahead of the server's clock a measure may be "
+        "stamped, in seconds; a push holding a later timestamp is "
+        "refused with a 400 naming the measure (a metric's back window "
+        "counts from its newest point, so one far-future point would "
+        "make it refuse every present-day measure).",
     ),
 ]

@@ -67,14 +67,14 @@ def add(metric_id: str) -> tuple[dict[str, int], int]:
     """POST measures to one metric."""
     v.require_member()
     info = metric_views.get_visible(metric_id)
-    stamps, values = v.measures(v.json_body(), "measures")
+    stamps, values = v.measures(v.measures_body(), "measures")
     return write([(metric_ref(info), stamps, values)])
 
 
 def add_batch() -> tuple[dict[str, int], int]:
     """POST measures to many metrics at once (all or nothing)."""
     v.require_member()
-    body = v.json_body()
+    body = v.measures_body()
     if not isinstance(body, dict):
         raise v.bad(
             "body: an object mapping metric ids to measures is required"

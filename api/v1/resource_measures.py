@@ -53,7 +53,7 @@ def add_named_measures(
 ) -> tuple[dict[str, int], int]:
     """POST measures to the metric *name* of a resource."""
     info = _named_metric_info(type_name, resource_id, name, context.MEMBER)
-    stamps, values = v.measures(params.v1_json_body(), "measures")
+    stamps, values = v.measures(v.measures_body(), "measures")
     return measures_views.write(
         [(measures_views.metric_ref(info), stamps, values)]
     )
@@ -99,7 +99,7 @@ def add_batch_by_resources() -> tuple[dict[str, int], int]:
     """
     who = caller(context.MEMBER)
     create = params.v1_bool("create_metrics")
-    body = params.v1_json_body()
+    body = v.measures_body()
     if not isinstance(body, dict):
         raise errors.APIError(
             "Invalid input: an object mapping resource ids to "

@@ -16,15 +16,19 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import flask
 import jsonschema
 import numpy as np
 
+from alarmer import timeutils
 from alarmer.metrics import index as idx
 from alarmer.metrics import policy as ap
 from api import context, errors, identity, params
 
 NS = 1_000_000_000
 INT64_MAX = 2**63 - 1
+#: Default of ``[api] measure_max_future``, in seconds.
+DEFAULT_MEASURE_MAX_FUTURE = 86400
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})"
@@ -56,6 +60,12 @@ query_arg = params.arg
 query_int = params.v1_int
 query_bool = params.v1_bool
 json_body = params.v1_json_body
+
+
+def measures_body() -> Any:
+    """The body of a measure push: bounded by ``[api]
+    max_measures_body_size`` rather than ``max_body_size``."""
+    return params.v1_json_body(measures=True)
 
 
 # ----------------------------------------------------------- schemas --
@@ -193,7 +203,46 @@ def measures(raw: object, field: str) -> tuple[np.ndarray, np.ndarray]:
             raise bad(f"{field}[{i}]: unknown attribute(s) {', '.join(extra)}")
         stamps[i] = timestamp_ns(item["timestamp"], f"{field}[{i}].timestamp")
         values[i] = measure_value(item["value"], f"{field}[{i}].value")
+    check_not_ahead(stamps, field)
     return stamps, values
+
+
+def latest_accepted_ns() -> int:
+    """The latest timestamp a measure may carry now, in nanoseconds.
+
+    ``[api] measure_max_future`` seconds ahead of the server's clock: a
+    metric's back window counts from its newest point, so a point
+    stamped years ahead would make it refuse every present-day measure.
+    """
+    ahead = measure_max_future()
+    return min(timeutils.to_ns(timeutils.utcnow()) + ahead * NS, INT64_MAX)
+
+
+def measure_max_future() -> int:
+    """``[api] measure_max_future`` (its default outside an application
+    bound to a runtime)."""
+    if flask.has_app_context() and (
+        context.RUNTIME in flask.current_app.extensions
+    ):
+        return int(runtime().conf.api.measure_max_future)
+    return DEFAULT_MEASURE_MAX_FUTURE
+
+
+def check_not_ahead(stamps: np.ndarray, field: str) -> None:
+    """400 naming the first measure stamped too far in the future."""
+    if not stamps.size:
+        return
+    latest = latest_accepted_ns()
+    late = np.flatnonzero(stamps > latest)
+    if late.size:
+        i = int(late[0])
+        ahead = measure_max_future()
+        raise bad(
+            f"{field}[{i}].timestamp: "
+            f"{timeutils.isoformat_ns(int(stamps[i]))} is more than "
+            f"{ahead} seconds ahead of the server's clock "
+            f"({timeutils.isoformat_ns(timeutils.to_ns(timeutils.utcnow()))})"
+        )
 
 
 def measure_value(value: object, field: str) -> float:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -89,7 +88,10 @@ def _action_checker(identity: Identity) -> Callable[[str, str], None]:
     conf = context.runtime().conf
 
     def check(field: str, url: str) -> None:
-        scheme = urllib.parse.urlsplit(url.strip()).scheme.lower()
+        try:
+            scheme = notifiers.parse_action(url).scheme.lower()
+        except notifiers.InvalidAction as exc:
+            raise RuleError(f"{field}: {exc.message}", field) from exc
         if scheme == "log" and not identity.is_admin:
             raise RuleError(
                 f"You are not authorized to create action: {url}",
@@ -99,7 +101,7 @@ def _action_checker(identity: Identity) -> Callable[[str, str], None]:
         try:
             notifiers.validate_action(url, conf, identity)
         except notifiers.InvalidAction as exc:
-            raise RuleError(exc.message, field) from exc
+            raise RuleError(f"{field}: {exc.message}", field) from exc
 
     return check
 
@@ -109,18 +111,15 @@ def validate_body(identity: Identity, body: Any) -> dict[str, Any]:
 
     :raises alarmer.alarms.errors.RuleError: the definition is invalid
         (the v2 error table answers it).
-    :raises api.errors.APIError: too many actions, or another project or
-        user named by a non-admin.
+    :raises api.errors.APIError: another project or user named by a
+        non-admin.
     """
     rt = context.runtime()
-    values = rules.validate_alarm(body, check_action=_action_checker(identity))
-    max_actions = rt.conf.api.alarm_max_actions
-    if max_actions >= 0:
-        for key in ACTION_FIELDS:
-            if len(values[key]) > max_actions:
-                raise errors.APIError(
-                    f"{key} count exceeds maximum value {max_actions}"
-                )
+    values = rules.validate_alarm(
+        body,
+        check_action=_action_checker(identity),
+        limits=rules.Limits.from_options(rt.conf.api),
+    )
     if "project_id" in values:
         common.check_project_access(identity, values["project_id"])
     if "user_id" in values:

@@ -9,11 +9,11 @@ with its ``Link`` header.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import flask
 
+from alarmer import jsontext
 from api import errors
 from api.identity import Identity
 
@@ -65,7 +65,7 @@ def respond(
 ) -> flask.Response:
     """JSON response, with ``Link: <next_link>; rel="next"`` if given."""
     response = flask.Response(
-        json.dumps(body), status=status, mimetype="application/json"
+        jsontext.dumps(body), status=status, mimetype="application/json"
     )
     if next_link:
         response.headers["Link"] = f'<{next_link}>; rel="next"'

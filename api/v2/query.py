@@ -7,12 +7,12 @@ the JSON body (what aodhclient sends); all three are optional.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import flask
 import sqlalchemy as sa
 
+from alarmer import jsontext
 from alarmer.alarms import query as query_mod
 from alarmer.alarms import store as store_mod
 from alarmer.alarms.tables import Alarm, AlarmHistory
@@ -28,16 +28,20 @@ _FIELDS = ("filter", "orderby", "limit")
 
 
 def _decode(body: dict[str, Any], key: str) -> Any:
+    """The JSON document given as text in *key* (bounded and strict)."""
     raw = body.get(key)
     if raw is None:
         return None
     if isinstance(raw, str):
+        max_depth = context.runtime().conf.api.max_json_depth
         try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise errors.APIError(
-                f"Invalid input for field/attribute {key}. Value: '{raw}'. "
-                f"Not a JSON document: {exc}"
+            return jsontext.loads(raw, max_depth=max_depth)
+        except jsontext.JSONTextError as exc:
+            where = f"{key}.{exc.path}" if exc.path else key
+            raise params.v2_invalid(
+                where,
+                jsontext.shown(raw),
+                f"Not a JSON document: {exc.reason}",
             ) from exc
     return raw
 

@@ -15,17 +15,26 @@ bp = flask.Blueprint("v2_quotas", __name__)
 errors.AODH.install(bp)
 
 RESOURCES = ("alarms",)
+#: Largest quota: the limit column is a 32-bit INTEGER on PostgreSQL and
+#: MySQL (SQLite would hold more; the bound is the same everywhere).
+MAX_QUOTA = 2**31 - 1
 QUOTA_SCHEMA = {
     "type": "object",
     "properties": {
         "project_id": {"type": "string", "minLength": 1, "maxLength": 255},
         "quotas": {
             "type": "array",
+            "maxItems": 16,
             "items": {
                 "type": "object",
                 "properties": {
                     "resource": {"enum": list(RESOURCES)},
-                    "limit": {"type": "integer", "minimum": -1},
+                    "limit": {
+                        "type": "integer",
+                        "minimum": -1,
+                        "maximum": MAX_QUOTA,
+                        "description": "Most alarms (-1: no limit).",
+                    },
                 },
                 "required": ["resource", "limit"],
                 "additionalProperties": False,

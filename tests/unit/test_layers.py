@@ -35,7 +35,12 @@ class Layer:
 LAYERS = (
     Layer(
         "foundation",
-        ("alarmer.timeutils", "alarmer.errors", "alarmer.conf"),
+        (
+            "alarmer.timeutils",
+            "alarmer.errors",
+            "alarmer.jsontext",
+            "alarmer.conf",
+        ),
         (),
     ),
     Layer("db", ("alarmer.db",), ("foundation",)),
@@ -92,6 +97,7 @@ PURE = {
     "alarmer.alarms.validation",
     "alarmer.alarms.schema",
     "alarmer.alarms.time_constraints",
+    "alarmer.jsontext",
     "notifiers.retry",
     "notifiers.status",
 }

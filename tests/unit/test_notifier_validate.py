@@ -133,3 +133,28 @@ def test_plugins_come_from_entry_points():
     classes = notifiers.plugin_classes()
     assert {"http", "https", "log"} <= set(classes)
     assert classes["http"].__module__ == "notifiers.http"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1",
+        "http://a..b/",
+        "http://.",
+        "http://\u3002/",
+        "http://" + "a" * 64 + ".example/",
+        "http://" + "a." * 200 + "example/",
+        "http://\ud800/",
+        "http://a\x00b/",
+        "http://exa mple.com/",
+        "http://example.com/\x7f",
+    ],
+)
+def test_any_text_parses_or_is_invalid(conf, url):
+    # These reached the resolver (an IDNA error in its thread, then a
+    # KeyError) or urlsplit's ValueError before.
+    with pytest.raises(notifiers.InvalidAction) as err:
+        notifiers.validate_action(url, conf, None)
+    assert err.value.message.startswith("Unable to parse action")
+    with pytest.raises(notifiers.InvalidAction):
+        notifiers.parse_action(url)

@@ -79,3 +79,17 @@ def test_resample_granularity_and_rolling_window():
         300 * 10**9,
         query.RollingOp("sum", 3, query.MetricOp((("a", "mean"),))),
     )
+
+
+def test_nesting_is_bounded_in_both_forms():
+    nested: list = ["metric", "a", "mean"]
+    for _ in range(40):
+        nested = ["abs", nested]
+    expression = "(abs " * 40 + "(metric a mean)" + ")" * 40
+    for raw in (nested, expression):
+        with pytest.raises(query.OperationError) as excinfo:
+            query.parse_operations(raw)
+        assert str(excinfo.value) == (
+            "operations: nested deeper than 32 levels"
+        )
+        assert query.parse_operations(raw, max_depth=41)

@@ -256,3 +256,96 @@ def test_time_constraint_defaults_and_unique_names():
                 {"name": "t", "start": "0 2 * * *", "duration": 10},
             ]
         )
+
+
+def test_threshold_must_be_finite_even_when_called_directly():
+    for value in (float("nan"), float("inf"), -float("inf"), 10**400):
+        bad = body()
+        bad["gnocchi_resources_threshold_rule"]["threshold"] = value
+        with pytest.raises(rules.RuleError) as excinfo:
+            rules.validate_alarm(bad)
+        assert excinfo.value.field == (
+            "gnocchi_resources_threshold_rule.threshold"
+        )
+
+
+def test_limits_bound_the_definition():
+    limits = rules.Limits(
+        max_description=5,
+        max_actions_per_state=2,
+        max_actions=3,
+        max_metrics=2,
+        max_composite_depth=2,
+        max_composite_rules=3,
+        max_query_depth=3,
+    )
+    leaf = {"type": "gnocchi_resources_threshold", **RULE}
+    cases = [
+        (body(description="x" * 6), "description"),
+        (body(ok_actions=["log://a", "log://b", "log://c"]), "ok_actions"),
+        (
+            body(
+                ok_actions=["log://a", "log://b"],
+                alarm_actions=["log://c", "log://d"],
+            ),
+            "actions",
+        ),
+        (
+            {
+                "name": "m",
+                "type": "gnocchi_aggregation_by_metrics_threshold",
+                "gnocchi_aggregation_by_metrics_threshold_rule": {
+                    "metrics": ["a", "b", "c"],
+                    "aggregation_method": "mean",
+                    "threshold": 1,
+                },
+            },
+            "gnocchi_aggregation_by_metrics_threshold_rule.metrics",
+        ),
+        (
+            {
+                "name": "c",
+                "type": "composite",
+                "composite_rule": {"or": [{"and": [{"or": [leaf]}]}]},
+            },
+            "composite_rule.or[0].and[0].or",
+        ),
+        (
+            {
+                "name": "c",
+                "type": "composite",
+                "composite_rule": {"or": [leaf] * 4},
+            },
+            "composite_rule",
+        ),
+        (
+            {
+                "name": "q",
+                "type": "gnocchi_aggregation_by_resources_threshold",
+                "gnocchi_aggregation_by_resources_threshold_rule": {
+                    "metric": "cpu",
+                    "resource_type": "instance",
+                    "query": '{"and": [{"or": [{"=": {"a": 1}}]}]}',
+                    "aggregation_method": "mean",
+                    "threshold": 1,
+                },
+            },
+            "gnocchi_aggregation_by_resources_threshold_rule.query",
+        ),
+    ]
+    for bad, field in cases:
+        with pytest.raises(rules.RuleError) as excinfo:
+            rules.validate_alarm(bad, limits=limits)
+        assert excinfo.value.field == field, excinfo.value.message
+    ok = {
+        "name": "c",
+        "type": "composite",
+        "composite_rule": {"or": [{"and": [leaf, leaf]}, leaf]},
+    }
+    assert rules.validate_alarm(ok, limits=limits)["rule"]["or"][1] == {
+        **leaf,
+        "threshold": 80.0,
+        "comparison_operator": "eq",
+        "granularity": 60,
+        "evaluation_periods": 1,
+    }

@@ -81,6 +81,8 @@ UNARY = {
 }
 #: Unary operators over time (drop the first point).
 DERIVATIVES = ("rateofchange", "rateofchangesec")
+#: Deepest nesting of an operation tree (lists in either form).
+MAX_DEPTH = 32
 
 
 class QueryError(AlarmerError, ValueError):
@@ -181,10 +183,12 @@ def is_valid_method(method: str) -> bool:
     return method.removeprefix("rate:") in METHODS
 
 
-def parse_sexpr(text: str) -> Any:
+def parse_sexpr(text: str, max_depth: int = MAX_DEPTH) -> Any:
     """Parse ``"(aggregate mean (metric ID mean))"`` into nested lists.
 
-    :raises OperationError: unbalanced or not one operation.
+    :param max_depth: deepest nesting of parentheses accepted.
+    :raises OperationError: unbalanced, nested deeper than *max_depth*
+        or not one operation.
     """
     stack: list[list[Any]] = [[]]
     pos = 0
@@ -198,6 +202,10 @@ def parse_sexpr(text: str) -> Any:
         pos = match.end()
         opening, closing, quoted, atom = match.groups()
         if opening:
+            if len(stack) > max_depth:
+                raise OperationError(
+                    f"operations: nested deeper than {max_depth} levels"
+                )
             stack.append([])
         elif closing:
             if len(stack) == 1:
@@ -252,15 +260,36 @@ def _arity(raw: list[Any], where: str, count: int, usage: str) -> None:
         raise OperationError(f"{where}: '{raw[0]}' expects {usage}")
 
 
-def parse_operations(raw: Any, where: str = "operations") -> Operation:
+def _deeper_than(raw: Any, max_depth: int) -> bool:
+    """True when lists nest deeper than *max_depth* in *raw*."""
+    stack = [(raw, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, list):
+            if depth > max_depth:
+                return True
+            stack.extend((child, depth + 1) for child in node)
+    return False
+
+
+def parse_operations(
+    raw: Any, where: str = "operations", *, max_depth: int = MAX_DEPTH
+) -> Operation:
     """Validate the operation tree (JSON lists or S-expression).
 
     :param raw: the ``operations`` of the request body.
     :param where: the position of *raw* in the whole tree.
+    :param max_depth: deepest nesting of the whole tree accepted
+        (checked once, at the top).
     :raises OperationError: naming the position of the problem.
     """
-    if isinstance(raw, str) and where == "operations":
-        raw = parse_sexpr(raw)
+    if where == "operations":
+        if isinstance(raw, str):
+            raw = parse_sexpr(raw, max_depth)
+        elif _deeper_than(raw, max_depth):
+            raise OperationError(
+                f"operations: nested deeper than {max_depth} levels"
+            )
     if not isinstance(raw, list) or not raw:
         raise OperationError(f"{where}: an operation must be a non-empty list")
     name = raw[0]
