@@ -39,7 +39,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from alarmer import runtime as runtime_mod
 from alarmer import timeutils
@@ -66,8 +66,12 @@ class NotifierService:
     name = "notifier"
 
     def __init__(
-        self, rt: runtime_mod.Runtime, worker_id: str | None = None
+        self,
+        rt: runtime_mod.Runtime,
+        worker_id: str | None = None,
+        plugins: Mapping[str, deliver.PluginFactory] | None = None,
     ) -> None:
+        """*plugins* replace the installed plugins (by scheme) if given."""
         self.rt = rt
         self.conf = rt.conf
         self.opts = rt.conf.notifier
@@ -82,7 +86,7 @@ class NotifierService:
         )
         self._stopping = threading.Event()
         self.deliverer = deliver.Deliverer(
-            rt.conf, RetryPolicy.from_conf(self.opts), self._stopping
+            rt.conf, RetryPolicy.from_conf(self.opts), self._stopping, plugins
         )
         self.pool = WorkerPool(
             self.opts.workers,
