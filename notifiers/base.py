@@ -16,7 +16,7 @@ import logging
 import socket
 import threading
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from oslo_config import cfg
@@ -166,6 +166,11 @@ def allowed_networks(conf: cfg.ConfigOpts) -> list[IPNetwork]:
     return networks
 
 
+#: Resolves ``(host, port, timeout)`` to addresses, or raises
+#: :class:`ResolutionError` (see :func:`resolve`).
+Resolver = Callable[[str, int | None, float], Sequence[IPAddress]]
+
+
 class ResolutionError(OSError):
     """A host name could not be resolved (error or timeout)."""
 
@@ -208,12 +213,50 @@ def resolve(host: str, port: int | None, timeout: float) -> list[IPAddress]:
     return addresses
 
 
-def is_internal(address: IPAddress) -> bool:
-    """True for loopback, link-local, private and other non-global ones."""
-    if isinstance(address, ipaddress.IPv6Address):
-        mapped = address.ipv4_mapped
-        if mapped is not None:
-            address = mapped
+#: NAT64 prefixes (RFC 6052 well-known, RFC 8215 local use).
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+#: Where RFC 6052 puts the IPv4 bytes for a prefix of 48, 56 and 64 bits
+#: (byte 8 is always zero); the local-use prefix may have any of them.
+_NAT64_LAYOUTS = ((6, 7, 9, 10), (7, 9, 10, 11), (9, 10, 11, 12))
+
+
+def embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
+    """Return the IPv4 addresses an IPv6 address wraps (may be empty).
+
+    IPv4-mapped (``::ffff:a.b.c.d``), IPv4-compatible (``::a.b.c.d``,
+    not ``::`` nor ``::1``), NAT64 (``64:ff9b::/96``, and every RFC 6052
+    layout of ``64:ff9b:1::/48``), 6to4 (``2002::/16``) and Teredo
+    (``2001::/32``: the server and the bit-inverted client).
+    """
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    found: list[ipaddress.IPv4Address] = []
+    value = int(address)
+    raw = address.packed
+    low = ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    elif value >> 32 == 0 and value > 1:
+        found.append(low)
+    if address in _NAT64_WELL_KNOWN:
+        found.append(low)
+    if address in _NAT64_LOCAL:
+        found.append(low)
+        for layout in _NAT64_LAYOUTS:
+            found.append(ipaddress.IPv4Address(bytes(raw[i] for i in layout)))
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    unique: list[ipaddress.IPv4Address] = []
+    for item in found:
+        if item not in unique:
+            unique.append(item)
+    return unique
+
+
+def _non_global(address: IPAddress) -> bool:
     return (
         not address.is_global
         or address.is_multicast
@@ -224,25 +267,48 @@ def is_internal(address: IPAddress) -> bool:
     )
 
 
+def is_internal(address: IPAddress) -> bool:
+    """True for loopback, link-local, private and other non-global ones.
+
+    An IPv6 address wrapping an internal IPv4 address (see
+    :func:`embedded_ipv4`) is internal too.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        mapped = address.ipv4_mapped
+        if mapped is not None:
+            return _non_global(mapped)
+    if _non_global(address):
+        return True
+    return any(_non_global(inner) for inner in embedded_ipv4(address))
+
+
+def _allowed(address: IPAddress, networks: Sequence[IPNetwork]) -> bool:
+    return any(
+        address in net for net in networks if address.version == net.version
+    )
+
+
 def refused_address(
     addresses: Sequence[IPAddress], networks: Sequence[IPNetwork]
 ) -> IPAddress | None:
-    """Return the first internal address of *addresses* not allowed."""
+    """Return the first internal address of *addresses* not allowed.
+
+    The IPv4-mapped form is the IPv4 address itself (the system connects
+    to it), checked as such.  Any other wrapper of an internal IPv4
+    address is refused unless the wrapper itself is in *networks*: a
+    translator or tunnel delivers it to the embedded address of its own
+    network, which allowing a local range does not cover.
+    """
     for address in addresses:
         if not is_internal(address):
             continue
-        candidates = [address]
-        if (
-            isinstance(address, ipaddress.IPv6Address)
-            and address.ipv4_mapped is not None
-        ):
-            candidates.append(address.ipv4_mapped)
-        if not any(
-            c in net
-            for c in candidates
-            for net in networks
-            if c.version == net.version
-        ):
+        if isinstance(address, ipaddress.IPv6Address):
+            mapped = address.ipv4_mapped
+            if mapped is not None:
+                if _allowed(mapped, networks) or _allowed(address, networks):
+                    continue
+                return address
+        if not _allowed(address, networks):
             return address
     return None
 
@@ -253,10 +319,14 @@ def check_target(
     *,
     unresolvable_ok: bool,
     networks: Sequence[IPNetwork] | None = None,
-) -> None:
+    resolver: Resolver | None = None,
+) -> list[IPAddress]:
     """Refuse a target host resolving to a non-allowed internal address.
 
-    Every address of the name is checked.  When the name does not resolve
+    The name is resolved once, by *resolver* (default :func:`resolve`),
+    and every address is checked: connect to one of the addresses
+    returned, never to the name, so that a second resolution cannot
+    answer another address (DNS rebinding).  When the name does not resolve
     (or not in ``[notifier] dns_timeout``), the target is accepted if
     *unresolvable_ok* (at save time: it is checked again at delivery)
     and refused otherwise.  *networks* are the parsed ``[notifier]
@@ -270,11 +340,13 @@ def check_target(
         raise InvalidAction(f"Unable to parse action {redact(url)}: no host")
     try:
         port = action.port
-        addresses = resolve(host, port, conf.notifier.dns_timeout)
+        addresses = (resolver or resolve)(
+            host, port, conf.notifier.dns_timeout
+        )
     except ResolutionError as exc:
         if unresolvable_ok:
             LOG.debug("accepting unresolvable action %s: %s", redact(url), exc)
-            return
+            return []
         raise InvalidAction(
             f"Unable to resolve the host of action {redact(url)}: {exc}"
         ) from exc
@@ -284,8 +356,15 @@ def check_target(
         networks = allowed_networks(conf)
     refused = refused_address(addresses, networks)
     if refused is not None:
+        inner = [str(a) for a in embedded_ipv4(refused)]
+        wrapped = f" (wrapping {', '.join(inner)})" if inner else ""
         raise InvalidAction(
-            f"Action {redact(url)} targets {refused}, a loopback, "
+            f"Action {redact(url)} targets {refused}{wrapped}, a loopback, "
             "link-local, private or reserved address not in [notifier] "
             "allowed_networks"
         )
+    if not addresses:
+        raise InvalidAction(
+            f"Unable to resolve the host of action {redact(url)}: no address"
+        )
+    return list(addresses)

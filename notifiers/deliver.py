@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from oslo_config import cfg
 
@@ -26,6 +26,9 @@ from notifiers.retry import RetryPolicy, retryable
 
 LOG = logging.getLogger(__name__)
 
+#: Builds the plugin of a scheme from the configuration (a plugin class).
+PluginFactory = Callable[[cfg.ConfigOpts], notifiers.Notifier]
+
 
 class Deliverer:
     """Make the attempts of jobs; thread-safe (one per service).
@@ -35,7 +38,8 @@ class Deliverer:
     :param stopping: set when the service stops: waits end, and jobs not
         started yet are given back.
     :param classes: the plugin classes by scheme (default: the installed
-        ones, :func:`notifiers.plugin_classes`).
+        ones, :func:`notifiers.plugin_classes`), or any callable building
+        a plugin from the configuration.
     """
 
     def __init__(
@@ -43,7 +47,7 @@ class Deliverer:
         conf: cfg.ConfigOpts,
         policy: RetryPolicy,
         stopping: threading.Event,
-        classes: Mapping[str, type[notifiers.Notifier]] | None = None,
+        classes: Mapping[str, PluginFactory] | None = None,
     ) -> None:
         self.conf = conf
         self.policy = policy

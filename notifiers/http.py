@@ -10,7 +10,12 @@ notification sequence number) and, when a secret is configured,
 Connections are reused (one :class:`requests.Session` per process),
 every request has a connect and a read timeout, redirects are not
 followed (a redirect could lead to an internal address), and the target
-address is checked again before each attempt.
+address is checked again before each attempt.  The host name is resolved
+once per attempt and the connection goes to an address that was checked
+(never to the name, which a second resolution could answer differently):
+the ``Host`` header, and for https the TLS server name (SNI) and the
+certificate verification, keep the name of the URL.  Pools are kept per
+address, name, port and scheme.
 """
 
 from __future__ import annotations
@@ -69,8 +74,13 @@ def _query_flag(action: urllib.parse.SplitResult, name: str) -> bool | None:
 class HttpNotifier(base.Notifier):
     """Webhook plugin for ``http`` and ``https``."""
 
-    def __init__(self, conf: cfg.ConfigOpts) -> None:
+    def __init__(
+        self, conf: cfg.ConfigOpts, resolver: base.Resolver | None = None
+    ) -> None:
         super().__init__(conf)
+        #: Resolves target names (default :func:`notifiers.base.resolve`);
+        #: the only resolution of a delivery.
+        self.resolver = resolver
         self.session = requests.Session()
         # Never read proxies or .netrc credentials from the environment:
         # a webhook must not receive an operator's credentials.
@@ -142,11 +152,12 @@ class HttpNotifier(base.Notifier):
         """POST *message*; classify the answer for the retry policy."""
         start = time.monotonic()
         try:
-            base.check_target(
+            addresses = base.check_target(
                 action,
                 self.conf,
                 unresolvable_ok=False,
                 networks=self._networks,
+                resolver=self.resolver,
             )
         except base.InvalidAction as exc:
             return base.Result(
@@ -156,48 +167,72 @@ class HttpNotifier(base.Notifier):
                 duration=time.monotonic() - start,
             )
         body = json.dumps(message.payload()).encode("utf-8")
-        try:
-            # Straight to the urllib3 pool of the session's adapter: the
-            # session has no cookies, auth, proxies or environment
-            # settings to merge (trust_env is off), and this saves most of
-            # the per-request work of requests.
-            pool = self._pool(action)
-            target = action.path or "/"
-            if action.query:
-                target += "?" + action.query
-            headers = self.headers(message, body)
-            if action.username is not None:
-                # Credentials in the URL: HTTP basic auth, as requests
-                # does.
-                headers["Authorization"] = urllib3.util.make_headers(
-                    basic_auth=f"{urllib.parse.unquote(action.username)}:"
-                    f"{urllib.parse.unquote(action.password or '')}"
-                )["authorization"]
-            response = pool.urlopen(
-                "POST",
-                target,
-                body=body,
-                headers=headers,
-                retries=False,
-                redirect=False,
-                assert_same_host=False,
-                timeout=self._timeout,
-                preload_content=False,
-                decode_content=False,
-                release_conn=False,
-            )
-        except urllib3.exceptions.NewConnectionError as exc:
-            return self._failure(
-                start, f"connection error: {exc}", retryable=True
-            )
-        except urllib3.exceptions.TimeoutError as exc:
-            return self._failure(start, f"timeout: {exc}", retryable=True)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            return self._failure(
-                start, f"connection error: {exc}", retryable=True
-            )
-        except ValueError as exc:
-            return self._failure(start, f"request error: {exc}")
+        target = action.path or "/"
+        if action.query:
+            target += "?" + action.query
+        headers = self.headers(message, body)
+        # What a client connecting by name sends: the URL's host and port.
+        headers["Host"] = action.netloc.rpartition("@")[2]
+        if action.username is not None:
+            # Credentials in the URL: HTTP basic auth, as requests does.
+            headers["Authorization"] = urllib3.util.make_headers(
+                basic_auth=f"{urllib.parse.unquote(action.username)}:"
+                f"{urllib.parse.unquote(action.password or '')}"
+            )["authorization"]
+        for index, address in enumerate(addresses):
+            last = index == len(addresses) - 1
+            try:
+                response = self._send(action, address, target, body, headers)
+            except urllib3.exceptions.NewConnectionError as exc:
+                if not last:
+                    LOG.debug("cannot connect to %s: %s", address, exc)
+                    continue
+                return self._failure(
+                    start, f"connection error: {exc}", retryable=True
+                )
+            except urllib3.exceptions.TimeoutError as exc:
+                return self._failure(start, f"timeout: {exc}", retryable=True)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                return self._failure(
+                    start, f"connection error: {exc}", retryable=True
+                )
+            except ValueError as exc:
+                return self._failure(start, f"request error: {exc}")
+            return self._answer(start, response)
+        return self._failure(start, "no address to connect to")
+
+    def _send(
+        self,
+        action: urllib.parse.SplitResult,
+        address: base.IPAddress,
+        target: str,
+        body: bytes,
+        headers: dict[str, str],
+    ) -> urllib3.BaseHTTPResponse:
+        """POST to *address*, a checked address of the action's host."""
+        # Straight to a urllib3 pool of the session's adapter: the session
+        # has no cookies, auth, proxies or environment settings to merge
+        # (trust_env is off), and this saves most of the per-request work
+        # of requests.
+        pool = self._pool(action, address)
+        return pool.urlopen(
+            "POST",
+            target,
+            body=body,
+            headers=headers,
+            retries=False,
+            redirect=False,
+            assert_same_host=False,
+            timeout=self._timeout,
+            preload_content=False,
+            decode_content=False,
+            release_conn=False,
+        )
+
+    def _answer(
+        self, start: float, response: urllib3.BaseHTTPResponse
+    ) -> base.Result:
+        """Classify *response* for the retry policy."""
         try:
             text = self._read_body(response)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -245,9 +280,9 @@ class HttpNotifier(base.Notifier):
         return data.decode("utf-8", "replace").strip()
 
     def _pool(
-        self, action: urllib.parse.SplitResult
+        self, action: urllib.parse.SplitResult, address: base.IPAddress
     ) -> urllib3.connectionpool.HTTPConnectionPool:
-        """Return the session's connection pool for *action*."""
+        """Return the connection pool to *address* for *action*."""
         scheme = action.scheme.lower()
         kwargs: dict[str, object] | None = None
         if scheme == "https":
@@ -264,8 +299,14 @@ class HttpNotifier(base.Notifier):
                 kwargs["cert_file"], kwargs["key_file"] = cert
             elif cert is not None:
                 kwargs["cert_file"] = cert
+            name = action.hostname or ""
+            if verify and name and name != str(address):
+                # The name of the URL, not the address connected to, in
+                # the TLS handshake and the certificate check.
+                kwargs["server_hostname"] = name
+                kwargs["assert_hostname"] = name
         return self._adapter.poolmanager.connection_from_host(
-            action.hostname,
+            str(address),
             action.port,
             scheme=scheme,
             pool_kwargs=kwargs,

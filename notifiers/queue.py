@@ -14,6 +14,9 @@
   marks them ``in_flight`` under a claim token and an expiry.
 * :meth:`DeliveryQueue.sweep` puts back the deliveries whose claim
   expired (their notifier died).
+* :meth:`DeliveryQueue.reclaim` puts back at once, when a notifier
+  starts, the claims of the previous process of its slot (its
+  ``owner``): that process is dead, its claims need not expire.
 * :meth:`DeliveryQueue.record` writes outcomes and attempts in one
   transaction and promotes (:func:`promote`) the deliveries that waited
   for the ones that ended; it holds :data:`OUTBOX_LOCK` shared, so that a
@@ -77,6 +80,8 @@ class DeliveryQueue:
         ``batch_size``, ``max_age``, ``claim_timeout``).
     :param worker_id: recorded as the claimer and in the attempts.
     :param secrets: the signing secrets of the messages of claimed jobs.
+    :param owner: the lasting identity of this notifier's slot, recorded
+        with its claims (None: claims only expire).
     """
 
     def __init__(
@@ -85,10 +90,12 @@ class DeliveryQueue:
         opts: Any,
         worker_id: str,
         secrets: Secrets = _no_secrets,
+        owner: str | None = None,
     ) -> None:
         self.db = db
         self.opts = opts
         self.worker_id = worker_id
+        self.owner = owner
         self.secrets = secrets
         self.sql = dialect_mod.for_engine(db.engine)
         # Outbox rows with an id up to the floor are all expanded; see
@@ -243,6 +250,7 @@ class DeliveryQueue:
                 {
                     "b_ids": ids,
                     "claimed_by": self.worker_id,
+                    "claim_owner": self.owner,
                     "claim_token": token,
                     "claim_expires_at": now
                     + dt.timedelta(seconds=self.opts.claim_timeout),
@@ -272,7 +280,12 @@ class DeliveryQueue:
             session,
             DELIVERY.update()
             .where(*expired)
-            .values(status=models.PENDING, claimed_by=None, updated_at=now),
+            .values(
+                status=models.PENDING,
+                claimed_by=None,
+                claim_owner=None,
+                updated_at=now,
+            ),
             DELIVERY.c.id,
             sa.select(DELIVERY.c.id).where(*expired),
         )
@@ -282,6 +295,51 @@ class DeliveryQueue:
             )
         promote(session, self.sql, now)
         return swept
+
+    def reclaim(self) -> int:
+        """Queue again, at once, the in-flight claims of :attr:`owner`.
+
+        Called when a notifier starts: the process that held its slot
+        before is gone (the slot is held for the life of a process), so
+        its claims are dead and need not wait for ``claim_timeout``.
+        They keep their delivery id (at least once).  The claims of
+        other owners are left to expire.
+
+        :returns: the number of deliveries queued again.
+        """
+        if self.owner is None:
+            return 0
+        now = timeutils.utcnow()
+        mine = (
+            DELIVERY.c.status == models.IN_FLIGHT,
+            DELIVERY.c.claim_owner == self.owner,
+        )
+        with self.db.session() as session:
+            reclaimed = self.sql.update_in(
+                session,
+                DELIVERY.update()
+                .where(*mine)
+                .values(
+                    status=models.PENDING,
+                    claimed_by=None,
+                    claim_owner=None,
+                    claim_token=None,
+                    claim_expires_at=None,
+                    next_attempt_at=now,
+                    updated_at=now,
+                ),
+                DELIVERY.c.id,
+                sa.select(DELIVERY.c.id).where(*mine),
+            )
+            session.commit()
+        if reclaimed:
+            LOG.warning(
+                "%d deliveries claimed by the previous process of %s are "
+                "queued again",
+                reclaimed,
+                self.owner,
+            )
+        return reclaimed
 
     def _job(self, row: Any, token: str) -> Job:
         return Job(
@@ -436,6 +494,7 @@ _CLAIM_UPDATE = (
     .values(
         status=models.IN_FLIGHT,
         claimed_by=sa.bindparam("claimed_by"),
+        claim_owner=sa.bindparam("claim_owner"),
         claim_token=sa.bindparam("claim_token"),
         claim_expires_at=sa.bindparam(
             "claim_expires_at", type_=models.UTCDateTime()
@@ -469,6 +528,7 @@ _RECORD = (
             else_=DELIVERY.c.last_error,
         ),
         claimed_by=None,
+        claim_owner=None,
         claim_token=None,
         claim_expires_at=None,
     )

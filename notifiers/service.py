@@ -20,7 +20,8 @@ the backoff is short, after which the delivery is put back with
 ``next_attempt_at`` (no thread or lock is held while waiting).  Outcomes
 and attempts are written in batches by a recorder thread; a crash between
 claim and record only means the delivery is claimed again after
-``claim_timeout``, with the same delivery id.
+``claim_timeout``, with the same delivery id, or at once when the
+next notifier of the crashed one's slot starts (:mod:`notifiers.owner`).
 
 The dispatcher wakes up when told through :attr:`NotifierService.wakeup`
 (handed to the code of this process that commits outbox rows), when a
@@ -39,11 +40,12 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from alarmer import runtime as runtime_mod
 from alarmer import timeutils
 from notifiers import deliver, signing
+from notifiers import owner as owner_mod
 from notifiers.dispatch import WorkerPool
 from notifiers.jobs import DeliveryOutcome, Job
 from notifiers.queue import DeliveryQueue
@@ -66,8 +68,12 @@ class NotifierService:
     name = "notifier"
 
     def __init__(
-        self, rt: runtime_mod.Runtime, worker_id: str | None = None
+        self,
+        rt: runtime_mod.Runtime,
+        worker_id: str | None = None,
+        plugins: Mapping[str, deliver.PluginFactory] | None = None,
     ) -> None:
+        """*plugins* replace the installed plugins (by scheme) if given."""
         self.rt = rt
         self.conf = rt.conf
         self.opts = rt.conf.notifier
@@ -82,7 +88,7 @@ class NotifierService:
         )
         self._stopping = threading.Event()
         self.deliverer = deliver.Deliverer(
-            rt.conf, RetryPolicy.from_conf(self.opts), self._stopping
+            rt.conf, RetryPolicy.from_conf(self.opts), self._stopping, plugins
         )
         self.pool = WorkerPool(
             self.opts.workers,
@@ -97,12 +103,25 @@ class NotifierService:
         self._watchers: list[WakeSource] = []
         self._dispatcher: threading.Thread | None = None
         self._recorder: threading.Thread | None = None
+        self._slot: owner_mod.Slot | None = None
 
     # -- lifecycle --------------------------------------------------------
 
     def start(self) -> None:
-        """Start the dispatcher, the workers, the recorder, the watchers."""
+        """Start the dispatcher, the workers, the recorder, the watchers.
+
+        First the notifier takes its slot and queues again the in-flight
+        claims the previous process of that slot left behind.
+        """
         self._stopping.clear()
+        if self._slot is None:
+            self._slot = owner_mod.take_slot(self.conf)
+        self.queue.owner = self._slot.owner if self._slot else None
+        try:
+            self.queue.reclaim()
+        except Exception:
+            # The sweep requeues them when their claims expire.
+            LOG.exception("notifier %s: cannot reclaim", self.worker_id)
         self.pool.start()
         self._recorder = self._thread("notifier-recorder", self._record_loop)
         self._dispatcher = self._thread(
@@ -113,7 +132,9 @@ class NotifierService:
         )
         for watcher in self._watchers:
             watcher.start()
-        LOG.info("notifier %s started", self.worker_id)
+        LOG.info(
+            "notifier %s started (owner %s)", self.worker_id, self.queue.owner
+        )
 
     def stop(self) -> None:
         """Stop claiming, finish or release running jobs, record, stop."""
@@ -131,6 +152,9 @@ class NotifierService:
             self._recorder.join()
             self._recorder = None
         self.deliverer.close()
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
         LOG.info("notifier %s stopped", self.worker_id)
 
     @property

@@ -84,6 +84,9 @@ class Delivery(Base):
     #: (``[notifier] max_age`` after creation or redelivery).
     dead_after: orm.Mapped[dt.datetime] = orm.mapped_column(UTCDateTime)
     claimed_by: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
+    #: The notifier slot of the claimer (see :mod:`notifiers.owner`): the
+    #: next process of that slot requeues the claim at once.
+    claim_owner: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
     claim_token: orm.Mapped[str | None] = orm.mapped_column(sa.String(36))
     claim_expires_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
         UTCDateTime

@@ -150,6 +150,16 @@ OPTS: list[cfg.Opt] = [
         help="Longest Retry-After (seconds) honoured from a 429 or 5xx "
         "answer.",
     ),
+    cfg.StrOpt(
+        "worker_name",
+        default="",
+        help="Name of this notifier's identity (default: the host name).  "
+        "With a slot number taken in data_dir for the life of the process, "
+        "it names the owner of the deliveries the notifier claims, so that "
+        "after a crash the next notifier of that slot sends its in-flight "
+        "deliveries again at once instead of after claim_timeout.  Give "
+        "notifiers sharing a host name but not a data_dir distinct names.",
+    ),
     cfg.BoolOpt(
         "rest_notifier_ssl_verify",
         default=True,

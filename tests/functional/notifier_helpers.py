@@ -45,7 +45,8 @@ class Receiver:
     callable returning ``(status, headers)``.
     """
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.received: list[Received] = []
         self.behaviour: dict[str, Any] = {}
         self.hang_seconds = 5.0
@@ -92,7 +93,7 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self.server = _Server(("127.0.0.1", self.port), Handler)
+        self.server = _Server((self.host, self.port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         thread = threading.Thread(target=self.server.serve_forever)
@@ -106,7 +107,7 @@ class Receiver:
             self.server = None
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def bodies(self, path: str | None = None) -> list[Received]:
         with self.lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import socket
 import urllib.parse
@@ -66,7 +67,7 @@ def test_posts_body_and_headers_on_one_pooled_connection(plugin, receiver):
     expected = base64.b64encode(b"user:p@ss").decode()
     assert got[0].headers["Authorization"] == f"Basic {expected}"
     assert json.loads(got[2].body)["reason"] == "Transition to alarm"
-    pool = plugin._pool(action)
+    pool = plugin._pool(action, ipaddress.ip_address("127.0.0.1"))
     # The three requests went over one kept-alive connection.
     assert pool.num_connections == 1
     assert pool.num_requests == 3
