@@ -24,6 +24,7 @@ import requests
 from alarmer.alarms.tables import Alarm
 from alarmer.evaluator.service import EvaluatorService
 from alarmer.metrics import index
+from api.app import create_app
 from notifiers.service import NotifierService
 from tests.functional.notifier_helpers import Receiver, wait_for
 from tests.functional.v2_helpers import assert_envelope, count_alarms
@@ -523,3 +524,60 @@ def test_a_resource_moved_to_another_project_is_no_longer_read(services):
     assert [g.json["current"] for g in hooks] == ["alarm", "insufficient data"]
     for hook in hooks:
         assert SECRET_TEXT not in hook.body.decode()
+
+
+def test_an_evaluation_costs_no_more_queries(sqlite_rt):
+    """Scoping is paid when alarms are (re)loaded, not per evaluation.
+
+    A ``gnocchi_resources_threshold`` or by-metrics alarm resolved at
+    load time is evaluated without any SQL statement (as before the
+    check), a by-resources one with the one read of the change counter
+    its cached group needs (each as before the check); a change of the
+    index costs one batched pass of the control thread.
+    """
+    import sqlalchemy as sa
+
+    rt = sqlite_rt
+    client = create_app(rt).test_client()
+    ids = _a_and_b(client)
+    by_metrics = {**BASE, "metrics": [ids["a_metric"]]}
+    kinds = {
+        BY_METRICS: by_metrics,
+        RESOURCES: _rule(RESOURCES, ids, "a_resource"),
+        BY_RESOURCES: _rule(BY_RESOURCES, ids, "a_resource"),
+    }
+    alarms = {
+        kind: _insert(rt, "pa", kind, rule, "log://")
+        for kind, rule in kinds.items()
+    }
+    service = EvaluatorService(rt)
+    service.membership.start()
+    service._control_step(force=True)
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(rt.db.engine, "before_cursor_execute", count)
+    try:
+        per_kind = {}
+        for kind, alarm_id in alarms.items():
+            alarm = service.registry.get(alarm_id)
+            assert alarm is not None
+            assert alarm.metric_ids(), kind  # A's alarm reads A's data
+            for _ in range(2):  # the first one commits a transition
+                service.evaluate(alarm)
+            statements.clear()
+            for _ in range(10):
+                service.evaluate(alarm)
+            per_kind[kind] = len(statements) / 10
+    finally:
+        sa.event.remove(rt.db.engine, "before_cursor_execute", count)
+    # By resources: the read of the counter, in its transaction (SQLite's
+    # explicit BEGIN), as before.
+    assert per_kind == {BY_METRICS: 0, RESOURCES: 0, BY_RESOURCES: 2}
+    assert not [
+        s
+        for s in statements
+        if "resource_generation" not in s and s != "BEGIN"
+    ]
