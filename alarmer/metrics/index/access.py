@@ -4,7 +4,9 @@ A caller acts with a user and a project; its *creator* string is what
 Gnocchi records on what it creates and what non-UUID resource ids are
 mapped with.  A project sees the resources it created and those created
 for it (``project_id``); a caller without a project sees what its user
-created; an admin sees everything.
+created; an admin sees everything.  An alarm reads as its project does
+(:func:`seen_by`, :func:`metric_scope`): the resources of the project,
+the metrics it created and those of its resources.
 """
 
 from __future__ import annotations

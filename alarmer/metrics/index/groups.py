@@ -6,7 +6,10 @@ Aodh's Gnocchi rules name their metrics indirectly:
 by a resource type, a query and a metric name, the group being whatever
 matches at evaluation time (:func:`resolve_metric_ids`, with
 :class:`ResolutionCache` to skip the search while the resource index is
-unchanged).  The functions run in the caller's (read) transaction;
+unchanged).  Given the alarm's project, each only finds what that
+project may see (:func:`alarmer.metrics.index.access.seen_by`), and
+:func:`invisible_references` tells which ids of a rule it may not name.
+The functions run in the caller's (read) transaction;
 :class:`alarmer.metrics.index.indexer.Indexer` is what the rest of
 alarmer calls.
 """
