@@ -232,7 +232,9 @@ def test_huge_granularities_are_400(client):
     )
     message = fault(post_raw(client, "/v1/archive_policy", policy, ADMIN))
     assert "definition[0].granularity" in message
-    assert client.get("/v1/archive_policy/huge").status_code == 404
+    assert (
+        client.get("/v1/archive_policy/huge", headers=ADMIN).status_code == 404
+    )
     resample = (
         '{"operations": ["resample", "mean", 1'
         + "0" * 400
