@@ -1,9 +1,11 @@
 """Command line: ``alarmer serve`` and the per-role commands.
 
-``alarmer serve`` runs everything on the embedded defaults in one
-process; ``alarmer-api``, ``alarmer-evaluator`` and ``alarmer-notifier``
-run the same pieces separately, on as many hosts as wanted, sharing a
-database, a series storage and a coordination backend.
+``alarmer serve`` runs everything on the embedded defaults: a supervisor
+and its API, evaluator and notifier processes (:mod:`alarmer.serve`), or
+one process with ``[api] workers = 1``; ``alarmer-api``,
+``alarmer-evaluator`` and ``alarmer-notifier`` run the same pieces
+separately, on as many hosts as wanted, sharing a database, a series
+storage and a coordination backend.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 from oslo_config import cfg
@@ -113,17 +116,42 @@ ServiceFactory = Callable[[runtime.Runtime], list[service.Service]]
 
 
 def _run(args: argparse.Namespace, factories: Sequence[ServiceFactory]) -> int:
+    # A signal from now on stops the process cleanly, during the startup
+    # too (once the step under way is done).
+    stop = threading.Event()
+    service.install_stop_handlers(stop)
     conf = load_conf(args)
     setup_logging(conf)
+    return _run_services(conf, factories, stop)
+
+
+def _run_services(
+    conf: cfg.ConfigOpts,
+    factories: Sequence[ServiceFactory],
+    stop: threading.Event,
+) -> int:
     rt = runtime.build(conf, migrate=True)
     try:
         services: list[service.Service] = []
         for factory in factories:
             services.extend(factory(rt))
-        service.run(services)
+        service.run(services, stop)
     finally:
         rt.close()
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """``alarmer serve``: one process, or a supervisor and its children."""
+    from alarmer import serve
+
+    stop = threading.Event()
+    service.install_stop_handlers(stop)
+    conf = load_conf(args)
+    setup_logging(conf)
+    if serve.single_process(conf):
+        return _run_services(conf, (_serve_services,), stop)
+    return serve.serve(conf, stop)
 
 
 def _dbsync(args: argparse.Namespace) -> int:
@@ -241,9 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser(
         "serve",
-        help="Run the API, the evaluator and the notifier in one process "
+        help="Run the API, the evaluator and the notifier: API processes "
+        "([api] workers, default one per core), evaluator processes "
+        "([evaluator] workers) and a notifier process under one "
+        "supervisor, or all in one process with [api] workers = 1 "
         "(embedded defaults: SQLite, file storage, file:// "
-        "coordination).",
+        "coordination, all in --data-dir).",
     )
     _add_listen_args(serve)
     api = sub.add_parser("api", help="Run the API only.")
@@ -279,10 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     args = parser.parse_args(argv)
     if args.command == "serve":
-        return _run(
-            args,
-            (_serve_services,),
-        )
+        return _serve(args)
     if args.command == "api":
         return _run(args, (_api_services,))
     if args.command == "evaluator":
