@@ -123,10 +123,22 @@ def forget_process_metrics(pid: int) -> None:
 
 
 def bind(conf: cfg.ConfigOpts) -> socket.socket:
-    """Bind and listen on ``[api] host``:``[api] port``."""
+    """Bind ``[api] host``:``[api] port``, without listening yet.
+
+    The first API process that is ready listens (waitress does when it
+    starts accepting): until then a client is refused at once rather than
+    left waiting in the backlog.
+    """
     host, port = conf.api.host, conf.api.port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=1024)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def children(
