@@ -74,7 +74,12 @@ def test_serve_runs_every_kind_of_process(tmp_path):
     serve = Serve(tmp_path, api_workers=2).start()
     try:
         children = serve.wait_ready()
-        assert sorted(children) == ["api-1", "api-2", "evaluator-1", "notifier"]
+        assert sorted(children) == [
+            "api-1",
+            "api-2",
+            "evaluator-1",
+            "notifier",
+        ]
         for name, pid in children.items():
             with open(f"/proc/{pid}/stat") as handle:
                 ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
