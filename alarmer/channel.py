@@ -565,11 +565,12 @@ def make_channel(
     if url == "datagram":
         return DatagramChannel(run_dir(conf, "metrics"))
     if url.startswith("datagram://"):
-        path = urlsplit(url).path
-        if not path.startswith("/"):
+        parts = urlsplit(url)
+        path = parts.path
+        if parts.netloc or not path.startswith("/"):
             raise ValueError(
                 "[evaluator] metric_channel: datagram:// needs an absolute "
-                f"directory, got {url!r}"
+                f"directory (datagram:///path), got {url!r}"
             )
         return DatagramChannel(path)
     if url.startswith(("redis://", "rediss://", "unix://")):
