@@ -30,6 +30,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -163,6 +164,9 @@ class LocalChannel:
 #: Largest datagram sent (Linux accepts about 200 KiB by default).
 MAX_DATAGRAM = 60_000
 
+#: How long after a directory's time stamp a listing of it is trusted.
+_SETTLE_NS = 100_000_000
+
 #: The longest ``sun_path`` that works everywhere (108 bytes on Linux,
 #: terminating NUL included).
 _MAX_SUN_PATH = 100
@@ -207,12 +211,20 @@ class DatagramBus:
         return f"/proc/self/fd/{fd}/{name}"
 
     def _list(self) -> tuple[str, ...]:
+        """The socket names of the directory, listed again on a change.
+
+        A directory's time stamp moves in coarse ticks (milliseconds): a
+        socket bound in the tick of the last listing would leave it
+        unchanged, so a listing taken less than :data:`_SETTLE_NS` after
+        that time stamp is not trusted.
+        """
         try:
             stamp = os.stat(self.directory).st_mtime_ns
         except FileNotFoundError:
             os.makedirs(self.directory, exist_ok=True)
             stamp = None
         if stamp is None or stamp != self._listed:
+            listed_at = time.time_ns()
             self._peers = tuple(
                 sorted(
                     name
@@ -220,7 +232,8 @@ class DatagramBus:
                     if name.endswith(".sock")
                 )
             )
-            self._listed = stamp
+            settled = stamp is not None and listed_at - stamp > _SETTLE_NS
+            self._listed = stamp if settled else None
         return self._peers
 
     # -- sending ------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 import threading
 import time
 
@@ -183,3 +184,23 @@ def test_a_relative_datagram_url_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="absolute directory"):
         make_channel(conf)
+
+
+def test_a_subscriber_bound_just_after_a_publish_hears_the_next(tmp_path):
+    # The directory's time stamp moves in coarse ticks: it may not move
+    # between the publisher's listing and the new socket.  The next
+    # publish must still find the socket.
+    directory = tmp_path / "metrics"
+    publisher = DatagramChannel(str(directory))
+    try:
+        for round_ in range(50):
+            publisher.publish([f"before-{round_}"])
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                path = directory / f"{round_}-test.sock"
+                sock.bind(str(path))
+                sock.settimeout(5)
+                publisher.publish([f"after-{round_}"])
+                assert sock.recv(1000) == f"after-{round_}".encode()
+            path.unlink()
+    finally:
+        publisher.close()
