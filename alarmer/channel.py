@@ -8,7 +8,9 @@ metrics at once.  Three channels implement the same verbs:
 * :class:`DatagramChannel`: across the processes of one host, over
   Unix-domain datagram sockets in a directory (what ``alarmer serve``
   uses when it runs several processes; no server needed);
-* :class:`RedisChannel`: across processes and hosts, over Redis pub/sub.
+* :class:`RedisChannel`: across processes and hosts, over Redis pub/sub;
+* :class:`PostgresChannel`: across processes and hosts, over PostgreSQL
+  ``LISTEN``/``NOTIFY`` (no Redis needed next to a PostgreSQL database).
 
 :func:`make_channel` picks one from ``[evaluator] metric_channel``.
 
@@ -423,13 +425,15 @@ class DatagramChannel:
         self._bus.close()
 
 
-def _chunks(changes: MetricChanges) -> Iterable[MetricChanges]:
-    """Split *changes* so that each part encodes within a datagram."""
+def _chunks(
+    changes: MetricChanges, limit: int = MAX_DATAGRAM
+) -> Iterable[MetricChanges]:
+    """Split *changes* so that each part encodes within *limit* bytes."""
     part: list[str] = []
     size = 0
     for metric_id in changes:
         item = len(metric_id) + 22
-        if part and size + item > MAX_DATAGRAM:
+        if part and size + item > limit:
             yield MetricChanges(part, changes.newest)
             part, size = [], 0
         part.append(metric_id)
@@ -534,6 +538,120 @@ class RedisChannel:
         self._redis.close()
 
 
+#: Largest ``NOTIFY`` payload PostgreSQL accepts is 8000 bytes.
+_MAX_NOTIFY = 7900
+
+
+class PostgresChannel:
+    """Cross-process, cross-host channel over PostgreSQL ``LISTEN/NOTIFY``.
+
+    :meth:`publish` sends ``pg_notify`` on one autocommit connection
+    (several notifications when the ids do not fit in one payload);
+    subscribers ``LISTEN`` on a background thread that reconnects after
+    a failure (announcements made meanwhile are lost; the periodic
+    evaluation covers them).  Needs the ``postgresql`` extra (psycopg).
+    """
+
+    def __init__(self, url: str, *, name: str = "alarmer_metrics") -> None:
+        # Not a first-party module: psycopg comes with the PostgreSQL
+        # extra only.
+        import sqlalchemy as sa
+
+        parts = sa.make_url(url).set(drivername="postgresql")
+        self.dsn = parts.render_as_string(hide_password=False)
+        self.name = name
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._callbacks: tuple[Callback, ...] = ()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
+
+    def publish(self, metric_ids: Iterable[str]) -> None:
+        """Announce *metric_ids*; a failure is logged, not raised."""
+        changes = MetricChanges.of(metric_ids)
+        if not changes:
+            return
+        with self._lock:
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = self._connect()
+                for chunk in _chunks(changes, _MAX_NOTIFY):
+                    self._conn.execute(
+                        "SELECT pg_notify(%s, %s)", (self.name, chunk.encode())
+                    )
+            except Exception as exc:
+                LOG.warning("metric channel: publish failed: %s", exc)
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+
+    def subscribe(self, callback: Callback) -> None:
+        """Register *callback*; the listener thread starts on first use."""
+        with self._lock:
+            self._callbacks = (*self._callbacks, callback)
+            if self._thread is None:
+                self._stop.clear()
+                self._thread = threading.Thread(
+                    target=self._listen, name="metric-channel", daemon=True
+                )
+                self._thread.start()
+        self._ready.wait(5)
+
+    def unsubscribe(self, callback: Callback) -> None:
+        """Unregister *callback*."""
+        with self._lock:
+            self._callbacks = tuple(
+                c for c in self._callbacks if c is not callback
+            )
+
+    def _listen(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                with self._connect() as conn:
+                    conn.execute(f'LISTEN "{self.name}"')
+                    self._ready.set()
+                    backoff = 0.1
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=0.5):
+                            changes = MetricChanges.decode(note.payload)
+                            if changes:
+                                _deliver(self._callbacks, changes)
+                            if self._stop.is_set():
+                                break
+            except Exception as exc:
+                if self._stop.is_set():
+                    break
+                LOG.warning(
+                    "metric channel: PostgreSQL LISTEN lost (%s); "
+                    "reconnecting in %.1f s",
+                    exc,
+                    backoff,
+                )
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def close(self) -> None:
+        """Stop the listener and close the connections."""
+        self._stop.set()
+        with self._lock:
+            thread, self._thread = self._thread, None
+            self._callbacks = ()
+            conn, self._conn = self._conn, None
+        if thread is not None:
+            thread.join(timeout=5)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
 def run_dir(conf: Any, *parts: str) -> str:
     """``<data_dir>/run/<parts>``: sockets and files of running processes.
 
@@ -588,8 +706,10 @@ def make_channel(
         return DatagramChannel(path)
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisChannel(url)
+    if url.startswith(("postgresql://", "postgresql+")):
+        return PostgresChannel(url)
     raise ValueError(
         f"[evaluator] metric_channel: unsupported channel {url!r} "
-        "(use 'local', 'datagram', a datagram:///directory URL or a "
-        "redis:// URL)"
+        "(use 'local', 'datagram', a datagram:///directory URL, a "
+        "redis:// URL or a postgresql:// URL)"
     )

@@ -7,11 +7,17 @@ import os
 import socket
 import threading
 import time
+import uuid
 
 import pytest
 
 from alarmer import conf as aconf
-from alarmer.channel import DatagramChannel, MetricChanges, make_channel
+from alarmer.channel import (
+    DatagramChannel,
+    MetricChanges,
+    PostgresChannel,
+    make_channel,
+)
 from notifiers.wakeup import DatagramWatcher, OutboxAnnouncer, Wakeup
 
 CTX = multiprocessing.get_context("spawn")
@@ -204,3 +210,43 @@ def test_a_subscriber_bound_just_after_a_publish_hears_the_next(tmp_path):
             path.unlink()
     finally:
         publisher.close()
+
+
+def test_postgresql_channel_carries_ids_and_timestamps(postgresql_server_url):
+    name = f"alarmer_test_{uuid.uuid4().hex[:8]}"
+    subscriber = PostgresChannel(postgresql_server_url, name=name)
+    publisher = PostgresChannel(postgresql_server_url, name=name)
+    got, arrived = _collect(subscriber)
+    try:
+        publisher.publish({"m-1": 1_700_000_000_000_000_001, "m-2": None})
+        assert arrived.wait(10)
+        assert got[0] == ["m-1", "m-2"]
+        assert got[0].newest == {"m-1": 1_700_000_000_000_000_001}
+        # More than one NOTIFY payload (8000 bytes) holds.
+        ids = [str(uuid.uuid4()) for _ in range(1000)]
+        publisher.publish(ids)
+        wait = time.monotonic() + 10
+        while sum(map(len, got[1:])) < len(ids) and time.monotonic() < wait:
+            time.sleep(0.02)
+        assert len(got) > 2
+        assert [i for batch in got[1:] for i in batch] == ids
+    finally:
+        publisher.close()
+        subscriber.close()
+
+
+def test_postgresql_url_picks_the_postgresql_channel(tmp_path):
+    conf = aconf.make_conf(
+        overrides={
+            "DEFAULT": {"data_dir": str(tmp_path)},
+            "evaluator": {
+                "metric_channel": "postgresql+psycopg://u@127.0.0.1/db"
+            },
+        }
+    )
+    channel = make_channel(conf, several_processes=True)
+    try:
+        assert isinstance(channel, PostgresChannel)
+        assert channel.dsn == "postgresql://u@127.0.0.1/db"
+    finally:
+        channel.close()
