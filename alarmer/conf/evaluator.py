@@ -37,8 +37,8 @@ OPTS = [
         "several processes turns it into 'datagram'), 'datagram' "
         "(Unix-domain datagram sockets in <data_dir>/run/metrics: the "
         "processes of one host), datagram:///directory (the same in "
-        "another directory), a redis:// URL (across processes and "
-        "hosts), or empty: the Redis server of [coordination] "
+        "another directory), a redis:// URL or a postgresql:// URL "
+        "(LISTEN/NOTIFY; across processes and hosts), or empty: the Redis server of [coordination] "
         "backend_url when it is a redis:// URL, else 'local'.",
     ),
     cfg.FloatOpt(
