@@ -38,8 +38,10 @@ OPTS = [
         "(Unix-domain datagram sockets in <data_dir>/run/metrics: the "
         "processes of one host), datagram:///directory (the same in "
         "another directory), a redis:// URL or a postgresql:// URL "
-        "(LISTEN/NOTIFY; across processes and hosts), or empty: the Redis server of [coordination] "
-        "backend_url when it is a redis:// URL, else 'local'.",
+        "(LISTEN/NOTIFY; across processes and hosts), or empty: the "
+        "Redis server of [coordination] backend_url when it is a "
+        "redis:// URL, else 'local'. Every process writing measures must "
+        "use the evaluators' channel.",
     ),
     cfg.FloatOpt(
         "refresh_interval",
