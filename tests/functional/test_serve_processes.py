@@ -15,7 +15,9 @@ import threading
 import time
 
 import pytest
+from tooz import coordination
 
+from alarmer.evaluator.coordination import GROUP
 from tests.functional.notifier_helpers import Receiver
 from tests.functional.serve_helpers import (
     Serve,
@@ -234,3 +236,53 @@ def test_children_die_with_the_supervisor(tmp_path):
             wait_for(lambda pid=pid: not alive(pid), 30, what=f"{name} ended")
     finally:
         serve.kill_all()
+
+
+def test_two_evaluator_processes_share_the_alarms(tmp_path, receiver):
+    serve = Serve(tmp_path, api_workers=1, evaluator={"workers": 2}).start()
+    try:
+        before = serve.wait_ready()
+        assert {"evaluator-1", "evaluator-2"} <= set(before)
+        pairs = [make_alarm(serve, receiver) for _ in range(8)]
+        time.sleep(1.0)  # loaded by their owners (refresh 0.2 s)
+        for metric_id, _alarm_id in pairs:
+            push(serve, metric_id, 1)
+        for _metric_id, alarm_id in pairs:
+            wait_for(lambda a=alarm_id: state(serve, a) == "ok", 15)
+        # Both are members of the evaluator group (the alarms are split
+        # between them by the hash ring).
+        observer = coordination.get_coordinator(
+            f"file://{tmp_path / 'data' / 'coordination'}", b"observer"
+        )
+        observer.start()
+        try:
+            members = observer.get_members(GROUP).get()
+        finally:
+            observer.stop()
+        names = sorted(m.decode().rsplit("-", 2)[-2:][1] for m in members)
+        assert names == ["1", "2"], members
+        assert all(b"-serve-" in m for m in members)
+
+        # One evaluator dies: the restarted one takes its share back at
+        # once (same member id), every alarm still detects its crossing.
+        os.kill(before["evaluator-2"], signal.SIGKILL)
+        wait_for(
+            lambda: serve.children()["evaluator-2"] != before["evaluator-2"],
+            30,
+        )
+        serve.wait_ready()
+        started = time.monotonic()
+        for metric_id, _alarm_id in pairs:
+            push(serve, metric_id, 99)
+        for _metric_id, alarm_id in pairs:
+            wait_for(lambda a=alarm_id: state(serve, a) == "alarm", 10)
+        wait_for(lambda: len(receiver.bodies("/alarm")) >= len(pairs), 10)
+        # Far below [coordination] membership_timeout + an interval.
+        assert time.monotonic() - started < 10
+        delivered = {r.json["alarm_id"] for r in receiver.bodies("/alarm")}
+        assert delivered == {alarm_id for _m, alarm_id in pairs}
+    finally:
+        try:
+            assert serve.stop() == 0
+        finally:
+            serve.kill_all()
