@@ -57,6 +57,7 @@ import math
 import multiprocessing as mp
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -85,7 +86,7 @@ THRESHOLD = 50.0
 HIGH = 99.0
 LOW = 1.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-CLEAR_ATTEMPTS = 10
+CLEAR_ATTEMPTS = 3
 WAVE_STALL = 15.0  # seconds without a new webhook that end the wave
 
 
@@ -309,7 +310,7 @@ def own_database(url: str | None) -> Iterator[str | None]:
 
 @contextlib.contextmanager
 def running_serve(
-    workdir: str, database: str | None, receiver_port: int
+    workdir: str, database: str | None, keep_log: str | None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``alarmer serve`` in *workdir*; yields (base URL, process)."""
     port = free_port()
@@ -374,6 +375,8 @@ def running_serve(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if keep_log:
+            shutil.copyfile(log_path, keep_log)
 
 
 def _tail(path: str, lines: int = 40) -> str:
@@ -425,8 +428,18 @@ class Client:
         self, alarm_id: str, state: str, deadline: float, step: float
     ) -> float | None:
         """Poll until *state* is visible; monotonic time of that answer."""
+        return self.wait_until(alarm_id, state.__eq__, deadline, step)
+
+    def wait_until(
+        self,
+        alarm_id: str,
+        accept: Callable[[str], bool],
+        deadline: float,
+        step: float,
+    ) -> float | None:
+        """Poll until the state is accepted; monotonic time of that answer."""
         while True:
-            if self.state(alarm_id) == state:
+            if accept(self.state(alarm_id)):
                 return time.monotonic()
             if time.monotonic() >= deadline:
                 return None
@@ -605,7 +618,37 @@ class Detection:
     missed: int = 0
     webhooks_missed: int = 0
     clears_retried: int = 0
+    retired: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def clear(
+    client: Client,
+    alarm: Alarm,
+    result: Detection,
+    miss_after: float,
+    poll: float,
+) -> bool:
+    """Bring *alarm* out of ``alarm``; ``False`` if it never left it.
+
+    The clearing point must fall in a later 1 s bucket than the
+    crossing; one evaluated too late to be in the window is sent again.
+    ``ok`` and ``insufficient data`` both do: a crossing from either is a
+    transition.
+    """
+    wait = math.floor(alarm.crossed_at or 0) + 1 - time.time()
+    if wait > 0:
+        time.sleep(wait)
+    for _ in range(CLEAR_ATTEMPTS):
+        client.push(alarm.metric_id, LOW, time.time())
+        deadline = time.monotonic() + miss_after
+        if client.wait_until(
+            alarm.alarm_id, lambda state: state != "alarm", deadline, poll
+        ):
+            return True
+        with result.lock:
+            result.clears_retried += 1
+    return False
 
 
 def cross_once(
@@ -616,22 +659,7 @@ def cross_once(
     miss_after: float,
     poll: float,
 ) -> None:
-    """Bring *alarm* back to ``ok`` if needed, then time one crossing."""
-    if alarm.crossed_at is not None:
-        # The clearing point must fall in a later 1 s bucket; a clearing
-        # point evaluated too late to be in the window is sent again.
-        wait = math.floor(alarm.crossed_at) + 1 - time.time()
-        if wait > 0:
-            time.sleep(wait)
-        for _ in range(CLEAR_ATTEMPTS):
-            client.push(alarm.metric_id, LOW, time.time())
-            deadline = time.monotonic() + miss_after
-            if client.wait_state(alarm.alarm_id, "ok", deadline, poll):
-                break
-            with result.lock:
-                result.clears_retried += 1
-        else:
-            raise RuntimeError(f"alarm {alarm.alarm_id} never cleared")
+    """Time one crossing of *alarm* (not in ``alarm`` state)."""
     sent = time.monotonic()
     alarm.crossed_at = time.time()
     client.push(alarm.metric_id, HIGH, alarm.crossed_at)
@@ -658,27 +686,36 @@ def detect(
     in_flight: int,
     miss_after: float,
     poll: float,
+    limit: float,
 ) -> Detection:
-    """*crossings* crossings spread over *alarms*, *in_flight* at once."""
+    """*crossings* crossings spread over *alarms*, *in_flight* at once.
+
+    No crossing starts after *limit* seconds; an alarm that cannot be
+    cleared is retired (counted) and the others go on.
+    """
     result = Detection()
     in_flight = max(1, min(in_flight, len(alarms)))
     counter = iter(range(crossings))
     counter_lock = threading.Lock()
+    stop_at = time.monotonic() + limit
 
     def worker(mine: list[Alarm]) -> None:
+        live = list(mine)
         turn = 0
-        while True:
+        while live and time.monotonic() < stop_at:
+            alarm = live[turn % len(live)]
+            if alarm.crossed_at is not None and not clear(
+                client, alarm, result, miss_after, poll
+            ):
+                LOG.warning("alarm %s never cleared: retired", alarm.alarm_id)
+                live.remove(alarm)
+                with result.lock:
+                    result.retired += 1
+                continue
             with counter_lock:
                 if next(counter, None) is None:
                     return
-            cross_once(
-                client,
-                receiver,
-                mine[turn % len(mine)],
-                result,
-                miss_after,
-                poll,
-            )
+            cross_once(client, receiver, alarm, result, miss_after, poll)
             turn += 1
 
     threads = [
@@ -726,51 +763,51 @@ def check(value: float | None, op: str, bound: float) -> bool | None:
     return value <= bound if op == "<=" else value >= bound
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """The whole benchmark; the result document."""
-    rows: list[Row] = []
-    info: dict[str, Any] = {
-        "command": " ".join(["benchmarks/bench_e2e.py", *sys.argv[1:]]),
-        "cores": os.cpu_count(),
-        "cpu": cpu_model(),
-        "loadavg_start": os.getloadavg(),
-        "backend": "postgresql" if args.database else "sqlite",
-        "alarms": args.alarms,
-        "started_at": dt.datetime.now(dt.UTC).isoformat(),
-    }
+class Run:
+    """One benchmark run against one started service."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        url: str,
+        proc: subprocess.Popen[bytes],
+        receiver: Receiver,
+    ) -> None:
+        self.args = args
+        self.url = url
+        self.proc = proc
+        self.receiver = receiver
+        self.client = Client(url)
+        self.hook = f"http://127.0.0.1:{receiver.port}/hook"
+        self.rows: list[Row] = []
+        self.info: dict[str, Any] = {}
+        self._cpu_mark = tree_cpu_seconds(proc.pid)
 
     def add(
+        self,
         workload: str,
         figure: str,
         value: float | None,
         unit: str,
         target: tuple[str, float] | None = None,
     ) -> None:
+        """Add a row; with a target (``("<=", 20.0)``), judge it."""
         row = Row(workload, figure, value, unit)
         if target is not None:
             op, bound = target
             row.target = f"{op} {bound:,g} {unit}".strip()
             row.met = check(value, op, bound)
-        rows.append(row)
+        self.rows.append(row)
 
-    receiver = Receiver()
-    receiver.start()
-    hook = f"http://127.0.0.1:{receiver.port}/hook"
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-e2e-") as workdir,
-        own_database(args.database) as database,
-        running_serve(workdir, database, receiver.port) as (url, proc),
-    ):
-        client = Client(url)
-        cpu_mark = tree_cpu_seconds(proc.pid)
+    def cpu_since(self) -> float:
+        """CPU seconds of the service since the previous call."""
+        now = tree_cpu_seconds(self.proc.pid)
+        spent, self._cpu_mark = now - self._cpu_mark, now
+        return spent
 
-        def cpu_since() -> float:
-            nonlocal cpu_mark
-            now = tree_cpu_seconds(proc.pid)
-            spent, cpu_mark = now - cpu_mark, now
-            return spent
-
-        # 1. setup
+    def setup(self) -> tuple[list[Alarm], Alarm]:
+        """The policy, the alarms and the probe alarm, brought to ``ok``."""
+        args, client = self.args, self.client
         policy = f"bench-1s-{uuid.uuid4().hex[:8]}"
         client.post(
             "/v1/archive_policy",
@@ -785,13 +822,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         LOG.info("creating %d metrics and alarms", args.alarms)
         started = time.monotonic()
         alarms = create_alarms(
-            client, args.alarms, policy, hook, args.create_threads
+            client, args.alarms, policy, self.hook, args.create_threads
         )
         took = time.monotonic() - started
-        add("setup", "alarms created (metric + alarm each)", len(alarms), "")
-        add("setup", "creation rate, concurrent", len(alarms) / took, "/s")
-        add("setup", "CPU of alarmer during setup", cpu_since(), "CPU-s")
-        (probe,) = create_alarms(client, 1, policy, hook, 1)
+        self.add(
+            "setup", "alarms created (metric + alarm each)", len(alarms), ""
+        )
+        self.add(
+            "setup", "creation rate, concurrent", len(alarms) / took, "/s"
+        )
+        self.add(
+            "setup", "CPU of alarmer during setup", self.cpu_since(), "CPU-s"
+        )
+        (probe,) = create_alarms(client, 1, policy, self.hook, 1)
         # A point written before the evaluator loaded the alarm is not
         # evaluated at once: send fresh ones until the probe is ok.
         ready_by = time.monotonic() + 120
@@ -804,8 +847,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 raise RuntimeError("the evaluator never evaluated the probe")
         # Time for other evaluator processes' refresh, if any.
         time.sleep(0.5 if args.quick else 2.0)
+        return alarms, probe
 
-        # 2. mass transition
+    def mass_transition(self, alarms: list[Alarm], probe: Alarm) -> None:
+        """Every alarm to ``ok`` in one write; a crossing during it."""
+        args, client, receiver = self.args, self.client, self.receiver
         wave_mark = time.monotonic()
         wave_wall = time.time()
         body = {
@@ -815,8 +861,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         LOG.info("mass transition of %d alarms", len(alarms))
         client.post("/v1/batch/metrics/measures", body, 202)
         post_s = time.monotonic() - wave_mark
-        pending_at_injection = len(alarms) - len(
-            receiver.arrivals("ok", wave_mark)
+        wave_ids = {a.alarm_id for a in alarms}
+        self.info["wave_pending_at_injection"] = len(wave_ids) - len(
+            receiver.arrivals("ok", wave_mark).keys() & wave_ids
         )
         injected = time.monotonic()
         client.push(probe.metric_id, HIGH, time.time())
@@ -824,7 +871,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         probe_seen: list[float | None] = [None]
 
         def watch_probe() -> None:
-            probe_seen[0] = Client(url).wait_state(
+            probe_seen[0] = Client(self.url).wait_state(
                 probe.alarm_id,
                 "alarm",
                 injected + args.wave_timeout,
@@ -833,25 +880,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         watcher = threading.Thread(target=watch_probe)
         watcher.start()
-        wave_ids = {a.alarm_id for a in alarms}
-        deadline = wave_mark + args.wave_timeout
-        last_count, last_change = -1, time.monotonic()
-        while time.monotonic() < deadline:
-            count = len(receiver.arrivals("ok", wave_mark).keys() & wave_ids)
-            if count >= len(wave_ids):
-                break
-            if count != last_count:
-                last_count, last_change = count, time.monotonic()
-            elif time.monotonic() - last_change > WAVE_STALL:
-                LOG.info(
-                    "wave: %d webhooks, no new one for %.0f s",
-                    count,
-                    WAVE_STALL,
-                )
-                break
-            time.sleep(0.1)
+        self._wait_wave(wave_ids, wave_mark)
         watcher.join()
-        wave_cpu = cpu_since()
+        wave_cpu = self.cpu_since()
         history = client.post(
             "/v2/query/alarms/history",
             {
@@ -873,47 +904,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if h["alarm_id"] in wave_ids
             and json.loads(h["detail"]).get("state") == "ok"
         ]
-        committed = len(stamps)
         span = (max(stamps) - wave_wall) if stamps else math.nan
-        in_10s = sum(1 for s in stamps if s - wave_wall <= 10)
         hooks = receiver.arrivals("ok", wave_mark)
-        hooks_10s = sum(
-            1
-            for alarm_id, arrived in hooks.items()
-            if alarm_id in wave_ids and arrived - wave_mark <= 10
-        )
-        rate_target = 10_000.0 if args.database else 5_000.0
+        everyone = (">=", float(len(alarms)))
         wl = f"mass transition ({len(alarms)} alarms -> ok)"
-        add(wl, "batch POST of the wave", post_s, "s")
-        add(
-            wl,
-            "transitions committed (history)",
-            committed,
-            "",
-            (">=", float(len(alarms))),
+        self.add(wl, "batch POST of the wave", post_s, "s")
+        self.add(
+            wl, "transitions committed (history)", len(stamps), "", everyone
         )
-        add(
+        self.add(
             wl,
             "transitions/s committed (to the last commit)",
-            committed / span if span and span > 0 else math.nan,
+            len(stamps) / span if span > 0 else math.nan,
             "/s",
-            (">=", rate_target),
+            (">=", 10_000.0 if args.database else 5_000.0),
         )
-        add(
+        self.add(
             wl,
             "committed within 10 s",
-            in_10s,
+            sum(1 for s in stamps if s - wave_wall <= 10),
             "",
-            (">=", float(len(alarms))),
+            everyone,
         )
-        add(
+        self.add(
             wl,
             "webhooks received within 10 s",
-            hooks_10s,
+            sum(
+                1
+                for alarm_id, arrived in hooks.items()
+                if alarm_id in wave_ids and arrived - wave_mark <= 10
+            ),
             "",
-            (">=", float(len(alarms))),
+            everyone,
         )
-        add(
+        self.add(
             wl,
             "crossing during the wave: POST -> state visible",
             (
@@ -924,37 +948,65 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "ms",
             ("<=", 250.0),
         )
-        info["wave_pending_at_injection"] = pending_at_injection
-        add(wl, "CPU of alarmer during the wave", wave_cpu, "CPU-s")
+        self.add(wl, "CPU of alarmer during the wave", wave_cpu, "CPU-s")
 
-        # Alarms that take crossings, and the rest for background load.
-        n_detect = max(1, min(len(alarms) // 2, args.in_flight * 8))
-        detectors = alarms[:n_detect]
-        loaded = [a.metric_id for a in alarms[n_detect:]]
+    def _wait_wave(self, wave_ids: set[str], since: float) -> None:
+        """Until every ``ok`` webhook came, or none for a while."""
+        deadline = since + self.args.wave_timeout
+        last_count, last_change = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            arrived = self.receiver.arrivals("ok", since).keys() & wave_ids
+            if len(arrived) >= len(wave_ids):
+                return
+            if len(arrived) != last_count:
+                last_count, last_change = len(arrived), time.monotonic()
+            elif time.monotonic() - last_change > WAVE_STALL:
+                LOG.info(
+                    "wave: %d webhooks, no new one for %.0f s",
+                    last_count,
+                    WAVE_STALL,
+                )
+                return
+            time.sleep(0.1)
 
-        # 3. detection, no background load
-        if args.idle_crossings:
-            LOG.info("%d crossings without load", args.idle_crossings)
-            cpu_since()
-            idle = detect(
-                client,
-                receiver,
-                detectors,
-                args.idle_crossings,
-                1,
+    def detection(self, alarms: list[Alarm], probe: Alarm) -> None:
+        """Crossings without load, then under background ingest."""
+        args = self.args
+        # The phases use different alarms (an alarm left in ``alarm`` by
+        # one phase would have to be cleared first in the next).
+        n_idle = max(1, min(len(alarms) // 4, 8))
+        n_busy = max(1, min(len(alarms) // 4, args.in_flight * 8))
+        idlers = alarms[:n_idle]
+        detectors = alarms[n_idle : n_idle + n_busy]
+        loaded = [a.metric_id for a in alarms[n_idle + n_busy :]]
+
+        def crossings(
+            subset: list[Alarm], count: int, at_once: int
+        ) -> Detection:
+            return detect(
+                self.client,
+                self.receiver,
+                subset,
+                count,
+                at_once,
                 args.miss_after,
                 args.poll_interval,
+                args.phase_limit,
             )
-            wl = "detection, no background load"
-            _detection_rows(add, wl, idle, None)
 
-        # 4. detection under load
+        if args.idle_crossings:
+            LOG.info("%d crossings without load", args.idle_crossings)
+            idle = crossings(idlers, args.idle_crossings, 1)
+            _detection_rows(
+                self.add, "detection, no background load", idle, None
+            )
+
         wl = (
             f"detection, {len(alarms)} alarms, "
             f"{args.rate:,.0f} measures/s target ingest"
         )
         load = Load(
-            url,
+            self.url,
             loaded or [probe.metric_id],
             args.rate,
             args.load_processes,
@@ -967,42 +1019,66 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         while load.counts() == (0, 0) and time.monotonic() - started < 60:
             time.sleep(0.05)
         time.sleep(args.warmup)
-        cpu_since()
+        self.cpu_since()
         accepted0, failed0 = load.counts()
         mark = time.monotonic()
-        busy = detect(
-            client,
-            receiver,
-            detectors,
-            args.crossings,
-            args.in_flight,
-            args.miss_after,
-            args.poll_interval,
-        )
+        busy = crossings(detectors, args.crossings, args.in_flight)
         elapsed = time.monotonic() - mark
         accepted1, failed1 = load.counts()
-        load_cpu = cpu_since()
-        rss, pss = tree_memory_mib(proc.pid)
+        load_cpu = self.cpu_since()
+        rss, pss = tree_memory_mib(self.proc.pid)
         loader_cpu = load.stop()
-        LOG.info("stopping alarmer serve")
         measures = accepted1 - accepted0
-        _detection_rows(add, wl, busy, args.crossings)
-        add(wl, "background ingest achieved", measures / elapsed, "/s")
-        add(wl, "background measures refused or failed", failed1 - failed0, "")
-        add(wl, "alarmer CPU (all processes)", load_cpu, "CPU-s")
-        add(wl, "alarmer cores busy", load_cpu / elapsed, "cores")
-        add(
+        _detection_rows(self.add, wl, busy, args.crossings)
+        self.add(wl, "background ingest achieved", measures / elapsed, "/s")
+        self.add(
+            wl, "background measures refused or failed", failed1 - failed0, ""
+        )
+        self.add(wl, "alarmer CPU (all processes)", load_cpu, "CPU-s")
+        self.add(wl, "alarmer cores busy", load_cpu / elapsed, "cores")
+        self.add(
             wl,
             "alarmer CPU per 1,000 measures",
             load_cpu / (measures / 1000) if measures else math.nan,
             "CPU-s",
         )
-        add(wl, "load generators' CPU (whole run)", loader_cpu, "CPU-s")
+        self.add(wl, "load generators' CPU (whole run)", loader_cpu, "CPU-s")
         wl = "memory of alarmer (all processes)"
-        add(wl, "RSS, summed over the process tree", rss, "MiB")
-        add(wl, "PSS, summed over the process tree", pss, "MiB", ("<=", 300))
-    receiver.stop()
+        self.add(wl, "RSS, summed over the process tree", rss, "MiB")
+        self.add(
+            wl, "PSS, summed over the process tree", pss, "MiB", ("<=", 300)
+        )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The whole benchmark; the result document."""
+    info: dict[str, Any] = {
+        "command": " ".join(["benchmarks/bench_e2e.py", *sys.argv[1:]]),
+        "cores": os.cpu_count(),
+        "cpu": cpu_model(),
+        "loadavg_start": os.getloadavg(),
+        "backend": "postgresql" if args.database else "sqlite",
+        "alarms": args.alarms,
+        "started_at": dt.datetime.now(dt.UTC).isoformat(),
+    }
+    receiver = Receiver()
+    receiver.start()
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-e2e-") as workdir,
+            own_database(args.database) as database,
+            running_serve(workdir, database, args.serve_log) as (url, proc),
+        ):
+            bench = Run(args, url, proc, receiver)
+            alarms, probe = bench.setup()
+            bench.mass_transition(alarms, probe)
+            bench.detection(alarms, probe)
+            LOG.info("stopping alarmer serve")
+    finally:
+        receiver.stop()
+    info.update(bench.info)
     info["loadavg_end"] = os.getloadavg()
+    rows = bench.rows
     return {
         "info": info,
         "rows": [
@@ -1064,6 +1140,7 @@ def _detection_rows(
         result.clears_retried,
         "",
     )
+    add(workload, "alarms retired (never cleared)", result.retired, "")
 
 
 def render(document: dict[str, Any]) -> str:
@@ -1138,6 +1215,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="a crossing not visible after this many seconds is missed",
     )
     parser.add_argument(
+        "--phase-limit",
+        type=float,
+        help="seconds after which a detection phase starts no crossing (600)",
+    )
+    parser.add_argument(
         "--poll-interval",
         type=float,
         default=0.002,
@@ -1162,6 +1244,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "default: SQLite in the temporary data directory",
     )
     parser.add_argument(
+        "--serve-log",
+        metavar="PATH",
+        help="keep a copy of the service's log at PATH",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="small smoke run (50 alarms, 2,000 measures/s, 20 crossings)",
@@ -1182,6 +1269,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "idle_crossings": 5,
         "warmup": 0.5,
         "wave_timeout": 20.0,
+        "phase_limit": 60.0,
     }
     full = {
         "alarms": 5000,
@@ -1190,6 +1278,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "idle_crossings": 100,
         "warmup": 3.0,
         "wave_timeout": 120.0,
+        "phase_limit": 600.0,
     }
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:

@@ -122,4 +122,5 @@ def test_quick_run_prints_every_row(tmp_path):
         for k, r in values.items()
         if k[0].startswith("detection, 20 alarms") and k[1] == "crossings"
     )
-    assert crossings["value"] == 8
+    # An alarm the service never clears is retired, so fewer may run.
+    assert 1 <= crossings["value"] <= 8
