@@ -248,6 +248,13 @@ def cpu_model() -> str:
 # -- small helpers ----------------------------------------------------------
 
 
+def sa_database_name(url: str) -> str | None:
+    """The database name in a SQLAlchemy URL."""
+    import sqlalchemy as sa
+
+    return sa.make_url(url).database
+
+
 def free_port() -> int:
     """A free TCP port on the loopback interface."""
     with socket.socket() as sock:
@@ -1070,6 +1077,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             running_serve(workdir, database, args.serve_log) as (url, proc),
         ):
             bench = Run(args, url, proc, receiver)
+            if database:
+                bench.info["database"] = sa_database_name(database)
             alarms, probe = bench.setup()
             bench.mass_transition(alarms, probe)
             bench.detection(alarms, probe)
