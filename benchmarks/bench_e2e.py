@@ -30,11 +30,13 @@ Phases:
 3. *Detection, no background load*: crossings one at a time.
 4. *Detection under load*: background ingest at the target rate from
    separate load processes (batch route, to the metrics of the alarms
-   not used for crossings, values below the threshold, so every write
-   causes evaluations but no transition), and crossings with a few in
-   flight.  A crossing is one point above the threshold POSTed to one
-   alarm's metric; the alarm is brought back to ``ok`` by a later point
-   below it before its next crossing.  Measured: POST -> state visible
+   not used for crossings, values below the threshold, so that every
+   write causes evaluations and, evaluated in time, no transition), and
+   crossings with a few in flight, on alarms of their own.  A crossing
+   is one point above the threshold POSTed to one alarm's metric; before
+   its next crossing the alarm is brought out of ``alarm`` by a later
+   point below it (an alarm that never leaves it, or whose requests
+   fail, is retired and counted).  Measured: POST -> state visible
    (``GET /v2/alarms/<id>/state`` polled for that alarm) and POST ->
    webhook received; a crossing whose state is not visible within
    ``--miss-after`` seconds is missed.
@@ -43,7 +45,8 @@ The CPU time of the service is read from ``/proc``: user + system time
 of the ``serve`` process and all its descendants, including the
 descendants that exited (their parents' ``cutime``/``cstime``); memory
 is the RSS and the PSS summed over the same process tree.  The load
-generators' own CPU time is reported apart.
+generators' own CPU time is reported apart.  ``--serve-log PATH`` keeps
+the service's log (its transitions explain misses).
 """
 
 from __future__ import annotations
