@@ -271,7 +271,6 @@ ServiceFactory = Callable[[runtime.Runtime], list[service.Service]]
 
 
 def _build_runtime(
-    args: argparse.Namespace,
     conf: cfg.ConfigOpts,
     *,
     migrate: bool,
@@ -300,7 +299,6 @@ def _run(args: argparse.Namespace, factories: Sequence[ServiceFactory]) -> int:
     names = [name for factory in factories for name in FACTORY_ROLES[factory]]
     _log_banner(conf, args.config_file, names)
     rt = _build_runtime(
-        args,
         conf,
         migrate=True,
         coordination="evaluator" in names,
@@ -327,7 +325,7 @@ FACTORY_ROLES: dict[ServiceFactory, tuple[str, ...]] = {
 
 def _dbsync(args: argparse.Namespace) -> int:
     conf = _setup(args)
-    rt = _build_runtime(args, conf, migrate=True)
+    rt = _build_runtime(conf, migrate=True)
     rt.close()
     LOG.info("database is up to date")
     return 0
@@ -371,7 +369,7 @@ def _apikey(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(f"--expires {args.expires!r}: {exc}") from exc
     conf = _setup(args)
-    rt = _build_runtime(args, conf, migrate=True)
+    rt = _build_runtime(conf, migrate=True)
     out = sys.stdout
     try:
         if args.apikey_command == "create":
@@ -413,7 +411,7 @@ def _check(args: argparse.Namespace) -> int:
     from alarmer.metrics.series import check
 
     conf = _setup(args)
-    rt = _build_runtime(args, conf, migrate=False)
+    rt = _build_runtime(conf, migrate=False)
     try:
         index = indexer.Indexer(rt.db)
         assert rt.series is not None
