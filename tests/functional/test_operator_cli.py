@@ -470,3 +470,13 @@ def test_banner_lines_mask_passwords(tmp_path):
         "API address: http://127.0.0.1:8042/",
         "processes: api",
     ]
+
+
+def test_sections_of_authentication_libraries_are_not_checked(tmp_path):
+    conf = write(
+        tmp_path / "ks.conf",
+        "[keystone_authtoken]\nwww_authenticate_uri = http://ks:5000\n",
+    )
+    result = run("alarmer", "check-config", "--config-file", conf)
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr

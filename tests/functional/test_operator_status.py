@@ -72,3 +72,26 @@ def test_refusals_are_counted_for_good_across_processes(client, rt, make_conf):
         assert again["alarmer"]["refused_late"] == refused
     finally:
         other_rt.close()
+
+
+def test_refusal_counts_add_up_on_mariadb(mysql_server_url):
+    from alarmer import db
+    from alarmer.metrics.index.indexer import Indexer
+    from tests.conftest import _empty_database
+
+    _empty_database(mysql_server_url)
+    database = db.Database(mysql_server_url)
+    try:
+        database.upgrade()
+        index = Indexer(database)
+        index.record_refusals({"m-1": 2, "m-2": 0})
+        index.record_refusals({"m-1": 3, "m-3": 1})
+        report = index.refusal_report()
+        assert report["refused_late"] == 6
+        assert report["metrics_with_refusals"] == 2
+        assert [(m["metric_id"], m["refused"]) for m in report["metrics"]] == [
+            ("m-1", 5),
+            ("m-3", 1),
+        ]
+    finally:
+        database.dispose()
