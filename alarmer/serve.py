@@ -87,6 +87,15 @@ def single_process(conf: cfg.ConfigOpts) -> bool:
     return api_workers(conf) == 1 and int(conf.evaluator.workers) == 1
 
 
+def process_names(conf: cfg.ConfigOpts) -> list[str]:
+    """The children :func:`serve` starts, by name (for the banner)."""
+    return [
+        *(f"api-{n}" for n in range(1, api_workers(conf) + 1)),
+        *(f"evaluator-{n}" for n in range(1, int(conf.evaluator.workers) + 1)),
+        "notifier",
+    ]
+
+
 def evaluator_member_id(conf: cfg.ConfigOpts, index: int) -> bytes:
     """The coordination member id of evaluator *index* of this data dir.
 
