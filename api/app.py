@@ -12,12 +12,14 @@ import sqlalchemy as sa
 
 from alarmer.runtime import Runtime
 from api import context, errors, openapi, params, v1, v2
+from api.v1 import capabilities
 
 
 def _versions() -> flask.Response:
     base = flask.request.host_url.rstrip("/")
     return flask.jsonify(
         {
+            "build": capabilities.BUILD,
             "versions": {
                 "values": [
                     {
@@ -47,7 +49,7 @@ def _versions() -> flask.Response:
                         "updated": "2015-03-19T00:00:00Z",
                     },
                 ]
-            }
+            },
         }
     )
 
