@@ -11,7 +11,7 @@ import flask
 import sqlalchemy as sa
 
 from alarmer.runtime import Runtime
-from api import context, errors, openapi, params, v1, v2
+from api import context, errors, identity, openapi, params, v1, v2
 from api.v1 import capabilities
 
 
@@ -77,4 +77,8 @@ def create_app(rt: Runtime) -> flask.Flask:
     v1.register(app)
     v2.register(app)
     openapi.register(app)
+    if rt.conf.api.auth_mode == "keystone":
+        app.wsgi_app = identity.keystone_middleware(  # type: ignore[method-assign]
+            app.wsgi_app, rt.conf
+        )
     return app

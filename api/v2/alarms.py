@@ -92,6 +92,13 @@ def _action_checker(identity: Identity) -> Callable[[str, str], None]:
             scheme = notifiers.parse_action(url).scheme.lower()
         except notifiers.InvalidAction as exc:
             raise RuleError(f"{field}: {exc.message}", field) from exc
+        if scheme.startswith("trust+") and conf.api.auth_mode != "keystone":
+            raise RuleError(
+                f"{field}: a trust+ action delegates the caller's Keystone "
+                "roles and needs [api] auth_mode = keystone: "
+                f"{notifiers.redact(url)}",
+                field,
+            )
         if scheme == "log" and not identity.is_admin:
             raise RuleError(
                 f"You are not authorized to create action: {url}",
