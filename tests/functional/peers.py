@@ -41,6 +41,7 @@ REQUIRE = os.environ.get("ALARMER_REQUIRE_BACKENDS") == "1"
 #: Peer name -> (version, requirements installed in its virtualenv).
 PEERS: dict[str, tuple[str, list[str]]] = {
     "keystone": ("30.0.0", ["keystone==30.0.0", "waitress>=3"]),
+    "ceilometer": ("27.0.0", ["ceilometer==27.0.0"]),
 }
 ADMIN_PASSWORD = "admin-secret"
 

@@ -111,3 +111,29 @@ def test_policy_yaml_overrides_the_defaults(sqlite_rt, tmp_path):
         headers=MEMBER,
     )  # fmt: skip
     assert envelopes.message(quota, 403)
+
+
+def test_listing_every_project_is_its_own_rule(sqlite_rt, tmp_path):
+    client = _app_with_policy(
+        sqlite_rt,
+        tmp_path,
+        '"telemetry:get_alarms:all_projects": "role:reader"\n',
+    )
+    other = {"X-User-Id": "bob", "X-Project-Id": "p-b", "X-Roles": "member"}
+    for headers in (MEMBER, other):
+        created = client.post("/v2/alarms", json=alarm_body(), headers=headers)
+        assert created.status_code == 201, created.get_data(as_text=True)
+    every = "/v2/alarms?q.field=all_projects&q.op=eq&q.value=true"
+    listed = client.get(every, headers=READER)
+    assert listed.status_code == 200, listed.get_data(as_text=True)
+    assert sorted(a["project_id"] for a in listed.get_json()) == [
+        "p-a",
+        "p-b",
+    ]
+    own = client.get("/v2/alarms", headers=READER).get_json()
+    assert [a["project_id"] for a in own] == ["p-a"]
+    refused = client.get(
+        every, headers={"X-User-Id": "x", "X-Project-Id": "p-a",
+                        "X-Roles": "observer"}
+    )  # fmt: skip
+    assert refused.status_code == 403
