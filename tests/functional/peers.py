@@ -83,7 +83,7 @@ def free_port() -> int:
         return port
 
 
-def wait_http(url: str, timeout: float = 60.0) -> None:
+def wait_http(url: str, timeout: float = 180.0) -> None:
     """Wait until *url* answers anything over HTTP."""
     deadline = time.monotonic() + timeout
     while True:
