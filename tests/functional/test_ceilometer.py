@@ -84,19 +84,18 @@ def ceilometer():
         pytest.skip(f"Ceilometer cannot be installed: {exc}")
 
 
-def _conf(tmp_path, url):
+def _conf(tmp_path, url, credentials=None):
     path = tmp_path / "ceilometer.conf"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            [service_credentials]
+    if credentials is None:
+        credentials = f"""
             auth_type = gnocchi-noauth
             user_id = ceilometer
             project_id = service
             roles = admin
             endpoint = {url}
             """
-        )
+    path.write_text(
+        "[service_credentials]\n" + textwrap.dedent(credentials).strip()
     )
     return path
 
@@ -122,7 +121,11 @@ def _publish(venv, conf, entries):
 
 
 def test_ceilometer_upgrade_and_publisher(ceilometer, live_api, tmp_path):
-    conf = _conf(tmp_path, live_api)
+    upgrade_and_publish(ceilometer, _conf(tmp_path, live_api), live_api)
+
+
+def upgrade_and_publish(ceilometer, conf, live_api, headers=ADMIN):
+    """Run ``ceilometer-upgrade`` twice and two publishers; read back."""
     for _ in range(2):
         upgraded = _run(
             ceilometer,
@@ -133,7 +136,7 @@ def test_ceilometer_upgrade_and_publisher(ceilometer, live_api, tmp_path):
         assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
         assert "Traceback" not in upgraded.stderr, upgraded.stderr
     types = requests.get(
-        f"{live_api}/v1/resource_type", headers=ADMIN, timeout=30
+        f"{live_api}/v1/resource_type", headers=headers, timeout=30
     ).json()
     names = {t["name"] for t in types}
     assert {
@@ -161,7 +164,7 @@ def test_ceilometer_upgrade_and_publisher(ceilometer, live_api, tmp_path):
     found = requests.post(
         f"{live_api}/v1/search/resource/instance",
         json={"=": {"server_group": group}},
-        headers=ADMIN,
+        headers=headers,
         timeout=30,
     )
     assert found.status_code == 200, found.text
@@ -172,7 +175,7 @@ def test_ceilometer_upgrade_and_publisher(ceilometer, live_api, tmp_path):
     measures = requests.get(
         f"{live_api}/v1/metric/{cpu}/measures",
         params={"refresh": "true"},
-        headers=ADMIN,
+        headers=headers,
         timeout=30,
     ).json()
     assert measures, "no measure of vm-1 was stored"

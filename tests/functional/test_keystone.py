@@ -226,3 +226,28 @@ def test_real_clients_find_alarmer_in_the_catalog(cloud):
     assert aodh.alarm.get(alarm["alarm_id"])["name"] == "cpu-high"
     aodh.alarm.delete(alarm["alarm_id"])
     assert aodh.alarm.list() == []
+
+
+def test_ceilometer_publishes_through_keystone(cloud, tmp_path):
+    """Ceilometer with Keystone credentials (the service role only)."""
+    from tests.functional import test_ceilometer as ceilo
+
+    venv = ceilo.peer_venv("ceilometer")
+    cloud.ks.user("ceilometer", "ceilometer-pw", "service", ["service"])
+    conf = ceilo._conf(
+        tmp_path,
+        cloud.url,
+        f"""
+        auth_type = password
+        auth_url = {cloud.ks.url}/v3
+        username = ceilometer
+        password = ceilometer-pw
+        project_name = service
+        user_domain_id = default
+        project_domain_id = default
+        interface = public
+        region_name = RegionOne
+        """,
+    )
+    token, _ = cloud.ks.token("ceilometer", "ceilometer-pw", "service")
+    ceilo.upgrade_and_publish(venv, conf, cloud.url, {"X-Auth-Token": token})
