@@ -251,3 +251,51 @@ def test_ceilometer_publishes_through_keystone(cloud, tmp_path):
     )
     token, _ = cloud.ks.token("ceilometer", "ceilometer-pw", "service")
     ceilo.upgrade_and_publish(venv, conf, cloud.url, {"X-Auth-Token": token})
+
+
+def test_the_gnocchi_and_aodh_clis_with_keystone_credentials(cloud):
+    """The real ``gnocchi`` and ``aodh`` CLIs, found through the catalog."""
+    import json
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    bin_dir = pathlib.Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "OS_AUTH_TYPE": "password",
+        "OS_AUTH_URL": f"{cloud.ks.url}/v3",
+        "OS_USERNAME": "alice",
+        "OS_PASSWORD": "alice-pw",
+        "OS_PROJECT_NAME": "demo",
+        "OS_USER_DOMAIN_ID": "default",
+        "OS_PROJECT_DOMAIN_ID": "default",
+        "OS_REGION_NAME": "RegionOne",
+    }
+
+    def cli(*args: str) -> Any:
+        done = subprocess.run(
+            [str(bin_dir / args[0]), *args[1:], "-f", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return json.loads(done.stdout)
+
+    metric = cli("gnocchi", "metric", "create", "cli-metric")
+    assert metric["name"] == "cli-metric"
+    assert any(
+        m["id"] == metric["id"] for m in cli("gnocchi", "metric", "list")
+    )
+    alarm = cli(
+        "aodh", "alarm", "create", "--name", "cli-alarm",
+        "--type", "gnocchi_resources_threshold", "--metric", "cpu",
+        "--resource-id", metric["id"], "--resource-type", "generic",
+        "--threshold", "5", "--aggregation-method", "mean",
+    )  # fmt: skip
+    shown = cli("aodh", "alarm", "show", alarm["alarm_id"])
+    assert shown["name"] == "cli-alarm"
+    assert shown["project_id"] == cloud.ks.project("demo")
