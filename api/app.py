@@ -11,13 +11,15 @@ import flask
 import sqlalchemy as sa
 
 from alarmer.runtime import Runtime
-from api import context, errors, openapi, params, v1, v2
+from api import context, errors, identity, openapi, params, v1, v2
+from api.v1 import capabilities
 
 
 def _versions() -> flask.Response:
     base = flask.request.host_url.rstrip("/")
     return flask.jsonify(
         {
+            "build": capabilities.BUILD,
             "versions": {
                 "values": [
                     {
@@ -47,7 +49,7 @@ def _versions() -> flask.Response:
                         "updated": "2015-03-19T00:00:00Z",
                     },
                 ]
-            }
+            },
         }
     )
 
@@ -75,4 +77,8 @@ def create_app(rt: Runtime) -> flask.Flask:
     v1.register(app)
     v2.register(app)
     openapi.register(app)
+    if rt.conf.api.auth_mode == "keystone":
+        app.wsgi_app = identity.keystone_middleware(  # type: ignore[method-assign]
+            app.wsgi_app, rt.conf
+        )
     return app

@@ -7,27 +7,36 @@ through the functions of this module.
 
 The caller is identified on first use in a request (the routes that
 need no identity never authenticate) and remembered for the rest of it.
-Every other route checks the least role it needs with :func:`require`
-(Gnocchi's and Aodh's default policies: ``reader`` reads, ``member``
-writes, ``admin`` administers); a request naming no user and no project
+Every other route is authorized by :func:`require`: the oslo.policy
+rule of the route (:mod:`api.policy`: Gnocchi's and Aodh's default
+policies, ``reader`` reads, ``member`` writes, ``admin`` administers,
+overridable in ``policy.yaml``); a request naming no user and no project
 is answered 401 in both dialects.
 """
 
 from __future__ import annotations
 
 import flask
+from oslo_policy import policy as oslo_policy
 
 from alarmer.metrics import index as idx
 from alarmer.runtime import Runtime
-from api import errors, identity
+from api import errors, identity, policy
 
 #: Key of the :class:`~alarmer.runtime.Runtime` in ``app.extensions``.
 RUNTIME = "alarmer"
 
 
 def bind(app: flask.Flask, rt: Runtime) -> None:
-    """Make *rt* the runtime of *app*'s requests."""
+    """Make *rt* the runtime of *app*'s requests, with its policy."""
     app.extensions[RUNTIME] = rt
+    app.extensions[policy.ENFORCER] = policy.make_enforcer(rt.conf)
+
+
+def enforcer() -> oslo_policy.Enforcer:
+    """The policy enforcer of the application serving this request."""
+    found: oslo_policy.Enforcer = flask.current_app.extensions[policy.ENFORCER]
+    return found
 
 
 def runtime() -> Runtime:
@@ -76,12 +85,15 @@ def _identified(who: identity.Identity, project_needed: bool) -> None:
 
 
 def require(role: str, *, project_needed: bool = True) -> identity.Identity:
-    """The caller if it has at least *role*, else 401/403.
+    """The caller if the policy of this route allows it, else 401/403.
 
     Every view that needs an identity starts with this (or one of the
-    three functions below), before reading the request body.
+    three functions below), before reading the request body.  The rule
+    enforced is the route's (:data:`api.policy.ROUTES`), else the
+    default rule of *role* (:data:`api.policy.BY_ROLE`).
 
-    :param role: :data:`READER`, :data:`MEMBER` or :data:`ADMIN`.
+    :param role: :data:`READER`, :data:`MEMBER` or :data:`ADMIN`: the
+        least role the view needs under the default policy.
     :param project_needed: a non-admin caller must name a project (the
         v2 dialect: alarms belong to projects); the v1 dialect, as
         Gnocchi, also serves a caller that names only its user.
@@ -94,12 +106,8 @@ def require(role: str, *, project_needed: bool = True) -> identity.Identity:
         raise ValueError(f"unknown role {role!r}")
     who = caller()
     _identified(who, project_needed and role != ADMIN)
-    allowed = {
-        READER: who.can_read,
-        MEMBER: who.can_write,
-        ADMIN: who.is_admin,
-    }[role]
-    if not allowed:
+    rule = policy.rule_for(flask.request.endpoint, role)
+    if not policy.allowed(enforcer(), rule, who):
         raise errors.Forbidden()
     return who
 

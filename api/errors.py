@@ -1,12 +1,17 @@
-"""One error format for the whole API, and one domain-error table per
-dialect.
+"""Each dialect's error envelope, and one domain-error table per dialect.
 
-Every error answer is ``{"error_message": {"faultcode", "faultstring",
-"debuginfo"}}`` with ``faultcode`` ``Client`` for 4xx and ``Server`` for
-5xx.  :class:`APIError` is what views raise; the handlers registered by
-:func:`install` also turn WSME's parsing faults (which ``wsmeext.flask``
-lets escape as HTML 500s), werkzeug's routing errors and unexpected
-exceptions into that envelope.
+An error answered under ``/v1`` speaks Gnocchi's dialect: ``{"code",
+"title", "description"}`` where ``code`` is the HTTP status, ``title`` its
+reason phrase and ``description`` the message, or a structured object
+where Gnocchi gives one (e.g. ``{"cause": "Unknown resources", "detail":
+[...]}``); gnocchiclient picks its typed exceptions from that
+description.  Every other error answer speaks Aodh's: ``{"error_message":
+{"faultcode", "faultstring", "debuginfo"}}`` with ``faultcode`` ``Client``
+for 4xx and ``Server`` for 5xx.  :class:`APIError` is what views raise;
+the handlers registered by :func:`install` also turn WSME's parsing
+faults (which ``wsmeext.flask`` lets escape as HTML 500s), werkzeug's
+routing errors and unexpected exceptions into the envelope of the
+request's dialect.
 
 Domain errors (:class:`~alarmer.errors.AlarmerError`) escape the views:
 each blueprint answers them through its dialect's table,
@@ -22,6 +27,7 @@ when a new metric names it).
 from __future__ import annotations
 
 import dataclasses
+import http
 import json
 import logging
 import types
@@ -43,18 +49,49 @@ LOG = logging.getLogger(__name__)
 
 
 class APIError(Exception):
-    """An error answered to the client with *status* and *message*."""
+    """An error answered to the client with *status* and *message*.
+
+    :param description: the structured ``description`` of the Gnocchi
+        envelope, where Gnocchi answers one instead of the message (the
+        Aodh envelope always carries *message*).
+    """
 
     def __init__(
         self,
         message: str,
         status: int = 400,
         headers: dict[str, str] | None = None,
+        description: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.headers = headers or {}
+        self.description = description
+
+
+class UnknownResources(APIError):
+    """400: measures name resources that do not exist.
+
+    The Gnocchi envelope describes each as ``{"resource_id",
+    "original_resource_id"}`` under ``{"cause": "Unknown resources"}``;
+    Ceilometer's publisher creates the resources it reads there.
+
+    :param resources: ``(resource_id, original_resource_id)`` pairs.
+    """
+
+    def __init__(self, resources: list[tuple[str, str]]) -> None:
+        names = ", ".join(sorted(original for _, original in resources))
+        super().__init__(
+            f"Unknown resources: {names}",
+            description={
+                "cause": "Unknown resources",
+                "detail": [
+                    {"resource_id": rid, "original_resource_id": original}
+                    for rid, original in resources
+                ],
+            },
+        )
 
 
 class NotFound(APIError):
@@ -86,7 +123,7 @@ class Unauthorized(APIError):
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:
-    """Return the envelope for *status* and *message*."""
+    """Return Aodh's envelope for *status* and *message*."""
     return {
         "error_message": {
             "faultcode": "Server" if status >= 500 else "Client",
@@ -96,14 +133,58 @@ def error_body(status: int, message: str) -> dict[str, Any]:
     }
 
 
+#: Reason phrases Gnocchi's web framework words differently from
+#: :class:`http.HTTPStatus`.
+_TITLES = types.MappingProxyType({416: "Request Range Not Satisfiable"})
+
+
+def title(status: int) -> str:
+    """The reason phrase of *status* as Gnocchi answers it."""
+    found = _TITLES.get(status)
+    if found is not None:
+        return found
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def gnocchi_error_body(
+    status: int, message: str, description: Any = None
+) -> dict[str, Any]:
+    """Return Gnocchi's envelope for *status*.
+
+    :param description: the structured description, if any; else
+        *message* is the description.
+    """
+    return {
+        "code": status,
+        "title": title(status),
+        "description": message if description is None else description,
+    }
+
+
+def is_gnocchi_path(path: str) -> bool:
+    """True when *path* is served by the v1 (Gnocchi) dialect."""
+    return path == "/v1" or path.startswith("/v1/")
+
+
 def error_response(
-    status: int, message: str, headers: dict[str, str] | None = None
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    description: Any = None,
 ) -> flask.Response:
-    """Build the JSON error response."""
+    """Build the JSON error response in the request's dialect.
+
+    :param description: the structured Gnocchi description, if any.
+    """
+    if flask.has_request_context() and is_gnocchi_path(flask.request.path):
+        body = gnocchi_error_body(status, message, description)
+    else:
+        body = error_body(status, message)
     response = flask.Response(
-        jsontext.dumps(error_body(status, message)),
-        status=status,
-        mimetype="application/json",
+        jsontext.dumps(body), status=status, mimetype="application/json"
     )
     for key, value in (headers or {}).items():
         response.headers[key] = value
@@ -111,7 +192,9 @@ def error_response(
 
 
 def _api_error(exc: APIError) -> flask.Response:
-    return error_response(exc.status, exc.message, exc.headers)
+    return error_response(
+        exc.status, exc.message, exc.headers, exc.description
+    )
 
 
 def _wsme_error(exc: wsme.exc.ClientSideError) -> flask.Response:
@@ -157,10 +240,10 @@ def _fix_fault_type(response: flask.Response) -> flask.Response:
             except ValueError:
                 return response
             if isinstance(fault, dict) and "faultstring" in fault:
-                body = error_body(
+                rendered = error_response(
                     response.status_code, str(fault["faultstring"])
                 )
-                response.set_data(jsontext.dumps(body))
+                response.set_data(rendered.get_data())
                 response.mimetype = "application/json"
     return response
 

@@ -11,6 +11,13 @@
 * ``apikey``: from an API key (``alarmer apikey create``) sent as
   ``Authorization: Bearer <key>`` or ``X-Auth-Token: <key>``; the key is
   bound to a project, a user and roles.
+* ``keystone``: from a Keystone token sent as ``X-Auth-Token``,
+  validated by keystonemiddleware's ``auth_token`` (configured by its
+  ``[keystone_authtoken]`` options, wrapped around the application by
+  :func:`keystone_middleware`), which removes any identity header the
+  client sent and sets the ones of the token it validated.  A request
+  without a valid token is answered 401 in the dialect's envelope by the
+  routes that need an identity; the discovery documents stay public.
 
 Roles follow Aodh's default policy: ``reader`` reads, ``member`` reads and
 writes, ``admin`` does everything and may act across projects.  The
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+from typing import Any
 
 import flask
 from oslo_config import cfg
@@ -41,6 +49,8 @@ class Identity:
     user_id: str | None
     project_id: str | None
     roles: frozenset[str]
+    #: ``all`` for a Keystone system-scoped token, else None.
+    system_scope: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -118,6 +128,40 @@ def _from_api_key(request: flask.Request, db: Database) -> Identity:
     )
 
 
+def _from_keystone(request: flask.Request, conf: cfg.ConfigOpts) -> Identity:
+    headers = request.headers
+    if headers.get("X-Identity-Status") != "Confirmed":
+        uri = conf.keystone_authtoken.www_authenticate_uri or ""
+        raise errors.APIError(
+            "The request you have made requires authentication: send a "
+            "valid Keystone token as X-Auth-Token",
+            401,
+            headers={"WWW-Authenticate": f"Keystone uri='{uri}'"},
+        )
+    system = headers.get("OpenStack-System-Scope") or None
+    return Identity(
+        user_id=headers.get("X-User-Id") or None,
+        project_id=headers.get("X-Project-Id") or None,
+        roles=_split_roles(headers.get("X-Roles", "")),
+        system_scope=system,
+    )
+
+
+def keystone_middleware(app: Any, conf: cfg.ConfigOpts) -> Any:
+    """Wrap the WSGI *app* in keystonemiddleware's ``auth_token``.
+
+    The decision is delayed to the application (``delay_auth_decision``)
+    so that the public documents need no token and refusals come in the
+    dialect's envelope; tokens are cached in process (or in the
+    ``memcached_servers`` configured) as ``[keystone_authtoken]`` says.
+    """
+    from keystonemiddleware import auth_token
+
+    return auth_token.AuthProtocol(
+        app, {"oslo_config_config": conf, "delay_auth_decision": "true"}
+    )
+
+
 def authenticate(
     request: flask.Request, conf: cfg.ConfigOpts, db: Database
 ) -> Identity:
@@ -129,6 +173,8 @@ def authenticate(
     """
     if conf.api.auth_mode == "apikey":
         return _from_api_key(request, db)
+    if conf.api.auth_mode == "keystone":
+        return _from_keystone(request, conf)
     if not conf.api.noauth_allow_remote and not _is_loopback(
         request.remote_addr
     ):

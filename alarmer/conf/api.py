@@ -37,6 +37,12 @@ OPTS = [
                 "only behind a trusted proxy.",
             ),
             ("apikey", "Require an API key sent as a bearer token."),
+            (
+                "keystone",
+                "Require a Keystone token (X-Auth-Token) validated by "
+                "keystonemiddleware's auth_token with the "
+                "[keystone_authtoken] options.",
+            ),
         ],
         help="How callers are identified. The default, noauth, trusts "
         "the identity headers and is safe only because the API listens "

@@ -9,12 +9,17 @@ import flask
 from alarmer.metrics import policy as ap
 from api import context
 
+#: The ``build`` of ``GET /`` and ``GET /v1``: the Gnocchi release whose
+#: v1 API this dialect serves (gnocchiclient and Ceilometer compare it
+#: with the Gnocchi versions they need).
+BUILD = "4.7.1"
+
 
 def version() -> dict[str, Any]:
     """The v1 version document (Gnocchi's shape)."""
     base = flask.request.host_url.rstrip("/")
     return {
-        "build": None,
+        "build": BUILD,
         "version": {
             "id": "v1.0",
             "status": "CURRENT",

@@ -142,13 +142,11 @@ def add_batch_by_resources() -> tuple[dict[str, int], int]:
                 rid = None
             row = None if rid is None else session.get(res.ResourceModel, rid)
             if row is None or not res.can_access(who, row):
-                unknown_resources.append(given)
+                unknown_resources.append((str(rid or given), given))
             else:
                 rows[given] = row
         if unknown_resources:
-            raise errors.APIError(
-                f"Unknown resources: {', '.join(sorted(unknown_resources))}"
-            )
+            raise errors.UnknownResources(unknown_resources)
         existing = metrics_of(session, [r.id for r in rows.values()])
         missing: dict[str, dict[str, Any]] = {}
         for given, name, definition, stamps, values in parsed:

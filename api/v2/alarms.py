@@ -17,7 +17,7 @@ from alarmer.alarms import store as store_mod
 from alarmer.alarms import validation as rules
 from alarmer.alarms.tables import AlarmHistory
 from alarmer.alarms.validation import RuleError
-from api import context, errors, params
+from api import context, errors, params, policy
 from api.context import require_member, require_reader
 from api.identity import Identity
 from api.v2 import common, types
@@ -92,6 +92,13 @@ def _action_checker(identity: Identity) -> Callable[[str, str], None]:
             scheme = notifiers.parse_action(url).scheme.lower()
         except notifiers.InvalidAction as exc:
             raise RuleError(f"{field}: {exc.message}", field) from exc
+        if scheme.startswith("trust+") and conf.api.auth_mode != "keystone":
+            raise RuleError(
+                f"{field}: a trust+ action delegates the caller's Keystone "
+                "roles and needs [api] auth_mode = keystone: "
+                f"{notifiers.redact(url)}",
+                field,
+            )
         if scheme == "log" and not identity.is_admin:
             raise RuleError(
                 f"You are not authorized to create action: {url}",
@@ -169,11 +176,14 @@ def _list_filters(identity: Identity) -> dict[str, Any]:
             all_projects = value
         else:
             filters[field] = value
-    if all_projects and not identity.is_admin:
+    every_project = all_projects and policy.allowed(
+        context.enforcer(), "telemetry:get_alarms:all_projects", identity
+    )
+    if all_projects and not every_project:
         raise errors.Forbidden()
     if "project_id" in filters:
         common.check_project_access(identity, filters["project_id"])
-    elif not identity.is_admin or (
+    elif not (identity.is_admin or every_project) or (
         not all_projects and identity.project_id is not None
     ):
         filters["project_id"] = identity.project_id

@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from alarmer.metrics import index as res
+from tests import envelopes
 
 ADMIN = {"X-User-Id": "admin", "X-Project-Id": "adminp", "X-Roles": "admin"}
 ALICE = {"X-User-Id": "alice", "X-Project-Id": "pa", "X-Roles": "member"}
@@ -26,11 +27,7 @@ INSTANCE = {
 
 
 def fault(response) -> str:
-    assert response.mimetype == "application/json"
-    body = response.get_json()["error_message"]
-    assert body["faultcode"] == ("Client" if response.status_code < 500
-                                 else "Server")  # fmt: skip
-    return body["faultstring"]
+    return envelopes.message(response)
 
 
 @pytest.fixture

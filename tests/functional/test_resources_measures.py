@@ -160,8 +160,10 @@ def test_batch_by_resources_creates_metrics(group):
         json={"nope": {"cpu": [point(0, 1)]}},
         headers=ALICE,
     )
-    assert unknown.status_code == 400
-    assert "nope" in fault(unknown)
+    assert fault(unknown) == "Unknown resources"
+    [detail] = unknown.get_json()["description"]["detail"]
+    assert detail["original_resource_id"] == "nope"
+    assert detail["resource_id"] == res.resource_uuid("nope", "alice:pa")
 
 
 def test_aggregates_by_search_follow_the_group(group):

@@ -8,6 +8,8 @@ import uuid
 import numpy as np
 import pytest
 
+from tests import envelopes
+
 ADMIN = {"X-User-Id": "admin", "X-Project-Id": "p-admin", "X-Roles": "admin"}
 ALICE = {"X-User-Id": "alice", "X-Project-Id": "p-a", "X-Roles": "member"}
 BOB = {"X-User-Id": "bob", "X-Project-Id": "p-b", "X-Roles": "member"}
@@ -15,10 +17,8 @@ T0 = 1_700_000_000 - 1_700_000_000 % 3600
 
 
 def fault(response, status):
-    assert response.status_code == status, response.get_data(as_text=True)
-    body = response.get_json()["error_message"]
-    assert body["faultcode"] == "Client"
-    return body["faultstring"]
+    assert status < 500
+    return envelopes.message(response, status)
 
 
 def iso(seconds):

@@ -6,17 +6,15 @@ import uuid
 
 import pytest
 
+from tests import envelopes
+
 ADMIN = {"X-User-Id": "admin", "X-Project-Id": "p-admin", "X-Roles": "admin"}
 ALICE = {"X-User-Id": "alice", "X-Project-Id": "p-a", "X-Roles": "member"}
 BOB = {"X-User-Id": "bob", "X-Project-Id": "p-b", "X-Roles": "member"}
 
 
 def fault(response, status):
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/json"
-    body = response.get_json()["error_message"]
-    assert body["faultcode"] == ("Client" if status < 500 else "Server")
-    return body["faultstring"]
+    return envelopes.message(response, status)
 
 
 # ---------------------------------------------------------- policies --

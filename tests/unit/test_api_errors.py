@@ -16,6 +16,7 @@ from alarmer.metrics.index import search as srch
 from api import errors
 from api.v1 import resources as resource_views
 from api.v1 import validation as v
+from tests import envelopes
 
 
 @pytest.mark.parametrize(
@@ -145,7 +146,51 @@ def _app() -> flask.Flask:
 )
 def test_each_blueprint_answers_with_its_table(url, status, message):
     response = _app().test_client().get(url)
-    assert response.status_code == status
-    fault = response.get_json()["error_message"]
-    assert fault["faultstring"] == message
-    assert fault["faultcode"] == ("Server" if status >= 500 else "Client")
+    assert envelopes.message(response, status) == message
+
+
+@pytest.mark.parametrize(
+    ("path", "gnocchi"),
+    [
+        ("/v1", True),
+        ("/v1/metric", True),
+        ("/v1x", False),
+        ("/v2/alarms", False),
+        ("/", False),
+    ],
+)
+def test_the_dialect_of_an_error_follows_the_path(path, gnocchi):
+    app = flask.Flask("t")
+    with app.test_request_context(path):
+        response = errors.error_response(409, "Archive policy a exists")
+    body = response.get_json()
+    if gnocchi:
+        assert body == {
+            "code": 409,
+            "title": "Conflict",
+            "description": "Archive policy a exists",
+        }
+    else:
+        assert body["error_message"]["faultstring"] == (
+            "Archive policy a exists"
+        )
+
+
+def test_a_structured_description_is_gnocchi_only():
+    error = errors.UnknownResources([("0b1d-uuid", "vm-1")])
+    app = flask.Flask("t")
+    with app.test_request_context("/v1/batch/resources/metrics/measures"):
+        body = errors.error_response(
+            error.status, error.message, None, error.description
+        ).get_json()
+    assert body["description"] == {
+        "cause": "Unknown resources",
+        "detail": [
+            {"resource_id": "0b1d-uuid", "original_resource_id": "vm-1"}
+        ],
+    }
+    with app.test_request_context("/v2/alarms"):
+        body = errors.error_response(
+            error.status, error.message, None, error.description
+        ).get_json()
+    assert body["error_message"]["faultstring"] == "Unknown resources: vm-1"

@@ -30,6 +30,8 @@ from alarmer.metrics.index.errors import (
     ResourceTypeInUse,
 )
 from alarmer.metrics.index.schema import (
+    VALUE_COLUMN,
+    ResourceAttributeModel,
     ResourceModel,
     ResourceTypeAttributeModel,
     ResourceTypeModel,
@@ -369,89 +371,284 @@ def delete_type(session: orm.Session, name: str) -> None:
     LOG.info("resource type %s deleted", name)
 
 
-def patch_type(session: orm.Session, name: str, operations: Any) -> TypeDef:
-    """Apply a JSON patch adding or removing attributes of a type.
+_POINTER_ESCAPES = (("~1", "/"), ("~0", "~"))
 
-    Supported operations: ``add`` of ``/attributes/<name>`` (an optional
-    attribute, or a required one when the type has no resource yet) and
-    ``remove`` of ``/attributes/<name>``.
-    """
-    if name == GENERIC:
-        raise ResourceError("Resource type generic cannot be updated")
-    current = get_type(session, name)
-    if not isinstance(operations, list) or not operations:
+
+def _pointer(path: Any, where: str) -> list[str]:
+    if not isinstance(path, str) or (path and not path.startswith("/")):
         raise ResourceError(
-            "Invalid input: a resource type patch is a non-empty list of "
-            "JSON patch operations"
+            f"Invalid input for {where}/path: not a JSON pointer"
         )
-    attrs = dict(current.attributes)
-    adds: dict[str, AttributeDef] = {}
-    removes: list[str] = []
+    tokens = path.split("/")[1:]
+    for escaped, plain in _POINTER_ESCAPES:
+        tokens = [t.replace(escaped, plain) for t in tokens]
+    return tokens
+
+
+def _container(
+    document: dict[str, Any], tokens: list[str], where: str
+) -> tuple[Any, str]:
+    if not tokens:
+        raise ResourceError(
+            f"Invalid input for {where}/path: the whole document cannot be "
+            "patched"
+        )
+    node: Any = document
+    for token in tokens[:-1]:
+        if not isinstance(node, dict) or token not in node:
+            raise ResourceError(
+                f"Invalid input for {where}/path: "
+                f"/{'/'.join(tokens)} does not exist"
+            )
+        node = node[token]
+    if not isinstance(node, dict):
+        raise ResourceError(
+            f"Invalid input for {where}/path: /{'/'.join(tokens)} is not "
+            "in an object"
+        )
+    return node, tokens[-1]
+
+
+def apply_json_patch(document: dict[str, Any], operations: Any) -> None:
+    """Apply the RFC 6902 operations *operations* to *document* in place.
+
+    ``add``, ``remove``, ``replace`` and ``test`` are understood on
+    object members (a resource type document has no arrays); ``add`` of
+    a member that exists replaces it, as RFC 6902 says.
+
+    :raises ResourceError: a malformed operation, or a path that does
+        not exist, naming the operation (``patch[i]``).
+    """
+    if not isinstance(operations, list):
+        raise ResourceError(
+            "Invalid input: a resource type patch is a list of JSON patch "
+            "operations"
+        )
     for index, op in enumerate(operations):
         where = f"patch[{index}]"
         if not isinstance(op, dict):
             raise ResourceError(f"Invalid input for {where}: not an object")
-        path = op.get("path")
-        if not isinstance(path, str) or not path.startswith("/attributes/"):
-            raise ResourceError(
-                f"Invalid input for {where}/path: only /attributes/<name> "
-                "can be patched"
-            )
-        attr_name = path[len("/attributes/") :]
         kind = op.get("op")
-        if kind == "add":
-            if attr_name in attrs:
-                raise ResourceError(
-                    f"Invalid input for {where}: attribute {attr_name} "
-                    "already exists"
-                )
-            definition = parse_attribute_definition(attr_name, op.get("value"))
-            attrs[attr_name] = definition
-            adds[attr_name] = definition
+        tokens = _pointer(op.get("path"), where)
+        node, key = _container(document, tokens, where)
+        if kind in ("add", "replace", "test") and "value" not in op:
+            raise ResourceError(f"Invalid input for {where}: missing value")
+        if kind in ("remove", "replace", "test") and key not in node:
+            raise ResourceError(
+                f"Invalid input for {where}/path: {op['path']} does not exist"
+            )
+        if kind in ("add", "replace"):
+            node[key] = op["value"]
         elif kind == "remove":
-            if attr_name not in attrs:
+            del node[key]
+        elif kind == "test":
+            if node[key] != op["value"]:
                 raise ResourceError(
-                    f"Invalid input for {where}: attribute {attr_name} "
-                    "does not exist"
+                    f"Invalid input for {where}: the value of {op['path']} "
+                    "is not the one tested"
                 )
-            del attrs[attr_name]
-            if attr_name in adds:
-                del adds[attr_name]
-            else:
-                removes.append(attr_name)
         else:
             raise ResourceError(
-                f"Invalid input for {where}/op: must be add or remove, "
-                f"not {kind!r}"
+                f"Invalid input for {where}/op: must be add, remove, replace "
+                f"or test, not {kind!r}"
             )
-    if any(a.required for a in adds.values()):
-        used = session.scalar(
+
+
+def _fill_value(attr: AttributeDef, body: Any) -> Any:
+    """The ``options.fill`` of a patched attribute, converted, or None."""
+    options = body.get("options", {}) if isinstance(body, dict) else {}
+    field = f"attributes/{attr.name}/options"
+    if not isinstance(options, dict):
+        raise ResourceError(f"Invalid input for {field}: must be an object")
+    unknown = sorted(set(options) - {"fill"})
+    if unknown:
+        raise ResourceError(
+            f"Invalid input for {field}: unknown option {unknown[0]}"
+        )
+    fill = options.get("fill")
+    if fill is None:
+        if attr.required:
+            raise ResourceError(
+                f"Invalid input: Option 'fill' of resource attribute "
+                f"{attr.name} is invalid: must not be empty if required=True"
+            )
+        return None
+    return convert_value(attr.type, fill, f"{field}/fill", attr.options)
+
+
+def _stored_value(attr: AttributeDef, value: Any) -> dict[str, Any]:
+    if attr.type == "bool":
+        value = 1.0 if value else 0.0
+    return {VALUE_COLUMN[attr.type]: value}
+
+
+def _fill(
+    session: orm.Session, type_name: str, attr: AttributeDef, value: Any
+) -> None:
+    """Give *value* to every resource of the type lacking *attr*."""
+    column = VALUE_COLUMN[attr.type]
+    stored = _stored_value(attr, value)[column]
+    assert attr.id is not None
+    missing = (
+        sa.select(
+            ResourceModel.id,
+            sa.literal(attr.id, sa.Integer),
+            sa.literal(stored, getattr(ResourceAttributeModel, column).type),
+        )
+        .where(ResourceModel.type == type_name)
+        .where(
+            ~sa.exists().where(
+                ResourceAttributeModel.resource_id == ResourceModel.id,
+                ResourceAttributeModel.attribute_id == attr.id,
+            )
+        )
+    )
+    session.execute(
+        sa.insert(ResourceAttributeModel).from_select(
+            ["resource_id", "attribute_id", column], missing
+        )
+    )
+
+
+def _check_stored_values(
+    session: orm.Session, type_name: str, attr: AttributeDef
+) -> None:
+    """Refuse new constraints that values already stored break."""
+    assert attr.id is not None
+    column = getattr(ResourceAttributeModel, VALUE_COLUMN[attr.type])
+    rows = session.execute(
+        sa.select(ResourceAttributeModel.resource_id, column).where(
+            ResourceAttributeModel.attribute_id == attr.id
+        )
+    )
+    for resource_id, value in rows:
+        if value is None or attr.type not in ("string", "number"):
+            continue
+        try:
+            convert_value(attr.type, value, attr.name, attr.options)
+        except ResourceError as exc:
+            raise ResourceError(
+                f"Invalid input: resource {resource_id} of type {type_name} "
+                f"breaks the new definition of attribute {attr.name}: {exc}"
+            ) from None
+    if attr.required:
+        lacking = session.scalar(
             sa.select(ResourceModel.id)
-            .where(ResourceModel.type == name)
+            .where(ResourceModel.type == type_name)
+            .where(
+                ~sa.exists().where(
+                    ResourceAttributeModel.resource_id == ResourceModel.id,
+                    ResourceAttributeModel.attribute_id == attr.id,
+                )
+            )
             .limit(1)
         )
-        if used is not None:
+        if lacking is not None:
             raise ResourceError(
-                "A required attribute cannot be added to resource type "
-                f"{name}: it has resources"
+                f"Invalid input: attribute {attr.name} cannot become "
+                f"required: resource {lacking} has no value and no fill is "
+                "given"
             )
-    for attr_name in removes:
+
+
+def patch_type(session: orm.Session, name: str, operations: Any) -> TypeDef:
+    """Apply a JSON patch (RFC 6902) to a resource type, as Gnocchi does.
+
+    The patch applies to the type as the API shows it (``name``,
+    ``state``, ``attributes``); the attributes that result are compared
+    with the current ones:
+
+    * a new attribute is added; with ``options: {"fill": value}`` every
+      existing resource of the type gets *value*; a required one needs
+      a ``fill``;
+    * a missing attribute is removed with its values;
+    * a changed attribute (``add`` of an existing one, ``replace``)
+      takes its new definition (its type cannot change; a required one
+      needs a ``fill``, given to the resources that have no value);
+      values already stored must satisfy the new bounds;
+    * an unchanged one (e.g. ``add`` of an attribute as it is) is kept.
+
+    :raises ResourceError: an invalid patch or result, naming the
+        operation or the attribute.
+    :raises NoSuchResourceType: unknown *name*.
+    """
+    if name == GENERIC:
+        raise ResourceError("Resource type generic cannot be updated")
+    current = get_type(session, name)
+    document = current.to_dict()
+    apply_json_patch(document, operations)
+    if document.get("name") != name:
+        raise ResourceError(
+            "Invalid input for name: a resource type cannot be renamed"
+        )
+    unknown = sorted(set(document) - {"name", "state", "attributes"})
+    if unknown:
+        raise ResourceError(f"Invalid input: unknown field {unknown[0]}")
+    patched = document.get("attributes")
+    if not isinstance(patched, dict):
+        raise ResourceError("Invalid input for attributes: must be an object")
+    adds: list[tuple[AttributeDef, Any]] = []
+    updates: list[tuple[AttributeDef, Any]] = []
+    for attr_name, body in patched.items():
+        definition = parse_attribute_definition(attr_name, body)
+        old = current.attributes.get(attr_name)
+        if old is None:
+            adds.append((definition, _fill_value(definition, body)))
+            continue
+        if definition.type != old.type:
+            raise ResourceError(
+                f"Type update is not available yet. Changing {old.type} to "
+                f"{definition.type} for attribute {attr_name} of resource "
+                f"{name}"
+            )
+        if (definition.required, dict(definition.options)) != (
+            old.required,
+            dict(old.options),
+        ):
+            definition = dataclasses.replace(definition, id=old.id)
+            updates.append((definition, _fill_value(definition, body)))
+    removes = [a for n, a in current.attributes.items() if n not in patched]
+    if not adds and not updates and not removes:
+        return current
+    for attr in removes:
+        session.execute(
+            sa.delete(ResourceAttributeModel).where(
+                ResourceAttributeModel.attribute_id == attr.id
+            )
+        )
         session.execute(
             sa.delete(ResourceTypeAttributeModel).where(
-                ResourceTypeAttributeModel.id
-                == current.attributes[attr_name].id
+                ResourceTypeAttributeModel.id == attr.id
             )
         )
-    for attr in adds.values():
-        session.add(
-            ResourceTypeAttributeModel(
-                resource_type=name,
-                name=attr.name,
-                type=attr.type,
-                required=attr.required,
-                options=dict(attr.options),
-            )
+    for attr, fill in updates:
+        session.execute(
+            sa.update(ResourceTypeAttributeModel)
+            .where(ResourceTypeAttributeModel.id == attr.id)
+            .values(required=attr.required, options=dict(attr.options))
         )
+        if fill is not None:
+            _fill(session, name, attr, fill)
+        _check_stored_values(session, name, attr)
+    for attr, fill in adds:
+        row = ResourceTypeAttributeModel(
+            resource_type=name,
+            name=attr.name,
+            type=attr.type,
+            required=attr.required,
+            options=dict(attr.options),
+        )
+        session.add(row)
+        session.flush()
+        if fill is not None:
+            _fill(session, name, dataclasses.replace(attr, id=row.id), fill)
     session.flush()
     bump_generation(session)
+    LOG.info(
+        "resource type %s patched: added %s, changed %s, removed %s",
+        name,
+        [a.name for a, _ in adds],
+        [a.name for a, _ in updates],
+        [a.name for a in removes],
+    )
     return get_type(session, name)
