@@ -123,7 +123,8 @@ class Notifier(abc.ABC):
 
 
 def redact(url: str) -> str:
-    """Return *url* without its password and sensitive query values."""
+    """Return *url* without its password and sensitive query values
+    (nor the trust id of a ``trust+`` action)."""
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
@@ -133,6 +134,9 @@ def redact(url: str) -> str:
         userinfo, _, hostport = netloc.rpartition("@")
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}:***@{hostport}" if ":" in userinfo else netloc
+        if parts.scheme.lower().startswith("trust+"):
+            # The user of a trust action is the trust id.
+            netloc = f"***@{hostport}"
     query = parts.query
     if query:
         pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)

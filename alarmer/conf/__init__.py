@@ -32,6 +32,7 @@ SECTION_MODULES = (
     "alarmer.conf.coordination",
     "alarmer.conf.evaluator",
     "alarmer.conf.notifier",
+    "alarmer.conf.service_credentials",
 )
 
 

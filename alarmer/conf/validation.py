@@ -30,7 +30,9 @@ from alarmer import conf as aconf
 #: Sections whose options are registered by a library at run time (an
 #: authentication plugin's, a policy engine's): their option names are
 #: not checked.
-OPEN_SECTIONS = frozenset({"keystone_authtoken", "oslo_policy"})
+OPEN_SECTIONS = frozenset(
+    {"keystone_authtoken", "oslo_policy", "service_credentials"}
+)
 
 #: Series storage drivers (``[storage] driver``).
 SERIES_DRIVERS = ("file", "redis")

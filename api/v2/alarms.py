@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ from alarmer.alarms.validation import RuleError
 from api import context, errors, params, policy
 from api.context import require_member, require_reader
 from api.identity import Identity
-from api.v2 import common, types
+from api.v2 import common, trusts, types
 
 LOG = logging.getLogger(__name__)
 
@@ -70,12 +71,33 @@ def scope(identity: Identity) -> str | None:
 
 
 def render_alarm(row: dict[str, Any]) -> dict[str, Any]:
-    """Aodh's JSON document of a stored alarm, through :class:`Alarm`."""
-    return types.render(types.Alarm, types.alarm_from_row(row))
+    """Aodh's JSON document of a stored alarm, through :class:`Alarm`.
+
+    Trust ids are never shown.
+    """
+    return types.render(
+        types.Alarm, types.alarm_from_row(trusts.scrub_alarm(row))
+    )
 
 
 def render_change(entry: dict[str, Any]) -> dict[str, Any]:
-    """A history entry's JSON document, through :class:`AlarmChange`."""
+    """A history entry's JSON document, through :class:`AlarmChange`.
+
+    Trust ids in the recorded actions are never shown.
+    """
+    detail = entry.get("detail")
+    if isinstance(detail, str) and "trust+" in detail:
+        try:
+            recorded = json.loads(detail)
+        except ValueError:
+            recorded = None
+        if isinstance(recorded, dict):
+            entry = {
+                **entry,
+                "detail": json.dumps(
+                    trusts.scrub_alarm(recorded), sort_keys=True
+                ),
+            }
     return types.render(
         types.AlarmChange, types.parse(types.AlarmChange, entry)
     )
@@ -223,17 +245,38 @@ def create_alarm() -> flask.Response:
         context.runtime().db, values, owner=values["project_id"]
     )
     api_conf = context.runtime().conf.api
-    row = store().create(
-        values,
-        actor(identity),
-        project_quota=api_conf.project_alarm_quota,
-        user_quota=api_conf.user_alarm_quota,
-    )
+    created = _resolve_trusts(identity, values, [])
+    try:
+        row = store().create(
+            values,
+            actor(identity),
+            project_quota=api_conf.project_alarm_quota,
+            user_quota=api_conf.user_alarm_quota,
+        )
+    except BaseException:
+        trusts.release(created)
+        raise
     response = common.respond(render_alarm(row), 201)
     response.headers["Location"] = (
         flask.request.host_url.rstrip("/") + f"/v2/alarms/{row['alarm_id']}"
     )
     return response
+
+
+# -- trusts -------------------------------------------------------------------
+
+
+def _keystone_mode() -> bool:
+    return bool(context.runtime().conf.api.auth_mode == "keystone")
+
+
+def _resolve_trusts(
+    identity: Identity, values: dict[str, Any], stored: list[str]
+) -> list[str]:
+    """Give the trust actions of *values* their trusts (keystone mode)."""
+    if not _keystone_mode():
+        return []
+    return trusts.resolve(identity, values, stored)
 
 
 # -- one alarm ----------------------------------------------------------------
@@ -282,6 +325,10 @@ def replace_alarm(alarm_id: str) -> flask.Response:
     body = params.v2_json_body()
     values = validate_body(identity, body)
     values = types.alarm_values(types.alarm_from_values(values))
+    stored: list[str] = []
+    if _keystone_mode():
+        stored = trusts.action_urls(store().get(alarm_id, scope(identity)))
+    created = _resolve_trusts(identity, values, stored)
 
     def build(current: dict[str, Any]) -> dict[str, Any]:
         new = dict(values)
@@ -296,9 +343,14 @@ def replace_alarm(alarm_id: str) -> flask.Response:
         )
         return new
 
-    row = store().replace(
-        alarm_id, build, actor(identity), project_id=scope(identity)
-    )
+    try:
+        row = store().replace(
+            alarm_id, build, actor(identity), project_id=scope(identity)
+        )
+    except BaseException:
+        trusts.release(created)
+        raise
+    trusts.release(trusts.unused(stored, trusts.action_urls(row)))
     return common.respond(render_alarm(row))
 
 
@@ -306,7 +358,11 @@ def replace_alarm(alarm_id: str) -> flask.Response:
 def delete_alarm(alarm_id: str) -> flask.Response:
     """Delete an alarm (its history stays)."""
     identity = require_member()
+    stored: list[str] = []
+    if _keystone_mode():
+        stored = trusts.action_urls(store().get(alarm_id, scope(identity)))
     store().delete(alarm_id, actor(identity), project_id=scope(identity))
+    trusts.release(trusts.unused(stored, ()))
     return flask.Response(status=204)
 
 
