@@ -354,3 +354,41 @@ def test_heat_scaling_alarm_is_created_as_heat_sends_it(site):
     deleted = site.call("DELETE", f"/v2/alarms/{answer['alarm_id']}", "tina")
     assert deleted.status_code == 204
     assert site.trust(trust_id).status_code == 404
+
+
+def test_a_trust_gone_is_a_failed_attempt_retried(site):
+    action = "trust+" + site.hook.url("/gone")
+    created = site.call(
+        "POST", "/v2/alarms", "tina", json=_body(site, [action], "gone")
+    )
+    assert created.status_code == 201, created.text
+    alarm_id = created.json()["alarm_id"]
+    trust_id = _only_trust(site, alarm_id)
+    # The trustor revokes the trust behind alarmer's back.
+    revoked = requests.delete(
+        f"{site.ks.url}/v3/OS-TRUST/trusts/{trust_id}",
+        headers={"X-Auth-Token": site.token("tina")},
+        timeout=30,
+    )
+    assert revoked.status_code == 204, revoked.text
+    state = site.call(
+        "PUT", f"/v2/alarms/{alarm_id}/state", "tina", json="alarm"
+    )
+    assert state.status_code == 200, state.text
+
+    def failed() -> Any:
+        for delivery in deliveries(site.rt, alarm_id):
+            tried = attempts(site.rt, delivery.id)
+            if tried:
+                return delivery, tried
+        return None
+
+    delivery, tried = wait_for(failed, timeout=60)
+    assert "trust-scoped token" in (tried[0].error or "")
+    assert trust_id not in (tried[0].error or "")
+    assert delivery.status != "delivered"
+    assert delivery.next_attempt_at > tried[0].attempted_at
+    assert site.hook.bodies("/gone") == []
+    # Deleting the alarm with its trust already gone is no error.
+    deleted = site.call("DELETE", f"/v2/alarms/{alarm_id}", "tina")
+    assert deleted.status_code == 204, deleted.text
