@@ -42,6 +42,7 @@ REQUIRE = os.environ.get("ALARMER_REQUIRE_BACKENDS") == "1"
 PEERS: dict[str, tuple[str, list[str]]] = {
     "keystone": ("30.0.0", ["keystone==30.0.0", "waitress>=3"]),
     "ceilometer": ("27.0.0", ["ceilometer==27.0.0"]),
+    "heat": ("27.0.1", ["openstack-heat==27.0.1", "psycopg2-binary"]),
 }
 ADMIN_PASSWORD = "admin-secret"
 
