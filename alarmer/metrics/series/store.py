@@ -719,7 +719,11 @@ class SeriesStore:
                 entry is None
                 or entry.state is None
                 or entry.version is None
-                or entry.state.policy != metric.policy
+                or (
+                    # The index hands out one policy object per name.
+                    entry.state.policy is not metric.policy
+                    and entry.state.policy != metric.policy
+                )
                 or entry.deltas >= self.compact_deltas
                 or entry.delta_bytes >= self.compact_bytes
             ):
