@@ -453,8 +453,19 @@ def main() -> None:
             try:
                 for workload in workloads:
                     LOG.info("%s: %s ...", name, workload)
-                    rows[(name, workload)] = run_workload(
+                    row = run_workload(
                         target, workload, args.clients, args.seconds
+                    )
+                    rows[(name, workload)] = row
+                    LOG.info(
+                        "%s: %s: %.0f measures/s, %.4f CPU-s per 1,000, "
+                        "load %.1f-%.1f, %d errors",
+                        name,
+                        workload,
+                        row["rate"],
+                        row["cpu_per_1000"],
+                        *row["load"],
+                        row["errors"],
                     )
             finally:
                 target.stop()
