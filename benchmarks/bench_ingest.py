@@ -537,6 +537,8 @@ def print_table(
                 gn = f"< {gn} (backlog left after the drain timeout)"
             gn_cpu = f"{theirs['cpu_per_1000']:.4f}"
             ratio = f"{ours['rate'] / theirs['rate']:.2f}x (>= 2x)"
+            if not theirs["drained"]:
+                ratio = "> " + ratio
             load = (
                 f"{ours['load'][0]:.1f}-{ours['load'][1]:.1f} / "
                 f"{theirs['load'][0]:.1f}-{theirs['load'][1]:.1f}"
