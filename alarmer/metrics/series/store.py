@@ -659,12 +659,14 @@ class SeriesStore:
     ) -> list[WriteResult]:
         """:meth:`add_measures` for several metrics, results in order.
 
-        With a driver whose ``append_many`` saves round trips (Redis), the
+        With a driver whose ``append_many`` is cheaper than one append
+        per metric (Redis: one pipeline; files: no per-call overhead), the
         common case -- a metric already in the cache receiving new points
-        -- is aggregated for the whole batch first, then every log append
-        goes in one ``append_many`` call (one pipeline).  Anything else (a
-        new metric, a compaction due, a policy change, a lost race) goes
-        through :meth:`add_measures`.
+        -- is aggregated and appended per stripe: the metrics of one
+        stripe lock under that lock, with one ``append_many`` call, then
+        the next stripe (a batch never holds the locks of metrics it is
+        not writing).  Anything else (a new metric, a compaction due, a
+        policy change, a lost race) goes through :meth:`add_measures`.
         """
         items = [
             (
@@ -686,75 +688,99 @@ class SeriesStore:
             or len(set(ids)) != len(ids)
         ):
             return [self.add_measures(*item) for item in items]
-        stripes = sorted({hash(i) % _STRIPES for i in ids})
         results: list[WriteResult | None] = [None] * len(items)
-        for index in stripes:
-            self._stripes[index].acquire()
-        try:
-            pending = []  # (position, entry, applied, record)
-            for pos, (metric, ts, vals) in enumerate(items):
-                entry = self._cache_get(metric.id)
-                if (
-                    entry is None
-                    or entry.state is None
-                    or entry.version is None
-                    or entry.state.policy != metric.policy
-                    or entry.deltas >= self.compact_deltas
-                    or entry.delta_bytes >= self.compact_bytes
-                ):
-                    continue
-                applied = entry.state.apply(ts, vals)
-                if applied.stored == 0:
-                    continue
-                pending.append(
-                    (
-                        pos,
-                        entry,
-                        applied,
-                        codec.encode_delta(applied.ts, applied.values),
-                    )
-                )
-            try:
-                versions = self.driver.append_many(
-                    [
-                        (items[pos][0].id, entry.version, record)
-                        for pos, entry, _, record in pending
-                    ]
-                )
-            except storage.DamagedLog:
-                # Which appends were done is unknown: forget them all,
-                # write each metric again (repairing the damaged one).
-                for pos, _entry, _, _record in pending:
-                    self._cache_drop(items[pos][0].id)
-                versions = [None] * len(pending)
-            for (pos, entry, applied, record), version in zip(
-                pending, versions, strict=True
-            ):
-                metric = items[pos][0]
-                if version is None:
-                    with self._cache_lock:
-                        self._counters["write_conflicts"] += 1
-                    self._cache_drop(metric.id)
-                    continue
-                entry.version = version
-                entry.stamp = version.stamp
-                entry.deltas += 1
-                entry.delta_bytes += len(record)
-                self._count(applied.stored, applied.refused, metric.id)
-                results[pos] = WriteResult(
-                    applied.stored,
-                    applied.refused,
-                    entry.state.first_block_timestamp()
-                    if entry.state
-                    else None,
-                )
-        finally:
-            for index in stripes:
-                self._stripes[index].release()
+        # One stripe at a time: a batch never holds the locks of metrics
+        # it is not writing, so writers of other metrics go on.
+        groups: dict[int, list[int]] = {}
+        for pos, metric_id in enumerate(ids):
+            groups.setdefault(hash(metric_id) % _STRIPES, []).append(pos)
+        for stripe, positions in groups.items():
+            with self._stripes[stripe]:
+                self._write_cached(items, positions, results)
         return [
             result if result is not None else self.add_measures(*items[pos])
             for pos, result in enumerate(results)
         ]
+
+    def _write_cached(
+        self,
+        items: Sequence[tuple[MetricRef, np.ndarray, np.ndarray]],
+        positions: Sequence[int],
+        results: list[WriteResult | None],
+    ) -> None:
+        """Write the cached metrics at *positions* with one
+        ``append_many``; fill *results* for those written (the caller
+        holds their stripe lock)."""
+        pending = []  # (position, entry, applied, record)
+        for pos in positions:
+            metric, ts, vals = items[pos]
+            entry = self._cache_get(metric.id)
+            if (
+                entry is None
+                or entry.state is None
+                or entry.version is None
+                or (
+                    # The index hands out one policy object per name.
+                    entry.state.policy is not metric.policy
+                    and entry.state.policy != metric.policy
+                )
+                or entry.deltas >= self.compact_deltas
+                or entry.delta_bytes >= self.compact_bytes
+            ):
+                continue
+            applied = entry.state.apply(ts, vals)
+            if applied.stored == 0:
+                continue
+            pending.append(
+                (
+                    pos,
+                    entry,
+                    applied,
+                    codec.encode_delta(applied.ts, applied.values),
+                )
+            )
+        if not pending:
+            return
+        try:
+            versions = self.driver.append_many(
+                [
+                    (items[pos][0].id, entry.version, record)
+                    for pos, entry, _, record in pending
+                ]
+            )
+        except storage.DamagedLog:
+            # Which appends were done is unknown: forget them all, write
+            # each metric again (repairing the damaged one).
+            for pos, _entry, _, _record in pending:
+                self._cache_drop(items[pos][0].id)
+            versions = [None] * len(pending)
+        stored = refused = writes = 0
+        for (pos, entry, applied, record), version in zip(
+            pending, versions, strict=True
+        ):
+            metric = items[pos][0]
+            if version is None:
+                with self._cache_lock:
+                    self._counters["write_conflicts"] += 1
+                self._cache_drop(metric.id)
+                continue
+            entry.version = version
+            entry.stamp = version.stamp
+            entry.deltas += 1
+            entry.delta_bytes += len(record)
+            stored += applied.stored
+            refused += applied.refused
+            writes += 1
+            results[pos] = WriteResult(
+                applied.stored,
+                applied.refused,
+                entry.state.first_block_timestamp() if entry.state else None,
+            )
+        with self._cache_lock:
+            self._counters["measures_stored"] += stored
+            self._counters["writes"] += writes
+            if refused:
+                self._counters["measures_refused_late"] += refused
 
     # -- reads ---------------------------------------------------------------
 
