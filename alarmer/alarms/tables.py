@@ -66,6 +66,28 @@ class Alarm(Base):
     )
     project_id: orm.Mapped[str] = orm.mapped_column(sa.String(255))
     user_id: orm.Mapped[str] = orm.mapped_column(sa.String(255))
+    # Lifecycle options (all optional; unset means Aodh's behaviour).
+    #: Seconds between two re-notifications of an unchanged state.
+    repeat_interval: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
+    #: What missing data means (:data:`model.MISSING_DATA_POLICIES`).
+    missing_data: orm.Mapped[str | None] = orm.mapped_column(sa.String(32))
+    #: Seconds the alarm stays in ``alarm`` after its condition cleared.
+    keep_firing_for: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
+    #: Seconds the condition must hold before ``alarm``.
+    pending_for: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
+    # Lifecycle bookkeeping, written by the evaluator.
+    #: When the current state was last notified.
+    notified_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
+        UTCDateTime
+    )
+    #: Since when the condition holds while not yet in ``alarm``.
+    pending_since: orm.Mapped[dt.datetime | None] = orm.mapped_column(
+        UTCDateTime
+    )
+    #: Since when the condition is clear while kept in ``alarm``.
+    clearing_since: orm.Mapped[dt.datetime | None] = orm.mapped_column(
+        UTCDateTime
+    )
 
     __table_args__ = (
         sa.Index(

@@ -225,6 +225,9 @@ def record_transition(  # noqa: PLR0917 (the documented contract)
             state_timestamp=now,
             version=Alarm.version + 1,
             seq=Alarm.seq + bump,
+            notified_at=now if actions else None,
+            pending_since=None,
+            clearing_since=None,
         )
         .execution_options(synchronize_session=False)
     )
@@ -297,7 +300,7 @@ def record_repeat(
     result = session.execute(
         sa.update(Alarm)
         .where(Alarm.alarm_id == alarm_id, Alarm.version == expected_version)
-        .values(version=Alarm.version + 1, seq=Alarm.seq + 1)
+        .values(version=Alarm.version + 1, seq=Alarm.seq + 1, notified_at=now)
         .execution_options(synchronize_session=False)
     )
     if _rowcount(result) != 1:
@@ -317,3 +320,30 @@ def record_repeat(
     session.flush()
     LOG.debug("alarm %s: re-notified %s", alarm_id, snap.state)
     return True
+
+
+def record_memory(
+    session: orm.Session,
+    alarm_id: str,
+    expected_version: int,
+    *,
+    pending_since: dt.datetime | None,
+    clearing_since: dt.datetime | None,
+) -> bool:
+    """Store what the evaluator remembers between two evaluations.
+
+    ``pending_since`` and ``clearing_since`` (see
+    :mod:`alarmer.evaluator.lifecycle`) are written only while the alarm
+    is at *expected_version*; ``version`` does not change (this is no
+    change of the alarm, and a transition resets both).  Runs in the
+    caller's transaction.
+
+    :returns: ``False`` when the alarm is gone or at another version.
+    """
+    result = session.execute(
+        sa.update(Alarm)
+        .where(Alarm.alarm_id == alarm_id, Alarm.version == expected_version)
+        .values(pending_since=pending_since, clearing_since=clearing_since)
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result) == 1

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from alarmer.alarms import model, transitions
-from alarmer.evaluator import reader
+from alarmer.evaluator import lifecycle, reader
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -45,6 +45,9 @@ class AlarmDef:
     tc_inside: bool = True
     tc_until: float = 0.0
     resolve_after: float = 0.0
+    #: Lifecycle options, and what is remembered to apply them.
+    policy: lifecycle.Policy = lifecycle.AODH
+    memory: lifecycle.Memory = lifecycle.FORGOTTEN
 
     def metric_ids(self) -> set[str]:
         """Every metric this alarm reads."""

@@ -47,7 +47,7 @@ from alarmer import channel as channel_mod
 from alarmer import runtime as runtime_mod
 from alarmer.alarms import time_constraints, transitions
 from alarmer.alarms.tables import Alarm
-from alarmer.evaluator import composite, decide, evaluate
+from alarmer.evaluator import composite, decide, evaluate, lifecycle
 from alarmer.evaluator import reader as data
 from alarmer.evaluator.coordination import Membership
 from alarmer.evaluator.decide import Decision, Outcome
@@ -457,6 +457,8 @@ class EvaluatorService:
                 subrules=[rule],
                 plans=[],
                 slot=slot_of(row.alarm_id, self.interval),
+                policy=lifecycle.Policy.of(row),
+                memory=lifecycle.Memory.of(row),
             )
             items: list[tuple[str, Mapping[str, Any]]] = [(row.type, rule)]
             if row.type == data.COMPOSITE:
@@ -634,12 +636,41 @@ class EvaluatorService:
 
     def decide(self, alarm: AlarmDef, now_ns: int) -> Decision:
         """The decision for *alarm* at *now_ns* (reads its data)."""
-        return evaluate.evaluate(
+        decision, memory = evaluate.evaluate_at(
             alarm,
             lambda index, kind, rule: self._outcome(
                 alarm, index, kind, rule, now_ns
             ),
+            now_ns / 1e9,
         )
+        if memory != alarm.memory:
+            self._remember(alarm, memory)
+        return decision
+
+    # -- lifecycle memory (pending_for, keep_firing_for) ----------------------
+
+    def _remember(self, alarm: AlarmDef, memory: lifecycle.Memory) -> None:
+        """Keep *memory* for *alarm*, in memory and in its row."""
+        old, alarm.memory = alarm.memory, memory
+        if (old.pending_since, old.clearing_since) == (
+            memory.pending_since,
+            memory.clearing_since,
+        ):
+            return
+        try:
+            with self.rt.db.session() as session:
+                transitions.record_memory(
+                    session,
+                    alarm.alarm_id,
+                    alarm.version,
+                    pending_since=lifecycle.when(memory.pending_since),
+                    clearing_since=lifecycle.when(memory.clearing_since),
+                )
+                session.commit()
+        except Exception:
+            LOG.exception(
+                "alarm %s: storing its memory failed", alarm.alarm_id
+            )
 
     def _outcome(
         self,
@@ -774,6 +805,9 @@ class EvaluatorService:
         with self._cv:
             self._own_bumps += 1
             self.registry.committed(alarm, decision.state, bump)
+            alarm.memory = alarm.memory.after_commit(
+                repeat=repeat, notified=bump, now=time.time()
+            )
         if repeat:
             self.stats.repeats += 1
         else:
