@@ -9,6 +9,7 @@ database, a series storage and a coordination backend.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -208,6 +209,48 @@ def _check(args: argparse.Namespace) -> int:
     return report.exit_code()
 
 
+def _expire(args: argparse.Namespace) -> int:
+    """``alarmer expire``: one retention pass, counts on standard output."""
+    # Imported here like the other commands' modules (no cycle).
+    from notifiers import retention
+
+    conf = load_conf(args)
+    setup_logging(conf)
+    rt = runtime.build(conf, migrate=True)
+    try:
+        removed = retention.expire(
+            rt.db,
+            retention.Ages.from_conf(conf),
+            batch_size=args.batch_size or conf.notifier.expire_batch_size,
+            purge_dead_letters=args.purge_dead_letters,
+        )
+    finally:
+        rt.close()
+    for name, count in dataclasses.asdict(removed).items():
+        sys.stdout.write(f"{name}: {count}\n")
+    return 0
+
+
+def _add_expire_parser(sub: argparse._SubParsersAction) -> None:
+    expire = sub.add_parser(
+        "expire",
+        help="Remove the alarm history, delivered notifications and dead "
+        "letters older than their retention ([database] "
+        "alarm_history_time_to_live, [notifier] *_time_to_live), in small "
+        "batches; print the counts removed.",
+    )
+    expire.add_argument(
+        "--purge-dead-letters",
+        action="store_true",
+        help="Remove every dead letter, whatever its age.",
+    )
+    expire.add_argument(
+        "--batch-size",
+        type=int,
+        help="Rows per transaction ([notifier] expire_batch_size).",
+    )
+
+
 def _add_apikey_parser(sub: argparse._SubParsersAction) -> None:
     apikey = sub.add_parser(
         "apikey",
@@ -252,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("notifier", help="Run a notifier worker only.")
     sub.add_parser("dbsync", help="Create or migrate the database.")
     _add_apikey_parser(sub)
+    _add_expire_parser(sub)
     sub.add_parser(
         "check",
         help="Check every stored series (and the metric index) for damage; "
@@ -293,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _apikey(args)
     if args.command == "check":
         return _check(args)
+    if args.command == "expire":
+        return _expire(args)
     return _dbsync(args)
 
 

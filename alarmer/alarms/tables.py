@@ -132,6 +132,8 @@ class AlarmHistory(Base):
             "on_behalf_of",
             "timestamp",
         ),
+        # Retention removes the oldest entries first.
+        sa.Index("ix_alarm_history_timestamp", "timestamp"),
     )
 
 

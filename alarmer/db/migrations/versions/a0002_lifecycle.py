@@ -1,9 +1,11 @@
-"""Alarms: lifecycle options and their bookkeeping.
+"""Alarms: lifecycle options, their bookkeeping, history retention.
 
 ``repeat_interval``, ``missing_data``, ``keep_firing_for`` and
 ``pending_for`` are optional per-alarm options (unset: Aodh's
 behaviour); ``notified_at``, ``pending_since`` and ``clearing_since``
 are what the evaluator remembers between evaluations to apply them.
+``ix_alarm_history_timestamp`` lets retention find the oldest history
+entries without a scan.
 
 Revision ID: a0002
 Revises: a0001
@@ -34,9 +36,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("notified_at", DT()))
         batch.add_column(sa.Column("pending_since", DT()))
         batch.add_column(sa.Column("clearing_since", DT()))
+    op.create_index(
+        "ix_alarm_history_timestamp", "alarm_history", ["timestamp"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_alarm_history_timestamp", "alarm_history")
     with op.batch_alter_table("alarm") as batch:
         for name in (
             "clearing_since",
