@@ -1,4 +1,4 @@
-"""SQL models of the alarm side: alarm, history, quota, outbox."""
+"""SQL models of the alarm side: alarm, history, silence, quota, outbox."""
 
 from __future__ import annotations
 
@@ -88,6 +88,10 @@ class Alarm(Base):
     clearing_since: orm.Mapped[dt.datetime | None] = orm.mapped_column(
         UTCDateTime
     )
+    #: The state of the last notification queued.
+    notified_state: orm.Mapped[str | None] = orm.mapped_column(sa.String(32))
+    #: A silence held back a notification not yet sent.
+    held: orm.Mapped[bool | None] = orm.mapped_column(sa.Boolean)
 
     __table_args__ = (
         sa.Index(
@@ -134,6 +138,40 @@ class AlarmHistory(Base):
         ),
         # Retention removes the oldest entries first.
         sa.Index("ix_alarm_history_timestamp", "timestamp"),
+    )
+
+
+class Silence(Base):
+    """A silence: matching alarms' notifications are held while it holds.
+
+    See :mod:`alarmer.alarms.silences`.  ``project_id`` ``None`` (an
+    administrator's) covers every project.
+    """
+
+    __tablename__ = "silence"
+
+    silence_id: orm.Mapped[str] = orm.mapped_column(
+        sa.String(36), primary_key=True
+    )
+    project_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
+    created_by: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
+    comment: orm.Mapped[str] = orm.mapped_column(sa.Text, default="")
+    matchers: orm.Mapped[list[dict[str, str]]] = orm.mapped_column(sa.JSON)
+    starts_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(UTCDateTime)
+    ends_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(UTCDateTime)
+    recurrence: orm.Mapped[dict[str, Any] | None] = orm.mapped_column(sa.JSON)
+    created_at: orm.Mapped[dt.datetime] = orm.mapped_column(
+        UTCDateTime, default=now
+    )
+    updated_at: orm.Mapped[dt.datetime] = orm.mapped_column(
+        UTCDateTime, default=now
+    )
+
+    __table_args__ = (
+        sa.Index("ix_silence_ends_at", "ends_at"),
+        sa.Index(
+            "ix_silence_project_id_created_at", "project_id", "created_at"
+        ),
     )
 
 

@@ -68,6 +68,9 @@ def evaluate_at(
         (``alarm.memory`` itself when nothing changed).
     """
     decision = evaluate(alarm, assess)
+    if alarm.silenced and decision.action == decide.REPEAT:
+        # A silence holds re-notifications; its end notifies once.
+        decision = decide.no_verdict(alarm.state)
     return lifecycle.apply(
         decision,
         alarm.policy,

@@ -48,6 +48,12 @@ class AlarmDef:
     #: Lifecycle options, and what is remembered to apply them.
     policy: lifecycle.Policy = lifecycle.AODH
     memory: lifecycle.Memory = lifecycle.FORGOTTEN
+    #: The silences covering the alarm at its last evaluation.
+    silenced: tuple[str, ...] = ()
+    #: The state of its last queued notification.
+    notified_state: str | None = None
+    #: A silence held back a notification (owed once unsilenced).
+    held: bool = False
 
     def metric_ids(self) -> set[str]:
         """Every metric this alarm reads."""

@@ -45,7 +45,7 @@ import sqlalchemy as sa
 
 from alarmer import channel as channel_mod
 from alarmer import runtime as runtime_mod
-from alarmer.alarms import time_constraints, transitions
+from alarmer.alarms import silences, time_constraints, transitions
 from alarmer.alarms.tables import Alarm
 from alarmer.evaluator import composite, decide, evaluate, lifecycle
 from alarmer.evaluator import reader as data
@@ -159,6 +159,10 @@ class EvaluatorService:
         self._callback = self.on_metrics
         #: Set after each completed definition sync (tests wait on it).
         self.synced = threading.Event()
+        #: The silences in force, reread at most every refresh_interval.
+        self.silences = silences.SilenceCache(
+            rt.db, rt.conf.evaluator.refresh_interval
+        )
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -459,6 +463,8 @@ class EvaluatorService:
                 slot=slot_of(row.alarm_id, self.interval),
                 policy=lifecycle.Policy.of(row),
                 memory=lifecycle.Memory.of(row),
+                notified_state=row.notified_state,
+                held=bool(row.held),
             )
             items: list[tuple[str, Mapping[str, Any]]] = [(row.type, rule)]
             if row.type == data.COMPOSITE:
@@ -595,6 +601,7 @@ class EvaluatorService:
         if alarm.time_constraints and not self._within(alarm, now_ts):
             self.stats.frozen += 1
             return
+        self._silence(alarm, now_ts)
         try:
             decision = self.decide(alarm, now_ns)
         except Exception:
@@ -646,6 +653,56 @@ class EvaluatorService:
         if memory != alarm.memory:
             self._remember(alarm, memory)
         return decision
+
+    # -- silences -------------------------------------------------------------
+
+    def _silence(self, alarm: AlarmDef, now_ts: float) -> None:
+        """Note which silences cover *alarm*; settle a silence's end."""
+        alarm.silenced = ()
+        if self.silences.current():
+            alarm.silenced = self.silences.matching(
+                silences.facts(alarm),
+                dt.datetime.fromtimestamp(now_ts, dt.UTC),
+            )
+        if alarm.held and not alarm.silenced:
+            self._release(alarm, dt.datetime.fromtimestamp(now_ts, dt.UTC))
+
+    @staticmethod
+    def _held(alarm: AlarmDef, state: str, notified: bool) -> None:
+        """Record in memory what a committed transition queued or held."""
+        if notified:
+            alarm.notified_state, alarm.held = state, False
+        elif alarm.silenced and alarm.has_actions(state):
+            alarm.held = True
+
+    def _release(self, alarm: AlarmDef, now: dt.datetime) -> None:
+        """Notify once what a silence held, if it is still news."""
+        try:
+            with self.rt.db.session() as session:
+                done = transitions.record_release(
+                    session,
+                    alarm.alarm_id,
+                    alarm.version,
+                    now=now,
+                    snapshot=alarm.snapshot(),
+                )
+                session.commit()
+        except Exception:
+            self.stats.errors += 1
+            LOG.exception(
+                "alarm %s: settling its silence failed", alarm.alarm_id
+            )
+            return
+        if done is None:
+            return  # changed meanwhile: the next sync reloads it
+        with self._cv:
+            self._own_bumps += 1
+            self.registry.committed(alarm, alarm.state, done)
+            alarm.held = False
+            if done:
+                alarm.notified_state = alarm.state
+        if done and self._on_outbox is not None:
+            self._on_outbox()
 
     # -- lifecycle memory (pending_for, keep_firing_for) ----------------------
 
@@ -801,10 +858,11 @@ class EvaluatorService:
     def _applied(
         self, alarm: AlarmDef, decision: Decision, repeat: bool
     ) -> None:
-        bump = alarm.has_actions(decision.state)
+        bump = alarm.has_actions(decision.state) and not alarm.silenced
         with self._cv:
             self._own_bumps += 1
             self.registry.committed(alarm, decision.state, bump)
+            self._held(alarm, decision.state, bump)
             alarm.memory = alarm.memory.after_commit(
                 repeat=repeat, notified=bump, now=time.time()
             )

@@ -6,6 +6,7 @@ and checks the states, the history and what a webhook receiver gets.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import uuid
@@ -237,3 +238,80 @@ def test_missing_data_ok_instead_of_insufficient(stack):
     ]
     reason = json.loads(entry["detail"])["transition_reason"]
     assert "missing data treated as ok" in reason
+
+
+def _silence(stack: Stack, alarm_id: str, seconds: float) -> dict[str, Any]:
+    ends = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+    r = requests.post(
+        f"{stack.api}/v2/silences",
+        json={
+            "matchers": [{"field": "alarm_id", "op": "=", "value": alarm_id}],
+            "ends_at": ends.isoformat(),
+            "comment": "maintenance",
+        },
+        headers=H,
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def test_a_silence_holds_the_webhook_then_notifies_once(stack):
+    metric_id = stack.metric()
+    hook = f"/s/{uuid.uuid4()}"
+    alarm_id = stack.alarm(metric_id, stack.receiver.url(hook))
+    stack.measures(metric_id, [(_now(), 10.0)])
+    wait_for(lambda: stack.received(hook), timeout=15)
+    silence = _silence(stack, alarm_id, 4)
+    assert silence["status"] == "active"
+    assert silence["created_by"] == "u1"
+    time.sleep(1.2)  # the evaluator rereads silences every refresh
+    stack.measures(metric_id, [(_now(), 90.0)])
+    wait_for(lambda: stack.state(alarm_id) == "alarm", timeout=15)
+    # State and history change; the receiver gets nothing.
+    (entry,) = [
+        h
+        for h in stack.history(alarm_id)
+        if h["type"] == "state transition"
+        and json.loads(h["detail"])["state"] == "alarm"
+    ]
+    assert json.loads(entry["detail"])["silenced"] == [silence["silence_id"]]
+    time.sleep(1.0)
+    assert stack.received(hook) == [("insufficient data", "ok")]
+    # The silence ends: the current state, once.
+    wait_for(lambda: len(stack.received(hook)) == 2, timeout=20)
+    time.sleep(2.5)
+    assert stack.received(hook) == [
+        ("insufficient data", "ok"),
+        ("ok", "alarm"),
+    ]
+    (last,) = stack.receiver.bodies(hook)[1:]
+    assert last.json["reason"].startswith("Silence ended")
+    r = requests.get(
+        f"{stack.api}/v2/silences/{silence['silence_id']}", headers=H
+    )
+    assert r.json()["status"] == "expired"
+
+
+def test_a_silence_that_ends_on_the_notified_state_sends_nothing(stack):
+    metric_id = stack.metric()
+    hook = f"/s/{uuid.uuid4()}"
+    alarm_id = stack.alarm(metric_id, stack.receiver.url(hook))
+    stack.measures(metric_id, [(_now(), 90.0)])
+    wait_for(lambda: stack.received(hook), timeout=15)
+    silence = _silence(stack, alarm_id, 60)
+    time.sleep(1.2)
+    # Set to ok by hand (not notified); the evaluator, silenced, moves
+    # it back to alarm: the state last notified.
+    r = requests.put(
+        f"{stack.api}/v2/alarms/{alarm_id}/state", json="ok", headers=H
+    )
+    assert r.status_code == 200, r.text
+    wait_for(lambda: stack.transitions(alarm_id)[-1:] == ["alarm"], timeout=15)
+    assert stack.transitions(alarm_id) == ["alarm", "ok", "alarm"]
+    r = requests.delete(
+        f"{stack.api}/v2/silences/{silence['silence_id']}", headers=H
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "expired"
+    time.sleep(3)
+    assert stack.received(hook) == [("insufficient data", "alarm")]
