@@ -11,7 +11,9 @@ ever):
 * dead letters (deliveries that gave up) older than ``[notifier]
   dead_letter_time_to_live``, or all of them when purged explicitly;
 * outbox rows (notifications) older than the delivered retention once
-  none of their deliveries is left.
+  none of their deliveries is left;
+* silences ended longer ago than ``[database]
+  expired_silence_time_to_live`` (kept until then for the audit trail).
 
 Every pass deletes in batches of ``[notifier] expire_batch_size`` rows,
 one short transaction per batch (select the keys, delete them by key),
@@ -31,7 +33,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 
 from alarmer import timeutils
-from alarmer.alarms.tables import AlarmHistory, Notification
+from alarmer.alarms.tables import AlarmHistory, Notification, Silence
 from alarmer.db import Database
 from notifiers import tables as models
 
@@ -42,6 +44,7 @@ NOTIFICATION = cast(sa.Table, Notification.__table__)
 DELIVERY = cast(sa.Table, models.Delivery.__table__)
 ATTEMPT = cast(sa.Table, models.DeliveryAttempt.__table__)
 EXPANSION = cast(sa.Table, models.NotificationExpansion.__table__)
+SILENCE = cast(sa.Table, Silence.__table__)
 
 
 @dataclasses.dataclass
@@ -53,6 +56,7 @@ class Removed:
     dead_letters: int = 0
     attempts: int = 0
     notifications: int = 0
+    silences: int = 0
 
     def total(self) -> int:
         """Every row removed."""
@@ -72,6 +76,7 @@ class Ages:
     history: float | None = None
     delivered: float | None = None
     dead_letters: float | None = None
+    silences: float | None = None
     #: ``[notifier] max_age``: an outbox row younger than this may not be
     #: expanded into deliveries yet, and is never removed.
     unexpanded: float = 86400.0
@@ -87,6 +92,7 @@ class Ages:
             history=age(conf.database.alarm_history_time_to_live),
             delivered=age(conf.notifier.delivered_time_to_live),
             dead_letters=age(conf.notifier.dead_letter_time_to_live),
+            silences=age(conf.database.expired_silence_time_to_live),
             unexpanded=float(conf.notifier.max_age),
         )
 
@@ -220,6 +226,30 @@ def expire_notifications(
     )
 
 
+def expire_silences(
+    db: Database,
+    before: dt.datetime,
+    batch_size: int,
+    stop: Callable[[], bool] = lambda: False,
+) -> int:
+    """Delete the silences that ended before *before*; return how many."""
+
+    def delete(session: Any, keys: list[Any]) -> int:
+        return _rowcount(
+            session.execute(
+                sa.delete(SILENCE).where(SILENCE.c.silence_id.in_(keys))
+            )
+        )
+
+    return _batches(
+        db,
+        sa.select(SILENCE.c.silence_id).where(SILENCE.c.ends_at < before),
+        delete,
+        batch_size,
+        stop,
+    )
+
+
 def expire(
     db: Database,
     ages: Ages,
@@ -264,14 +294,20 @@ def expire(
         removed.notifications = expire_notifications(
             db, min(delivered_before, young), batch_size, stop
         )
+    silences_before = cutoff(ages.silences)
+    if silences_before is not None:
+        removed.silences = expire_silences(
+            db, silences_before, batch_size, stop
+        )
     if removed.total():
         LOG.info(
             "retention: removed %d history entries, %d delivered and %d "
-            "dead deliveries, %d attempts, %d notifications",
+            "dead deliveries, %d attempts, %d notifications, %d silences",
             removed.history,
             removed.delivered,
             removed.dead_letters,
             removed.attempts,
             removed.notifications,
+            removed.silences,
         )
     return removed

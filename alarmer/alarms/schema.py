@@ -186,6 +186,14 @@ LIFECYCLE_FIELDS: dict[str, Any] = {
         "description": "Seconds the condition must hold before the "
         "alarm goes to alarm.",
     },
+    "evaluation_interval": {
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "maximum": 86400,
+        "description": "Seconds between two evaluations of this alarm "
+        "(unset: the service's; raised to [evaluator] "
+        "min_evaluation_interval).",
+    },
 }
 
 #: The fields specific to each threshold type (with their descriptions).

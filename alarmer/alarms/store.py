@@ -81,6 +81,7 @@ LIFECYCLE_FIELDS = (
     "missing_data",
     "keep_firing_for",
     "pending_for",
+    "evaluation_interval",
 )
 
 

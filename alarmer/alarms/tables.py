@@ -75,6 +75,9 @@ class Alarm(Base):
     keep_firing_for: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
     #: Seconds the condition must hold before ``alarm``.
     pending_for: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
+    #: Seconds between two evaluations (unset: ``[evaluator]
+    #: evaluation_interval``).
+    evaluation_interval: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
     # Lifecycle bookkeeping, written by the evaluator.
     #: When the current state was last notified.
     notified_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(

@@ -23,4 +23,10 @@ OPTS = [
         "'alarmer expire' and, every [notifier] expire_interval, by the "
         "notifier service.",
     ),
+    cfg.IntOpt(
+        "expired_silence_time_to_live",
+        default=30 * 86400,
+        help="Seconds an ended silence is kept for the audit trail; 0 or "
+        "less keeps them for ever.",
+    ),
 ]

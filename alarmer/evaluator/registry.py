@@ -54,6 +54,8 @@ class AlarmDef:
     notified_state: str | None = None
     #: A silence held back a notification (owed once unsilenced).
     held: bool = False
+    #: Its own evaluation interval in seconds (0: the service's).
+    interval: float = 0.0
 
     def metric_ids(self) -> set[str]:
         """Every metric this alarm reads."""

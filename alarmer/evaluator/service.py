@@ -460,11 +460,12 @@ class EvaluatorService:
                 targets=[],
                 subrules=[rule],
                 plans=[],
-                slot=slot_of(row.alarm_id, self.interval),
+                slot=slot_of(row.alarm_id, self._interval_of(row)),
                 policy=lifecycle.Policy.of(row),
                 memory=lifecycle.Memory.of(row),
                 notified_state=row.notified_state,
                 held=bool(row.held),
+                interval=self._interval_of(row),
             )
             items: list[tuple[str, Mapping[str, Any]]] = [(row.type, rule)]
             if row.type == data.COMPOSITE:
@@ -497,6 +498,13 @@ class EvaluatorService:
             position += len(items)
             defs.append(alarm)
         return defs, skipped
+
+    def _interval_of(self, row: Alarm) -> float:
+        """An alarm's own evaluation interval, bounded below by config."""
+        own = row.evaluation_interval
+        if not own:
+            return self.interval
+        return max(float(own), self.conf.evaluator.min_evaluation_interval)
 
     def _plan(
         self, alarm_type: str, rule: Mapping[str, Any]

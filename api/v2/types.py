@@ -247,6 +247,7 @@ class Alarm(wtypes.Base):
         "missing_data",
         "keep_firing_for",
         "pending_for",
+        "evaluation_interval",
     )
 
     alarm_actions = [wtypes.text]
@@ -280,6 +281,7 @@ class Alarm(wtypes.Base):
     missing_data = MissingData
     keep_firing_for = int
     pending_for = int
+    evaluation_interval = int
 
 
 class AlarmChange(wtypes.Base):
@@ -488,4 +490,5 @@ _LIFECYCLE = (
     "missing_data",
     "keep_firing_for",
     "pending_for",
+    "evaluation_interval",
 )

@@ -105,6 +105,7 @@ def stack(live_api, sqlite_rt) -> Iterator[Stack]:
     conf.set_override("allowed_networks", ["127.0.0.0/8"], group="notifier")
     conf.set_override("refresh_interval", 0.05, group="evaluator")
     conf.set_override("evaluation_interval", 1, group="evaluator")
+    conf.set_override("min_evaluation_interval", 1, group="evaluator")
     conf.set_override("check_interval", 0.05, group="coordination")
     receiver = Receiver()
     evaluator = EvaluatorService(sqlite_rt)
@@ -315,3 +316,24 @@ def test_a_silence_that_ends_on_the_notified_state_sends_nothing(stack):
     assert r.json()["status"] == "expired"
     time.sleep(3)
     assert stack.received(hook) == [("insufficient data", "alarm")]
+
+
+def test_an_alarm_has_its_own_evaluation_interval(stack):
+    metric_id = stack.metric()
+    every_second, every_five = f"/e/{uuid.uuid4()}", f"/e/{uuid.uuid4()}"
+    stack.alarm(
+        metric_id, stack.receiver.url(every_second), repeat_actions=True
+    )
+    stack.alarm(
+        metric_id,
+        stack.receiver.url(every_five),
+        repeat_actions=True,
+        evaluation_interval=5,
+    )
+    stack.measures(metric_id, [(_now(), 90.0)])
+    wait_for(lambda: stack.received(every_five), timeout=15)
+    time.sleep(6)
+    fast, slow = stack.received(every_second), stack.received(every_five)
+    # The event-driven evaluation, then one per interval.
+    assert 2 <= len(slow) <= 3
+    assert len(fast) >= len(slow) + 3

@@ -17,6 +17,7 @@ OPTIONS = {
     "missing_data": "keep_last",
     "keep_firing_for": 120,
     "pending_for": 60,
+    "evaluation_interval": 30,
 }
 LIFECYCLE_KEYS = (*OPTIONS, "datapoints_to_alarm", "recovery_threshold")
 
@@ -78,6 +79,7 @@ BAD = [
     ({"keep_firing_for": -1}, "keep_firing_for"),
     ({"pending_for": 10**10}, "pending_for"),
     ({"pending_for": True}, "pending_for"),
+    ({"evaluation_interval": 0}, "evaluation_interval"),
 ]
 
 

@@ -14,7 +14,7 @@ import uuid
 import sqlalchemy as sa
 
 from alarmer import runtime, timeutils
-from alarmer.alarms.tables import AlarmHistory, Notification
+from alarmer.alarms.tables import AlarmHistory, Notification, Silence
 from notifiers import retention
 from notifiers import tables as models
 from notifiers.service import NotifierService
@@ -122,6 +122,27 @@ def _seed(rt, now: dt.datetime, tag: str) -> dict[str, int]:
     return {"history": 17, "delivered": 2, "dead": 1, "attempts": 6}
 
 
+def _silences(rt, now: dt.datetime) -> None:
+    """Silences ended 40 days ago, ended now, and never ending."""
+    with rt.db.session() as session, session.begin():
+        for ends in (now - 40 * DAY, now, None):
+            session.add(
+                Silence(
+                    silence_id=str(uuid.uuid4()),
+                    project_id="p1",
+                    comment="",
+                    matchers=[{"field": "name", "op": "=", "value": "x"}],
+                    starts_at=now - 50 * DAY,
+                    ends_at=ends,
+                    recurrence=None
+                    if ends
+                    else {"start": "0 * * * *", "duration": 60},
+                    created_at=now - 50 * DAY,
+                    updated_at=now - 50 * DAY,
+                )
+            )
+
+
 def _counts(rt) -> dict[str, int]:
     with rt.db.read_session() as session:
 
@@ -191,6 +212,16 @@ def test_expire_removes_what_is_old_in_batches(rt):
     assert _counts(rt)["dead"] == 0
 
 
+def test_ended_silences_are_kept_for_their_retention(rt):
+    now = timeutils.utcnow()
+    _silences(rt, now)
+    ages = retention.Ages(silences=30 * 86400)
+    assert retention.expire(rt.db, ages, now=now).silences == 1
+    with rt.db.read_session() as session:
+        left = session.scalars(sa.select(Silence.ends_at)).all()
+    assert sorted(e is None for e in left) == [False, True]
+
+
 def test_an_unexpanded_outbox_row_is_never_removed(rt):
     now = timeutils.utcnow()
     with rt.db.session() as session, session.begin():
@@ -243,7 +274,9 @@ def test_the_expire_command_prints_its_counts(tmp_path):
         migrate=True,
     )
     try:
-        _seed(rt, timeutils.utcnow(), "c")
+        now = timeutils.utcnow()
+        _seed(rt, now, "c")
+        _silences(rt, now)
     finally:
         rt.close()
     result = subprocess.run(
@@ -273,6 +306,7 @@ def test_the_expire_command_prints_its_counts(tmp_path):
         "dead_letters: 2",
         "attempts: 7",
         "notifications: 4",
+        "silences: 1",
     ]
 
 

@@ -15,6 +15,7 @@ from alarmer.evaluator import decide, evaluate, lifecycle, reader
 from alarmer.evaluator.decide import NOTHING, REPEAT, TRANSITION, Outcome
 from alarmer.evaluator.lifecycle import AODH, Memory, Policy
 from alarmer.evaluator.registry import AlarmDef
+from alarmer.evaluator.schedule import Schedule
 
 OK, ALARM, UNKNOWN = model.OK, model.ALARM, model.INSUFFICIENT_DATA
 
@@ -406,3 +407,31 @@ def test_policy_and_memory_from_a_row():
     assert Policy.of(row) == Policy(repeat_interval=60.0, pending_for=0.0)
     assert Memory.of(row) == Memory(pending_since=5.0)
     assert Policy.of(object()) == AODH
+
+
+def test_the_schedule_follows_an_alarms_own_interval():
+    schedule = Schedule(60.0)
+    own = types.SimpleNamespace(alarm_id="a", slot=2.0, token=0, interval=5.0)
+    shared = types.SimpleNamespace(
+        alarm_id="b", slot=2.0, token=0, interval=0.0
+    )
+    assert schedule.next_slot(own, 100.0) == 102.0
+    assert schedule.next_slot(shared, 100.0) == 122.0
+    alarms = {"a": own, "b": shared}
+    schedule.add(own, 102.0)
+    schedule.add(shared, 122.0)
+    seen = sorted(
+        (alarm.alarm_id, due)
+        for now in range(100, 125)
+        for alarm, due in schedule.pop_due(float(now), alarms.get, 10)
+    )
+    assert seen == [
+        ("a", 102.0),
+        ("a", 107.0),
+        ("a", 112.0),
+        ("a", 117.0),
+        ("a", 122.0),
+        ("b", 122.0),
+    ]
+    # A missed slot is skipped by the alarm's own interval.
+    assert schedule.pop_due(140.0, alarms.get, 10) == [(own, 137.0)]
