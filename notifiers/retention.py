@@ -16,10 +16,12 @@ ever):
   expired_silence_time_to_live`` (kept until then for the audit trail).
 
 Every pass deletes in batches of ``[notifier] expire_batch_size`` rows,
-one short transaction per batch (select the keys, delete them by key),
-so that no lock is held for long and the evaluator and the notifier keep
-going while it runs.  ``alarmer expire`` runs one pass; the notifier
-service runs one every ``[notifier] expire_interval`` seconds.
+one short transaction per batch (one ``DELETE`` limited to the batch
+for history and silences; select the keys, then delete them by key for
+deliveries with their attempts), so that no lock is held for long and
+the evaluator and the notifier keep going while it runs.  ``alarmer
+expire`` runs one pass; the notifier service runs one every
+``[notifier] expire_interval`` seconds.
 """
 
 from __future__ import annotations
@@ -122,6 +124,39 @@ def _batches(
     return removed
 
 
+def _delete_where(  # noqa: PLR0917 (one statement's parts)
+    db: Database,
+    table: sa.Table,
+    key: sa.Column[Any],
+    condition: sa.ColumnElement[bool],
+    batch_size: int,
+    stop: Callable[[], bool],
+) -> int:
+    """Delete the rows of *table* matching *condition*, in batches.
+
+    One statement per batch, the keys never leave the server: ``DELETE
+    ... WHERE key IN (SELECT key ... LIMIT n)`` (``DELETE ... LIMIT n``
+    on MySQL, which refuses a limit in such a subquery).
+    """
+    if db.engine.dialect.name == "mysql":
+        statement = (
+            sa.delete(table)
+            .where(condition)
+            .with_dialect_options(mysql_limit=batch_size)
+        )
+    else:
+        keys = sa.select(key).where(condition).limit(batch_size)
+        statement = sa.delete(table).where(key.in_(keys.scalar_subquery()))
+    removed = 0
+    while not stop():
+        with db.session() as session, session.begin():
+            count = _rowcount(session.execute(statement))
+        removed += count
+        if count < batch_size:
+            break
+    return removed
+
+
 def _rowcount(result: Any) -> int:
     return int(cast(sa.CursorResult[Any], result).rowcount)
 
@@ -133,18 +168,11 @@ def expire_history(
     stop: Callable[[], bool] = lambda: False,
 ) -> int:
     """Delete the history entries older than *before*; return how many."""
-
-    def delete(session: Any, keys: list[Any]) -> int:
-        return _rowcount(
-            session.execute(
-                sa.delete(HISTORY).where(HISTORY.c.event_id.in_(keys))
-            )
-        )
-
-    return _batches(
+    return _delete_where(
         db,
-        sa.select(HISTORY.c.event_id).where(HISTORY.c.timestamp < before),
-        delete,
+        HISTORY,
+        HISTORY.c.event_id,
+        HISTORY.c.timestamp < before,
         batch_size,
         stop,
     )
@@ -233,18 +261,11 @@ def expire_silences(
     stop: Callable[[], bool] = lambda: False,
 ) -> int:
     """Delete the silences that ended before *before*; return how many."""
-
-    def delete(session: Any, keys: list[Any]) -> int:
-        return _rowcount(
-            session.execute(
-                sa.delete(SILENCE).where(SILENCE.c.silence_id.in_(keys))
-            )
-        )
-
-    return _batches(
+    return _delete_where(
         db,
-        sa.select(SILENCE.c.silence_id).where(SILENCE.c.ends_at < before),
-        delete,
+        SILENCE,
+        SILENCE.c.silence_id,
+        SILENCE.c.ends_at < before,
         batch_size,
         stop,
     )
@@ -254,7 +275,7 @@ def expire(
     db: Database,
     ages: Ages,
     *,
-    batch_size: int = 1000,
+    batch_size: int = 5000,
     purge_dead_letters: bool = False,
     now: dt.datetime | None = None,
     stop: Callable[[], bool] = lambda: False,

@@ -208,7 +208,7 @@ OPTS: list[cfg.Opt] = [
     ),
     cfg.IntOpt(
         "expire_batch_size",
-        default=1000,
+        default=5000,
         min=1,
         help="Rows a retention pass deletes per transaction: small "
         "batches never hold locks for long.",

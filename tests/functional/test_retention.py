@@ -328,3 +328,30 @@ def test_the_notifier_service_expires_while_running(make_conf):
     finally:
         service.stop()
         rt.close()
+
+
+def test_expire_on_mariadb(mysql_server_url, make_conf):
+    rt = runtime.build(
+        make_conf(database={"connection": mysql_server_url}), migrate=True
+    )
+    try:
+        now = timeutils.utcnow()
+        _seed(rt, now, "m")
+        _silences(rt, now)
+        ages = retention.Ages(
+            history=7 * 86400,
+            delivered=7 * 86400,
+            silences=30 * 86400,
+            unexpanded=3600,
+        )
+        removed = retention.expire(rt.db, ages, batch_size=4, now=now)
+        assert removed == retention.Removed(
+            history=17,
+            delivered=2,
+            attempts=3,
+            notifications=3,
+            silences=1,
+        )
+        assert _counts(rt)["history"] == 6
+    finally:
+        rt.close()
