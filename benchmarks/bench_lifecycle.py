@@ -102,7 +102,7 @@ def cmd_throughput(args: argparse.Namespace) -> None:
         rates: dict[str, list[float]] = {label: [] for label in services}
         for _round in range(args.rounds):
             for label, service in services.items():
-                rates[label].append(base.timed_passes(service, args.seconds))
+                rates[label].append(_passes(service, args.seconds))
         rt.close()
     print(
         f"{'alarms':<14} {'count':>7} {'evals/s (median)':>17} "
@@ -117,6 +117,27 @@ def cmd_throughput(args: argparse.Namespace) -> None:
         rates["as Aodh"]
     )
     print(f"every option / as Aodh: {ratio:.1%}")
+
+
+def _passes(service: EvaluatorService, seconds: float) -> float:
+    """Evaluations per second over passes of every owned alarm.
+
+    Unlike ``bench_evaluator.timed_passes`` a transition is allowed (a
+    long run sees windows slide past a minute boundary); the service
+    counts them.
+    """
+    alarms = list(service.registry.alarms.values())
+    for alarm in alarms:  # warm-up
+        service.evaluate(alarm)
+    done, spent = 0, 0.0
+    while spent < seconds:
+        started = time.perf_counter()
+        for alarm in alarms:
+            service.evaluate(alarm)
+        spent += time.perf_counter() - started
+        done += len(alarms)
+    assert service.stats.errors == 0
+    return done / spent
 
 
 def _history_rows(count: int, when: dt.datetime):
