@@ -67,15 +67,15 @@ def evaluate_at(
     :returns: the decision to commit and what to remember of the alarm
         (``alarm.memory`` itself when nothing changed).
     """
-    decision = evaluate(alarm, assess)
-    if alarm.silenced and decision.action == decide.REPEAT:
-        # A silence holds re-notifications; its end notifies once.
-        decision = decide.no_verdict(alarm.state)
-    return lifecycle.apply(
-        decision,
+    decision, memory = lifecycle.apply(
+        evaluate(alarm, assess),
         alarm.policy,
         alarm.memory,
         alarm.state,
         now,
         alarm.repeat_actions,
     )
+    if alarm.silenced and decision.action == decide.REPEAT:
+        # A silence holds re-notifications; its end notifies once.
+        decision = decide.no_verdict(alarm.state)
+    return decision, memory

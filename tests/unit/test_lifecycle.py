@@ -435,3 +435,26 @@ def test_the_schedule_follows_an_alarms_own_interval():
     ]
     # A missed slot is skipped by the alarm's own interval.
     assert schedule.pop_due(140.0, alarms.get, 10) == [(own, 137.0)]
+
+
+def test_a_silenced_alarm_never_repeats():
+    breach = outcome_of((11.0,) * 5, RULE)
+    clear = outcome_of((1.0,) * 5, RULE)
+    alarm = alarm_def(
+        {**RULE}, ALARM, repeat=True, policy=Policy(keep_firing_for=60)
+    )
+
+    def step(outcome, now):
+        decision, alarm.memory = evaluate.evaluate_at(
+            alarm, lambda *_: outcome, now
+        )
+        return decision
+
+    assert step(breach, 0.0).action == REPEAT
+    assert step(clear, 0.0).action == REPEAT  # kept firing
+    alarm.silenced = ("s1",)
+    assert step(clear, 10.0).action == NOTHING
+    assert step(breach, 20.0).action == NOTHING
+    assert step(clear, 30.0).action == NOTHING  # clearing again from 30
+    decision = step(clear, 90.0)
+    assert (decision.state, decision.action) == (OK, TRANSITION)
