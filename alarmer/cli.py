@@ -465,6 +465,40 @@ def _check(args: argparse.Namespace) -> int:
     return report.exit_code()
 
 
+def _expire(args: argparse.Namespace) -> int:
+    """``alarmer expire``: one retention pass, counts on standard output."""
+    # Imported here like the other commands' modules (no cycle).
+    from notifiers import retention
+
+    conf = _setup(args)
+    rt = _build_runtime(conf, migrate=True)
+    try:
+        removed = retention.expire(
+            rt.db,
+            retention.Ages.from_conf(conf),
+            batch_size=args.batch_size or conf.notifier.expire_batch_size,
+            purge_dead_letters=args.purge_dead_letters,
+        )
+    finally:
+        rt.close()
+    for name, count in dataclasses.asdict(removed).items():
+        sys.stdout.write(f"{name}: {count}\n")
+    return 0
+
+
+def _add_expire_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--purge-dead-letters",
+        action="store_true",
+        help="Remove every dead letter, whatever its age.",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="Rows per transaction ([notifier] expire_batch_size).",
+    )
+
+
 class UsageError(Exception):
     """A command-line argument is wrong (exit status 2)."""
 
@@ -599,6 +633,16 @@ COMMANDS: dict[str, Command] = {
         "exit 1 when damage is found and not repaired.",
         _add_check_args,
         _check,
+    ),
+    "expire": Command(
+        "Remove old history, deliveries, dead letters and silences.",
+        "Remove the alarm history, delivered notifications, dead letters "
+        "and ended silences older than their retention ([database] "
+        "alarm_history_time_to_live and expired_silence_time_to_live, "
+        "[notifier] delivered_time_to_live and dead_letter_time_to_live), "
+        "in small batches; print the counts removed.",
+        _add_expire_args,
+        _expire,
     ),
 }
 

@@ -25,6 +25,7 @@ import flask
 
 from alarmer import __version__
 from alarmer.alarms import schema as rule_schema
+from alarmer.alarms import silences
 from alarmer.metrics.query import parse as ops
 from api.v1 import aggregates as aggregates_views
 from api.v1 import archive_policy as policy_views
@@ -155,6 +156,14 @@ V2_ROUTES: tuple[tuple[str, str, str], ...] = (
         "/v2/alarms/{alarm_id}/deliveries/{delivery_id}/redeliver",
         "Deliver a notification again.",
     ),
+    ("GET", "/v2/silences", "Silences in the caller's scope."),
+    ("POST", "/v2/silences", "Hold the notifications of matching alarms."),
+    ("GET", "/v2/silences/{silence_id}", "One silence."),
+    (
+        "DELETE",
+        "/v2/silences/{silence_id}",
+        "End a silence now (kept, expired, for the audit trail).",
+    ),
 )
 
 _ERROR = {
@@ -253,6 +262,64 @@ _DELIVERY = {
         "target": {"type": "string"},
         "status": {"type": "string"},
         "attempts": {"type": ["integer", "array"]},
+    },
+}
+
+_MATCHER = {
+    "type": "object",
+    "properties": {
+        "field": {"enum": list(silences.FIELDS)},
+        "op": {"enum": list(silences.OPERATORS), "default": "="},
+        "value": {"type": "string", "maxLength": silences.MAX_VALUE},
+    },
+    "required": ["field", "value"],
+    "additionalProperties": False,
+}
+_WHEN = {"type": ["string", "null"], "description": "ISO 8601."}
+_RECURRENCE = {
+    "type": ["object", "null"],
+    "properties": {
+        "start": {"type": "string", "description": "Cron expression."},
+        "duration": {"type": "integer", "minimum": 1},
+        "timezone": {"type": ["string", "null"]},
+    },
+    "required": ["start", "duration"],
+    "additionalProperties": False,
+}
+_SILENCE_FIELDS: dict[str, Any] = {
+    "matchers": {
+        "type": "array",
+        "items": _MATCHER,
+        "minItems": 1,
+        "maxItems": silences.MAX_MATCHERS,
+    },
+    "starts_at": {**_WHEN, "description": "ISO 8601; default now."},
+    "ends_at": {**_WHEN, "description": "ISO 8601; or a recurrence."},
+    "recurrence": _RECURRENCE,
+    "comment": {"type": "string", "maxLength": silences.MAX_COMMENT},
+    "project_id": {
+        "type": ["string", "null"],
+        "description": "Administrators: another project, or null "
+        "for every project.",
+    },
+}
+_SILENCE_IN = {
+    "type": "object",
+    "properties": _SILENCE_FIELDS,
+    "required": ["matchers"],
+    "additionalProperties": False,
+}
+_SILENCE = {
+    "type": "object",
+    "properties": {
+        **_SILENCE_FIELDS,
+        "silence_id": {"type": "string"},
+        "created_by": {"type": ["string", "null"]},
+        "status": {
+            "enum": [silences.ACTIVE, silences.PENDING, silences.EXPIRED]
+        },
+        "created_at": {"type": "string"},
+        "updated_at": {"type": "string"},
     },
 }
 
@@ -769,6 +836,20 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "POST",
         "/v2/alarms/{alarm_id}/deliveries/{delivery_id}/redeliver",
     ): Operation(status="202", response=_ref("Delivery")),
+    ("GET", "/v2/silences"): Operation(
+        response=_list("Silence"),
+        query=(
+            _query("status", _STRING, "active, pending or expired."),
+            _query("limit", {"type": "integer", "minimum": 0}, "Page size."),
+        ),
+    ),
+    ("POST", "/v2/silences"): Operation(
+        status="201", request=_ref("SilenceInput"), response=_ref("Silence")
+    ),
+    ("GET", "/v2/silences/{silence_id}"): Operation(response=_ref("Silence")),
+    ("DELETE", "/v2/silences/{silence_id}"): Operation(
+        response=_ref("Silence")
+    ),
 }
 
 
@@ -877,6 +958,8 @@ def document(server_url: str = "/") -> dict[str, Any]:
                     "required": ["project_id", "quotas"],
                 },
                 "Delivery": _DELIVERY,
+                "SilenceInput": _SILENCE_IN,
+                "Silence": _SILENCE,
                 "ArchivePolicy": _POLICY,
                 "ArchivePolicyRule": _RULE,
                 "Metric": _METRIC,

@@ -62,6 +62,11 @@ class AlarmSnapshot:
     ok_actions: tuple[str, ...] = ()
     alarm_actions: tuple[str, ...] = ()
     insufficient_data_actions: tuple[str, ...] = ()
+    #: The silences covering the alarm now (their notifications are
+    #: held; see :mod:`alarmer.alarms.silences`).
+    silenced: tuple[str, ...] = ()
+    #: The state of the alarm's last queued notification.
+    notified_state: str | None = None
 
     def actions_for(self, state: str) -> list[str]:
         """Return the action URLs of *state*, each once, order kept."""
@@ -90,6 +95,8 @@ class AlarmSnapshot:
             insufficient_data_actions=tuple(
                 row.insufficient_data_actions or ()
             ),
+            silenced=tuple(getattr(row, "silenced", ()) or ()),
+            notified_state=getattr(row, "notified_state", None),
         )
 
 
@@ -104,6 +111,7 @@ _SNAPSHOT_COLUMNS = (
     Alarm.ok_actions,
     Alarm.alarm_actions,
     Alarm.insufficient_data_actions,
+    Alarm.notified_state,
 )
 
 
@@ -215,17 +223,28 @@ def record_transition(  # noqa: PLR0917 (the documented contract)
         )
         return False
     actions = snap.actions_for(state) if notify else []
+    held = bool(actions and snap.silenced)
+    if held:
+        actions = []
     bump = 1 if actions else 0
+    values: dict[str, Any] = {
+        "state": state,
+        "state_reason": reason,
+        "state_timestamp": now,
+        "version": Alarm.version + 1,
+        "seq": Alarm.seq + bump,
+        "notified_at": now if actions else None,
+        "pending_since": None,
+        "clearing_since": None,
+    }
+    if actions:
+        values.update(notified_state=state, held=False)
+    elif held:
+        values["held"] = True
     result = session.execute(
         sa.update(Alarm)
         .where(Alarm.alarm_id == alarm_id, Alarm.version == expected_version)
-        .values(
-            state=state,
-            state_reason=reason,
-            state_timestamp=now,
-            version=Alarm.version + 1,
-            seq=Alarm.seq + bump,
-        )
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     if _rowcount(result) != 1:
@@ -237,6 +256,8 @@ def record_transition(  # noqa: PLR0917 (the documented contract)
         )
         return False
     detail = history_detail or {"state": state, "transition_reason": reason}
+    if snap.silenced:
+        detail = {**detail, "silenced": list(snap.silenced)}
     session.add(
         AlarmHistory(
             event_id=str(uuid.uuid4()),
@@ -297,7 +318,12 @@ def record_repeat(
     result = session.execute(
         sa.update(Alarm)
         .where(Alarm.alarm_id == alarm_id, Alarm.version == expected_version)
-        .values(version=Alarm.version + 1, seq=Alarm.seq + 1)
+        .values(
+            version=Alarm.version + 1,
+            seq=Alarm.seq + 1,
+            notified_at=now,
+            notified_state=snap.state,
+        )
         .execution_options(synchronize_session=False)
     )
     if _rowcount(result) != 1:
@@ -317,3 +343,94 @@ def record_repeat(
     session.flush()
     LOG.debug("alarm %s: re-notified %s", alarm_id, snap.state)
     return True
+
+
+def record_memory(
+    session: orm.Session,
+    alarm_id: str,
+    expected_version: int,
+    *,
+    pending_since: dt.datetime | None,
+    clearing_since: dt.datetime | None,
+) -> bool:
+    """Store what the evaluator remembers between two evaluations.
+
+    ``pending_since`` and ``clearing_since`` (see
+    :mod:`alarmer.evaluator.lifecycle`) are written only while the alarm
+    is at *expected_version*; ``version`` does not change (this is no
+    change of the alarm, and a transition resets both).  Runs in the
+    caller's transaction.
+
+    :returns: ``False`` when the alarm is gone or at another version.
+    """
+    result = session.execute(
+        sa.update(Alarm)
+        .where(Alarm.alarm_id == alarm_id, Alarm.version == expected_version)
+        .values(pending_since=pending_since, clearing_since=clearing_since)
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result) == 1
+
+
+def record_release(
+    session: orm.Session,
+    alarm_id: str,
+    expected_version: int,
+    *,
+    now: dt.datetime,
+    snapshot: AlarmSnapshot | None = None,
+) -> bool | None:
+    """Settle what a silence held back, once no silence covers the alarm.
+
+    When the alarm's current state differs from the last one notified
+    and has actions, one notification of it is queued (``previous`` is
+    the state last notified).  Either way the alarm no longer owes one.
+    Fenced like :func:`record_transition`: ``version`` grows by one (and
+    ``seq`` when a notification is queued).
+
+    :returns: ``True`` when a notification was queued, ``False`` when
+        none was owed, ``None`` when the alarm is gone or at another
+        version (nothing written).
+    """
+    snap = _resolve(session, alarm_id, expected_version, snapshot)
+    if snap is None:
+        return None
+    previous = snap.notified_state
+    actions = snap.actions_for(snap.state) if previous != snap.state else []
+    values: dict[str, Any] = {"version": Alarm.version + 1, "held": False}
+    if actions:
+        values.update(
+            seq=Alarm.seq + 1, notified_at=now, notified_state=snap.state
+        )
+    result = session.execute(
+        sa.update(Alarm)
+        .where(Alarm.alarm_id == alarm_id, Alarm.version == expected_version)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(result) != 1:
+        return None
+    if actions:
+        reason = (
+            f"Silence ended: notifying the current state {snap.state} "
+            f"(last notified: {previous or 'none'})"
+        )
+        session.add(
+            _outbox_row(
+                snap,
+                seq=snap.seq + 1,
+                previous=previous or snap.state,
+                current=snap.state,
+                reason=reason,
+                reason_data={"type": "silence", "previous": previous},
+                actions=actions,
+                now=now,
+            )
+        )
+    session.flush()
+    LOG.info(
+        "alarm %s: silence ended, %s",
+        alarm_id,
+        f"{snap.state} notified" if actions else "nothing owed",
+    )
+    return bool(actions)

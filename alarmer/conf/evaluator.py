@@ -14,6 +14,13 @@ OPTS = [
         "interval; an evaluation that could not run in its interval is "
         "skipped, not queued.",
     ),
+    cfg.FloatOpt(
+        "min_evaluation_interval",
+        default=10.0,
+        min=1.0,
+        help="Shortest evaluation interval an alarm may ask for with its "
+        "own evaluation_interval (a shorter one is raised to this).",
+    ),
     cfg.IntOpt(
         "workers",
         default=1,

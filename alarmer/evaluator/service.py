@@ -45,9 +45,9 @@ import sqlalchemy as sa
 
 from alarmer import channel as channel_mod
 from alarmer import runtime as runtime_mod
-from alarmer.alarms import time_constraints, transitions
+from alarmer.alarms import silences, time_constraints, transitions
 from alarmer.alarms.tables import Alarm
-from alarmer.evaluator import composite, decide, evaluate
+from alarmer.evaluator import composite, decide, evaluate, lifecycle
 from alarmer.evaluator import reader as data
 from alarmer.evaluator.coordination import Membership
 from alarmer.evaluator.decide import Decision, Outcome
@@ -159,6 +159,10 @@ class EvaluatorService:
         self._callback = self.on_metrics
         #: Set after each completed definition sync (tests wait on it).
         self.synced = threading.Event()
+        #: The silences in force, reread at most every refresh_interval.
+        self.silences = silences.SilenceCache(
+            rt.db, rt.conf.evaluator.refresh_interval
+        )
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -456,7 +460,12 @@ class EvaluatorService:
                 targets=[],
                 subrules=[rule],
                 plans=[],
-                slot=slot_of(row.alarm_id, self.interval),
+                slot=slot_of(row.alarm_id, self._interval_of(row)),
+                policy=lifecycle.Policy.of(row),
+                memory=lifecycle.Memory.of(row),
+                notified_state=row.notified_state,
+                held=bool(row.held),
+                interval=self._interval_of(row),
             )
             items: list[tuple[str, Mapping[str, Any]]] = [(row.type, rule)]
             if row.type == data.COMPOSITE:
@@ -489,6 +498,13 @@ class EvaluatorService:
             position += len(items)
             defs.append(alarm)
         return defs, skipped
+
+    def _interval_of(self, row: Alarm) -> float:
+        """An alarm's own evaluation interval, bounded below by config."""
+        own = row.evaluation_interval
+        if not own:
+            return self.interval
+        return max(float(own), self.conf.evaluator.min_evaluation_interval)
 
     def _plan(
         self, alarm_type: str, rule: Mapping[str, Any]
@@ -593,6 +609,7 @@ class EvaluatorService:
         if alarm.time_constraints and not self._within(alarm, now_ts):
             self.stats.frozen += 1
             return
+        self._silence(alarm, now_ts)
         try:
             decision = self.decide(alarm, now_ns)
         except Exception:
@@ -634,12 +651,91 @@ class EvaluatorService:
 
     def decide(self, alarm: AlarmDef, now_ns: int) -> Decision:
         """The decision for *alarm* at *now_ns* (reads its data)."""
-        return evaluate.evaluate(
+        decision, memory = evaluate.evaluate_at(
             alarm,
             lambda index, kind, rule: self._outcome(
                 alarm, index, kind, rule, now_ns
             ),
+            now_ns / 1e9,
         )
+        if memory != alarm.memory:
+            self._remember(alarm, memory)
+        return decision
+
+    # -- silences -------------------------------------------------------------
+
+    def _silence(self, alarm: AlarmDef, now_ts: float) -> None:
+        """Note which silences cover *alarm*; settle a silence's end."""
+        alarm.silenced = ()
+        if self.silences.current():
+            alarm.silenced = self.silences.matching(
+                silences.facts(alarm),
+                dt.datetime.fromtimestamp(now_ts, dt.UTC),
+            )
+        if alarm.held and not alarm.silenced:
+            self._release(alarm, dt.datetime.fromtimestamp(now_ts, dt.UTC))
+
+    @staticmethod
+    def _held(alarm: AlarmDef, state: str, notified: bool) -> None:
+        """Record in memory what a committed transition queued or held."""
+        if notified:
+            alarm.notified_state, alarm.held = state, False
+        elif alarm.silenced and alarm.has_actions(state):
+            alarm.held = True
+
+    def _release(self, alarm: AlarmDef, now: dt.datetime) -> None:
+        """Notify once what a silence held, if it is still news."""
+        try:
+            with self.rt.db.session() as session:
+                done = transitions.record_release(
+                    session,
+                    alarm.alarm_id,
+                    alarm.version,
+                    now=now,
+                    snapshot=alarm.snapshot(),
+                )
+                session.commit()
+        except Exception:
+            self.stats.errors += 1
+            LOG.exception(
+                "alarm %s: settling its silence failed", alarm.alarm_id
+            )
+            return
+        if done is None:
+            return  # changed meanwhile: the next sync reloads it
+        with self._cv:
+            self._own_bumps += 1
+            self.registry.committed(alarm, alarm.state, done)
+            alarm.held = False
+            if done:
+                alarm.notified_state = alarm.state
+        if done and self._on_outbox is not None:
+            self._on_outbox()
+
+    # -- lifecycle memory (pending_for, keep_firing_for) ----------------------
+
+    def _remember(self, alarm: AlarmDef, memory: lifecycle.Memory) -> None:
+        """Keep *memory* for *alarm*, in memory and in its row."""
+        old, alarm.memory = alarm.memory, memory
+        if (old.pending_since, old.clearing_since) == (
+            memory.pending_since,
+            memory.clearing_since,
+        ):
+            return
+        try:
+            with self.rt.db.session() as session:
+                transitions.record_memory(
+                    session,
+                    alarm.alarm_id,
+                    alarm.version,
+                    pending_since=lifecycle.when(memory.pending_since),
+                    clearing_since=lifecycle.when(memory.clearing_since),
+                )
+                session.commit()
+        except Exception:
+            LOG.exception(
+                "alarm %s: storing its memory failed", alarm.alarm_id
+            )
 
     def _outcome(
         self,
@@ -770,10 +866,14 @@ class EvaluatorService:
     def _applied(
         self, alarm: AlarmDef, decision: Decision, repeat: bool
     ) -> None:
-        bump = alarm.has_actions(decision.state)
+        bump = alarm.has_actions(decision.state) and not alarm.silenced
         with self._cv:
             self._own_bumps += 1
             self.registry.committed(alarm, decision.state, bump)
+            self._held(alarm, decision.state, bump)
+            alarm.memory = alarm.memory.after_commit(
+                repeat=repeat, notified=bump, now=time.time()
+            )
         if repeat:
             self.stats.repeats += 1
         else:

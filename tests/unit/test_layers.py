@@ -87,6 +87,7 @@ PLUGINS_USE = {"notifiers", "notifiers.base", "notifiers.signing"}
 PURE = {
     "alarmer.evaluator.decide",
     "alarmer.evaluator.composite",
+    "alarmer.evaluator.lifecycle",
     "alarmer.metrics.series.aggregation",
     "alarmer.metrics.query.parse",
     "alarmer.metrics.query.operations",
