@@ -18,6 +18,10 @@ deleted or transitioned by someone else since *expected_version* was
 read) nothing is written and the functions return ``False``: a worker
 with a stale view or a lost partition can never transition an alarm
 twice for one crossing.
+
+:func:`record_batch` commits many such changes (an evaluator's tick) in
+one transaction, each still fenced by its own version, and falls back to
+one transaction per change when the batch as a whole fails.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import datetime as dt
 import json
 import logging
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -317,3 +322,212 @@ def record_repeat(
     session.flush()
     LOG.debug("alarm %s: re-notified %s", alarm_id, snap.state)
     return True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Change:
+    """One fenced write of a batch (see :func:`record_batch`).
+
+    :ivar snapshot: the alarm as the writer holds it; its ``version`` is
+        the fence.
+    :ivar state: the new state, or ``None`` to re-notify the unchanged
+        one (``repeat_actions``).
+    :ivar reason: the state reason (and the notification's).
+    :ivar reason_data: the notification's ``reason_data``.
+    :ivar now: the transition's timestamp.
+    :ivar history_detail: history detail instead of the evaluator's.
+    """
+
+    snapshot: AlarmSnapshot
+    state: str | None
+    reason: str
+    reason_data: dict[str, Any]
+    now: dt.datetime
+    history_detail: dict[str, Any] | None = None
+
+    def after(self) -> AlarmSnapshot:
+        """The snapshot once this change is committed."""
+        snap = self.snapshot
+        state = snap.state if self.state is None else self.state
+        bump = 1 if snap.actions_for(state) else 0
+        return dataclasses.replace(
+            snap, version=snap.version + 1, seq=snap.seq + bump, state=state
+        )
+
+
+def _apply_batch(session: orm.Session, changes: list[Change]) -> list[bool]:
+    """Write *changes* in the caller's transaction; the caller commits.
+
+    Each alarm row is updated with its own fenced statement (the number
+    of rows it matched is exact on every dialect); the history and
+    outbox rows of the changes that passed their fence are inserted with
+    one multi-row statement each.
+    """
+    done: list[bool] = []
+    history: list[dict[str, Any]] = []
+    outbox: list[dict[str, Any]] = []
+    for change in changes:
+        snap = change.snapshot
+        repeat = change.state is None
+        state = snap.state if change.state is None else change.state
+        if state not in STATES:
+            raise ValueError(f"unknown alarm state {state!r}")
+        actions = snap.actions_for(state)
+        if repeat and not actions:
+            done.append(True)
+            continue
+        values: dict[str, Any] = {
+            "version": Alarm.version + 1,
+            "seq": Alarm.seq + (1 if actions else 0),
+        }
+        if not repeat:
+            values.update(
+                state=state,
+                state_reason=change.reason,
+                state_timestamp=change.now,
+            )
+        result = session.execute(
+            sa.update(Alarm)
+            .where(
+                Alarm.alarm_id == snap.alarm_id,
+                Alarm.version == snap.version,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(result) != 1:
+            done.append(False)
+            continue
+        done.append(True)
+        if not repeat:
+            detail = change.history_detail or {
+                "state": state,
+                "transition_reason": change.reason,
+            }
+            history.append(
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "alarm_id": snap.alarm_id,
+                    "type": "state transition",
+                    "detail": json.dumps(detail),
+                    "user_id": None,
+                    "project_id": None,
+                    "on_behalf_of": snap.project_id,
+                    "severity": snap.severity,
+                    "timestamp": change.now,
+                }
+            )
+        if actions:
+            outbox.append(
+                {
+                    "alarm_id": snap.alarm_id,
+                    "seq": snap.seq + 1,
+                    "alarm_name": snap.name,
+                    "severity": snap.severity,
+                    "previous": snap.state,
+                    "current": state,
+                    "reason": change.reason,
+                    "reason_data": change.reason_data,
+                    "actions": actions,
+                    "project_id": snap.project_id,
+                    "created_at": change.now,
+                }
+            )
+    if history:
+        session.execute(sa.insert(AlarmHistory), history)
+    if outbox:
+        session.execute(sa.insert(Notification), outbox)
+    return done
+
+
+def _record_one(session: orm.Session, change: Change) -> bool:
+    snap = change.snapshot
+    if change.state is None:
+        return record_repeat(
+            session,
+            snap.alarm_id,
+            snap.version,
+            change.reason,
+            change.reason_data,
+            now=change.now,
+            snapshot=snap,
+        )
+    return record_transition(
+        session,
+        snap.alarm_id,
+        snap.version,
+        change.state,
+        change.reason,
+        change.reason_data,
+        now=change.now,
+        history_detail=change.history_detail,
+        snapshot=snap,
+    )
+
+
+def record_batch(
+    open_session: Callable[[], orm.Session], changes: Sequence[Change]
+) -> list[bool | None]:
+    """Commit many fenced changes together, in one transaction.
+
+    Each change is fenced by its snapshot's version exactly as
+    :func:`record_transition` / :func:`record_repeat` fence it: one whose
+    alarm moved on writes nothing and reports ``False``.  Several changes
+    of one alarm must follow each other with successive versions (see
+    :meth:`Change.after`).  When the batch fails as a whole (a row the
+    database refuses, a lost connection), it is rolled back and each
+    change is committed on its own, so that one bad row cannot hold
+    back the others (a batch of one is that single commit, not retried).
+
+    :param open_session: opens a new session (a transaction).
+    :returns: per change, ``True`` (committed), ``False`` (fenced out)
+        or ``None`` (its own commit failed; logged).
+    """
+    items = list(changes)
+    if len(items) <= 1:
+        return _one_by_one(open_session, items)
+    try:
+        with open_session() as session:
+            done = _apply_batch(session, items)
+            session.commit()
+    except Exception as exc:
+        LOG.warning(
+            "a batch of %d alarm changes failed (%s); committing them one "
+            "by one",
+            len(items),
+            exc,
+        )
+    else:
+        for change, ok in zip(items, done, strict=True):
+            if ok and change.state is not None:
+                LOG.info(
+                    "alarm %s: %s -> %s (%s)",
+                    change.snapshot.alarm_id,
+                    change.snapshot.state,
+                    change.state,
+                    change.reason,
+                )
+        return list(done)
+    return _one_by_one(open_session, items)
+
+
+def _one_by_one(
+    open_session: Callable[[], orm.Session], items: list[Change]
+) -> list[bool | None]:
+    """Commit each change in its own transaction (see record_batch)."""
+    results: list[bool | None] = []
+    for change in items:
+        try:
+            with open_session() as session:
+                ok = _record_one(session, change)
+                session.commit()
+        except Exception:
+            LOG.exception(
+                "alarm %s: committing %s failed",
+                change.snapshot.alarm_id,
+                change.state or "a repeat",
+            )
+            results.append(None)
+            continue
+        results.append(ok)
+    return results
