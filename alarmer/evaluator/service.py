@@ -114,6 +114,16 @@ def as_of_instants(announced: int, now_ns: int, gran_ns: int) -> list[int]:
     return instants
 
 
+def _want(batch: data.BatchRead, alarm: AlarmDef, instants: list[int]) -> None:
+    """Register *alarm*'s threshold rules in the tick's read."""
+    if not batch.enabled:
+        return
+    for index, plan in enumerate(alarm.plans):
+        target = alarm.targets[index] if index < len(alarm.targets) else None
+        if isinstance(plan, data.Plan) and isinstance(target, list):
+            batch.want(plan, target, instants)
+
+
 def _finest(alarm: AlarmDef) -> int:
     grans = [p.gran_ns for p in alarm.plans if isinstance(p, data.Plan)]
     return min(grans) if grans else 0
@@ -734,13 +744,8 @@ class EvaluatorService:
                 else [now_ns]
             )
             self._prepare(alarm, now_ts)
-            if batch is not None and batch.enabled:
-                for index, plan in enumerate(alarm.plans):
-                    target = alarm.targets[index]
-                    if isinstance(plan, data.Plan) and isinstance(
-                        target, list
-                    ):
-                        batch.want(plan, target, instants)
+            if batch is not None:
+                _want(batch, alarm, instants)
             work.append((job, instants))
         if batch is not None:
             batch.run()
@@ -755,6 +760,28 @@ class EvaluatorService:
                 )
         if changes:
             self._commit_many(changes)
+
+    def decide_many(
+        self, alarms: Sequence[AlarmDef], now_ns: int
+    ) -> list[Decision]:
+        """The decisions of *alarms* at *now_ns*, from one batched read.
+
+        What a tick decides for them; nothing is committed.
+        """
+        batch = data.BatchRead(self.rt.series)
+        for alarm in alarms:
+            self._prepare(alarm, now_ns / 1e9)
+            _want(batch, alarm, [now_ns])
+        batch.run()
+        return [
+            evaluate.evaluate(
+                alarm,
+                lambda index, kind, rule, alarm=alarm: self._outcomes(
+                    alarm, index, [now_ns], batch
+                )[0],
+            )
+            for alarm in alarms
+        ]
 
     def _decisions(
         self,
