@@ -773,15 +773,19 @@ class EvaluatorService:
             self._prepare(alarm, now_ns / 1e9)
             _want(batch, alarm, [now_ns])
         batch.run()
-        return [
-            evaluate.evaluate(
-                alarm,
-                lambda index, kind, rule, alarm=alarm: self._outcomes(
-                    alarm, index, [now_ns], batch
-                )[0],
-            )
-            for alarm in alarms
-        ]
+        decisions: list[Decision] = []
+        for alarm in alarms:
+
+            def assess(
+                index: int,
+                kind: str,
+                rule: Mapping[str, Any],
+                alarm: AlarmDef = alarm,
+            ) -> Outcome:
+                return self._outcomes(alarm, index, [now_ns], batch)[0]
+
+            decisions.append(evaluate.evaluate(alarm, assess))
+        return decisions
 
     def _decisions(
         self,

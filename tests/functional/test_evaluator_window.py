@@ -64,7 +64,7 @@ def model_points(
     return points[-periods:]
 
 
-# -- fixtures -------------------------------------------------------------------
+# -- fixtures ------------------------------------------------------------
 
 
 @pytest.fixture
@@ -89,10 +89,7 @@ def make_resources(rt, count: int, group: str) -> list[tuple[str, str]]:
         rt.index.import_resources(
             session,
             rt.index.get_type(session, "generic"),
-            [
-                {"id": rid, "user_id": group}
-                for rid in resource_ids
-            ],
+            [{"id": rid, "user_id": group} for rid in resource_ids],
             Caller(OWNER["user_id"], OWNER["project_id"]),
         )
     made = []
@@ -178,7 +175,7 @@ def random_now(rnd: random.Random, case: int) -> int:
     return base + rnd.choice((0, 1, G * NS - 1, rnd.randrange(G * NS)))
 
 
-# -- the cases ------------------------------------------------------------------
+# -- the cases -----------------------------------------------------------
 
 
 class Case:
