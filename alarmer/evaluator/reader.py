@@ -634,19 +634,25 @@ def read_outcome(
 class BatchRead:
     """The reads of many threshold rules, gathered into few engine calls.
 
-    :meth:`want` registers what a rule needs; :meth:`run` reads, with one
-    ``last_buckets_many`` call per (method, granularity, count, cut)
-    group, every wanted series; :meth:`outcomes` then assesses each rule
-    from its rows.  A group whose read fails is left to the per-rule
-    path (:func:`read_outcomes`), which reports the rule's own error.
+    :meth:`want` registers what a rule needs; :meth:`run` reads every
+    wanted series with one ``last_buckets_many`` call per (method,
+    granularity, cut) group, as many buckets as the neediest rule of
+    the group wants; :meth:`outcomes` then assesses each rule from its
+    rows (its own window is taken there, so the extra buckets others
+    asked for change nothing).  The instants of one tick all end at the
+    tick's "now": one group per method and granularity.  A group whose
+    read fails is left to the per-rule path (:func:`read_outcomes`),
+    which reports the rule's own error.
     """
 
     def __init__(self, engine: SeriesReader) -> None:
         self.engine = engine
         self._many = getattr(engine, "last_buckets_many", None)
-        self._groups: dict[tuple[str, int, int, int], dict[str, int]] = {}
+        #: group -> (metric id -> row, buckets wanted)
+        self._groups: dict[tuple[str, int, int], tuple[dict[str, int], int]]
+        self._groups = {}
         self._results: dict[
-            tuple[str, int, int, int], tuple[np.ndarray, np.ndarray] | None
+            tuple[str, int, int], tuple[np.ndarray, np.ndarray] | None
         ] = {}
 
     @property
@@ -654,29 +660,37 @@ class BatchRead:
         """True when the engine reads many series in one call."""
         return self._many is not None
 
-    def _key(
-        self, plan: Plan, instants: Sequence[int]
-    ) -> tuple[str, int, int, int]:
-        stop, n = span(plan, instants)
-        cut = cut_time(stop, plan.gran_ns)
+    @staticmethod
+    def _key(plan: Plan, instants: Sequence[int]) -> tuple[str, int, int]:
+        cut = cut_time(max(instants), plan.gran_ns)
         assert cut is not None
-        return (plan.read_method, plan.gran_ns, n, cut)
+        return (plan.read_method, plan.gran_ns, cut)
 
     def want(
         self, plan: Plan, metric_ids: Sequence[str], instants: Sequence[int]
     ) -> None:
         """Register the series *plan* reads for *instants*."""
-        rows = self._groups.setdefault(self._key(plan, instants), {})
+        key = self._key(plan, instants)
+        _, n = span(plan, instants)
+        # The cut may be up to one bucket later than the latest instant.
+        n += 1
+        found = self._groups.get(key)
+        if found is None:
+            rows: dict[str, int] = {}
+        else:
+            rows, wanted = found
+            n = max(n, wanted)
         for metric_id in metric_ids:
             rows.setdefault(metric_id, len(rows))
+        self._groups[key] = (rows, n)
 
     def run(self) -> None:
         """Read every registered group."""
         many = self._many
         if many is None:
             return
-        for key, rows in self._groups.items():
-            method, gran_ns, n, stop = key
+        for key, (rows, n) in self._groups.items():
+            method, gran_ns, stop = key
             try:
                 self._results[key] = many(
                     list(rows), method, gran_ns, n, stop=stop
@@ -696,7 +710,7 @@ class BatchRead:
         if found is None:
             return None
         times, grid = found
-        rows = self._groups[key]
+        rows = self._groups[key][0]
         sub = grid[[rows[m] for m in metric_ids]]
         keep = ~np.isnan(sub).all(axis=0)
         if not keep.all():

@@ -978,7 +978,8 @@ class EvaluatorService:
         now = dt.datetime.now(dt.UTC)
         for item in pending:
             alarm, decision = item.alarm, item.decision
-            snap = snaps.get(alarm.alarm_id) or alarm.snapshot()
+            previous = snaps.get(alarm.alarm_id)
+            snap = previous or alarm.snapshot()
             repeat = decision.action == decide.REPEAT
             if repeat and not snap.actions_for(snap.state):
                 continue
@@ -987,7 +988,12 @@ class EvaluatorService:
                 state=None if repeat else decision.state,
                 reason=decision.reason,
                 reason_data=decision.reason_data,
-                now=now,
+                # Successive changes of one alarm keep their order in
+                # the history (ordered by timestamp).
+                now=now
+                if previous is None
+                else now
+                + dt.timedelta(microseconds=snap.version - alarm.version),
             )
             snaps[alarm.alarm_id] = change.after()
             changes.append(change)
