@@ -39,6 +39,7 @@ from sqlalchemy import orm
 
 from alarmer.alarms import model
 from alarmer.alarms.tables import Alarm, AlarmHistory, Notification
+from alarmer.db import UTCDateTime
 
 LOG = logging.getLogger(__name__)
 
@@ -355,18 +356,59 @@ class Change:
         )
 
 
-def _apply_batch(session: orm.Session, changes: list[Change]) -> list[bool]:
+def _fenced_updates() -> tuple[sa.Update, sa.Update]:
+    """The fenced UPDATEs of a batch, with bound parameters.
+
+    (transition, repeat); built per call, they are compiled once per
+    engine thanks to SQLAlchemy's statement cache.
+    """
+    table = cast(sa.Table, Alarm.__table__)
+    where = (
+        table.c.alarm_id == sa.bindparam("b_alarm_id"),
+        table.c.version == sa.bindparam("b_version"),
+    )
+    transition = (
+        sa.update(table)
+        .where(*where)
+        .values(
+            state=sa.bindparam("b_state"),
+            state_reason=sa.bindparam("b_reason"),
+            state_timestamp=sa.bindparam("b_now", type_=UTCDateTime()),
+            version=table.c.version + 1,
+            seq=table.c.seq + sa.bindparam("b_bump"),
+        )
+    )
+    repeat = (
+        sa.update(table)
+        .where(*where)
+        .values(version=table.c.version + 1, seq=table.c.seq + 1)
+    )
+    return transition, repeat
+
+
+class _FenceMissed(Exception):
+    """A multi-row fenced UPDATE matched fewer rows than it had."""
+
+
+def _apply_batch(
+    session: orm.Session, changes: list[Change], *, many: bool
+) -> list[bool]:
     """Write *changes* in the caller's transaction; the caller commits.
 
-    Each alarm row is updated with its own fenced statement (the number
-    of rows it matched is exact on every dialect); the history and
-    outbox rows of the changes that passed their fence are inserted with
-    one multi-row statement each.
+    The alarm rows are updated with fenced statements in the order of
+    *changes*, in runs of the same kind: with *many*, one multi-row
+    statement per run, whose total of matched rows must be the run's
+    length (else :class:`_FenceMissed` is raised: the caller rolls back
+    and runs the batch again without *many*); without, one statement per
+    row, which tells each fence apart.  The history and outbox rows of
+    the changes that passed their fence are then inserted with one
+    multi-row statement each.
     """
-    done: list[bool] = []
-    history: list[dict[str, Any]] = []
-    outbox: list[dict[str, Any]] = []
-    for change in changes:
+    transition_stmt, repeat_stmt = _fenced_updates()
+    conn = session.connection()
+    done: list[bool | None] = []
+    runs: list[tuple[bool, list[int], list[dict[str, Any]]]] = []
+    for position, change in enumerate(changes):
         snap = change.snapshot
         repeat = change.state is None
         state = snap.state if change.state is None else change.state
@@ -376,30 +418,43 @@ def _apply_batch(session: orm.Session, changes: list[Change]) -> list[bool]:
         if repeat and not actions:
             done.append(True)
             continue
-        values: dict[str, Any] = {
-            "version": Alarm.version + 1,
-            "seq": Alarm.seq + (1 if actions else 0),
+        done.append(None)
+        params: dict[str, Any] = {
+            "b_alarm_id": snap.alarm_id,
+            "b_version": snap.version,
         }
         if not repeat:
-            values.update(
-                state=state,
-                state_reason=change.reason,
-                state_timestamp=change.now,
+            params.update(
+                b_state=state,
+                b_reason=change.reason,
+                b_now=change.now,
+                b_bump=1 if actions else 0,
             )
-        result = session.execute(
-            sa.update(Alarm)
-            .where(
-                Alarm.alarm_id == snap.alarm_id,
-                Alarm.version == snap.version,
-            )
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        if _rowcount(result) != 1:
-            done.append(False)
+        if not runs or runs[-1][0] != repeat:
+            runs.append((repeat, [], []))
+        runs[-1][1].append(position)
+        runs[-1][2].append(params)
+    for repeat, positions, rows in runs:
+        stmt = repeat_stmt if repeat else transition_stmt
+        if many and len(rows) > 1:
+            if _rowcount(conn.execute(stmt, rows)) != len(rows):
+                raise _FenceMissed
+            for position in positions:
+                done[position] = True
             continue
-        done.append(True)
-        if not repeat:
+        for position, params in zip(positions, rows, strict=True):
+            done[position] = _rowcount(conn.execute(stmt, params)) == 1
+    history: list[dict[str, Any]] = []
+    outbox: list[dict[str, Any]] = []
+    for change, ok in zip(changes, done, strict=True):
+        snap = change.snapshot
+        if not ok or (
+            change.state is None and not snap.actions_for(snap.state)
+        ):
+            continue
+        state = snap.state if change.state is None else change.state
+        actions = snap.actions_for(state)
+        if change.state is not None:
             detail = change.history_detail or {
                 "state": state,
                 "transition_reason": change.reason,
@@ -433,11 +488,15 @@ def _apply_batch(session: orm.Session, changes: list[Change]) -> list[bool]:
                     "created_at": change.now,
                 }
             )
+    # Core inserts of the tables: one multi-row statement each, without
+    # the ORM's per-row bookkeeping.
     if history:
-        session.execute(sa.insert(AlarmHistory), history)
+        conn.execute(
+            sa.insert(cast(sa.Table, AlarmHistory.__table__)), history
+        )
     if outbox:
-        session.execute(sa.insert(Notification), outbox)
-    return done
+        conn.execute(sa.insert(cast(sa.Table, Notification.__table__)), outbox)
+    return [bool(ok) for ok in done]
 
 
 def _record_one(session: orm.Session, change: Change) -> bool:
@@ -487,9 +546,7 @@ def record_batch(
     if len(items) <= 1:
         return _one_by_one(open_session, items)
     try:
-        with open_session() as session:
-            done = _apply_batch(session, items)
-            session.commit()
+        done = _batch_transaction(open_session, items)
     except Exception as exc:
         LOG.warning(
             "a batch of %d alarm changes failed (%s); committing them one "
@@ -509,6 +566,27 @@ def record_batch(
                 )
         return list(done)
     return _one_by_one(open_session, items)
+
+
+def _batch_transaction(
+    open_session: Callable[[], orm.Session], items: list[Change]
+) -> list[bool]:
+    """One transaction for *items*: multi-row fenced updates when the
+    database counts their rows, else (or when a fence missed) one
+    fenced update per row."""
+    with open_session() as session:
+        many = bool(session.get_bind().dialect.supports_sane_multi_rowcount)
+        if many:
+            try:
+                done = _apply_batch(session, items, many=True)
+            except _FenceMissed:
+                session.rollback()
+            else:
+                session.commit()
+                return done
+        done = _apply_batch(session, items, many=False)
+        session.commit()
+        return done
 
 
 def _one_by_one(

@@ -64,6 +64,8 @@ _LAG_SAMPLES = 200_000
 
 _MAX_DUE = 256
 _MIN_DUE = 16
+#: Most event jobs of one tick (the rest waits behind fresher ones).
+_CHUNK = 1000
 
 
 @dataclasses.dataclass(slots=True)
@@ -147,6 +149,8 @@ class Stats:
     frozen: int = 0
     #: Passes re-resolving the owned alarms after the index changed.
     revalidations: int = 0
+    #: Event jobs waiting behind the current tick.
+    backlog: int = 0
     lags: collections.deque = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=_LAG_SAMPLES)
     )
@@ -216,6 +220,8 @@ class EvaluatorService:
         #: When the oldest dirty metric was marked (monotonic), or None.
         self._dirty_since: float | None = None
         self.coalesce = float(rt.conf.evaluator.coalesce_interval)
+        #: Event jobs taken but not yet evaluated (guarded by ``_cv``).
+        self._backlog: list[Job] = []
         self._cv = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -636,36 +642,76 @@ class EvaluatorService:
 
         Dirty metrics are taken once ``coalesce_interval`` has passed
         since the first of them was marked, all together: an alarm
-        touched many times in a tick is evaluated once.  Event work comes
-        first; the periodic slots due meanwhile are taken too, fewer when
-        the tick is busy (a skipped slot is counted, a detection never).
+        touched many times in a tick is evaluated once.  A tick holds at
+        most ``_CHUNK`` event jobs; the rest waits in a backlog, behind
+        the jobs of any fresher announcement, so that a fresh crossing
+        never waits for a whole wave.  The periodic slots due meanwhile
+        are taken too, fewer while a backlog remains (a skipped slot is
+        counted; a detection is never dropped).
         """
         with self._cv:
             while not self._stop.is_set():
                 now = time.time()
-                jobs: list[Job] = []
                 registry = self.registry
+                fresh: list[Job] = []
                 if self._pending_metrics and self._dirty_since is not None:
                     ripe = self._dirty_since + self.coalesce
                     wait = ripe - time.monotonic()
-                    if wait > 0 and not self._urgent:
+                    if wait > 0 and not self._urgent and not self._backlog:
                         self._cv.wait(wait)
                         continue
-                if self._pending_metrics or self._urgent:
-                    jobs = self._event_jobs(registry)
+                    if wait <= 0 or self._urgent:
+                        fresh = self._event_jobs(registry)
+                elif self._urgent:
+                    fresh = self._event_jobs(registry)
+                jobs = self._next_chunk(fresh)
                 due_items: list[tuple[AlarmDef, float]] = []
                 schedule = self.schedule
                 if schedule.has_due(now):
                     skipped = schedule.skipped
-                    limit = max(_MIN_DUE, _MAX_DUE - len(jobs))
+                    limit = (
+                        _MIN_DUE
+                        if self._backlog
+                        else max(_MIN_DUE, _MAX_DUE - len(jobs))
+                    )
                     due_items = schedule.pop_due(now, registry.get, limit)
                     self.stats.skipped_slots += schedule.skipped - skipped
                 if jobs or due_items:
                     return jobs, due_items
                 if schedule.has_due(now):
                     continue  # only stale heap entries were popped
-                self._cv.wait(schedule.wait_time(now, 0.5))
+                timeout = schedule.wait_time(now, 0.5)
+                if self._dirty_since is not None:
+                    timeout = min(
+                        timeout,
+                        max(
+                            0.0,
+                            self._dirty_since
+                            + self.coalesce
+                            - time.monotonic(),
+                        ),
+                    )
+                self._cv.wait(timeout)
         return [], []
+
+    def _next_chunk(self, fresh: list[Job]) -> list[Job]:
+        """The next event jobs: fresh ones first, then the backlog."""
+        backlog = self._backlog
+        if fresh:
+            merged = {job.alarm.alarm_id: job for job in fresh}
+            rest: list[Job] = []
+            for job in backlog:
+                newer = merged.get(job.alarm.alarm_id)
+                if newer is None:
+                    rest.append(job)
+                elif job.announced and (
+                    not newer.announced or job.announced < newer.announced
+                ):
+                    newer.announced = job.announced
+            backlog = fresh + rest
+        chunk, self._backlog = backlog[:_CHUNK], backlog[_CHUNK:]
+        self.stats.backlog = len(self._backlog)
+        return chunk
 
     def _event_jobs(self, registry: Registry) -> list[Job]:
         """Turn the dirty metrics and urgent alarms into jobs (locked)."""

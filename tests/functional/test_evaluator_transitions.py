@@ -317,7 +317,13 @@ def test_batch_commits_every_fenced_change_together(rt):
     )
     changes = [
         first,
-        transitions.Change(first.after(), "ok", "back to ok", {"n": 2}, NOW),
+        transitions.Change(
+            first.after(),
+            "ok",
+            "back to ok",
+            {"n": 2},
+            NOW + dt.timedelta(microseconds=1),
+        ),
         transitions.Change(snaps[ids[1]], "alarm", "to alarm", {"n": 3}, NOW),
         transitions.Change(snaps[ids[2]], "ok", "to ok", {"n": 4}, NOW),
         transitions.Change(snaps[ids[3]], "alarm", "stale", {"n": 5}, NOW),
