@@ -654,6 +654,11 @@ class BatchRead:
         self._results: dict[
             tuple[str, int, int], tuple[np.ndarray, np.ndarray] | None
         ] = {}
+        #: Cross-metric rules wanted per group: (metric ids, reducer).
+        self._rules: dict[tuple[str, int, int], dict[tuple[Any, ...], None]]
+        self._rules = {}
+        #: Their reductions, computed for all of a group at once.
+        self._reduced: dict[tuple[Any, ...], np.ndarray] = {}
 
     @property
     def enabled(self) -> bool:
@@ -683,6 +688,11 @@ class BatchRead:
         for metric_id in metric_ids:
             rows.setdefault(metric_id, len(rows))
         self._groups[key] = (rows, n)
+        if not single_series(plan, metric_ids) and not plan.method.startswith(
+            "rate:"
+        ):
+            rules = self._rules.setdefault(key, {})
+            rules[(tuple(metric_ids), plan.method)] = None
 
     def run(self) -> None:
         """Read every registered group."""
@@ -692,14 +702,55 @@ class BatchRead:
         for key, (rows, n) in self._groups.items():
             method, gran_ns, stop = key
             try:
-                self._results[key] = many(
-                    list(rows), method, gran_ns, n, stop=stop
-                )
+                found = many(list(rows), method, gran_ns, n, stop=stop)
             except Exception as exc:
                 LOG.debug(
                     "batched read of %d series failed: %s", len(rows), exc
                 )
                 self._results[key] = None
+                continue
+            self._results[key] = found
+            self._reduce_all(key, rows, *found)
+
+    def _reduce_all(
+        self,
+        key: tuple[str, int, int],
+        rows: dict[str, int],
+        times: np.ndarray,
+        grid: np.ndarray,
+    ) -> None:
+        """Reduce every cross-metric rule of a group in a few numpy calls.
+
+        Rules with as many metrics and the same reducer are stacked into
+        one (metrics x rules*time) grid and reduced column-wise, as
+        ``reduce_grid`` reduces each rule's own grid; a timestamp none of
+        a rule's metrics has is NaN (not a point) for that rule, as when
+        the rule's grid is laid out alone.
+        """
+        by_shape: dict[tuple[int, str], list[tuple[str, ...]]] = {}
+        for ids, method in self._rules.get(key, {}):
+            by_shape.setdefault((len(ids), method), []).append(ids)
+        width = times.size
+        if width == 0:
+            return
+        for (k, method), members in by_shape.items():
+            index = np.array(
+                [[rows[m] for m in ids] for ids in members], dtype=np.intp
+            )
+            stacked = grid[index]  # (rules, k, T)
+            present = ~np.isnan(stacked)
+            flat = stacked.transpose(1, 0, 2).reshape(k, len(members) * width)
+            try:
+                reduced = query.reduce_columns(flat, method).reshape(
+                    len(members), width
+                )
+            except Exception as exc:
+                # Left to each rule's own reduction (and its error).
+                LOG.debug("stacked %s reduction failed: %s", method, exc)
+                continue
+            reduced[~present.any(axis=1)] = np.nan
+            for ids, row in zip(members, reduced, strict=True):
+                self._reduced[(key, ids, method)] = row
 
     def outcomes(
         self, plan: Plan, metric_ids: Sequence[str], instants: Sequence[int]
@@ -710,6 +761,11 @@ class BatchRead:
         if found is None:
             return None
         times, grid = found
+        row = self._reduced.get((key, tuple(metric_ids), plan.method))
+        if row is not None:
+            return [
+                assess_at(plan, times, row, t, reduced=True) for t in instants
+            ]
         rows = self._groups[key][0]
         sub = grid[[rows[m] for m in metric_ids]]
         keep = ~np.isnan(sub).all(axis=0)
