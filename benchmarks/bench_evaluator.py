@@ -450,7 +450,15 @@ def _wave(
         ids = insert_alarms(rt, rules, ok_actions=["log://"])
         (probe_id,) = insert_alarms(
             rt,
-            [("gnocchi_resources_threshold", resources_rule(probe_rid, 80.0))],
+            [
+                (
+                    "gnocchi_resources_threshold",
+                    {
+                        **resources_rule(probe_rid, 80.0),
+                        "evaluation_periods": 1,
+                    },
+                )
+            ],
             alarm_actions=["log://"],
             state="ok",
         )
@@ -487,7 +495,16 @@ def _wave(
             rt.channel.publish([probe_mid])
             probe_s = float("nan")
             deadline = t0 + 120
+            report = t0 + 10
             while time.perf_counter() < deadline:
+                if time.perf_counter() > report:
+                    report += 10
+                    print(
+                        f"... {service.stats.transitions - before} "
+                        f"transitions, backlog {service.stats.backlog}, "
+                        f"errors {service.stats.errors}",
+                        file=sys.stderr,
+                    )
                 if probe_s != probe_s and probe.state == "alarm":
                     probe_s = time.perf_counter() - p0
                 if service.stats.transitions - before >= args.alarms + 1:

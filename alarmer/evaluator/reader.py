@@ -767,6 +767,12 @@ class BatchRead:
                 assess_at(plan, times, row, t, reduced=True) for t in instants
             ]
         rows = self._groups[key][0]
+        if len(metric_ids) == 1 and single_series(plan, metric_ids):
+            values = grid[rows[metric_ids[0]]]
+            return [
+                assess_at(plan, times, values, t, reduced=False)
+                for t in instants
+            ]
         sub = grid[[rows[m] for m in metric_ids]]
         keep = ~np.isnan(sub).all(axis=0)
         if not keep.all():

@@ -65,7 +65,7 @@ _LAG_SAMPLES = 200_000
 _MAX_DUE = 256
 _MIN_DUE = 16
 #: Most event jobs of one tick (the rest waits behind fresher ones).
-_CHUNK = 1000
+_CHUNK = 256
 
 
 @dataclasses.dataclass(slots=True)
@@ -1022,6 +1022,10 @@ class EvaluatorService:
         snaps: dict[str, transitions.AlarmSnapshot] = {}
         kept: list[Pending] = []
         now = dt.datetime.now(dt.UTC)
+        chained: dict[str, int] = {}
+        for item in pending:
+            key = item.alarm.alarm_id
+            chained[key] = chained.get(key, 0) + 1
         for item in pending:
             alarm, decision = item.alarm, item.decision
             previous = snaps.get(alarm.alarm_id)
@@ -1041,7 +1045,8 @@ class EvaluatorService:
                 else now
                 + dt.timedelta(microseconds=snap.version - alarm.version),
             )
-            snaps[alarm.alarm_id] = change.after()
+            if chained.get(alarm.alarm_id, 0) > 1:
+                snaps[alarm.alarm_id] = change.after()
             changes.append(change)
             kept.append(item)
         if not changes:
