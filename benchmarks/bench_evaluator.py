@@ -480,6 +480,15 @@ def _wave(
                     for _, mid in metrics[:-1]
                 ]
             )
+            # Alarms whose periodic slot fell during the set-up may have
+            # moved already: the wave is what remains.
+            with service._cv:
+                wave = sum(
+                    1
+                    for alarm_id in ids
+                    if service.registry.get(alarm_id).state
+                    == "insufficient data"
+                )
             before = service.stats.transitions
             c0 = time.process_time()
             t0 = time.perf_counter()
@@ -507,7 +516,7 @@ def _wave(
                     )
                 if probe_s != probe_s and probe.state == "alarm":
                     probe_s = time.perf_counter() - p0
-                if service.stats.transitions - before >= args.alarms + 1:
+                if service.stats.transitions - before >= wave + 1:
                     break
                 time.sleep(0.001)
             seconds = time.perf_counter() - t0
