@@ -68,4 +68,14 @@ OPTS = [
         "and a channel that carries every announcement (redis, datagram, "
         "or the API in the same process); 0 disables the cache.",
     ),
+    cfg.FloatOpt(
+        "coalesce_interval",
+        default=0.002,
+        min=0,
+        max=1,
+        help="Seconds the evaluator gathers 'metric changed' announcements "
+        "before evaluating the alarms they touch: each such alarm is "
+        "evaluated once per tick, with one batched read of the metrics "
+        "engine for all of them.",
+    ),
 ]

@@ -93,6 +93,11 @@ class Registry:
         """The definition of *alarm_id*, if owned."""
         return self.alarms.get(alarm_id)
 
+    @property
+    def by_metric(self) -> Mapping[str, set[str]]:
+        """The index metric id -> ids of the owned alarms reading it."""
+        return self._by_metric
+
     def reads_any(self, metric_id: str) -> bool:
         """True when an owned alarm reads *metric_id*."""
         return metric_id in self._by_metric

@@ -38,8 +38,8 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -62,6 +62,79 @@ _LOAD_CHUNK = 500
 _LAG_SAMPLES = 200_000
 
 
+_MAX_DUE = 256
+_MIN_DUE = 16
+#: Most event jobs of one tick (the rest waits behind fresher ones).
+_CHUNK = 256
+
+
+@dataclasses.dataclass(slots=True)
+class Job:
+    """One alarm to evaluate in a tick.
+
+    :ivar event: taken because a metric it reads changed.
+    :ivar announced: when the first announcement that made it dirty
+        arrived (ns), 0 when not from an announcement.
+    :ivar stamp: the newest timestamp of that data (ns), 0 if unknown.
+    """
+
+    alarm: AlarmDef
+    event: bool
+    announced: int = 0
+    stamp: int = 0
+
+
+class Pending(NamedTuple):
+    """A decision of a tick waiting for the tick's commit."""
+
+    alarm: AlarmDef
+    decision: Decision
+
+
+def as_of_instants(announced: int, now_ns: int, gran_ns: int) -> list[int]:
+    """Instants (ns) to assess an alarm at when it was announced at
+    *announced* and is evaluated at *now_ns*.
+
+    Aodh's window moves with time: an evaluation that runs late may see
+    the buckets of a crossing pushed out by newer ones.  When the worker
+    reaches an announcement in the same bucket of the finest
+    granularity *gran_ns* it arrived in, the window is the same and only
+    *now_ns* is used; otherwise the announcement instant and every
+    granularity step after it (at most 63), then *now_ns*: any bucket
+    interval the crossing was the newest in gets one assessment.
+    """
+    if gran_ns <= 0 or announced >= now_ns:
+        return [now_ns]
+    if announced // gran_ns == now_ns // gran_ns:
+        return [now_ns]
+    instants: list[int] = []
+    t = announced
+    while t < now_ns and len(instants) < data.MAX_EXTRA_BUCKETS - 1:
+        instants.append(t)
+        t += gran_ns
+    instants.append(now_ns)
+    return instants
+
+
+def _want(batch: data.BatchRead, alarm: AlarmDef, instants: list[int]) -> None:
+    """Register *alarm*'s threshold rules in the tick's read."""
+    if not batch.enabled:
+        return
+    for index, plan in enumerate(alarm.plans):
+        target = alarm.targets[index] if index < len(alarm.targets) else None
+        if isinstance(plan, data.Plan) and isinstance(target, list):
+            batch.want(plan, target, instants)
+
+
+def _finest(alarm: AlarmDef) -> int:
+    grans = [p.gran_ns for p in alarm.plans if isinstance(p, data.Plan)]
+    return min(grans) if grans else 0
+
+
+def _iso(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat()
+
+
 @dataclasses.dataclass
 class Stats:
     """Counters of one evaluator process (read by benchmarks and tests)."""
@@ -76,6 +149,8 @@ class Stats:
     frozen: int = 0
     #: Passes re-resolving the owned alarms after the index changed.
     revalidations: int = 0
+    #: Event jobs waiting behind the current tick.
+    backlog: int = 0
     lags: collections.deque = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=_LAG_SAMPLES)
     )
@@ -140,7 +215,13 @@ class EvaluatorService:
         self.schedule = Schedule(self.interval)
         self._owner: dict[str, bool] = {}
         self._urgent: dict[str, None] = {}
-        self._pending_metrics: dict[str, None] = {}
+        #: Dirty metrics: id -> (first announced, ns; newest data, ns).
+        self._pending_metrics: dict[str, tuple[int, int]] = {}
+        #: When the oldest dirty metric was marked (monotonic), or None.
+        self._dirty_since: float | None = None
+        self.coalesce = float(rt.conf.evaluator.coalesce_interval)
+        #: Event jobs taken but not yet evaluated (guarded by ``_cv``).
+        self._backlog: list[Job] = []
         self._cv = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -198,18 +279,40 @@ class EvaluatorService:
 
     # -- event-driven path --------------------------------------------------
 
-    def on_metrics(self, metric_ids: list[str]) -> None:
-        """Metric channel callback: queue the alarms reading these."""
+    def on_metrics(
+        self,
+        metric_ids: list[str],
+        newest: Mapping[str, int] | None = None,
+    ) -> None:
+        """Metric channel callback: mark these metrics dirty.
+
+        Only marks: the worker evaluates, once per tick, every alarm
+        reading a dirty metric.  Each dirty metric keeps the instant it
+        was first announced since the worker last took it (the as-of time
+        of a late evaluation) and, when the announcement carries them
+        (*newest*: metric id -> newest measure timestamp, ns), the newest
+        timestamp of the data that made it dirty.
+        """
         if self.cache is not None:
             self.cache.invalidate(metric_ids)
+        received = time.time_ns()
         with self._cv:
             registry = self.registry
+            dirty = self._pending_metrics
             hit = False
             for metric_id in metric_ids:
-                if registry.reads_any(metric_id):
-                    self._pending_metrics[metric_id] = None
-                    hit = True
+                if not registry.reads_any(metric_id):
+                    continue
+                stamp = newest.get(metric_id, 0) if newest else 0
+                found = dirty.get(metric_id)
+                if found is None:
+                    dirty[metric_id] = (received, stamp)
+                elif stamp > found[1]:
+                    dirty[metric_id] = (found[0], stamp)
+                hit = True
             if hit:
+                if self._dirty_since is None:
+                    self._dirty_since = time.monotonic()
                 self._cv.notify()
 
     # -- control: membership and definitions -------------------------------
@@ -550,77 +653,317 @@ class EvaluatorService:
                 LOG.exception("evaluator: worker step failed")
                 time.sleep(0.1)
 
-    def _take(
-        self,
-    ) -> tuple[list[AlarmDef], list[tuple[AlarmDef, float]], bool]:
-        """Wait for work; return (event alarms, due alarms, from events).
+    def _take(self) -> tuple[list[Job], list[tuple[AlarmDef, float]]]:
+        """Wait for work; return (event jobs, due alarms with their slot).
 
-        Events come first but never starve the schedule: each round also
-        takes the slots already due.
+        Dirty metrics are taken once ``coalesce_interval`` has passed
+        since the first of them was marked, all together: an alarm
+        touched many times in a tick is evaluated once.  A tick holds at
+        most ``_CHUNK`` event jobs; the rest waits in a backlog, behind
+        the jobs of any fresher announcement, so that a fresh crossing
+        never waits for a whole wave.  The periodic slots due meanwhile
+        are taken too, fewer while a backlog remains (a skipped slot is
+        counted; a detection is never dropped).
         """
         with self._cv:
             while not self._stop.is_set():
                 now = time.time()
-                alarms: list[AlarmDef] = []
-                from_events = False
                 registry = self.registry
-                if self._pending_metrics or self._urgent:
-                    ids = registry.readers(self._pending_metrics)
-                    from_events = bool(self._pending_metrics)
-                    ids.update(self._urgent)
-                    self._pending_metrics = {}
-                    self._urgent = {}
-                    alarms = [
-                        alarm
-                        for alarm in map(registry.get, ids)
-                        if alarm is not None
-                    ]
+                fresh: list[Job] = []
+                if self._pending_metrics and self._dirty_since is not None:
+                    ripe = self._dirty_since + self.coalesce
+                    wait = ripe - time.monotonic()
+                    if wait > 0 and not self._urgent and not self._backlog:
+                        self._cv.wait(wait)
+                        continue
+                    if wait <= 0 or self._urgent:
+                        fresh = self._event_jobs(registry)
+                elif self._urgent:
+                    fresh = self._event_jobs(registry)
+                jobs = self._next_chunk(fresh)
                 due_items: list[tuple[AlarmDef, float]] = []
                 schedule = self.schedule
                 if schedule.has_due(now):
                     skipped = schedule.skipped
-                    due_items = schedule.pop_due(now, registry.get, 256)
+                    limit = (
+                        _MIN_DUE
+                        if self._backlog
+                        else max(_MIN_DUE, _MAX_DUE - len(jobs))
+                    )
+                    due_items = schedule.pop_due(now, registry.get, limit)
                     self.stats.skipped_slots += schedule.skipped - skipped
-                if alarms or due_items:
-                    return alarms, due_items, from_events
+                if jobs or due_items:
+                    return jobs, due_items
                 if schedule.has_due(now):
                     continue  # only stale heap entries were popped
-                self._cv.wait(schedule.wait_time(now, 0.5))
-        return [], [], False
+                timeout = schedule.wait_time(now, 0.5)
+                if self._dirty_since is not None:
+                    timeout = min(
+                        timeout,
+                        max(
+                            0.0,
+                            self._dirty_since
+                            + self.coalesce
+                            - time.monotonic(),
+                        ),
+                    )
+                self._cv.wait(timeout)
+        return [], []
+
+    def _next_chunk(self, fresh: list[Job]) -> list[Job]:
+        """The next event jobs: fresh ones first, then the backlog."""
+        backlog = self._backlog
+        if fresh:
+            merged = {job.alarm.alarm_id: job for job in fresh}
+            rest: list[Job] = []
+            for job in backlog:
+                newer = merged.get(job.alarm.alarm_id)
+                if newer is None:
+                    rest.append(job)
+                elif job.announced and (
+                    not newer.announced or job.announced < newer.announced
+                ):
+                    newer.announced = job.announced
+            backlog = fresh + rest
+        chunk, self._backlog = backlog[:_CHUNK], backlog[_CHUNK:]
+        self.stats.backlog = len(self._backlog)
+        return chunk
+
+    def _event_jobs(self, registry: Registry) -> list[Job]:
+        """Turn the dirty metrics and urgent alarms into jobs (locked)."""
+        by_alarm: dict[str, tuple[int, int]] = {}
+        by_metric = registry.by_metric
+        for metric_id, (first, stamp) in self._pending_metrics.items():
+            for alarm_id in by_metric.get(metric_id, ()):
+                found = by_alarm.get(alarm_id)
+                if found is None:
+                    by_alarm[alarm_id] = (first, stamp)
+                else:
+                    by_alarm[alarm_id] = (
+                        min(found[0], first),
+                        max(found[1], stamp),
+                    )
+        urgent = [a for a in self._urgent if a not in by_alarm]
+        self._pending_metrics = {}
+        self._urgent = {}
+        self._dirty_since = None
+        jobs: list[Job] = []
+        for alarm_id, (first, stamp) in by_alarm.items():
+            alarm = registry.get(alarm_id)
+            if alarm is not None:
+                jobs.append(Job(alarm, True, first, stamp))
+        for alarm_id in urgent:
+            alarm = registry.get(alarm_id)
+            if alarm is not None:
+                jobs.append(Job(alarm, False))
+        return jobs
 
     def _work_step(self) -> None:
-        event_alarms, due_items, from_events = self._take()
-        for alarm in event_alarms:
-            self.evaluate(alarm, event=from_events)
-        lags = self.stats.lags
-        for alarm, due in due_items:
-            lags.append(time.time() - due)
-            self.evaluate(alarm)
+        jobs, due_items = self._take()
+        if jobs:
+            self.evaluate_many(jobs)
+        if due_items:
+            lags = self.stats.lags
+            started = time.time()
+            for _, due in due_items:
+                lags.append(started - due)
+            self.evaluate_many([Job(alarm, False) for alarm, _ in due_items])
 
     # -- evaluation ---------------------------------------------------------
 
     def evaluate(self, alarm: AlarmDef, *, event: bool = False) -> None:
         """Evaluate one alarm now and commit what changed."""
+        self.evaluate_many([Job(alarm, event)])
+
+    def evaluate_many(self, jobs: Sequence[Job]) -> None:
+        """Evaluate the alarms of one tick and commit what changed.
+
+        One batched engine read serves every threshold rule of the tick
+        (:class:`alarmer.evaluator.reader.BatchRead`).  An event job
+        whose announcement the worker took late is assessed as of each
+        granularity step since the announcement, then as of now (see
+        :func:`as_of_instants`), so that a crossing held for the rule's
+        evaluation periods is seen however late the worker is.  The
+        transitions decided are committed together
+        (:func:`alarmer.alarms.transitions.record_batch`).
+        """
         now_ns = time.time_ns()
         now_ts = now_ns / 1e9
-        self.stats.evaluations += 1
-        if event:
-            self.stats.event_evaluations += 1
-        if alarm.time_constraints and not self._within(alarm, now_ts):
-            self.stats.frozen += 1
-            return
-        self._silence(alarm, now_ts)
+        stats = self.stats
+        batch = data.BatchRead(self.rt.series) if len(jobs) > 1 else None
+        work: list[tuple[Job, list[int]]] = []
+        for job in jobs:
+            alarm = job.alarm
+            stats.evaluations += 1
+            if job.event:
+                stats.event_evaluations += 1
+            if alarm.time_constraints and not self._within(alarm, now_ts):
+                stats.frozen += 1
+                continue
+            self._silence(alarm, now_ts)
+            instants = (
+                as_of_instants(job.announced, now_ns, _finest(alarm))
+                if job.announced
+                else [now_ns]
+            )
+            self._prepare(alarm, now_ts)
+            if batch is not None:
+                _want(batch, alarm, instants)
+            work.append((job, instants))
+        if batch is not None:
+            batch.run()
+        changes: list[Pending] = []
+        for job, instants in work:
+            try:
+                changes.extend(self._decisions(job, instants, now_ns, batch))
+            except Exception:
+                stats.errors += 1
+                LOG.exception(
+                    "alarm %s: evaluation failed", job.alarm.alarm_id
+                )
+        if changes:
+            self._commit_many(changes)
+
+    def decide_many(
+        self, alarms: Sequence[AlarmDef], now_ns: int
+    ) -> list[Decision]:
+        """The decisions of *alarms* at *now_ns*, from one batched read.
+
+        What a tick decides for them; nothing is committed.
+        """
+        batch = data.BatchRead(self.rt.series)
+        for alarm in alarms:
+            self._prepare(alarm, now_ns / 1e9)
+            _want(batch, alarm, [now_ns])
+        batch.run()
+        decisions: list[Decision] = []
+        for alarm in alarms:
+
+            def assess(
+                index: int,
+                kind: str,
+                rule: Mapping[str, Any],
+                alarm: AlarmDef = alarm,
+            ) -> Outcome:
+                return self._outcomes(alarm, index, [now_ns], batch)[0]
+
+            decisions.append(
+                evaluate.evaluate_at(alarm, assess, now_ns / 1e9)[0]
+            )
+        return decisions
+
+    def _decisions(
+        self,
+        job: Job,
+        instants: list[int],
+        now_ns: int,
+        batch: data.BatchRead | None,
+    ) -> list[Pending]:
+        """What *job*'s alarm decides at each instant, in order."""
+        alarm = job.alarm
+        memo: dict[int, list[Outcome]] = {}
+
+        def outcome_at(
+            i: int,
+        ) -> Callable[[int, str, Mapping[str, Any]], Outcome]:
+            def assess(
+                index: int, kind: str, rule: Mapping[str, Any]
+            ) -> Outcome:
+                found = memo.get(index)
+                if found is None:
+                    found = memo[index] = self._outcomes(
+                        alarm, index, instants, batch
+                    )
+                return found[i]
+
+            return assess
+
+        pending: list[Pending] = []
+        view = alarm
+        memory = alarm.memory
+        for i, instant in enumerate(instants):
+            decision, memory = evaluate.evaluate_at(
+                view, outcome_at(i), instant / 1e9
+            )
+            if memory is not view.memory:
+                view = dataclasses.replace(view, memory=memory)
+            if decision.action == decide.NOTHING:
+                continue
+            if decision.action == decide.REPEAT and i < len(instants) - 1:
+                continue  # re-notify once, as of now
+            if instant != now_ns:
+                decision = decision._replace(
+                    reason_data={
+                        **decision.reason_data,
+                        "as_of": _iso(instant),
+                        "evaluated_at": _iso(now_ns),
+                        **(
+                            {"data_timestamp": _iso(job.stamp)}
+                            if job.stamp
+                            else {}
+                        ),
+                    }
+                )
+            pending.append(Pending(alarm, decision))
+            if decision.action == decide.TRANSITION and i < len(instants) - 1:
+                view = dataclasses.replace(view, state=decision.state)
+        if memory != alarm.memory:
+            self._remember(alarm, memory)
+        return pending
+
+    def _prepare(self, alarm: AlarmDef, now_ts: float) -> None:
+        """Resolve again what needs it before the tick's read."""
+        for index, plan in enumerate(alarm.plans):
+            if not isinstance(plan, data.Plan):
+                continue
+            kind = plan.alarm_type
+            target = (
+                alarm.targets[index] if index < len(alarm.targets) else None
+            )
+            if kind == data.BY_RESOURCES or (
+                not isinstance(target, list) and now_ts >= alarm.resolve_after
+            ):
+                self._resolve(
+                    alarm, index, kind, alarm.subrules[index], now_ts
+                )
+
+    def _outcomes(
+        self,
+        alarm: AlarmDef,
+        index: int,
+        instants: list[int],
+        batch: data.BatchRead | None,
+    ) -> list[Outcome]:
+        """Outcomes of threshold rule *index* of *alarm* at *instants*."""
+        plan = alarm.plans[index]
+        if not isinstance(plan, data.Plan):
+            return [
+                decide.insufficient(
+                    f"alarm statistics retrieval failed: {plan}"
+                )
+            ] * len(instants)
+        target = alarm.targets[index] if index < len(alarm.targets) else None
+        if not isinstance(target, list):
+            return [decide.insufficient(str(target))] * len(instants)
+        if batch is not None:
+            found = batch.outcomes(plan, target, instants)
+            if found is not None:
+                return found
         try:
-            decision = self.decide(alarm, now_ns)
-        except Exception:
-            self.stats.errors += 1
-            LOG.exception("alarm %s: evaluation failed", alarm.alarm_id)
-            return
-        if decision.action == decide.NOTHING:
-            return
-        self._commit(
-            alarm, decision, dt.datetime.fromtimestamp(now_ts, dt.UTC)
-        )
+            return data.read_outcomes(
+                self.rt.series, plan, target, instants, cache=self.cache
+            )
+        except Exception as exc:
+            LOG.warning(
+                "alarm %s: statistics retrieval failed: %s",
+                alarm.alarm_id,
+                exc,
+            )
+            return [
+                decide.insufficient(
+                    f"alarm statistics retrieval failed: {exc}"
+                )
+            ] * len(instants)
 
     def _within(self, alarm: AlarmDef, now_ts: float) -> bool:
         if alarm.tc_until and now_ts < alarm.tc_until:
@@ -651,11 +994,12 @@ class EvaluatorService:
 
     def decide(self, alarm: AlarmDef, now_ns: int) -> Decision:
         """The decision for *alarm* at *now_ns* (reads its data)."""
+        self._prepare(alarm, now_ns / 1e9)
         decision, memory = evaluate.evaluate_at(
             alarm,
-            lambda index, kind, rule: self._outcome(
-                alarm, index, kind, rule, now_ns
-            ),
+            lambda index, kind, rule: self._outcomes(
+                alarm, index, [now_ns], None
+            )[0],
             now_ns / 1e9,
         )
         if memory != alarm.memory:
@@ -737,41 +1081,6 @@ class EvaluatorService:
                 "alarm %s: storing its memory failed", alarm.alarm_id
             )
 
-    def _outcome(
-        self,
-        alarm: AlarmDef,
-        index: int,
-        alarm_type: str,
-        rule: Mapping[str, Any],
-        now_ns: int,
-    ) -> Outcome:
-        plan = alarm.plans[index]
-        if not isinstance(plan, data.Plan):
-            return decide.insufficient(
-                f"alarm statistics retrieval failed: {plan}"
-            )
-        now_ts = now_ns / 1e9
-        target = alarm.targets[index] if index < len(alarm.targets) else None
-        if alarm_type == data.BY_RESOURCES or (
-            not isinstance(target, list) and now_ts >= alarm.resolve_after
-        ):
-            target = self._resolve(alarm, index, alarm_type, rule, now_ts)
-        if not isinstance(target, list):
-            return decide.insufficient(str(target))
-        try:
-            return data.read_outcome(
-                self.rt.series, plan, target, now_ns, cache=self.cache
-            )
-        except Exception as exc:
-            LOG.warning(
-                "alarm %s: statistics retrieval failed: %s",
-                alarm.alarm_id,
-                exc,
-            )
-            return decide.insufficient(
-                f"alarm statistics retrieval failed: {exc}"
-            )
-
     def _resolve(
         self,
         alarm: AlarmDef,
@@ -806,71 +1115,117 @@ class EvaluatorService:
             self.registry.retarget(alarm, index, target)
         return target
 
-    def _commit(
-        self, alarm: AlarmDef, decision: Decision, now: dt.datetime
-    ) -> None:
-        for _attempt in range(2):
+    def _commit_many(self, pending: list[Pending]) -> None:
+        """Commit the decisions of one tick together.
+
+        Successive decisions of one alarm are chained (each fenced by the
+        version the previous one leaves).  A change fenced out means the
+        worker's view of that alarm is stale: it is reloaded and decided
+        again as of now, on its own.
+        """
+        changes: list[transitions.Change] = []
+        snaps: dict[str, transitions.AlarmSnapshot] = {}
+        kept: list[Pending] = []
+        now = dt.datetime.now(dt.UTC)
+        chained: dict[str, int] = {}
+        for item in pending:
+            key = item.alarm.alarm_id
+            chained[key] = chained.get(key, 0) + 1
+        for item in pending:
+            alarm, decision = item.alarm, item.decision
+            previous = snaps.get(alarm.alarm_id)
+            snap = previous or alarm.snapshot()
             repeat = decision.action == decide.REPEAT
-            if repeat and not alarm.has_actions(alarm.state):
-                return
-            try:
-                with self.rt.db.session() as session:
-                    if repeat:
-                        done = transitions.record_repeat(
-                            session,
-                            alarm.alarm_id,
-                            alarm.version,
-                            decision.reason,
-                            decision.reason_data,
-                            now=now,
-                            snapshot=alarm.snapshot(),
-                        )
-                    else:
-                        done = transitions.record_transition(
-                            session,
-                            alarm.alarm_id,
-                            alarm.version,
-                            decision.state,
-                            decision.reason,
-                            decision.reason_data,
-                            now=now,
-                            snapshot=alarm.snapshot(),
-                        )
-                    session.commit()
-            except Exception:
+            if repeat and not snap.actions_for(snap.state):
+                continue
+            change = transitions.Change(
+                snapshot=snap,
+                state=None if repeat else decision.state,
+                reason=decision.reason,
+                reason_data=decision.reason_data,
+                # Successive changes of one alarm keep their order in
+                # the history (ordered by timestamp).
+                now=now
+                if previous is None
+                else now
+                + dt.timedelta(microseconds=snap.version - alarm.version),
+            )
+            if chained.get(alarm.alarm_id, 0) > 1:
+                snaps[alarm.alarm_id] = change.after()
+            changes.append(change)
+            kept.append(item)
+        if not changes:
+            return
+        results = transitions.record_batch(self.rt.db.session, changes)
+        notified = False
+        stale: dict[str, AlarmDef] = {}
+        for item, change, ok in zip(kept, changes, results, strict=True):
+            alarm, decision = item.alarm, item.decision
+            if ok is None:
                 self.stats.errors += 1
-                LOG.exception(
+                LOG.error(
                     "alarm %s: committing %s to %s failed; retried at the "
                     "next evaluation",
                     alarm.alarm_id,
                     decision.action,
                     decision.state,
                 )
-                return
-            if done:
-                self._applied(alarm, decision, repeat)
-                return
+                continue
+            if not ok:
+                stale.setdefault(alarm.alarm_id, alarm)
+                continue
+            notified |= self._applied(alarm, change, decision)
+        if notified and self._on_outbox is not None:
+            self._on_outbox()
+        for alarm_id in stale:
             self.stats.fence_conflicts += 1
-            fresh = self._reload(alarm.alarm_id)
-            if fresh is None:
-                return
-            alarm = fresh
-            try:
-                decision = self.decide(alarm, time.time_ns())
-            except Exception:
-                LOG.exception("alarm %s: evaluation failed", alarm.alarm_id)
-                return
-            if decision.action == decide.NOTHING:
-                return
+            self._retry_stale(alarm_id)
+
+    def _retry_stale(self, alarm_id: str) -> None:
+        fresh = self._reload(alarm_id)
+        if fresh is None:
+            return
+        try:
+            decision = self.decide(fresh, time.time_ns())
+        except Exception:
+            LOG.exception("alarm %s: evaluation failed", alarm_id)
+            return
+        if decision.action == decide.NOTHING:
+            return
+        snap = fresh.snapshot()
+        repeat = decision.action == decide.REPEAT
+        if repeat and not snap.actions_for(snap.state):
+            return
+        change = transitions.Change(
+            snapshot=snap,
+            state=None if repeat else decision.state,
+            reason=decision.reason,
+            reason_data=decision.reason_data,
+            now=dt.datetime.now(dt.UTC),
+        )
+        (ok,) = transitions.record_batch(self.rt.db.session, [change])
+        if ok:
+            if self._applied(fresh, change, decision) and self._on_outbox:
+                self._on_outbox()
+        elif ok is None:
+            self.stats.errors += 1
+        else:
+            self.stats.fence_conflicts += 1
 
     def _applied(
-        self, alarm: AlarmDef, decision: Decision, repeat: bool
-    ) -> None:
-        bump = alarm.has_actions(decision.state) and not alarm.silenced
+        self,
+        alarm: AlarmDef,
+        change: transitions.Change,
+        decision: Decision,
+    ) -> bool:
+        """Record a committed change in memory; True if it notified."""
+        repeat = change.state is None
+        state = alarm.state if repeat else decision.state
+        bump = alarm.has_actions(state) and not alarm.silenced
         with self._cv:
             self._own_bumps += 1
-            self.registry.committed(alarm, decision.state, bump)
-            self._held(alarm, decision.state, bump)
+            self.registry.committed(alarm, state, bump)
+            self._held(alarm, state, bump)
             alarm.memory = alarm.memory.after_commit(
                 repeat=repeat, notified=bump, now=time.time()
             )
@@ -878,8 +1233,7 @@ class EvaluatorService:
             self.stats.repeats += 1
         else:
             self.stats.transitions += 1
-        if bump and self._on_outbox is not None:
-            self._on_outbox()
+        return bump
 
     def _reload(self, alarm_id: str) -> AlarmDef | None:
         """Reload one alarm after a fence failure; None if not to evaluate."""

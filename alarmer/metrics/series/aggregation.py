@@ -991,15 +991,18 @@ class MetricState:
         return ts.copy(), np.array(vals, dtype=np.float64)
 
     def read_last(
-        self, method: str, granularity: int, n: int
+        self, method: str, granularity: int, n: int, stop: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The newest *n* buckets of one stored series."""
+        """The newest *n* buckets of one stored series.
+
+        With *stop*, only buckets starting before *stop* count.
+        """
         level = self.levels[granularity]
-        if n <= 0 or level.hi == level.lo:
+        hi = level.hi if stop is None else _cut(level, stop)
+        if n <= 0 or hi == level.lo:
             return _EMPTY_I, _EMPTY_F
         # Read a few more when some buckets may have no value.
-        lo = max(level.hi - n, level.lo)
-        hi = level.hi
+        lo = max(hi - n, level.lo)
         while True:
             cols = {k: v[lo:hi] for k, v in level._cols.items()}
             vals, mask = method_values(method, cols)
@@ -1036,8 +1039,19 @@ def method_columns(method: str) -> tuple[str, ...]:
     return tuple(sorted(cols))
 
 
+def _cut(level: Level, stop: int) -> int:
+    """Index past the last bucket of *level* starting before *stop*."""
+    hi = level.hi
+    if hi == level.lo or int(level._ts[hi - 1]) < stop:
+        return hi
+    return level.lo + int(np.searchsorted(level.ts, stop, side="left"))
+
+
 def read_last_many(
-    levels: Sequence[Level | None], method: str, n: int
+    levels: Sequence[Level | None],
+    method: str,
+    n: int,
+    stop: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:meth:`MetricState.read_last` of many levels at once, where cheap.
 
@@ -1046,7 +1060,8 @@ def read_last_many(
     rows in one go.  A row is answered only when its level holds at
     least *n* buckets and each of the newest *n* has a value: then it is
     exactly what ``read_last`` returns.  Other rows (None levels
-    included) are left to ``read_last``.
+    included) are left to ``read_last``.  With *stop*, only buckets
+    starting before *stop* count.
 
     :param n: >= 1.
     :returns: (timestamps int64[M, n], values float64[M, n], ok bool[M]),
@@ -1061,7 +1076,7 @@ def read_last_many(
     for i, level in enumerate(levels):
         if level is None:
             continue
-        hi = level.hi
+        hi = level.hi if stop is None else _cut(level, stop)
         lo = hi - n
         if lo < level.lo:
             continue
