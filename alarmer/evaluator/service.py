@@ -293,6 +293,8 @@ class EvaluatorService:
         (*newest*: metric id -> newest measure timestamp, ns), the newest
         timestamp of the data that made it dirty.
         """
+        if newest is None:
+            newest = getattr(metric_ids, "newest", None)
         if self.cache is not None:
             self.cache.invalidate(metric_ids)
         received = time.time_ns()
