@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from oslo_config import cfg
 
-from alarmer import __version__, runtime
+from alarmer import __version__, logformat, runtime
 from alarmer import conf as aconf
 from alarmer import process as service
 
@@ -61,12 +61,8 @@ def load_conf(args: argparse.Namespace) -> cfg.ConfigOpts:
 
 
 def setup_logging(conf: cfg.ConfigOpts) -> None:
-    """Log to standard error at ``[DEFAULT] log_level``."""
-    logging.basicConfig(
-        level=getattr(logging, conf.log_level),
-        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Log to standard error at ``[DEFAULT] log_level`` and log_format."""
+    logformat.configure(conf.log_level, conf.log_format)
 
 
 # The service factories and commands below import the pieces they run

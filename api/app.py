@@ -11,7 +11,7 @@ import flask
 import sqlalchemy as sa
 
 from alarmer.runtime import Runtime
-from api import context, errors, openapi, params, v1, v2
+from api import context, dashboard, errors, observe, openapi, params, v1, v2
 
 
 def _versions() -> flask.Response:
@@ -66,6 +66,7 @@ def create_app(rt: Runtime) -> flask.Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.strict_slashes = False
     context.bind(app, rt)
+    observe.install(app, rt)
     errors.install(app)
     params.install(app)
     app.add_url_rule("/", "versions", _versions, methods=["GET"])
@@ -75,4 +76,5 @@ def create_app(rt: Runtime) -> flask.Flask:
     v1.register(app)
     v2.register(app)
     openapi.register(app)
+    dashboard.register(app)
     return app

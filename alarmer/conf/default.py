@@ -26,4 +26,11 @@ OPTS = [
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="Level of the log messages written to standard error.",
     ),
+    cfg.StrOpt(
+        "log_format",
+        default="text",
+        choices=["text", "json"],
+        help="Format of the log: text lines, or one JSON object per line "
+        "(time, level, logger, message, request id, alarm or metric id).",
+    ),
 ]

@@ -45,6 +45,7 @@ import sqlalchemy as sa
 
 from alarmer import channel as channel_mod
 from alarmer import runtime as runtime_mod
+from alarmer import telemetry
 from alarmer.alarms import time_constraints, transitions
 from alarmer.alarms.tables import Alarm
 from alarmer.evaluator import composite, decide, evaluate
@@ -175,6 +176,7 @@ class EvaluatorService:
             thread = threading.Thread(target=target, name=label, daemon=True)
             thread.start()
             self._threads.append(thread)
+        self.report()
         LOG.info(
             "evaluator started: %d alarms owned, interval %.0f s",
             len(self.registry),
@@ -191,6 +193,7 @@ class EvaluatorService:
             thread.join(timeout=30)
         self._threads.clear()
         self.membership.stop()
+        self.rt.telemetry.owned_alarms.set(0)
 
     # -- event-driven path --------------------------------------------------
 
@@ -224,8 +227,19 @@ class EvaluatorService:
                 force = None  # refresh if the fingerprint changed
             try:
                 self._control_step(force=force)
+                self.report()
             except Exception:
                 LOG.exception("evaluator: refreshing alarm definitions failed")
+
+    def report(self) -> None:
+        """Set the gauges of :mod:`alarmer.telemetry` from this worker."""
+        tel = self.rt.telemetry
+        with self._cv:
+            tel.owned_alarms.set(len(self.registry))
+        tel.members.set(len(self.membership.members()))
+        cache = self.cache
+        if cache is not None:
+            tel.cache_seen(cache.hits, cache.misses, len(cache))
 
     def _control_step(self, *, force: bool | None) -> None:
         """Poll membership; resync when ownership or alarms changed.
@@ -578,13 +592,26 @@ class EvaluatorService:
             self.evaluate(alarm, event=from_events)
         lags = self.stats.lags
         for alarm, due in due_items:
-            lags.append(time.time() - due)
+            lag = time.time() - due
+            lags.append(lag)
+            self.rt.telemetry.schedule_lag.observe(max(lag, 0.0))
             self.evaluate(alarm)
 
     # -- evaluation ---------------------------------------------------------
 
     def evaluate(self, alarm: AlarmDef, *, event: bool = False) -> None:
         """Evaluate one alarm now and commit what changed."""
+        started = time.perf_counter()
+        outcome = telemetry.ERROR
+        try:
+            outcome = self._evaluate(alarm, event)
+        finally:
+            self.rt.telemetry.evaluated(
+                alarm.type, outcome, event, time.perf_counter() - started
+            )
+
+    def _evaluate(self, alarm: AlarmDef, event: bool) -> str:
+        """Evaluate *alarm*; return its :mod:`alarmer.telemetry` outcome."""
         now_ns = time.time_ns()
         now_ts = now_ns / 1e9
         self.stats.evaluations += 1
@@ -592,16 +619,16 @@ class EvaluatorService:
             self.stats.event_evaluations += 1
         if alarm.time_constraints and not self._within(alarm, now_ts):
             self.stats.frozen += 1
-            return
+            return telemetry.FROZEN
         try:
             decision = self.decide(alarm, now_ns)
         except Exception:
             self.stats.errors += 1
             LOG.exception("alarm %s: evaluation failed", alarm.alarm_id)
-            return
+            return telemetry.ERROR
         if decision.action == decide.NOTHING:
-            return
-        self._commit(
+            return telemetry.UNCHANGED
+        return self._commit(
             alarm, decision, dt.datetime.fromtimestamp(now_ts, dt.UTC)
         )
 
@@ -712,11 +739,12 @@ class EvaluatorService:
 
     def _commit(
         self, alarm: AlarmDef, decision: Decision, now: dt.datetime
-    ) -> None:
+    ) -> str:
+        """Commit *decision*; return its :mod:`alarmer.telemetry` outcome."""
         for _attempt in range(2):
             repeat = decision.action == decide.REPEAT
             if repeat and not alarm.has_actions(alarm.state):
-                return
+                return telemetry.UNCHANGED
             try:
                 with self.rt.db.session() as session:
                     if repeat:
@@ -750,22 +778,23 @@ class EvaluatorService:
                     decision.action,
                     decision.state,
                 )
-                return
+                return telemetry.ERROR
             if done:
                 self._applied(alarm, decision, repeat)
-                return
+                return telemetry.REPEAT if repeat else telemetry.TRANSITION
             self.stats.fence_conflicts += 1
             fresh = self._reload(alarm.alarm_id)
             if fresh is None:
-                return
+                return telemetry.CONFLICT
             alarm = fresh
             try:
                 decision = self.decide(alarm, time.time_ns())
             except Exception:
                 LOG.exception("alarm %s: evaluation failed", alarm.alarm_id)
-                return
+                return telemetry.ERROR
             if decision.action == decide.NOTHING:
-                return
+                return telemetry.UNCHANGED
+        return telemetry.CONFLICT
 
     def _applied(
         self, alarm: AlarmDef, decision: Decision, repeat: bool
@@ -778,6 +807,7 @@ class EvaluatorService:
             self.stats.repeats += 1
         else:
             self.stats.transitions += 1
+            self.rt.telemetry.transitioned(decision.state)
         if bump and self._on_outbox is not None:
             self._on_outbox()
 
