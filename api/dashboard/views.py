@@ -11,6 +11,7 @@ whose rules apply; the buttons are only shown to callers who may write.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -234,6 +235,8 @@ def token() -> flask.Response:
             version = session.scalar(
                 sa.select(Alarm.version).where(*conditions)
             )
+            if version is None:
+                raise errors.NotFound(f"Alarm {alarm_id} not found")
             last = session.scalar(
                 sa.select(
                     sa.func.max(delivery_tables.Delivery.updated_at)
@@ -271,11 +274,18 @@ def _get_alarm(who: Identity, alarm_id: str) -> dict[str, Any]:
 
 def _history(alarm_id: str) -> list[dict[str, Any]]:
     store = store_mod.AlarmStore(context.runtime().db)
-    return store.history(
+    entries = store.history(
         conditions=[AlarmHistory.alarm_id == alarm_id],
         sort=[("timestamp", "desc")],
         limit=HISTORY_SIZE,
     )
+    for entry in entries:
+        try:
+            parsed = json.loads(entry["detail"] or "null")
+        except (TypeError, ValueError):
+            parsed = None
+        entry["parsed"] = parsed if isinstance(parsed, dict) else {}
+    return entries
 
 
 def _deliveries(

@@ -85,11 +85,16 @@
     };
     // Transitions outside the data still show: widen the x range to them.
     if (marks.length && times.length) {
-      var first = Math.min(times[0], marks[0].time);
+      var first = marks[0].time, last = marks[marks.length - 1].time;
       if (first < times[0]) {
         times = [first].concat(times);
         doc.values = [null].concat(doc.values);
         threshold = [doc.threshold].concat(threshold);
+      }
+      if (last > times[times.length - 1]) {
+        times = times.concat([last]);
+        doc.values = doc.values.concat([null]);
+        threshold = threshold.concat([doc.threshold]);
       }
     }
     if (!times.length) {
