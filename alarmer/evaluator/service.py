@@ -46,7 +46,7 @@ import sqlalchemy as sa
 from alarmer import channel as channel_mod
 from alarmer import runtime as runtime_mod
 from alarmer import telemetry
-from alarmer.alarms import time_constraints, transitions
+from alarmer.alarms import counters, time_constraints, transitions
 from alarmer.alarms.tables import Alarm
 from alarmer.evaluator import composite, decide, evaluate
 from alarmer.evaluator import reader as data
@@ -125,6 +125,11 @@ class EvaluatorService:
         self.interval = float(rt.conf.evaluator.evaluation_interval)
         self.lag = float(rt.conf.additional_ingestion_lag)
         self.stats = Stats()
+        #: Evaluation results per alarm and state (``/v2/metrics``), when
+        #: ``[DEFAULT] enable_evaluation_results_metrics`` is set.
+        self.results: counters.EvaluationCounts | None = None
+        if rt.conf.enable_evaluation_results_metrics:
+            self.results = counters.EvaluationCounts()
         #: By-resources groups, reused while the resource index is
         #: unchanged.
         self.resolution_cache = ResolutionCache()
@@ -194,6 +199,8 @@ class EvaluatorService:
         self._threads.clear()
         self.membership.stop()
         self.rt.telemetry.owned_alarms.set(0)
+        if self.results is not None:
+            self.results.flush(self.rt.db)
 
     # -- event-driven path --------------------------------------------------
 
@@ -233,6 +240,8 @@ class EvaluatorService:
 
     def report(self) -> None:
         """Set the gauges of :mod:`alarmer.telemetry` from this worker."""
+        if self.results is not None:
+            self.results.flush(self.rt.db)
         tel = self.rt.telemetry
         with self._cv:
             tel.owned_alarms.set(len(self.registry))
@@ -609,6 +618,8 @@ class EvaluatorService:
             self.rt.telemetry.evaluated(
                 alarm.type, outcome, event, time.perf_counter() - started
             )
+        if self.results is not None and outcome != telemetry.FROZEN:
+            self.results.add(alarm.alarm_id, alarm.project_id, alarm.state)
 
     def _evaluate(self, alarm: AlarmDef, event: bool) -> str:
         """Evaluate *alarm*; return its :mod:`alarmer.telemetry` outcome."""

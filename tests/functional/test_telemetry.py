@@ -319,3 +319,105 @@ def test_multiprocess_values_are_summed_across_processes(tmp_path):
     assert (
         samples[("alarmer_deliveries_total", (("outcome", "delivered"),))] == 2
     )
+
+
+def _metrics_alarm(base: str, metric_id: str, headers: dict) -> str:
+    r = requests.post(
+        f"{base}/v2/alarms",
+        json={
+            "name": "counted",
+            "type": RULE_TYPE,
+            f"{RULE_TYPE}_rule": {
+                "metrics": [metric_id],
+                "aggregation_method": "mean",
+                "threshold": 50,
+                "comparison_operator": "gt",
+                "granularity": 1,
+                "evaluation_periods": 1,
+            },
+        },
+        headers=headers,
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["alarm_id"]
+
+
+def test_v2_metrics_is_forbidden_unless_enabled(live_api):
+    r = requests.get(f"{live_api}/v2/metrics", headers=H)
+    assert r.status_code == 403
+    assert "metrics endpoint is disabled" in r.text
+
+
+def test_v2_metrics_counts_evaluation_results(live_api, sqlite_rt):
+    conf = sqlite_rt.conf
+    conf.set_override("enable_evaluation_results_metrics", True)
+    conf.set_override("refresh_interval", 0.05, group="evaluator")
+    conf.set_override("check_interval", 0.05, group="coordination")
+    r = requests.post(
+        f"{live_api}/v1/metric",
+        json={"archive_policy_name": "high"},
+        headers=H,
+    )
+    metric_id = r.json()["id"]
+    alarm_id = _metrics_alarm(live_api, metric_id, H)
+    evaluator = EvaluatorService(sqlite_rt)
+    evaluator.start()
+    try:
+        wait_for(lambda: alarm_id in evaluator.owned())
+        for _ in range(3):
+            end = int(time.time()) + 1
+            requests.post(
+                f"{live_api}/v1/metric/{metric_id}/measures",
+                json=[{"timestamp": end - i, "value": 90} for i in range(3)],
+                headers=H,
+            )
+            time.sleep(0.3)
+        wait_for(
+            lambda: (
+                requests.get(
+                    f"{live_api}/v2/alarms/{alarm_id}", headers=H
+                ).json()["state"]
+                == "alarm"
+            )
+        )
+    finally:
+        evaluator.stop()  # flushes what it counted
+    per_type = value(
+        scrape(live_api), "alarmer_evaluations_total", type=RULE_TYPE
+    )
+    skipped = value(
+        scrape(live_api),
+        "alarmer_evaluations_total",
+        type=RULE_TYPE,
+        outcome="skipped",
+    )
+    r = requests.get(f"{live_api}/v2/metrics", headers=H)
+    assert r.status_code == 200, r.text
+    (entry,) = r.json()["evaluation_results"]
+    assert entry["alarm_id"] == alarm_id
+    assert entry["project_id"] == "p1"
+    counters = entry["state_counters"]
+    assert set(counters) == {"ok", "alarm", "insufficient data"}
+    assert counters["alarm"] >= 1
+    # The same evaluations as the Prometheus counter.
+    assert sum(counters.values()) == per_type - skipped
+    # Another project sees none of them; all_projects is for admins.
+    other = {"X-User-Id": "u9", "X-Project-Id": "p9", "X-Roles": "reader"}
+    r = requests.get(f"{live_api}/v2/metrics", headers=other)
+    assert r.json() == {"evaluation_results": []}
+    r = requests.get(f"{live_api}/v2/metrics?all_projects=true", headers=other)
+    assert r.status_code == 403
+    admin = {"X-User-Id": "a", "X-Project-Id": "p9", "X-Roles": "admin"}
+    r = requests.get(f"{live_api}/v2/metrics?all_projects=true", headers=admin)
+    assert [e["alarm_id"] for e in r.json()["evaluation_results"]] == [
+        alarm_id
+    ]
+    # A deleted alarm is no longer listed.
+    assert (
+        requests.delete(
+            f"{live_api}/v2/alarms/{alarm_id}", headers=H
+        ).status_code
+        == 204
+    )
+    r = requests.get(f"{live_api}/v2/metrics", headers=H)
+    assert r.json() == {"evaluation_results": []}
