@@ -33,6 +33,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from alarmer import telemetry
+from alarmer.alarms.model import STATES
 from alarmer.alarms.tables import Alarm
 from alarmer.db import Database
 from alarmer.logformat import REQUEST_ID
@@ -159,10 +160,15 @@ class DatabaseCollector(Collector):
         for status in delivery_tables.OPEN:
             queue.add_metric([status], float(by_status.get(status, 0)))
         dead.add_metric([], float(by_status.get(delivery_tables.DEAD, 0)))
-        for state, enabled, count in by_state:
-            alarms.add_metric(
-                [state, "true" if enabled else "false"], float(count)
-            )
+        counts = {
+            (state, "true" if enabled else "false"): float(count)
+            for state, enabled, count in by_state
+        }
+        for state in STATES:
+            for enabled in ("true", "false"):
+                counts.setdefault((state, enabled), 0.0)
+        for (state, enabled), count in sorted(counts.items()):
+            alarms.add_metric([state, enabled], count)
         yield queue
         yield dead
         yield alarms

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from markupsafe import Markup
 
 from alarmer import timeutils
 from alarmer.alarms import model
@@ -52,7 +53,7 @@ class Plot:
     metric_ids: list[str] = dataclasses.field(default_factory=list)
 
     def document(self) -> dict[str, Any]:
-        """The JSON the page's script reads."""
+        """What the page's script reads (see :func:`script_json`)."""
         return {
             "times": self.times,
             "values": self.values,
@@ -60,6 +61,21 @@ class Plot:
             "operator": self.operator,
             "problem": self.problem,
         }
+
+
+def script_json(document: Any) -> Markup:
+    """*document* as JSON safe inside a ``<script>`` element.
+
+    The plot's numbers are finite or ``None`` (:func:`_clean`), so the
+    standard encoder is used (faster than the strict one for 10,000
+    points); ``<``, ``>`` and ``&`` are escaped.
+    """
+    text = json.dumps(document, allow_nan=False, separators=(",", ":"))
+    return Markup(  # noqa: S704 - JSON with <, > and & escaped
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+    )
 
 
 def metric_ids(
@@ -94,7 +110,11 @@ def metric_ids(
 
 
 def _clean(values: np.ndarray) -> list[float | None]:
-    return [None if not np.isfinite(v) else float(v) for v in values]
+    """The values as a list, ``None`` where not finite (JSON ``null``)."""
+    out: list[float | None] = values.tolist()
+    for i in np.flatnonzero(~np.isfinite(values)).tolist():
+        out[i] = None
+    return out
 
 
 def read(
@@ -160,7 +180,7 @@ def plot(
         LOG.info("plot: reading %s failed: %s", ids, exc)
         result.problem = f"the aggregates cannot be read: {exc}"
         return result
-    result.times = [int(t) / _NS for t in np.asarray(times)]
+    result.times = (np.asarray(times, dtype=np.int64) / _NS).tolist()
     result.values = _clean(np.asarray(values, dtype=float))
     if not result.times:
         result.problem = "no measures in this range"

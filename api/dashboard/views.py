@@ -212,6 +212,7 @@ def alarms() -> str:
         severities=model.SEVERITIES,
         types=model.ALARM_TYPES,
         token_url=flask.url_for("dashboard.token", **args),  # type: ignore[arg-type]
+        alarm_base=flask.url_for("dashboard.alarms") + "alarms/",
         poll_ms=POLL_MS,
         sentence=words.sentence,
     )
@@ -426,7 +427,8 @@ def alarm(alarm_id: str) -> str:
         alarm=row,
         sentence=words.sentence(row["type"], row["rule"]),
         plot=plot,
-        plot_data={**(plot or {}), "marks": marks},
+        plot_json=plot_mod.script_json({**(plot or {}), "marks": marks}),
+        marks=marks,
         tree=tree,
         history=history,
         deliveries=_deliveries(who, alarm_id),

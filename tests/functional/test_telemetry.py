@@ -421,3 +421,31 @@ def test_v2_metrics_counts_evaluation_results(live_api, sqlite_rt):
     )
     r = requests.get(f"{live_api}/v2/metrics", headers=H)
     assert r.json() == {"evaluation_results": []}
+
+
+def test_grafana_dashboard_reads_only_metrics_alarmer_serves(
+    live_api, sqlite_rt
+):
+    import json
+    import re
+
+    tel = sqlite_rt.telemetry
+    # One of each labelled series, so that every name is rendered.
+    tel.evaluated(RULE_TYPE, "unchanged", True, 0.001)
+    tel.transitioned("alarm")
+    tel.delivered("delivered")
+    tel.attempt("http", 0.01)
+    tel.cache_seen(1, 1, 1)
+    tel.schedule_lag.observe(0.1)
+    assert requests.get(f"{live_api}/v2/alarms", headers=H).ok
+    served = {name for name, _ in scrape(live_api)}
+    here = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+    path = os.path.join(here, "etc", "grafana", "alarmer.json")
+    with open(path, encoding="utf-8") as f:
+        dashboard = json.load(f)
+    used = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            used.update(re.findall(r"\balarmer_[a-z_]+", target["expr"]))
+    assert used, "the dashboard reads no metric"
+    assert used - served == set()
