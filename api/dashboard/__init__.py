@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import flask
 
-from api.dashboard import views
+from api.dashboard import browse, views
+
+#: Modules adding routes to :data:`api.dashboard.views.bp`.
+ROUTES = (views, browse)
 
 
 def register(app: flask.Flask) -> None:

@@ -66,7 +66,7 @@ class Plot:
 def script_json(document: Any) -> Markup:
     """*document* as JSON safe inside a ``<script>`` element.
 
-    The plot's numbers are finite or ``None`` (:func:`_clean`), so the
+    The plot's numbers are finite or ``None`` (:func:`clean`), so the
     standard encoder is used (faster than the strict one for 10,000
     points); ``<``, ``>`` and ``&`` are escaped.
     """
@@ -109,7 +109,7 @@ def metric_ids(
     return []
 
 
-def _clean(values: np.ndarray) -> list[float | None]:
+def clean(values: np.ndarray) -> list[float | None]:
     """The values as a list, ``None`` where not finite (JSON ``null``)."""
     out: list[float | None] = values.tolist()
     for i in np.flatnonzero(~np.isfinite(values)).tolist():
@@ -181,7 +181,7 @@ def plot(
         result.problem = f"the aggregates cannot be read: {exc}"
         return result
     result.times = (np.asarray(times, dtype=np.int64) / _NS).tolist()
-    result.values = _clean(np.asarray(values, dtype=float))
+    result.values = clean(np.asarray(values, dtype=float))
     if not result.times:
         result.problem = "no measures in this range"
     return result

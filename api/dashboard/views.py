@@ -172,13 +172,10 @@ def _list_page(
             ).first()
             if after is None:
                 raise errors.APIError("marker: not an alarm of this list", 400)
+            # A row-value comparison: one range of the timestamp index.
             stmt = stmt.where(
-                sa.or_(
-                    Alarm.timestamp < after[0],
-                    sa.and_(
-                        Alarm.timestamp == after[0], Alarm.alarm_id < marker
-                    ),
-                )
+                sa.tuple_(Alarm.timestamp, Alarm.alarm_id)
+                < sa.tuple_(sa.literal(after[0], Alarm.timestamp.type), marker)
             )
         stmt = stmt.order_by(
             Alarm.timestamp.desc(), Alarm.alarm_id.desc()

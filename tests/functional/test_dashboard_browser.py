@@ -414,3 +414,49 @@ def test_shipped_chart_library_has_its_licence():
         assert "MIT License" in f.read()
     with open(os.path.join(static, "uplot", "VERSION"), encoding="utf-8") as f:
         assert "MIT" in f.read()
+
+
+def test_browse_resources_and_plot_a_metric(live_api, open_page):
+    rid = str(uuid.uuid4())
+    r = requests.post(
+        f"{live_api}/v1/resource/generic",
+        json={
+            "id": rid,
+            "project_id": "p1",
+            "metrics": {"cpu": {"archive_policy_name": "medium"}},
+        },
+        headers=MEMBER,
+    )
+    assert r.status_code == 201, r.text
+    metric_id = r.json()["metrics"]["cpu"]
+    now = int(time.time()) // 300 * 300
+    r = requests.post(
+        f"{live_api}/v1/metric/{metric_id}/measures",
+        json=[{"timestamp": now - 300 * i, "value": i} for i in range(6)],
+        headers=MEMBER,
+    )
+    assert r.status_code == 202, r.text
+    w = open_page(MEMBER)
+    w.page.goto(f"{live_api}/dashboard/resources?q={rid[:8]}")
+    assert w.page.locator("tr[data-resource-id]").count() == 1
+    w.page.click("tr[data-resource-id] a")
+    w.page.wait_for_function("window.alarmerPlot !== undefined")
+    drawn = w.page.evaluate(
+        "({times: Array.from(window.alarmerPlot.times),"
+        " values: Array.from(window.alarmerPlot.values)})"
+    )
+    got = dict(zip(drawn["times"], drawn["values"], strict=True))
+    for i in range(6):
+        assert got[float(now - 300 * i)] == i
+    # Another granularity of its policy.
+    w.page.select_option("select[name=granularity]", "3600")
+    w.page.click("form.filters button[type=submit]")
+    w.page.wait_for_url("**granularity=3600**")
+    w.page.wait_for_function("window.alarmerPlot !== undefined")
+    assert w.errors == []
+    # Another project finds nothing and cannot open the metric.
+    other = open_page(OTHER)
+    other.page.goto(f"{live_api}/dashboard/resources?q={rid[:8]}")
+    assert other.page.locator("tr[data-resource-id]").count() == 0
+    response = other.page.goto(f"{live_api}/dashboard/metrics/{metric_id}")
+    assert response.status == 404

@@ -118,6 +118,8 @@ LEAST_ROLE: dict[tuple[str, str], str] = {
     ("dashboard.token", "GET"): READER,
     ("dashboard.alarm", "GET"): READER,
     ("dashboard.deliveries", "GET"): READER,
+    ("dashboard.resources", "GET"): READER,
+    ("dashboard.metric", "GET"): READER,
 }
 
 RANK = {PUBLIC: -1, READER: 1, MEMBER: 2, ADMIN: 3}

@@ -78,7 +78,7 @@
           ctx.restore();
           holder.dataset.marksDrawn = String(drawn.length);
           window.alarmerPlot = {
-            times: u.data[0], values: u.data[1], threshold: u.data[2], marks: drawn
+            times: u.data[0], values: u.data[1], threshold: u.data[2] || [], marks: drawn
           };
         }]
       }
@@ -100,6 +100,11 @@
     if (!times.length) {
       holder.dataset.marksDrawn = "0";
       window.alarmerPlot = { times: [], values: [], threshold: [], marks: [] };
+      return;
+    }
+    if (doc.threshold === null) {  // a metric alone, no rule
+      opts.series = opts.series.slice(0, 2);
+      plot = new uPlot(opts, [times, doc.values], holder);
       return;
     }
     plot = new uPlot(opts, [times, doc.values, threshold], holder);
