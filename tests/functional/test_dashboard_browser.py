@@ -460,3 +460,50 @@ def test_browse_resources_and_plot_a_metric(live_api, open_page):
     assert other.page.locator("tr[data-resource-id]").count() == 0
     response = other.page.goto(f"{live_api}/dashboard/metrics/{metric_id}")
     assert response.status == 404
+
+
+def test_composite_alarm_shows_its_tree_with_leaf_states(live_api, open_page):
+    hot, cold = new_metric(live_api), new_metric(live_api)
+    now = int(time.time())
+    for metric_id, value in ((hot, 90), (cold, 10)):
+        r = requests.post(
+            f"{live_api}/v1/metric/{metric_id}/measures",
+            json=[{"timestamp": now - i, "value": value} for i in range(5)],
+            headers=MEMBER,
+        )
+        assert r.status_code == 202, r.text
+
+    def leaf(metric_id: str) -> dict[str, Any]:
+        return {
+            "type": BY_METRICS,
+            "metrics": [metric_id],
+            "aggregation_method": "mean",
+            "threshold": 50,
+            "comparison_operator": "gt",
+            "granularity": 1,
+            "evaluation_periods": 2,
+        }
+
+    r = requests.post(
+        f"{live_api}/v2/alarms",
+        json={
+            "name": "either-hot",
+            "type": "composite",
+            "composite_rule": {"or": [leaf(hot), {"and": [leaf(cold)]}]},
+        },
+        headers=MEMBER,
+    )
+    assert r.status_code == 201, r.text
+    w = open_page(MEMBER)
+    w.page.goto(f"{live_api}/dashboard/alarms/{r.json()['alarm_id']}")
+    leaves = w.page.locator("li.leaf").evaluate_all(
+        "items => items.map(i => [i.dataset.leaf, i.dataset.state])"
+    )
+    assert leaves == [["rule1", "alarm"], ["rule2", "ok"]]
+    assert w.page.locator("li.join > strong").all_inner_texts() == [
+        "OR",
+        "AND",
+    ]
+    sentence = w.page.inner_text("#sentence")
+    assert sentence.startswith("(mean of metric") and " OR (" in sentence
+    assert w.errors == []
