@@ -33,6 +33,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from alarmer import telemetry
+from alarmer.alarms import counters
 from alarmer.alarms.model import STATES
 from alarmer.alarms.tables import Alarm
 from alarmer.db import Database
@@ -117,6 +118,9 @@ class DatabaseCollector(Collector):
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        #: Alarms per (state, enabled), kept under the time of the
+        #: newest alarm change (one index step to check).
+        self._alarms: tuple[str, list[tuple[str, bool, int]]] | None = None
 
     def describe(self) -> list[Any]:
         """Nothing is described ahead (the registry need not call collect)."""
@@ -142,18 +146,31 @@ class DatabaseCollector(Collector):
         delivery = delivery_tables.Delivery
         try:
             with self.db.read_session() as session:
+                # Index ranges of the open statuses and the dead ones,
+                # never the delivered history.
                 by_status = dict(
                     session.execute(
-                        sa.select(delivery.status, sa.func.count()).group_by(
-                            delivery.status
+                        sa.select(delivery.status, sa.func.count())
+                        .where(
+                            delivery.status.in_(
+                                [*delivery_tables.OPEN, delivery_tables.DEAD]
+                            )
                         )
+                        .group_by(delivery.status)
                     ).all()
                 )
-                by_state = session.execute(
-                    sa.select(
-                        Alarm.state, Alarm.enabled, sa.func.count()
-                    ).group_by(Alarm.state, Alarm.enabled)
-                ).all()
+                changed = counters.last_change(session, None)
+                if self._alarms is None or self._alarms[0] != changed:
+                    rows = session.execute(
+                        sa.select(
+                            Alarm.state, Alarm.enabled, sa.func.count()
+                        ).group_by(Alarm.state, Alarm.enabled)
+                    ).all()
+                    self._alarms = (
+                        changed,
+                        [(st, bool(en), int(n)) for st, en, n in rows],
+                    )
+                by_state = self._alarms[1]
         except Exception:
             LOG.warning("metrics: reading the database failed", exc_info=True)
             return

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from alarmer.alarms import model
-from alarmer.alarms.tables import Alarm
+from alarmer.alarms.tables import Alarm, AlarmHistory
 from alarmer.db import Base, Database
 
 LOG = logging.getLogger(__name__)
@@ -56,6 +56,28 @@ ALARM_COUNT_INDEX = sa.Index(
     Alarm.enabled,
     Alarm.version,
 )
+
+
+#: The newest change of any alarm (every change writes a history entry),
+#: read in one index step: what the dashboard's change token and the
+#: cached counts key on.
+HISTORY_TIME_INDEX = sa.Index(
+    "ix_alarm_history_timestamp", AlarmHistory.timestamp
+)
+
+
+def last_change(session: orm.Session, project_id: str | None) -> str:
+    """When an alarm of *project_id* (of any project: None) last changed.
+
+    Creation, definition change, state transition and deletion each
+    write a history entry, so this moves on every change; it is read
+    from an index (``on_behalf_of, timestamp`` or ``timestamp``).
+    """
+    stmt = sa.select(sa.func.max(AlarmHistory.timestamp))
+    if project_id is not None:
+        stmt = stmt.where(AlarmHistory.on_behalf_of == project_id)
+    found = session.scalar(stmt)
+    return "" if found is None else str(found)
 
 
 class EvaluationCounts:

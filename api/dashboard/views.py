@@ -10,6 +10,7 @@ whose rules apply; the buttons are only shown to callers who may write.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import logging
@@ -22,7 +23,7 @@ import sqlalchemy as sa
 
 import notifiers
 from alarmer import timeutils
-from alarmer.alarms import model
+from alarmer.alarms import counters, model
 from alarmer.alarms import store as store_mod
 from alarmer.alarms.tables import Alarm, AlarmHistory, Notification
 from api import context, errors
@@ -131,15 +132,48 @@ def _conditions(
     return conditions
 
 
-def _counts(conditions: list[sa.ColumnElement[bool]]) -> dict[str, int]:
+#: Key of the counts cache in ``app.extensions``.
+COUNTS_CACHE = "alarmer.dashboard.counts"
+#: Counts kept (one per scope, filters and search).
+COUNTS_KEPT = 256
+
+
+def _counts(
+    who: Identity,
+    conditions: list[sa.ColumnElement[bool]],
+    key: tuple[Any, ...],
+) -> dict[str, int]:
+    """Alarms per state, cached until an alarm of the scope changes.
+
+    Counting reads every index entry of the scope
+    (:data:`alarmer.alarms.counters.ALARM_COUNT_INDEX`); the answer is
+    kept under the scope's last change (:func:`counters.last_change`,
+    one index step), so pages and polls reuse it while nothing changed.
+    """
+    cache: collections.OrderedDict[tuple[Any, ...], dict[str, int]] = (
+        flask.current_app.extensions.setdefault(
+            COUNTS_CACHE, collections.OrderedDict()
+        )
+    )
     with context.runtime().db.read_session() as session:
+        full_key = (counters.last_change(session, _scope(who)), *key)
+        found = cache.get(full_key)
+        if found is not None:
+            return found
         rows = session.execute(
             sa.select(Alarm.state, sa.func.count())
             .where(*conditions)
             .group_by(Alarm.state)
         ).all()
-    found = {state: int(n) for state, n in rows}
-    return {state: found.get(state, 0) for state in model.STATES}
+    counted = {state: int(n) for state, n in rows}
+    result = {state: counted.get(state, 0) for state in model.STATES}
+    cache[full_key] = result
+    while len(cache) > COUNTS_KEPT:
+        try:
+            cache.popitem(last=False)
+        except KeyError:  # emptied by another request meanwhile
+            break
+    return result
 
 
 def _list_page(
@@ -199,7 +233,11 @@ def alarms() -> str:
         "dashboard/alarms.html",
         who=who,
         rows=rows,
-        counts=_counts(conditions),
+        counts=_counts(
+            who,
+            conditions,
+            (_scope(who), tuple(sorted(filters.items())), search),
+        ),
         filters=filters,
         search=search,
         marker=marker,
@@ -217,10 +255,12 @@ def alarms() -> str:
 
 @bp.route("/token", methods=["GET"])
 def token() -> flask.Response:
-    """What changed since last time: one cheap aggregate of the list.
+    """Whether something changed: a value the pages poll.
 
-    ``count`` and ``sum(version)`` of the listed alarms (every write
-    bumps a version), or the version of one alarm (``?alarm=``).
+    The time of the newest change of an alarm of the caller's scope
+    (one index step, :func:`alarmer.alarms.counters.last_change`), or
+    the version of one alarm and the newest update of its deliveries
+    (``?alarm=``).
     """
     who = context.require_reader()
     alarm_id = flask.request.args.get("alarm")
@@ -242,17 +282,8 @@ def token() -> flask.Response:
             )
             value = f"{version}:{timeutils.isoformat(last)}"
         else:
-            conditions = _conditions(
-                who,
-                _filters(who),
-                flask.request.args.get("q", "").strip()[:255],
-            )
-            count, total = session.execute(
-                sa.select(sa.func.count(), sa.func.sum(Alarm.version)).where(
-                    *conditions
-                )
-            ).one()
-            value = f"{count}:{total or 0}"
+            _filters(who)  # the same checks as the page
+            value = counters.last_change(session, _scope(who))
     response = flask.jsonify({"token": value})
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -1,7 +1,9 @@
-"""Telemetry: an index counting alarms per project and state.
+"""Telemetry: indexes counting alarms per project and state, and
+finding the newest change of any alarm.
 
-The dashboard's counts and change token and the ``alarmer_alarms``
-gauge read it instead of the alarm rows.
+The dashboard's counts and the ``alarmer_alarms`` gauge read the first
+instead of the alarm rows; the change token reads the second (or the
+per-project history index) in one step.
 
 Revision ID: t0002
 Revises: t0001
@@ -24,7 +26,11 @@ def upgrade() -> None:
         "alarm",
         ["project_id", "state", "enabled", "version"],
     )
+    op.create_index(
+        "ix_alarm_history_timestamp", "alarm_history", ["timestamp"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_alarm_history_timestamp", table_name="alarm_history")
     op.drop_index("ix_alarm_project_id_state", table_name="alarm")
