@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -219,39 +220,52 @@ class Telemetry:
         )
         # Delta bookkeeping for :meth:`cache_seen` (this process only).
         self._cache_seen = (0, 0)
+        #: Labelled children already looked up (see :meth:`_child`).
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     # -- recording ----------------------------------------------------------
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """The child of *metric* for *labels*, looked up once.
+
+        ``labels()`` costs several microseconds per call; the children
+        are kept (their number is bounded by the label values).
+        """
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def evaluated(
         self, alarm_type: str, outcome: str, event: bool, seconds: float
     ) -> None:
         """Count one evaluation of an alarm of *alarm_type*."""
-        self.evaluations.labels(
-            alarm_type, outcome, EVENT if event else PERIODIC
-        ).inc()
-        self.evaluation_seconds.labels(alarm_type).observe(seconds)
+        trigger = EVENT if event else PERIODIC
+        self._child(self.evaluations, alarm_type, outcome, trigger).inc()
+        self._child(self.evaluation_seconds, alarm_type).observe(seconds)
 
     def transitioned(self, state: str) -> None:
         """Count one committed transition to *state*."""
-        self.transitions.labels(state).inc()
+        self._child(self.transitions, state).inc()
 
     def cache_seen(self, hits: int, misses: int, entries: int) -> None:
         """Record the bucket cache's running totals (deltas are counted)."""
         old_hits, old_misses = self._cache_seen
         if hits > old_hits:
-            self.cache_requests.labels("hit").inc(hits - old_hits)
+            self._child(self.cache_requests, "hit").inc(hits - old_hits)
         if misses > old_misses:
-            self.cache_requests.labels("miss").inc(misses - old_misses)
+            self._child(self.cache_requests, "miss").inc(misses - old_misses)
         self._cache_seen = (hits, misses)
         self.cache_entries.set(entries)
 
     def delivered(self, outcome: str) -> None:
         """Count one delivery outcome (delivered, retry, dead)."""
-        self.deliveries.labels(outcome).inc()
+        self._child(self.deliveries, outcome).inc()
 
     def attempt(self, scheme: str, seconds: float) -> None:
         """Observe the duration of one delivery attempt."""
-        self.delivery_seconds.labels(scheme).observe(seconds)
+        self._child(self.delivery_seconds, scheme).observe(seconds)
 
     def ingested(self, stored: int, refused: int) -> None:
         """Count measures stored and refused by one write."""
@@ -264,8 +278,8 @@ class Telemetry:
         self, method: str, route: str, status: int, seconds: float
     ) -> None:
         """Count one API request and observe its latency."""
-        self.requests.labels(method, route, str(status)).inc()
-        self.request_seconds.labels(method, route).observe(seconds)
+        self._child(self.requests, method, route, str(status)).inc()
+        self._child(self.request_seconds, method, route).observe(seconds)
 
     # -- exposition ---------------------------------------------------------
 

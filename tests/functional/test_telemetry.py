@@ -218,7 +218,9 @@ def test_request_id_is_kept_answered_and_logged(live_api, caplog):
         )
     )
     line = next(
-        rec for rec in caplog.records if rec.request_id == mine
+        rec
+        for rec in caplog.records
+        if getattr(rec, "request_id", None) == mine
     ).getMessage()
     assert "GET /v2/alarms 200" in line
     assert "project=p1" in line
