@@ -11,7 +11,12 @@ watchers below call it for the commits of other connections:
 * :class:`CommitProbe` (SQLite, MySQL/MariaDB): looks every
   :attr:`~alarmer.db.dialect.Dialect.probe_interval` for a new highest
   outbox id, and on SQLite only when ``PRAGMA data_version`` says that
-  another connection committed.
+  another connection committed;
+* :class:`DatagramWatcher` (the processes of one host, where the
+  database does not notify): an :class:`OutboxAnnouncer` in the process
+  that commits outbox rows sends a datagram to every notifier process
+  listening in ``<data_dir>/run/outbox`` (``alarmer serve`` with several
+  processes wires both).
 
 Whatever is missed (an id committed below the highest one, a watcher
 that lost its connection) is found by the polling fallback: the
@@ -31,6 +36,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from alarmer.alarms.tables import Notification
+from alarmer.channel import DatagramBus, DatagramReceiver
 from alarmer.db import Database
 from alarmer.db import dialect as dialect_mod
 
@@ -219,6 +225,62 @@ class CommitProbe(_Watcher):
         finally:
             # A new snapshot for the next look (repeatable read).
             conn.rollback()
+
+
+class DatagramWatcher:
+    """Wake a :class:`Wakeup` on each datagram of an :class:`OutboxAnnouncer`.
+
+    :meth:`start` binds the socket before it returns: a commit announced
+    after that wakes this notifier.
+    """
+
+    name = "notifier-wakeup"
+
+    def __init__(self, directory: str, wakeup: Wakeup) -> None:
+        self.wakeup = wakeup
+        #: Set once the socket is bound.
+        self.ready = threading.Event()
+        self._bus = DatagramBus(directory)
+        self._receiver = DatagramReceiver(
+            self._bus, self._on_message, "notifier-datagram"
+        )
+
+    def _on_message(self, _message: bytes) -> None:
+        self.wakeup.outbox_changed()
+
+    def start(self) -> None:
+        """Bind the socket and start the receiving thread."""
+        self._receiver.start()
+        self.ready.set()
+
+    def stop(self) -> None:
+        """Stop the thread and remove the socket."""
+        self.ready.clear()
+        self._receiver.stop()
+        self._bus.close()
+
+
+class OutboxAnnouncer:
+    """Tell the notifier processes of this host that outbox rows committed.
+
+    Call it (it is the evaluator's ``on_outbox``) after each commit that
+    wrote outbox rows; it sends one small datagram to every
+    :class:`DatagramWatcher` of *directory*.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self._bus = DatagramBus(directory, send_timeout=0.2)
+
+    def __call__(self) -> None:
+        """Announce a commit; a failure is logged (the probe covers it)."""
+        try:
+            self._bus.send(b"outbox")
+        except Exception as exc:
+            LOG.warning("cannot announce an outbox commit: %s", exc)
+
+    def close(self) -> None:
+        """Close the sending socket."""
+        self._bus.close()
 
 
 def watchers_for(

@@ -13,6 +13,7 @@ The sample file ``etc/alarmer.conf`` is generated from these modules with
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
@@ -102,7 +103,29 @@ def generate_sample(output: str | None = None) -> str:
     return ""
 
 
-def generate_sample_main() -> None:
-    """Console script: write the sample configuration file."""
-    target = sys.argv[1] if len(sys.argv) > 1 else "etc/alarmer.conf"
-    generate_sample(target)
+def generate_sample_main(argv: Sequence[str] | None = None) -> int:
+    """Console script: print or write the sample configuration file."""
+    parser = argparse.ArgumentParser(
+        prog="alarmer-config-generator",
+        description="Print the sample configuration of alarmer: every "
+        "option with its default and help, commented out.",
+    )
+    parser.add_argument(
+        "output",
+        nargs="?",
+        metavar="FILE",
+        help="Write the sample to FILE instead of standard output.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
+    args = parser.parse_args(argv)
+    try:
+        generate_sample(args.output)
+    except OSError as exc:
+        sys.stderr.write(
+            f"{parser.prog}: error: cannot write {args.output}: "
+            f"{exc.strerror or exc}\n"
+        )
+        return 1
+    return 0

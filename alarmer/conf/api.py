@@ -12,6 +12,16 @@ OPTS = [
     ),
     cfg.PortOpt("port", default=8042, help="Port the API listens on."),
     cfg.IntOpt(
+        "workers",
+        default=0,
+        min=0,
+        help="API processes 'alarmer serve' runs, sharing one listening "
+        "socket. 0: one per usable CPU core, at most 8 (on 2 cores: two "
+        "API processes beside the evaluator and notifier processes). 1 "
+        "(with [evaluator] workers = 1): everything in one process, the "
+        "smallest footprint. 'alarmer api' is always one process.",
+    ),
+    cfg.IntOpt(
         "threads",
         default=8,
         min=1,

@@ -14,6 +14,15 @@ OPTS = [
         "interval; an evaluation that could not run in its interval is "
         "skipped, not queued.",
     ),
+    cfg.IntOpt(
+        "workers",
+        default=1,
+        min=0,
+        help="Evaluator processes 'alarmer serve' runs when it runs "
+        "several processes (see [api] workers); they share the alarms "
+        "through the coordination backend. 0: none (evaluators run "
+        "elsewhere).",
+    ),
     cfg.BoolOpt(
         "event_driven",
         default=True,
@@ -24,10 +33,15 @@ OPTS = [
         "metric_channel",
         default="",
         help="Channel carrying 'metric changed' announcements from the API "
-        "to the evaluators: 'local' (in-process, for the one-command "
-        "start), a redis:// URL (across processes and hosts), or empty: "
-        "the Redis server of [coordination] backend_url when it is a "
-        "redis:// URL, else 'local'.",
+        "to the evaluators: 'local' (in-process; 'alarmer serve' with "
+        "several processes turns it into 'datagram'), 'datagram' "
+        "(Unix-domain datagram sockets in <data_dir>/run/metrics: the "
+        "processes of one host), datagram:///directory (the same in "
+        "another directory), a redis:// URL or a postgresql:// URL "
+        "(LISTEN/NOTIFY; across processes and hosts), or empty: the "
+        "Redis server of [coordination] backend_url when it is a "
+        "redis:// URL, else 'local'. Every process writing measures must "
+        "use the evaluators' channel.",
     ),
     cfg.FloatOpt(
         "refresh_interval",
@@ -44,7 +58,7 @@ OPTS = [
         "metric. An entry is dropped as soon as the metric channel "
         "announces new measures for the metric, so this only bounds the "
         "delay when an announcement is lost. Used only with event_driven "
-        "and a channel that carries every announcement (redis, or the "
-        "one-command start); 0 disables the cache.",
+        "and a channel that carries every announcement (redis, datagram, "
+        "or the API in the same process); 0 disables the cache.",
     ),
 ]

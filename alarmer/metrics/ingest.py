@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -30,6 +30,13 @@ LOG = logging.getLogger(__name__)
 
 #: One metric's measures: the metric, int64 ns timestamps, float values.
 Item = tuple[series_mod.MetricRef, np.ndarray, np.ndarray]
+
+
+class RefusalLog(Protocol):
+    """Where the late measures refused are counted for good (the index)."""
+
+    def record_refusals(self, counts: Mapping[str, int]) -> None:
+        """Add late measures refused, by metric id."""
 
 
 class Announcer(Protocol):
@@ -83,11 +90,14 @@ def store_batch(
     series: series_mod.SeriesStore,
     channel: Announcer,
     batch: Sequence[Item],
+    *,
+    refusals: RefusalLog | None = None,
 ) -> Ingested:
     """Store the measures of several metrics and announce the changed ones.
 
     Metrics without measures are skipped.  Late points refused by the
-    store are logged (and counted by the store).
+    store are logged, counted by the store (per process) and, given
+    *refusals*, added there for good.
 
     :raises IngestConflict: the store gave up on a metric because of
         concurrent writers.
@@ -108,10 +118,12 @@ def store_batch(
         raise IngestConflict(str(exc), ids) from exc
     stored = refused = 0
     changed: dict[str, None] = {}
+    by_metric: dict[str, int] = {}
     for (ref, _, _), result in zip(items, results, strict=True):
         stored += result.stored
         refused += result.refused
         if result.refused:
+            by_metric[ref.id] = by_metric.get(ref.id, 0) + result.refused
             LOG.warning(
                 "metric %s: %d late measure(s) refused (older than the "
                 "back window accepts)",
@@ -122,4 +134,10 @@ def store_batch(
             changed[ref.id] = None
     if changed:
         channel.publish(list(changed))
+    if by_metric and refusals is not None:
+        try:
+            refusals.record_refusals(by_metric)
+        except Exception:
+            # The measures are stored; only the lasting count is lost.
+            LOG.exception("late refusals of %s not recorded", list(by_metric))
     return Ingested(stored, refused, tuple(changed))

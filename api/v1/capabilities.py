@@ -33,26 +33,37 @@ def capabilities() -> dict[str, Any]:
 
 
 def status() -> dict[str, Any]:
-    """Index and engine statistics (admin only, as in Gnocchi).
+    """What is waiting to be processed, and alarmer's counters (admin).
 
-    ``storage`` holds Gnocchi's fields; ``alarmer`` alarmer's own:
-    ``damaged_series`` counts the damaged series found and repaired so
-    far by every process (``repaired``, and per kind of damage), read
-    from the series storage's damage journal so it survives restarts.
+    ``storage`` has Gnocchi's meaning: ``summary.metrics`` counts the
+    metrics with measures waiting for processing and ``summary.measures``
+    those measures.  alarmer aggregates on write, before answering a
+    push, so nothing ever waits: both are 0 and ``measures_to_process``
+    is empty, whatever the number of metrics (``alarmer.metrics``).
+
+    ``alarmer`` holds alarmer's own counters, lasting and shared by
+    every process: ``refused_late`` counts the measures refused because
+    they were older than their metric's back window (in total, and for
+    the metrics with the most refusals), ``damaged_series`` the damaged
+    series found and repaired (from the series storage's damage
+    journal).  ``engine`` is this process's own series engine statistics
+    since it started.
     """
     context.require_admin()
     series = context.runtime().series
     engine_stats = series.statistics()
+    index = context.index()
     return {
         "storage": {
-            "summary": {
-                "metrics": context.index().count_metrics(),
-                "measures": 0,
-            },
+            "summary": {"metrics": 0, "measures": 0},
             "measures_to_process": {},
         },
         "engine": engine_stats,
-        "alarmer": {"damaged_series": series.damage_report()},
+        "alarmer": {
+            "metrics": index.count_metrics(),
+            "refused_late": index.refusal_report(),
+            "damaged_series": series.damage_report(),
+        },
     }
 
 

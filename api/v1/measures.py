@@ -55,7 +55,9 @@ def write(batch: Sequence[ingest.Item]) -> tuple[dict[str, int], int]:
     """
     rt = v.runtime()
     try:
-        done = ingest.store_batch(rt.series, rt.channel, batch)
+        done = ingest.store_batch(
+            rt.series, rt.channel, batch, refusals=rt.index
+        )
     except ingest.IngestConflict as exc:
         raise errors.APIError(
             f"{exc}; retry the request", 503, headers={"Retry-After": "1"}

@@ -69,7 +69,7 @@ LAYERS = (
     Layer("api", ("api",), ("notifiers",)),
     Layer(
         "top",
-        ("alarmer.tables", "alarmer.process", "alarmer.cli"),
+        ("alarmer.tables", "alarmer.process", "alarmer.serve", "alarmer.cli"),
         ("api", "evaluator"),
     ),
 )

@@ -37,10 +37,12 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm
 
 from alarmer import db as db_mod
+from alarmer import timeutils
 from alarmer.metrics import policy as ap
 from alarmer.metrics.index import groups, policies, resources, search, types
 from alarmer.metrics.index import metrics as metrics_mod
@@ -56,8 +58,10 @@ from alarmer.metrics.index.metrics import MetricFilter, MetricInfo
 from alarmer.metrics.index.policies import Rule
 from alarmer.metrics.index.schema import (
     ArchivePolicyRow,
+    MeasureRefusalModel,
     ResourceModel,
     current_generation,
+    record_refusals,
 )
 from alarmer.metrics.index.types import TypeDef
 
@@ -385,6 +389,58 @@ class Indexer:
         """Number of metrics in the index."""
         with self._reading(session) as s:
             return metrics_mod.count(s)
+
+    def record_refusals(
+        self,
+        counts: Mapping[str, int],
+        *,
+        session: orm.Session | None = None,
+    ) -> None:
+        """Add late measures refused (by metric id) to the lasting counts."""
+        if not any(count > 0 for count in counts.values()):
+            return
+        with self._writing(session) as s:
+            record_refusals(s, counts, timeutils.utcnow())
+
+    def refusal_report(self, *, top: int = 10) -> dict[str, Any]:
+        """Late measures refused so far: the total and the *top* metrics.
+
+        ``metrics`` lists the metrics with the most refusals first:
+        ``{"metric_id", "refused", "last_refused_at"}``.
+        """
+        with self._reading(None) as s:
+            total = s.scalar(
+                sa.select(
+                    sa.func.coalesce(
+                        sa.func.sum(MeasureRefusalModel.refused), 0
+                    )
+                )
+            )
+            count = s.scalar(
+                sa.select(sa.func.count()).select_from(MeasureRefusalModel)
+            )
+            rows = s.execute(
+                sa.select(MeasureRefusalModel)
+                .order_by(
+                    MeasureRefusalModel.refused.desc(),
+                    MeasureRefusalModel.metric_id,
+                )
+                .limit(top)
+            ).scalars()
+            return {
+                "refused_late": int(total or 0),
+                "metrics_with_refusals": int(count or 0),
+                "metrics": [
+                    {
+                        "metric_id": row.metric_id,
+                        "refused": int(row.refused),
+                        "last_refused_at": timeutils.isoformat(
+                            row.last_refused_at
+                        ),
+                    }
+                    for row in rows
+                ],
+            }
 
     def existing_metric_ids(
         self, session: orm.Session, metric_ids: Iterable[str]

@@ -19,16 +19,20 @@ storage driver.  The tables:
   (no DDL at run time, so the schema stays the one the migrations
   build), and a null value is the absence of a row;
 * ``resource_generation``: one row counting the changes that can alter
-  the members of a group (see :func:`bump_generation`).
+  the members of a group (see :func:`bump_generation`);
+* ``measure_refusal``: the late measures refused per metric (see
+  :func:`record_refusals`).
 
 The schema itself comes from the migrations ``i0001_index``,
-``r0001_resources`` and ``r0002_resource_generation``; only
+``r0001_resources``, ``r0002_resource_generation`` and
+``s0001_measure_refusal``; only
 :mod:`alarmer.metrics.index` reads and writes these tables.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,6 +40,7 @@ from sqlalchemy import orm
 
 from alarmer import db as db_mod
 from alarmer.db import Base, UTCDateTime
+from alarmer.db import dialect as db_dialect
 
 # ----------------------------------------------- policies and metrics --
 
@@ -268,3 +273,47 @@ def current_generation(session: orm.Session) -> int:
         )
     )
     return int(value or 0)
+
+
+class MeasureRefusalModel(Base):
+    """Late measures refused for one metric, by every process, ever.
+
+    A measure older than its metric's back window is refused (and
+    counted in the push's answer); this row keeps the count and the time
+    of the last refusal, so that ``/v1/status`` reports them across
+    processes and restarts.  No foreign key: the count outlives its
+    metric, as the refusals happened.
+    """
+
+    __tablename__ = "measure_refusal"
+
+    metric_id: orm.Mapped[str] = orm.mapped_column(
+        sa.String(36), primary_key=True
+    )
+    refused: orm.Mapped[int] = orm.mapped_column(sa.BigInteger)
+    last_refused_at: orm.Mapped[dt.datetime] = orm.mapped_column(
+        UTCDateTime, nullable=False
+    )
+
+
+def record_refusals(
+    session: orm.Session, counts: Mapping[str, int], when: dt.datetime
+) -> None:
+    """Add *counts* (late measures refused, by metric) to their rows."""
+    table: Any = MeasureRefusalModel.__table__
+    for metric_id, count in sorted(counts.items()):
+        if count <= 0:
+            continue
+        db_dialect.for_name(session.get_bind().dialect.name).insert_ignore(
+            session,
+            table,
+            [{"metric_id": metric_id, "refused": 0, "last_refused_at": when}],
+        )
+        session.execute(
+            sa.update(MeasureRefusalModel)
+            .where(MeasureRefusalModel.metric_id == metric_id)
+            .values(
+                refused=MeasureRefusalModel.refused + count,
+                last_refused_at=when,
+            )
+        )

@@ -1,5 +1,7 @@
-"""Resources: resource_type, resource_type_attribute, resource and
-resource_attribute; creates the ``generic`` type.
+"""Resources: the resource type, attribute and resource tables.
+
+Creates resource_type, resource_type_attribute, resource and
+resource_attribute, and the ``generic`` type.
 
 ``metric.resource_id`` (index branch) stays a plain column covered by the
 ``(resource_id, name)`` unique index: deleting a resource deletes its
