@@ -34,6 +34,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    values,
 )
 from prometheus_client import multiprocess as mp
 from prometheus_client.registry import Collector
@@ -89,6 +90,11 @@ _DELIVERY = (
 )
 
 
+def _writes_files() -> bool:
+    """True when new metric values are written to the shared directory."""
+    return getattr(values.ValueClass, "__name__", "") == "MmapedValue"
+
+
 def multiprocess_dir() -> str | None:
     """The shared directory of a multi-process installation, if any."""
     path = os.environ.get(MULTIPROC_ENV)
@@ -107,6 +113,12 @@ class Telemetry:
         if multiprocess is None:
             multiprocess = multiprocess_dir() is not None
         self.multiprocess = multiprocess
+        if multiprocess and not _writes_files():
+            # prometheus-client chooses where values live when it is
+            # imported; a supervisor that exported the directory after
+            # importing it (alarmer's modules are loaded before the
+            # children fork) switches it here, as its import would have.
+            values.ValueClass = values.MultiProcessValue()
         #: The registry of this process's metrics (one-process mode); in
         #: multi-process mode the metrics are in files, and this registry
         #: holds only the collectors added by :meth:`add`.

@@ -269,8 +269,13 @@ def test_json_log_lines_carry_request_id_and_context():
 
 CHILD = textwrap.dedent(
     """
+    import os
     import sys
+    # As under a supervisor: the modules are loaded before the directory
+    # is exported (then the children fork).
+    shared = os.environ.pop("PROMETHEUS_MULTIPROC_DIR")
     from alarmer.telemetry import Telemetry
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
     tel = Telemetry()
     assert tel.multiprocess
     for _ in range(int(sys.argv[1])):
