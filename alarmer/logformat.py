@@ -27,9 +27,10 @@ import time
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar(
     "alarmer_request_id", default="-"
 )
+#: The text line; ``request`` is `` [req-...]`` inside an API request,
+#: empty elsewhere.
 TEXT_FORMAT = (
-    "%(asctime)s %(process)d %(levelname)s %(name)s "
-    "[%(request_id)s] %(message)s"
+    "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s%(request)s"
 )
 #: Loggers whose repeated warnings are summarised.
 FLOODING = ("waitress.queue",)
@@ -40,12 +41,15 @@ CONTEXT_FIELDS = ("alarm_id", "metric_id", "delivery_id")
 
 
 class ContextFilter(logging.Filter):
-    """Give every record a ``request_id`` attribute."""
+    """Give every record ``request_id`` (``-`` outside a request) and
+    ``request`` (the text line's suffix)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Add the attribute; never drops a record."""
         if not hasattr(record, "request_id"):
             record.request_id = REQUEST_ID.get()
+        rid = getattr(record, "request_id", "-")
+        record.request = "" if rid == "-" else f" [{rid}]"
         return True
 
 
