@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 from oslo_config import cfg
 
-from alarmer import __version__, runtime
+from alarmer import __version__, logformat, runtime
 from alarmer import process as service
 from alarmer.conf import preflight, validation
 
@@ -147,18 +147,16 @@ def load_conf(args: argparse.Namespace) -> cfg.ConfigOpts:
 
 
 def setup_logging(conf: cfg.ConfigOpts) -> None:
-    """Log to standard error at ``[DEFAULT] log_level``.
+    """Log to standard error at ``[DEFAULT] log_level`` and log_format
+    (:func:`alarmer.logformat.configure`: request ids, JSON lines, the web
+    server's floods summarised).
 
     Third-party libraries log their warnings only, unless the level is
     DEBUG: alembic's lines about each migration step, for instance, are
     replaced by alarmer's own.
     """
     level = getattr(logging, conf.log_level)
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logformat.configure(conf.log_level, conf.log_format)
     quiet = logging.DEBUG if level == logging.DEBUG else logging.WARNING
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(level, quiet))

@@ -38,6 +38,11 @@ BASE_ROUTES: tuple[tuple[str, str, str], ...] = (
     ("GET", "/", "API versions document."),
     ("GET", "/healthcheck", "200 when the service can reach its database."),
     ("GET", "/openapi.json", "This document."),
+    (
+        "GET",
+        "/metrics",
+        "alarmer's own metrics, Prometheus text format (no identity).",
+    ),
 )
 
 #: ``(method, path, summary)`` of the Gnocchi-dialect v1 API.
@@ -122,10 +127,28 @@ V1_ROUTES: tuple[tuple[str, str, str], ...] = (
         "/v1/search/resource/{type_name}",
         "Search resources with a query.",
     ),
+    ("GET", "/v1/resource", "Resource types and their listing URLs."),
+    ("GET", "/v1/aggregation/metric", "Legacy: aggregate metrics by id."),
+    ("POST", "/v1/aggregation/metric", "Legacy: aggregate metrics by id."),
+    (
+        "GET",
+        "/v1/aggregation/resource/{type_name}/metric/{name}",
+        "Legacy: aggregate a metric of the resources found.",
+    ),
+    (
+        "POST",
+        "/v1/aggregation/resource/{type_name}/metric/{name}",
+        "Legacy: aggregate a metric of the resources found.",
+    ),
 )
 
 #: ``(method, path, summary)`` of the Aodh-dialect v2 API.
 V2_ROUTES: tuple[tuple[str, str, str], ...] = (
+    (
+        "GET",
+        "/v2/metrics",
+        "Evaluation results per alarm and state (when enabled).",
+    ),
     ("GET", "/v2/alarms", "List alarms (q.* filters, sort, limit, marker)."),
     ("POST", "/v2/alarms", "Create an alarm; 201 with Location."),
     ("GET", "/v2/alarms/{alarm_id}", "Show an alarm."),
@@ -566,6 +589,19 @@ _MEASURES_READ = (
     _query("aggregation", _STRING, "Aggregation method (default mean)."),
     _query("refresh", _BOOL, "Accepted (measures are aggregated on write)."),
 )
+_LEGACY_READ = (
+    *_MEASURES_READ,
+    _query("metric", _STRING, "Metric id (repeatable)."),
+    _query("reaggregation", _STRING, "Method across metrics."),
+    _query("needed_overlap", _STRING, "Percentage (default 100)."),
+    _query("fill", _STRING, "null, dropna, ffill, ... or a number."),
+    _query("resample", _STRING, "Granularity to resample to."),
+    _query("groupby", _STRING, "Resource attribute (repeatable)."),
+)
+_LEGACY_POINTS = {
+    "type": "array",
+    "items": {"type": "array", "minItems": 3, "maxItems": 3},
+}
 _V2_LIST = (
     _query("q.field", _STRING, "Field of a simple query."),
     _query("q.op", {"enum": ["eq"]}, "Operator of a simple query."),
@@ -789,7 +825,33 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         response=_list("Resource"),
         query=(*_V1_PAGE, _query("details", _BOOL, "All attributes.")),
     ),
+    ("GET", "/v1/resource"): Operation(response=_OBJECT),
+    ("GET", "/v1/aggregation/metric"): Operation(
+        response=_LEGACY_POINTS, query=_LEGACY_READ
+    ),
+    ("POST", "/v1/aggregation/metric"): Operation(
+        request={"type": "array", "items": _STRING},
+        optional_body=True,
+        response=_LEGACY_POINTS,
+        query=_LEGACY_READ,
+    ),
+    ("GET", "/v1/aggregation/resource/{type_name}/metric/{name}"): Operation(
+        response={"type": "array"}, query=_LEGACY_READ
+    ),
+    (
+        "POST",
+        "/v1/aggregation/resource/{type_name}/metric/{name}",
+    ): Operation(
+        request=_SEARCH,
+        optional_body=True,
+        response={"type": "array"},
+        query=_LEGACY_READ,
+    ),
     # -- v2
+    ("GET", "/v2/metrics"): Operation(
+        response=_OBJECT,
+        query=(_query("all_projects", _BOOL, "Every project (admin)."),),
+    ),
     ("GET", "/v2/alarms"): Operation(response=_list("Alarm"), query=_V2_LIST),
     ("POST", "/v2/alarms"): Operation(
         status="201", request=_ref("AlarmInput"), response=_ref("Alarm")

@@ -88,7 +88,11 @@ class NotifierService:
         )
         self._stopping = threading.Event()
         self.deliverer = deliver.Deliverer(
-            rt.conf, RetryPolicy.from_conf(self.opts), self._stopping, plugins
+            rt.conf,
+            RetryPolicy.from_conf(self.opts),
+            self._stopping,
+            plugins,
+            telemetry=rt.telemetry,
         )
         self.pool = WorkerPool(
             self.opts.workers,

@@ -45,7 +45,13 @@ import sqlalchemy as sa
 
 from alarmer import channel as channel_mod
 from alarmer import runtime as runtime_mod
-from alarmer.alarms import silences, time_constraints, transitions
+from alarmer import telemetry
+from alarmer.alarms import (
+    counters,
+    silences,
+    time_constraints,
+    transitions,
+)
 from alarmer.alarms.tables import Alarm
 from alarmer.evaluator import composite, decide, evaluate, lifecycle
 from alarmer.evaluator import reader as data
@@ -199,6 +205,11 @@ class EvaluatorService:
         self.interval = float(rt.conf.evaluator.evaluation_interval)
         self.lag = float(rt.conf.additional_ingestion_lag)
         self.stats = Stats()
+        #: Evaluation results per alarm and state (``/v2/metrics``), when
+        #: ``[DEFAULT] enable_evaluation_results_metrics`` is set.
+        self.results: counters.EvaluationCounts | None = None
+        if rt.conf.enable_evaluation_results_metrics:
+            self.results = counters.EvaluationCounts()
         #: By-resources groups, reused while the resource index is
         #: unchanged.
         self.resolution_cache = ResolutionCache()
@@ -260,6 +271,7 @@ class EvaluatorService:
             thread = threading.Thread(target=target, name=label, daemon=True)
             thread.start()
             self._threads.append(thread)
+        self.report()
         LOG.info(
             "evaluator started: %d alarms owned, interval %.0f s",
             len(self.registry),
@@ -276,6 +288,9 @@ class EvaluatorService:
             thread.join(timeout=30)
         self._threads.clear()
         self.membership.stop()
+        self.rt.telemetry.owned_alarms.set(0)
+        if self.results is not None:
+            self.results.flush(self.rt.db)
 
     # -- event-driven path --------------------------------------------------
 
@@ -333,8 +348,21 @@ class EvaluatorService:
                 force = None  # refresh if the fingerprint changed
             try:
                 self._control_step(force=force)
+                self.report()
             except Exception:
                 LOG.exception("evaluator: refreshing alarm definitions failed")
+
+    def report(self) -> None:
+        """Set the gauges of :mod:`alarmer.telemetry` from this worker."""
+        if self.results is not None:
+            self.results.flush(self.rt.db)
+        tel = self.rt.telemetry
+        with self._cv:
+            tel.owned_alarms.set(len(self.registry))
+        tel.members.set(len(self.membership.members()))
+        cache = self.cache
+        if cache is not None:
+            tel.cache_seen(cache.hits, cache.misses, len(cache))
 
     def _control_step(self, *, force: bool | None) -> None:
         """Poll membership; resync when ownership or alarms changed.
@@ -767,8 +795,10 @@ class EvaluatorService:
         if due_items:
             lags = self.stats.lags
             started = time.time()
+            observe = self.rt.telemetry.schedule_lag.observe
             for _, due in due_items:
                 lags.append(started - due)
+                observe(max(started - due, 0.0))
             self.evaluate_many([Job(alarm, False) for alarm, _ in due_items])
 
     # -- evaluation ---------------------------------------------------------
@@ -789,18 +819,22 @@ class EvaluatorService:
         transitions decided are committed together
         (:func:`alarmer.alarms.transitions.record_batch`).
         """
+        started = time.perf_counter()
         now_ns = time.time_ns()
         now_ts = now_ns / 1e9
         stats = self.stats
         batch = data.BatchRead(self.rt.series) if len(jobs) > 1 else None
         work: list[tuple[Job, list[int]]] = []
-        for job in jobs:
+        #: The telemetry outcome of each job, by position.
+        outcomes = [telemetry.UNCHANGED] * len(jobs)
+        for position, job in enumerate(jobs):
             alarm = job.alarm
             stats.evaluations += 1
             if job.event:
                 stats.event_evaluations += 1
             if alarm.time_constraints and not self._within(alarm, now_ts):
                 stats.frozen += 1
+                outcomes[position] = telemetry.FROZEN
                 continue
             self._silence(alarm, now_ts)
             instants = (
@@ -815,16 +849,47 @@ class EvaluatorService:
         if batch is not None:
             batch.run()
         changes: list[Pending] = []
+        where = {id(job): position for position, job in enumerate(jobs)}
         for job, instants in work:
             try:
-                changes.extend(self._decisions(job, instants, now_ns, batch))
+                decided = self._decisions(job, instants, now_ns, batch)
             except Exception:
                 stats.errors += 1
+                outcomes[where[id(job)]] = telemetry.ERROR
                 LOG.exception(
                     "alarm %s: evaluation failed", job.alarm.alarm_id
                 )
+                continue
+            if decided:
+                last = decided[-1].decision.action
+                outcomes[where[id(job)]] = (
+                    telemetry.REPEAT
+                    if last == decide.REPEAT
+                    else telemetry.TRANSITION
+                )
+            changes.extend(decided)
         if changes:
             self._commit_many(changes)
+        self._count(jobs, outcomes, time.perf_counter() - started)
+
+    def _count(
+        self, jobs: Sequence[Job], outcomes: list[str], seconds: float
+    ) -> None:
+        """Count a tick's evaluations (:mod:`alarmer.telemetry`).
+
+        A tick reads and commits for all its alarms at once: each
+        evaluation is given an equal share of the tick's duration.
+        """
+        if not jobs:
+            return
+        share = seconds / len(jobs)
+        evaluated = self.rt.telemetry.evaluated
+        results = self.results
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            alarm = job.alarm
+            evaluated(alarm.type, outcome, job.event, share)
+            if results is not None and outcome != telemetry.FROZEN:
+                results.add(alarm.alarm_id, alarm.project_id, alarm.state)
 
     def decide_many(
         self, alarms: Sequence[AlarmDef], now_ns: int
@@ -1235,6 +1300,7 @@ class EvaluatorService:
             self.stats.repeats += 1
         else:
             self.stats.transitions += 1
+            self.rt.telemetry.transitioned(state)
         return bump
 
     def _reload(self, alarm_id: str) -> AlarmDef | None:

@@ -62,6 +62,7 @@ def write(batch: Sequence[ingest.Item]) -> tuple[dict[str, int], int]:
         raise errors.APIError(
             f"{exc}; retry the request", 503, headers={"Retry-After": "1"}
         ) from None
+    rt.telemetry.ingested(done.stored, done.refused)
     return _answer(done.stored, done.refused)
 
 

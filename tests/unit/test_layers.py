@@ -40,6 +40,8 @@ LAYERS = (
             "alarmer.errors",
             "alarmer.jsontext",
             "alarmer.conf",
+            "alarmer.telemetry",
+            "alarmer.logformat",
         ),
         (),
     ),
