@@ -14,6 +14,8 @@ import argparse
 import dataclasses
 import logging
 import os
+import shutil
+import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -23,6 +25,7 @@ from oslo_config import cfg
 from alarmer import __version__, logformat, runtime
 from alarmer import process as service
 from alarmer.conf import preflight, validation
+from alarmer.entry import EarlyStop
 
 LOG = logging.getLogger(__name__)
 
@@ -298,9 +301,9 @@ def _build_runtime(
 def _run(args: argparse.Namespace, factories: Sequence[ServiceFactory]) -> int:
     # A signal from now on stops the process cleanly, during the startup
     # too (once the step under way is done).
-    stop = threading.Event()
-    service.install_stop_handlers(stop)
+    stop = _stop_event(args)
     conf = _setup(args)
+    _log_early_signal(args)
     names = [name for factory in factories for name in FACTORY_ROLES[factory]]
     _log_banner(conf, args.config_file, names)
     return _run_services(conf, factories, names, stop)
@@ -328,13 +331,29 @@ def _run_services(
     return 0
 
 
+def _stop_event(args: argparse.Namespace) -> threading.Event:
+    """The event a stop signal sets, already set if one arrived early."""
+    stop: threading.Event = args.early_stop.event
+    service.install_stop_handlers(stop)
+    return stop
+
+
+def _log_early_signal(args: argparse.Namespace) -> None:
+    signum = args.early_stop.signum
+    if signum:
+        LOG.info(
+            "received %s while loading, stopping",
+            signal.Signals(signum).name,
+        )
+
+
 def _serve(args: argparse.Namespace) -> int:
     """``alarmer serve``: one process, or a supervisor and its children."""
     from alarmer import serve
 
-    stop = threading.Event()
-    service.install_stop_handlers(stop)
+    stop = _stop_event(args)
     conf = _setup(args)
+    _log_early_signal(args)
     names = list(FACTORY_ROLES[_serve_services])
     if serve.single_process(conf):
         _log_banner(conf, args.config_file, names)
@@ -468,16 +487,35 @@ def _expire(args: argparse.Namespace) -> int:
     # Imported here like the other commands' modules (no cycle).
     from notifiers import retention
 
+    from tqdm import tqdm  # type: ignore[import-untyped]
+
     conf = _setup(args)
     rt = _build_runtime(conf, migrate=True)
+    # Batches done, on a terminal only (not in cron's mail).
+    progress = tqdm(
+        unit="batch",
+        desc="expiring",
+        file=sys.stderr,
+        disable=not sys.stderr.isatty(),
+        # A terminal that does not tell its size still gets a line.
+        ncols=shutil.get_terminal_size().columns,
+        nrows=shutil.get_terminal_size().lines,
+    )
+
+    def between_batches() -> bool:
+        progress.update(1)
+        return False
+
     try:
         removed = retention.expire(
             rt.db,
             retention.Ages.from_conf(conf),
             batch_size=args.batch_size or conf.notifier.expire_batch_size,
             purge_dead_letters=args.purge_dead_letters,
+            stop=between_batches,
         )
     finally:
+        progress.close()
         rt.close()
     for name, count in dataclasses.asdict(removed).items():
         sys.stdout.write(f"{name}: {count}\n")
@@ -696,11 +734,26 @@ def _fail(prog: str, lines: Sequence[object], status: int) -> int:
     return status
 
 
+#: The commands that run until a signal stops them.
+_LONG_RUNNING = frozenset({"serve", "api", "evaluator", "notifier"})
+
+
 def _dispatch(
-    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    early: EarlyStop | None = None,
 ) -> int:
+    early = early or EarlyStop()
     args = _merge_common(parser.parse_args(argv))
+    args.early_stop = early
     prog = parser.prog
+    if args.command not in _LONG_RUNNING:
+        # A short command is interrupted as usual from now on; one
+        # stopped while loading does not start.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if early.signum:
+            return 128 + early.signum
     try:
         return COMMANDS[args.command].run(args)
     except validation.ConfigInvalid as exc:
@@ -732,6 +785,17 @@ def _dispatch(
 def main(argv: Sequence[str] | None = None) -> int:
     """``alarmer``: the umbrella command."""
     return _dispatch(build_parser(), argv)
+
+
+def run_command(
+    command: str | None, argv: Sequence[str], early: EarlyStop
+) -> int:
+    """Run ``alarmer`` (*command* None) or one command's script.
+
+    :param early: what the entry point noted while this module loaded
+        (see :mod:`alarmer.entry`).
+    """
+    return _dispatch(build_parser(command), argv, early)
 
 
 def _single(command: str) -> int:

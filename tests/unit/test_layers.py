@@ -69,7 +69,13 @@ LAYERS = (
     Layer("api", ("api",), ("notifiers",)),
     Layer(
         "top",
-        ("alarmer.tables", "alarmer.process", "alarmer.serve", "alarmer.cli"),
+        (
+            "alarmer.tables",
+            "alarmer.process",
+            "alarmer.serve",
+            "alarmer.cli",
+            "alarmer.entry",
+        ),
         ("api", "evaluator"),
     ),
 )
