@@ -25,7 +25,6 @@ from oslo_config import cfg
 from alarmer import __version__, logformat, runtime
 from alarmer import process as service
 from alarmer.conf import preflight, validation
-from alarmer.entry import EarlyStop
 
 LOG = logging.getLogger(__name__)
 
@@ -485,9 +484,9 @@ def _check(args: argparse.Namespace) -> int:
 def _expire(args: argparse.Namespace) -> int:
     """``alarmer expire``: one retention pass, counts on standard output."""
     # Imported here like the other commands' modules (no cycle).
-    from notifiers import retention
-
     from tqdm import tqdm  # type: ignore[import-untyped]
+
+    from notifiers import retention
 
     conf = _setup(args)
     rt = _build_runtime(conf, migrate=True)
@@ -741,9 +740,9 @@ _LONG_RUNNING = frozenset({"serve", "api", "evaluator", "notifier"})
 def _dispatch(
     parser: argparse.ArgumentParser,
     argv: Sequence[str] | None,
-    early: EarlyStop | None = None,
+    early: service.EarlyStop | None = None,
 ) -> int:
-    early = early or EarlyStop()
+    early = early or service.EarlyStop()
     args = _merge_common(parser.parse_args(argv))
     args.early_stop = early
     prog = parser.prog
@@ -788,7 +787,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_command(
-    command: str | None, argv: Sequence[str], early: EarlyStop
+    command: str | None, argv: Sequence[str], early: service.EarlyStop
 ) -> int:
     """Run ``alarmer`` (*command* None) or one command's script.
 

@@ -9,34 +9,9 @@ cleanly (exit 0, a log line) as soon as it can act on it.
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 
-#: The signals that stop a command.
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-class EarlyStop:
-    """A stop signal received before the command could handle it.
-
-    :ivar event: set once a stop signal arrived.
-    :ivar signum: the first signal received (0 while none).
-    """
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.signum = 0
-
-    def install(self) -> None:
-        """Note SIGTERM and SIGINT from now on."""
-        for signum in _STOP_SIGNALS:
-            signal.signal(signum, self._on_signal)
-
-    def _on_signal(self, signum: int, _frame: object) -> None:
-        if not self.signum:
-            self.signum = signum
-        self.event.set()
+from alarmer.process import EarlyStop
 
 
 def _run(command: str | None) -> int:
