@@ -14,13 +14,15 @@ import argparse
 import dataclasses
 import logging
 import os
+import shutil
+import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
 
 from oslo_config import cfg
 
-from alarmer import __version__, runtime
+from alarmer import __version__, logformat, runtime
 from alarmer import process as service
 from alarmer.conf import preflight, validation
 
@@ -147,18 +149,16 @@ def load_conf(args: argparse.Namespace) -> cfg.ConfigOpts:
 
 
 def setup_logging(conf: cfg.ConfigOpts) -> None:
-    """Log to standard error at ``[DEFAULT] log_level``.
+    """Log to standard error at ``[DEFAULT] log_level`` and log_format
+    (:func:`alarmer.logformat.configure`: request ids, JSON lines, the web
+    server's floods summarised).
 
     Third-party libraries log their warnings only, unless the level is
     DEBUG: alembic's lines about each migration step, for instance, are
     replaced by alarmer's own.
     """
     level = getattr(logging, conf.log_level)
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logformat.configure(conf.log_level, conf.log_format)
     quiet = logging.DEBUG if level == logging.DEBUG else logging.WARNING
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(level, quiet))
@@ -300,9 +300,9 @@ def _build_runtime(
 def _run(args: argparse.Namespace, factories: Sequence[ServiceFactory]) -> int:
     # A signal from now on stops the process cleanly, during the startup
     # too (once the step under way is done).
-    stop = threading.Event()
-    service.install_stop_handlers(stop)
+    stop = _stop_event(args)
     conf = _setup(args)
+    _log_early_signal(args)
     names = [name for factory in factories for name in FACTORY_ROLES[factory]]
     _log_banner(conf, args.config_file, names)
     return _run_services(conf, factories, names, stop)
@@ -330,13 +330,29 @@ def _run_services(
     return 0
 
 
+def _stop_event(args: argparse.Namespace) -> threading.Event:
+    """The event a stop signal sets, already set if one arrived early."""
+    stop: threading.Event = args.early_stop.event
+    service.install_stop_handlers(stop)
+    return stop
+
+
+def _log_early_signal(args: argparse.Namespace) -> None:
+    signum = args.early_stop.signum
+    if signum:
+        LOG.info(
+            "received %s while loading, stopping",
+            signal.Signals(signum).name,
+        )
+
+
 def _serve(args: argparse.Namespace) -> int:
     """``alarmer serve``: one process, or a supervisor and its children."""
     from alarmer import serve
 
-    stop = threading.Event()
-    service.install_stop_handlers(stop)
+    stop = _stop_event(args)
     conf = _setup(args)
+    _log_early_signal(args)
     names = list(FACTORY_ROLES[_serve_services])
     if serve.single_process(conf):
         _log_banner(conf, args.config_file, names)
@@ -463,6 +479,59 @@ def _check(args: argparse.Namespace) -> int:
         rt.close()
     sys.stdout.write(check.format_report(report))
     return report.exit_code()
+
+
+def _expire(args: argparse.Namespace) -> int:
+    """``alarmer expire``: one retention pass, counts on standard output."""
+    # Imported here like the other commands' modules (no cycle).
+    from tqdm import tqdm  # type: ignore[import-untyped]
+
+    from notifiers import retention
+
+    conf = _setup(args)
+    rt = _build_runtime(conf, migrate=True)
+    # Batches done, on a terminal only (not in cron's mail).
+    progress = tqdm(
+        unit="batch",
+        desc="expiring",
+        file=sys.stderr,
+        disable=not sys.stderr.isatty(),
+        # A terminal that does not tell its size still gets a line.
+        ncols=shutil.get_terminal_size().columns,
+        nrows=shutil.get_terminal_size().lines,
+    )
+
+    def between_batches() -> bool:
+        progress.update(1)
+        return False
+
+    try:
+        removed = retention.expire(
+            rt.db,
+            retention.Ages.from_conf(conf),
+            batch_size=args.batch_size or conf.notifier.expire_batch_size,
+            purge_dead_letters=args.purge_dead_letters,
+            stop=between_batches,
+        )
+    finally:
+        progress.close()
+        rt.close()
+    for name, count in dataclasses.asdict(removed).items():
+        sys.stdout.write(f"{name}: {count}\n")
+    return 0
+
+
+def _add_expire_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--purge-dead-letters",
+        action="store_true",
+        help="Remove every dead letter, whatever its age.",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="Rows per transaction ([notifier] expire_batch_size).",
+    )
 
 
 class UsageError(Exception):
@@ -600,6 +669,16 @@ COMMANDS: dict[str, Command] = {
         _add_check_args,
         _check,
     ),
+    "expire": Command(
+        "Remove old history, deliveries, dead letters and silences.",
+        "Remove the alarm history, delivered notifications, dead letters "
+        "and ended silences older than their retention ([database] "
+        "alarm_history_time_to_live and expired_silence_time_to_live, "
+        "[notifier] delivered_time_to_live and dead_letter_time_to_live), "
+        "in small batches; print the counts removed.",
+        _add_expire_args,
+        _expire,
+    ),
 }
 
 #: The console scripts that run one command, by command.
@@ -654,11 +733,26 @@ def _fail(prog: str, lines: Sequence[object], status: int) -> int:
     return status
 
 
+#: The commands that run until a signal stops them.
+_LONG_RUNNING = frozenset({"serve", "api", "evaluator", "notifier"})
+
+
 def _dispatch(
-    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    early: service.EarlyStop | None = None,
 ) -> int:
+    early = early or service.EarlyStop()
     args = _merge_common(parser.parse_args(argv))
+    args.early_stop = early
     prog = parser.prog
+    if args.command not in _LONG_RUNNING:
+        # A short command is interrupted as usual from now on; one
+        # stopped while loading does not start.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if early.signum:
+            return 128 + early.signum
     try:
         return COMMANDS[args.command].run(args)
     except validation.ConfigInvalid as exc:
@@ -690,6 +784,17 @@ def _dispatch(
 def main(argv: Sequence[str] | None = None) -> int:
     """``alarmer``: the umbrella command."""
     return _dispatch(build_parser(), argv)
+
+
+def run_command(
+    command: str | None, argv: Sequence[str], early: service.EarlyStop
+) -> int:
+    """Run ``alarmer`` (*command* None) or one command's script.
+
+    :param early: what the entry point noted while this module loaded
+        (see :mod:`alarmer.entry`).
+    """
+    return _dispatch(build_parser(command), argv, early)
 
 
 def _single(command: str) -> int:

@@ -11,9 +11,13 @@ problem (``name``, ``quotas[0].limit``) and the reason:
 * lone UTF-16 surrogates (``"\\ud800"``), which no database can store;
 * NUL characters (``"\\u0000"``), which PostgreSQL text refuses.
 
-The common case costs a few scans of the text in C: the decoded value
-is only walked when one of those scans finds a suspicious escape or
-number.
+The common case costs a few scans of the text in C and one parse by
+:mod:`orjson`: the decoded value is only walked when one of those scans
+finds a suspicious escape or number.  A document :mod:`orjson` refuses,
+or one holding an integer too long for it to keep exact, is decoded
+again by :mod:`json`, whose answer (the value, or the refusal and its
+position) is the one given: both paths accept and refuse the same
+documents, with the same messages.
 
 :func:`dumps` writes strict JSON: a non-finite float becomes ``null``
 (strict parsers reject a bare ``NaN``).
@@ -29,6 +33,8 @@ import re
 import sys
 from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 __all__ = [
     "JSONTextError",
@@ -73,6 +79,9 @@ _NUMBER_SHAPE = _shape_table()
 _BIG_EXPONENT = re.compile(rb"0e\+?0{3,},")
 #: A run of digits longer than the largest float has.
 _LONG_DIGITS = b"0" * 309
+#: A run of digits that may be an integer beyond 64 bits, which
+#: :mod:`orjson` would turn into a float.
+_WIDE_DIGITS = b"0" * 19
 #: A lone surrogate in decoded text.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 #: The escapes of NUL and of a UTF-16 surrogate.
@@ -203,11 +212,15 @@ def _walk(value: Any, root: str) -> None:
             _check_number(item, path)
 
 
-def _suspicious(raw: bytes) -> bool:
-    """True when *raw* may hold an escape or a number to look at."""
+def _suspicious(raw: bytes, shape: bytes | None = None) -> bool:
+    """True when *raw* may hold an escape or a number to look at.
+
+    :param shape: ``raw.translate(_NUMBER_SHAPE)`` if already computed.
+    """
     if _NUL_ESCAPE in raw or _SURROGATE_ESCAPE.search(raw):
         return True
-    shape = raw.translate(_NUMBER_SHAPE)
+    if shape is None:
+        shape = raw.translate(_NUMBER_SHAPE)
     return _LONG_DIGITS in shape or _BIG_EXPONENT.search(shape) is not None
 
 
@@ -231,20 +244,39 @@ def loads(
         raise JSONTextError(root, f"longer than {max_size} bytes", status=413)
     if isinstance(data, bytes):
         raw = data
+        check = False
+    else:
+        raw = data.encode("utf-8", "surrogatepass")
+        # Text given as a string may hold the characters themselves.
+        check = "\x00" in data or _SURROGATE.search(data) is not None
+    if depth_exceeds(raw, max_depth):
+        raise JSONTextError(root, f"nested deeper than {max_depth} levels")
+    shape = raw.translate(_NUMBER_SHAPE)
+    if not check and _WIDE_DIGITS not in shape:
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # the strict path below says why, and where
+        else:
+            if _suspicious(raw, shape):
+                _walk(value, root)
+            return value
+    return _strict_loads(data, raw, check, max_depth, root)
+
+
+def _strict_loads(
+    data: str | bytes, raw: bytes, check: bool, max_depth: int, root: str
+) -> Any:
+    """:func:`loads` by :mod:`json`: exact integers, precise refusals."""
+    if isinstance(data, bytes):
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise JSONTextError(
                 root, f"not valid UTF-8 at byte {exc.start}"
             ) from None
-        check = False
     else:
         text = data
-        raw = data.encode("utf-8", "surrogatepass")
-        # Text given as a string may hold the characters themselves.
-        check = "\x00" in text or _SURROGATE.search(text) is not None
-    if depth_exceeds(raw, max_depth):
-        raise JSONTextError(root, f"nested deeper than {max_depth} levels")
     literals: list[str] = []
 
     def constant(literal: str) -> _NotANumber:

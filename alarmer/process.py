@@ -42,6 +42,28 @@ class Service(Protocol):
         """Stop the background work and wait for it to end."""
 
 
+class EarlyStop:
+    """A stop signal received before the command could handle it.
+
+    :ivar event: set once a stop signal arrived.
+    :ivar signum: the first signal received (0 while none).
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signum = 0
+
+    def install(self) -> None:
+        """Note SIGTERM and SIGINT from now on."""
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if not self.signum:
+            self.signum = signum
+        self.event.set()
+
+
 def install_stop_handlers(stop_event: threading.Event) -> None:
     """Set *stop_event* on SIGTERM and SIGINT (main thread only)."""
 

@@ -13,6 +13,7 @@ from oslo_config import cfg
 
 from alarmer import channel as channel_mod
 from alarmer import db as db_mod
+from alarmer import telemetry as telemetry_mod
 from alarmer.metrics import index as index_mod
 from alarmer.metrics.series import store as series_mod
 
@@ -30,6 +31,10 @@ class Runtime:
     index: index_mod.Indexer
     #: The series store of the metrics engine.
     series: series_mod.SeriesStore
+    #: The process's own metrics (``GET /metrics``).
+    telemetry: telemetry_mod.Telemetry = dataclasses.field(
+        default_factory=telemetry_mod.Telemetry
+    )
 
     def close(self) -> None:
         """Release connections and files."""

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 import notifiers.tables
 from alarmer import db
+from alarmer.alarms import counters as alarm_counters
 from alarmer.alarms import tables as alarm_tables
 from alarmer.db import dialect
 from alarmer.identity import apikeys
@@ -22,6 +23,7 @@ from alarmer.metrics.index import schema as index_schema
 MODEL_MODULES = (
     dialect,
     alarm_tables,
+    alarm_counters,
     apikeys,
     index_schema,
     notifiers.tables,

@@ -11,7 +11,17 @@ import flask
 import sqlalchemy as sa
 
 from alarmer.runtime import Runtime
-from api import context, errors, identity, openapi, params, v1, v2
+from api import (
+    context,
+    dashboard,
+    errors,
+    identity,
+    observe,
+    openapi,
+    params,
+    v1,
+    v2,
+)
 from api.v1 import capabilities
 
 
@@ -68,6 +78,7 @@ def create_app(rt: Runtime) -> flask.Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.strict_slashes = False
     context.bind(app, rt)
+    observe.install(app, rt)
     errors.install(app)
     params.install(app)
     app.add_url_rule("/", "versions", _versions, methods=["GET"])
@@ -77,6 +88,7 @@ def create_app(rt: Runtime) -> flask.Flask:
     v1.register(app)
     v2.register(app)
     openapi.register(app)
+    dashboard.register(app)
     if rt.conf.api.auth_mode == "keystone":
         app.wsgi_app = identity.keystone_middleware(  # type: ignore[method-assign]
             app.wsgi_app, rt.conf

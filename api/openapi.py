@@ -25,6 +25,7 @@ import flask
 
 from alarmer import __version__
 from alarmer.alarms import schema as rule_schema
+from alarmer.alarms import silences
 from alarmer.metrics.query import parse as ops
 from api.v1 import aggregates as aggregates_views
 from api.v1 import archive_policy as policy_views
@@ -37,6 +38,11 @@ BASE_ROUTES: tuple[tuple[str, str, str], ...] = (
     ("GET", "/", "API versions document."),
     ("GET", "/healthcheck", "200 when the service can reach its database."),
     ("GET", "/openapi.json", "This document."),
+    (
+        "GET",
+        "/metrics",
+        "alarmer's own metrics, Prometheus text format (no identity).",
+    ),
 )
 
 #: ``(method, path, summary)`` of the Gnocchi-dialect v1 API.
@@ -121,10 +127,28 @@ V1_ROUTES: tuple[tuple[str, str, str], ...] = (
         "/v1/search/resource/{type_name}",
         "Search resources with a query.",
     ),
+    ("GET", "/v1/resource", "Resource types and their listing URLs."),
+    ("GET", "/v1/aggregation/metric", "Legacy: aggregate metrics by id."),
+    ("POST", "/v1/aggregation/metric", "Legacy: aggregate metrics by id."),
+    (
+        "GET",
+        "/v1/aggregation/resource/{type_name}/metric/{name}",
+        "Legacy: aggregate a metric of the resources found.",
+    ),
+    (
+        "POST",
+        "/v1/aggregation/resource/{type_name}/metric/{name}",
+        "Legacy: aggregate a metric of the resources found.",
+    ),
 )
 
 #: ``(method, path, summary)`` of the Aodh-dialect v2 API.
 V2_ROUTES: tuple[tuple[str, str, str], ...] = (
+    (
+        "GET",
+        "/v2/metrics",
+        "Evaluation results per alarm and state (when enabled).",
+    ),
     ("GET", "/v2/alarms", "List alarms (q.* filters, sort, limit, marker)."),
     ("POST", "/v2/alarms", "Create an alarm; 201 with Location."),
     ("GET", "/v2/alarms/{alarm_id}", "Show an alarm."),
@@ -154,6 +178,14 @@ V2_ROUTES: tuple[tuple[str, str, str], ...] = (
         "POST",
         "/v2/alarms/{alarm_id}/deliveries/{delivery_id}/redeliver",
         "Deliver a notification again.",
+    ),
+    ("GET", "/v2/silences", "Silences in the caller's scope."),
+    ("POST", "/v2/silences", "Hold the notifications of matching alarms."),
+    ("GET", "/v2/silences/{silence_id}", "One silence."),
+    (
+        "DELETE",
+        "/v2/silences/{silence_id}",
+        "End a silence now (kept, expired, for the audit trail).",
     ),
 )
 
@@ -253,6 +285,64 @@ _DELIVERY = {
         "target": {"type": "string"},
         "status": {"type": "string"},
         "attempts": {"type": ["integer", "array"]},
+    },
+}
+
+_MATCHER = {
+    "type": "object",
+    "properties": {
+        "field": {"enum": list(silences.FIELDS)},
+        "op": {"enum": list(silences.OPERATORS), "default": "="},
+        "value": {"type": "string", "maxLength": silences.MAX_VALUE},
+    },
+    "required": ["field", "value"],
+    "additionalProperties": False,
+}
+_WHEN = {"type": ["string", "null"], "description": "ISO 8601."}
+_RECURRENCE = {
+    "type": ["object", "null"],
+    "properties": {
+        "start": {"type": "string", "description": "Cron expression."},
+        "duration": {"type": "integer", "minimum": 1},
+        "timezone": {"type": ["string", "null"]},
+    },
+    "required": ["start", "duration"],
+    "additionalProperties": False,
+}
+_SILENCE_FIELDS: dict[str, Any] = {
+    "matchers": {
+        "type": "array",
+        "items": _MATCHER,
+        "minItems": 1,
+        "maxItems": silences.MAX_MATCHERS,
+    },
+    "starts_at": {**_WHEN, "description": "ISO 8601; default now."},
+    "ends_at": {**_WHEN, "description": "ISO 8601; or a recurrence."},
+    "recurrence": _RECURRENCE,
+    "comment": {"type": "string", "maxLength": silences.MAX_COMMENT},
+    "project_id": {
+        "type": ["string", "null"],
+        "description": "Administrators: another project, or null "
+        "for every project.",
+    },
+}
+_SILENCE_IN = {
+    "type": "object",
+    "properties": _SILENCE_FIELDS,
+    "required": ["matchers"],
+    "additionalProperties": False,
+}
+_SILENCE = {
+    "type": "object",
+    "properties": {
+        **_SILENCE_FIELDS,
+        "silence_id": {"type": "string"},
+        "created_by": {"type": ["string", "null"]},
+        "status": {
+            "enum": [silences.ACTIVE, silences.PENDING, silences.EXPIRED]
+        },
+        "created_at": {"type": "string"},
+        "updated_at": {"type": "string"},
     },
 }
 
@@ -499,6 +589,19 @@ _MEASURES_READ = (
     _query("aggregation", _STRING, "Aggregation method (default mean)."),
     _query("refresh", _BOOL, "Accepted (measures are aggregated on write)."),
 )
+_LEGACY_READ = (
+    *_MEASURES_READ,
+    _query("metric", _STRING, "Metric id (repeatable)."),
+    _query("reaggregation", _STRING, "Method across metrics."),
+    _query("needed_overlap", _STRING, "Percentage (default 100)."),
+    _query("fill", _STRING, "null, dropna, ffill, ... or a number."),
+    _query("resample", _STRING, "Granularity to resample to."),
+    _query("groupby", _STRING, "Resource attribute (repeatable)."),
+)
+_LEGACY_POINTS = {
+    "type": "array",
+    "items": {"type": "array", "minItems": 3, "maxItems": 3},
+}
 _V2_LIST = (
     _query("q.field", _STRING, "Field of a simple query."),
     _query("q.op", {"enum": ["eq"]}, "Operator of a simple query."),
@@ -722,7 +825,33 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         response=_list("Resource"),
         query=(*_V1_PAGE, _query("details", _BOOL, "All attributes.")),
     ),
+    ("GET", "/v1/resource"): Operation(response=_OBJECT),
+    ("GET", "/v1/aggregation/metric"): Operation(
+        response=_LEGACY_POINTS, query=_LEGACY_READ
+    ),
+    ("POST", "/v1/aggregation/metric"): Operation(
+        request={"type": "array", "items": _STRING},
+        optional_body=True,
+        response=_LEGACY_POINTS,
+        query=_LEGACY_READ,
+    ),
+    ("GET", "/v1/aggregation/resource/{type_name}/metric/{name}"): Operation(
+        response={"type": "array"}, query=_LEGACY_READ
+    ),
+    (
+        "POST",
+        "/v1/aggregation/resource/{type_name}/metric/{name}",
+    ): Operation(
+        request=_SEARCH,
+        optional_body=True,
+        response={"type": "array"},
+        query=_LEGACY_READ,
+    ),
     # -- v2
+    ("GET", "/v2/metrics"): Operation(
+        response=_OBJECT,
+        query=(_query("all_projects", _BOOL, "Every project (admin)."),),
+    ),
     ("GET", "/v2/alarms"): Operation(response=_list("Alarm"), query=_V2_LIST),
     ("POST", "/v2/alarms"): Operation(
         status="201", request=_ref("AlarmInput"), response=_ref("Alarm")
@@ -769,6 +898,20 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "POST",
         "/v2/alarms/{alarm_id}/deliveries/{delivery_id}/redeliver",
     ): Operation(status="202", response=_ref("Delivery")),
+    ("GET", "/v2/silences"): Operation(
+        response=_list("Silence"),
+        query=(
+            _query("status", _STRING, "active, pending or expired."),
+            _query("limit", {"type": "integer", "minimum": 0}, "Page size."),
+        ),
+    ),
+    ("POST", "/v2/silences"): Operation(
+        status="201", request=_ref("SilenceInput"), response=_ref("Silence")
+    ),
+    ("GET", "/v2/silences/{silence_id}"): Operation(response=_ref("Silence")),
+    ("DELETE", "/v2/silences/{silence_id}"): Operation(
+        response=_ref("Silence")
+    ),
 }
 
 
@@ -877,6 +1020,8 @@ def document(server_url: str = "/") -> dict[str, Any]:
                     "required": ["project_id", "quotas"],
                 },
                 "Delivery": _DELIVERY,
+                "SilenceInput": _SILENCE_IN,
+                "Silence": _SILENCE,
                 "ArchivePolicy": _POLICY,
                 "ArchivePolicyRule": _RULE,
                 "Metric": _METRIC,

@@ -16,6 +16,7 @@ from typing import Any
 from waitress import wasyncore
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
+from alarmer import logformat
 from alarmer.runtime import Runtime
 from api import app as app_mod
 
@@ -51,6 +52,7 @@ class ApiServer:
     def start(self) -> None:
         """Bind the socket and start serving."""
         conf = self._rt.conf
+        logformat.quiet_floods()
         app = app_mod.create_app(self._rt)
         where: dict[str, Any]
         if self._given:

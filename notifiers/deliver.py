@@ -14,17 +14,26 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 
 from oslo_config import cfg
 
 import notifiers
 from alarmer import timeutils
+from alarmer.telemetry import Telemetry
 from notifiers import tables
 from notifiers.jobs import Attempt, DeliveryOutcome, Job
 from notifiers.retry import RetryPolicy, retryable
 
 LOG = logging.getLogger(__name__)
+
+#: The telemetry outcome of each final delivery status.
+OUTCOMES = {
+    tables.DELIVERED: "delivered",
+    tables.PENDING: "retry",
+    tables.DEAD: "dead",
+}
 
 #: Builds the plugin of a scheme from the configuration (a plugin class).
 PluginFactory = Callable[[cfg.ConfigOpts], notifiers.Notifier]
@@ -48,8 +57,11 @@ class Deliverer:
         policy: RetryPolicy,
         stopping: threading.Event,
         classes: Mapping[str, PluginFactory] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.conf = conf
+        #: Where attempts and outcomes are counted (none: not counted).
+        self.telemetry = telemetry
         self.policy = policy
         self.stopping = stopping
         self.classes = (
@@ -113,6 +125,7 @@ class Deliverer:
         attempts: list[Attempt] = []
         while True:
             started = timeutils.utcnow()
+            clock = time.perf_counter()
             try:
                 result = plugin.notify(action, message)
             except Exception as exc:
@@ -126,6 +139,8 @@ class Deliverer:
                     retryable=True,
                     error=f"plugin error: {exc!r}",
                 )
+            if self.telemetry is not None:
+                self.telemetry.attempt(scheme, time.perf_counter() - clock)
             attempts.append(Attempt(started, result))
             if not retryable(result) or self.stopping.is_set():
                 break
@@ -182,6 +197,8 @@ class Deliverer:
                 verdict.reason,
                 last.error,
             )
+        if self.telemetry is not None:
+            self.telemetry.delivered(OUTCOMES.get(verdict.status, "dead"))
         return DeliveryOutcome(
             job, verdict.status, attempts, verdict.next_attempt_at
         )

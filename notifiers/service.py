@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping
 
 from alarmer import runtime as runtime_mod
 from alarmer import timeutils
-from notifiers import deliver, signing
+from notifiers import deliver, retention, signing
 from notifiers import owner as owner_mod
 from notifiers.dispatch import WorkerPool
 from notifiers.jobs import DeliveryOutcome, Job
@@ -88,7 +88,11 @@ class NotifierService:
         )
         self._stopping = threading.Event()
         self.deliverer = deliver.Deliverer(
-            rt.conf, RetryPolicy.from_conf(self.opts), self._stopping, plugins
+            rt.conf,
+            RetryPolicy.from_conf(self.opts),
+            self._stopping,
+            plugins,
+            telemetry=rt.telemetry,
         )
         self.pool = WorkerPool(
             self.opts.workers,
@@ -104,6 +108,9 @@ class NotifierService:
         self._dispatcher: threading.Thread | None = None
         self._recorder: threading.Thread | None = None
         self._slot: owner_mod.Slot | None = None
+        self._retention: threading.Thread | None = None
+        #: Rows removed by this service's retention passes so far.
+        self.removed = retention.Removed()
 
     # -- lifecycle --------------------------------------------------------
 
@@ -132,6 +139,10 @@ class NotifierService:
         )
         for watcher in self._watchers:
             watcher.start()
+        if self.opts.expire_interval > 0:
+            self._retention = self._thread(
+                "notifier-retention", self._retention_loop
+            )
         LOG.info(
             "notifier %s started (owner %s)", self.worker_id, self.queue.owner
         )
@@ -146,6 +157,9 @@ class NotifierService:
         if self._dispatcher is not None:
             self._dispatcher.join()
             self._dispatcher = None
+        if self._retention is not None:
+            self._retention.join()
+            self._retention = None
         self.pool.stop()
         self._outcomes.put(None)
         if self._recorder is not None:
@@ -173,6 +187,28 @@ class NotifierService:
         per_alarm = self.opts.alarm_secrets or {}
         value = per_alarm.get(alarm_id) or per_alarm.get(project_id)
         return signing.split_secrets(value or self.opts.webhook_secret)
+
+    # -- retention --------------------------------------------------------
+
+    def _retention_loop(self) -> None:
+        """Run a retention pass every ``expire_interval`` seconds."""
+        while not self._stopping.wait(self.opts.expire_interval):
+            self.expire_once()
+
+    def expire_once(self) -> retention.Removed:
+        """One retention pass in small batches (see :mod:`.retention`)."""
+        try:
+            removed = retention.expire(
+                self.rt.db,
+                retention.Ages.from_conf(self.conf),
+                batch_size=self.opts.expire_batch_size,
+                stop=self._stopping.is_set,
+            )
+        except Exception:
+            LOG.exception("notifier %s: retention pass failed", self.worker_id)
+            return retention.Removed()
+        self.removed.add(removed)
+        return removed
 
     # -- dispatcher -------------------------------------------------------
 

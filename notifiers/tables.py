@@ -113,6 +113,8 @@ class Delivery(Base):
         sa.Index("ix_delivery_status_stream_seq", "status", "stream", "seq"),
         sa.Index("ix_delivery_alarm_id_seq", "alarm_id", "seq"),
         sa.Index("ix_delivery_notification_id", "notification_id"),
+        # Retention: the oldest delivered (or dead) deliveries.
+        sa.Index("ix_delivery_status_updated_at", "status", "updated_at"),
     )
 
 

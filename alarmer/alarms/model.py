@@ -39,6 +39,20 @@ COMPARISON_OPERATORS = ("lt", "le", "eq", "ne", "ge", "gt")
 #: The two joins of a composite rule.
 JOINS = ("and", "or")
 
+#: What an alarm does when its window holds fewer points than it needs
+#: (``missing_data``): Aodh's ``insufficient data`` (the default), take
+#: ``ok`` or ``alarm``, or keep the last state.
+MISSING_INSUFFICIENT = "insufficient_data"
+MISSING_OK = "ok"
+MISSING_ALARM = "alarm"
+MISSING_KEEP_LAST = "keep_last"
+MISSING_DATA_POLICIES = (
+    MISSING_INSUFFICIENT,
+    MISSING_OK,
+    MISSING_ALARM,
+    MISSING_KEEP_LAST,
+)
+
 T = TypeVar("T")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from alarmer.alarms.model import (
     ALARM_TYPES,
     COMPARISON_OPERATORS,
+    MISSING_DATA_POLICIES,
     SEVERITIES,
     STATES,
     THRESHOLD_TYPES,
@@ -22,6 +23,7 @@ from alarmer.alarms.model import (
 __all__ = [
     "ALARM_TYPES",
     "COMPARISON_OPERATORS",
+    "MISSING_DATA_POLICIES",
     "SEVERITIES",
     "STATES",
     "THRESHOLD_TYPES",
@@ -129,6 +131,71 @@ THRESHOLD_COMMON: dict[str, Any] = {
 }
 _COMMON_REQUIRED = ["threshold", "aggregation_method"]
 
+#: Optional flapping controls of a threshold rule (absent: Aodh's rule,
+#: every one of the ``evaluation_periods`` points must breach, and the
+#: same threshold decides the way back to ``ok``).
+THRESHOLD_OPTIONAL: dict[str, Any] = {
+    "datapoints_to_alarm": {
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "maximum": MAX_EVALUATION_PERIODS,
+        "description": "How many of the evaluation_periods points must "
+        "breach for alarm (M of N); at most evaluation_periods.",
+    },
+    "recovery_threshold": {
+        "type": ["number", "null"],
+        "minimum": -MAX_THRESHOLD,
+        "maximum": MAX_THRESHOLD,
+        "description": "While in alarm, the threshold points must be "
+        "back within for ok (hysteresis); on the ok side of threshold.",
+    },
+}
+
+#: Longest lifecycle period (repeat interval, keep firing, pending), in
+#: seconds.
+MAX_LIFECYCLE_PERIOD = 365 * 86400
+
+#: Optional lifecycle options of an alarm (absent or null: Aodh's
+#: behaviour).
+LIFECYCLE_FIELDS: dict[str, Any] = {
+    "repeat_interval": {
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "maximum": MAX_LIFECYCLE_PERIOD,
+        "description": "With repeat_actions, re-notify an unchanged "
+        "state at most once per this many seconds (unset: at every "
+        "evaluation).",
+    },
+    "missing_data": {
+        "enum": [*MISSING_DATA_POLICIES, None],
+        "description": "What the alarm does when its window holds fewer "
+        "points than it needs: insufficient_data (the default), ok, "
+        "alarm or keep_last.",
+    },
+    "keep_firing_for": {
+        "type": ["integer", "null"],
+        "minimum": 0,
+        "maximum": MAX_LIFECYCLE_PERIOD,
+        "description": "Seconds the alarm stays in alarm after its "
+        "condition cleared.",
+    },
+    "pending_for": {
+        "type": ["integer", "null"],
+        "minimum": 0,
+        "maximum": MAX_LIFECYCLE_PERIOD,
+        "description": "Seconds the condition must hold before the "
+        "alarm goes to alarm.",
+    },
+    "evaluation_interval": {
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "maximum": 86400,
+        "description": "Seconds between two evaluations of this alarm "
+        "(unset: the service's; raised to [evaluator] "
+        "min_evaluation_interval).",
+    },
+}
+
 #: The fields specific to each threshold type (with their descriptions).
 TYPE_FIELDS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "gnocchi_resources_threshold": (
@@ -183,7 +250,11 @@ def rule_schema(
     :param limits: the bounds (most metrics of a rule).
     """
     fields, required = TYPE_FIELDS[alarm_type]
-    properties: dict[str, Any] = {**fields, **THRESHOLD_COMMON}
+    properties: dict[str, Any] = {
+        **fields,
+        **THRESHOLD_COMMON,
+        **THRESHOLD_OPTIONAL,
+    }
     if "metrics" in properties:
         properties["metrics"] = {
             **properties["metrics"],
@@ -266,6 +337,7 @@ def alarm_schema(limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
             "maxItems": MAX_TIME_CONSTRAINTS,
             "items": _time_constraint(limits),
         },
+        **LIFECYCLE_FIELDS,
         "project_id": {"type": ["string", "null"], "maxLength": MAX_NAME},
         "user_id": {"type": ["string", "null"], "maxLength": MAX_NAME},
         # Read-only: accepted back, ignored.

@@ -75,6 +75,14 @@ DEFINITION_FIELDS = (
     "project_id",
     "user_id",
 )
+#: Optional lifecycle options (a PUT without them unsets them).
+LIFECYCLE_FIELDS = (
+    "repeat_interval",
+    "missing_data",
+    "keep_firing_for",
+    "pending_for",
+    "evaluation_interval",
+)
 
 
 class AlarmStoreError(AlarmerError):
@@ -126,7 +134,7 @@ def document(row: Mapping[str, Any]) -> dict[str, Any]:
 
     The rule goes under ``<type>_rule``; keys are in Aodh's order.
     """
-    return {
+    doc = {
         "alarm_actions": list(row["alarm_actions"]),
         "alarm_id": row["alarm_id"],
         "description": row["description"],
@@ -147,6 +155,12 @@ def document(row: Mapping[str, Any]) -> dict[str, Any]:
         "type": row["type"],
         "user_id": row["user_id"],
     }
+    # Lifecycle options appear only when set: an alarm defined as Aodh
+    # defines it has Aodh's document.
+    for key in LIFECYCLE_FIELDS:
+        if row.get(key) is not None:
+            doc[key] = row[key]
+    return doc
 
 
 def history_dict(entry: AlarmHistory) -> dict[str, Any]:
@@ -360,6 +374,7 @@ class AlarmStore:
         """
         when = timeutils.utcnow()
         row = {k: values[k] for k in DEFINITION_FIELDS}
+        row.update({k: values.get(k) for k in LIFECYCLE_FIELDS})
         row.update(
             alarm_id=str(uuid.uuid4()),
             version=1,
@@ -433,6 +448,7 @@ class AlarmStore:
             values: dict[str, Any] = {
                 k: new[k] for k in DEFINITION_FIELDS if k in new
             }
+            values.update({k: new.get(k) for k in LIFECYCLE_FIELDS})
             values["timestamp"] = when
             state = new.get("state")
             state_changed = state is not None and state != current["state"]

@@ -1,4 +1,4 @@
-"""SQL models of the alarm side: alarm, history, quota, outbox."""
+"""SQL models of the alarm side: alarm, history, silence, quota, outbox."""
 
 from __future__ import annotations
 
@@ -66,6 +66,35 @@ class Alarm(Base):
     )
     project_id: orm.Mapped[str] = orm.mapped_column(sa.String(255))
     user_id: orm.Mapped[str] = orm.mapped_column(sa.String(255))
+    # Lifecycle options (all optional; unset means Aodh's behaviour).
+    #: Seconds between two re-notifications of an unchanged state.
+    repeat_interval: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
+    #: What missing data means (:data:`model.MISSING_DATA_POLICIES`).
+    missing_data: orm.Mapped[str | None] = orm.mapped_column(sa.String(32))
+    #: Seconds the alarm stays in ``alarm`` after its condition cleared.
+    keep_firing_for: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
+    #: Seconds the condition must hold before ``alarm``.
+    pending_for: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
+    #: Seconds between two evaluations (unset: ``[evaluator]
+    #: evaluation_interval``).
+    evaluation_interval: orm.Mapped[int | None] = orm.mapped_column(sa.Integer)
+    # Lifecycle bookkeeping, written by the evaluator.
+    #: When the current state was last notified.
+    notified_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(
+        UTCDateTime
+    )
+    #: Since when the condition holds while not yet in ``alarm``.
+    pending_since: orm.Mapped[dt.datetime | None] = orm.mapped_column(
+        UTCDateTime
+    )
+    #: Since when the condition is clear while kept in ``alarm``.
+    clearing_since: orm.Mapped[dt.datetime | None] = orm.mapped_column(
+        UTCDateTime
+    )
+    #: The state of the last notification queued.
+    notified_state: orm.Mapped[str | None] = orm.mapped_column(sa.String(32))
+    #: A silence held back a notification not yet sent.
+    held: orm.Mapped[bool | None] = orm.mapped_column(sa.Boolean)
 
     __table_args__ = (
         sa.Index(
@@ -109,6 +138,42 @@ class AlarmHistory(Base):
             "ix_alarm_history_on_behalf_of_timestamp",
             "on_behalf_of",
             "timestamp",
+        ),
+        # Retention removes the oldest entries first.
+        sa.Index("ix_alarm_history_timestamp", "timestamp"),
+    )
+
+
+class Silence(Base):
+    """A silence: matching alarms' notifications are held while it holds.
+
+    See :mod:`alarmer.alarms.silences`.  ``project_id`` ``None`` (an
+    administrator's) covers every project.
+    """
+
+    __tablename__ = "silence"
+
+    silence_id: orm.Mapped[str] = orm.mapped_column(
+        sa.String(36), primary_key=True
+    )
+    project_id: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
+    created_by: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
+    comment: orm.Mapped[str] = orm.mapped_column(sa.Text, default="")
+    matchers: orm.Mapped[list[dict[str, str]]] = orm.mapped_column(sa.JSON)
+    starts_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(UTCDateTime)
+    ends_at: orm.Mapped[dt.datetime | None] = orm.mapped_column(UTCDateTime)
+    recurrence: orm.Mapped[dict[str, Any] | None] = orm.mapped_column(sa.JSON)
+    created_at: orm.Mapped[dt.datetime] = orm.mapped_column(
+        UTCDateTime, default=now
+    )
+    updated_at: orm.Mapped[dt.datetime] = orm.mapped_column(
+        UTCDateTime, default=now
+    )
+
+    __table_args__ = (
+        sa.Index("ix_silence_ends_at", "ends_at"),
+        sa.Index(
+            "ix_silence_project_id_created_at", "project_id", "created_at"
         ),
     )
 

@@ -18,6 +18,10 @@ deleted or transitioned by someone else since *expected_version* was
 read) nothing is written and the functions return ``False``: a worker
 with a stale view or a lost partition can never transition an alarm
 twice for one crossing.
+
+:func:`record_batch` commits many such changes (an evaluator's tick) in
+one transaction, each still fenced by its own version, and falls back to
+one transaction per change when the batch as a whole fails.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import datetime as dt
 import json
 import logging
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -34,6 +39,7 @@ from sqlalchemy import orm
 
 from alarmer.alarms import model
 from alarmer.alarms.tables import Alarm, AlarmHistory, Notification
+from alarmer.db import UTCDateTime
 
 LOG = logging.getLogger(__name__)
 
@@ -62,6 +68,11 @@ class AlarmSnapshot:
     ok_actions: tuple[str, ...] = ()
     alarm_actions: tuple[str, ...] = ()
     insufficient_data_actions: tuple[str, ...] = ()
+    #: The silences covering the alarm now (their notifications are
+    #: held; see :mod:`alarmer.alarms.silences`).
+    silenced: tuple[str, ...] = ()
+    #: The state of the alarm's last queued notification.
+    notified_state: str | None = None
 
     def actions_for(self, state: str) -> list[str]:
         """Return the action URLs of *state*, each once, order kept."""
@@ -90,6 +101,8 @@ class AlarmSnapshot:
             insufficient_data_actions=tuple(
                 row.insufficient_data_actions or ()
             ),
+            silenced=tuple(getattr(row, "silenced", ()) or ()),
+            notified_state=getattr(row, "notified_state", None),
         )
 
 
@@ -104,6 +117,7 @@ _SNAPSHOT_COLUMNS = (
     Alarm.ok_actions,
     Alarm.alarm_actions,
     Alarm.insufficient_data_actions,
+    Alarm.notified_state,
 )
 
 
@@ -215,17 +229,28 @@ def record_transition(  # noqa: PLR0917 (the documented contract)
         )
         return False
     actions = snap.actions_for(state) if notify else []
+    held = bool(actions and snap.silenced)
+    if held:
+        actions = []
     bump = 1 if actions else 0
+    values: dict[str, Any] = {
+        "state": state,
+        "state_reason": reason,
+        "state_timestamp": now,
+        "version": Alarm.version + 1,
+        "seq": Alarm.seq + bump,
+        "notified_at": now if actions else None,
+        "pending_since": None,
+        "clearing_since": None,
+    }
+    if actions:
+        values.update(notified_state=state, held=False)
+    elif held:
+        values["held"] = True
     result = session.execute(
         sa.update(Alarm)
         .where(Alarm.alarm_id == alarm_id, Alarm.version == expected_version)
-        .values(
-            state=state,
-            state_reason=reason,
-            state_timestamp=now,
-            version=Alarm.version + 1,
-            seq=Alarm.seq + bump,
-        )
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     if _rowcount(result) != 1:
@@ -237,6 +262,8 @@ def record_transition(  # noqa: PLR0917 (the documented contract)
         )
         return False
     detail = history_detail or {"state": state, "transition_reason": reason}
+    if snap.silenced:
+        detail = {**detail, "silenced": list(snap.silenced)}
     session.add(
         AlarmHistory(
             event_id=str(uuid.uuid4()),
@@ -297,7 +324,12 @@ def record_repeat(
     result = session.execute(
         sa.update(Alarm)
         .where(Alarm.alarm_id == alarm_id, Alarm.version == expected_version)
-        .values(version=Alarm.version + 1, seq=Alarm.seq + 1)
+        .values(
+            version=Alarm.version + 1,
+            seq=Alarm.seq + 1,
+            notified_at=now,
+            notified_state=snap.state,
+        )
         .execution_options(synchronize_session=False)
     )
     if _rowcount(result) != 1:
@@ -317,3 +349,420 @@ def record_repeat(
     session.flush()
     LOG.debug("alarm %s: re-notified %s", alarm_id, snap.state)
     return True
+
+
+def record_memory(
+    session: orm.Session,
+    alarm_id: str,
+    expected_version: int,
+    *,
+    pending_since: dt.datetime | None,
+    clearing_since: dt.datetime | None,
+) -> bool:
+    """Store what the evaluator remembers between two evaluations.
+
+    ``pending_since`` and ``clearing_since`` (see
+    :mod:`alarmer.evaluator.lifecycle`) are written only while the alarm
+    is at *expected_version*; ``version`` does not change (this is no
+    change of the alarm, and a transition resets both).  Runs in the
+    caller's transaction.
+
+    :returns: ``False`` when the alarm is gone or at another version.
+    """
+    result = session.execute(
+        sa.update(Alarm)
+        .where(Alarm.alarm_id == alarm_id, Alarm.version == expected_version)
+        .values(pending_since=pending_since, clearing_since=clearing_since)
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result) == 1
+
+
+def record_release(
+    session: orm.Session,
+    alarm_id: str,
+    expected_version: int,
+    *,
+    now: dt.datetime,
+    snapshot: AlarmSnapshot | None = None,
+) -> bool | None:
+    """Settle what a silence held back, once no silence covers the alarm.
+
+    When the alarm's current state differs from the last one notified
+    and has actions, one notification of it is queued (``previous`` is
+    the state last notified).  Either way the alarm no longer owes one.
+    Fenced like :func:`record_transition`: ``version`` grows by one (and
+    ``seq`` when a notification is queued).
+
+    :returns: ``True`` when a notification was queued, ``False`` when
+        none was owed, ``None`` when the alarm is gone or at another
+        version (nothing written).
+    """
+    snap = _resolve(session, alarm_id, expected_version, snapshot)
+    if snap is None:
+        return None
+    previous = snap.notified_state
+    actions = snap.actions_for(snap.state) if previous != snap.state else []
+    values: dict[str, Any] = {"version": Alarm.version + 1, "held": False}
+    if actions:
+        values.update(
+            seq=Alarm.seq + 1, notified_at=now, notified_state=snap.state
+        )
+    result = session.execute(
+        sa.update(Alarm)
+        .where(Alarm.alarm_id == alarm_id, Alarm.version == expected_version)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(result) != 1:
+        return None
+    if actions:
+        reason = (
+            f"Silence ended: notifying the current state {snap.state} "
+            f"(last notified: {previous or 'none'})"
+        )
+        session.add(
+            _outbox_row(
+                snap,
+                seq=snap.seq + 1,
+                previous=previous or snap.state,
+                current=snap.state,
+                reason=reason,
+                reason_data={"type": "silence", "previous": previous},
+                actions=actions,
+                now=now,
+            )
+        )
+    session.flush()
+    LOG.info(
+        "alarm %s: silence ended, %s",
+        alarm_id,
+        f"{snap.state} notified" if actions else "nothing owed",
+    )
+    return bool(actions)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Change:
+    """One fenced write of a batch (see :func:`record_batch`).
+
+    :ivar snapshot: the alarm as the writer holds it; its ``version`` is
+        the fence.
+    :ivar state: the new state, or ``None`` to re-notify the unchanged
+        one (``repeat_actions``).
+    :ivar reason: the state reason (and the notification's).
+    :ivar reason_data: the notification's ``reason_data``.
+    :ivar now: the transition's timestamp.
+    :ivar history_detail: history detail instead of the evaluator's.
+    """
+
+    snapshot: AlarmSnapshot
+    state: str | None
+    reason: str
+    reason_data: dict[str, Any]
+    now: dt.datetime
+    history_detail: dict[str, Any] | None = None
+
+    def after(self) -> AlarmSnapshot:
+        """The snapshot once this change is committed."""
+        snap = self.snapshot
+        state = snap.state if self.state is None else self.state
+        notified = bool(_notified_actions(snap, state, self.state is None))
+        return dataclasses.replace(
+            snap,
+            version=snap.version + 1,
+            seq=snap.seq + (1 if notified else 0),
+            state=state,
+            notified_state=state if notified else snap.notified_state,
+        )
+
+
+def _notified_actions(
+    snap: AlarmSnapshot, state: str, repeat: bool
+) -> list[str]:
+    """The actions a change to *state* notifies now (none while silenced).
+
+    A repeat is not held by a silence here: the evaluator does not decide
+    repeats for a silenced alarm.
+    """
+    actions = snap.actions_for(state)
+    if snap.silenced and not repeat:
+        return []
+    return actions
+
+
+def _fenced_updates() -> tuple[sa.Update, sa.Update]:
+    """The fenced UPDATEs of a batch, with bound parameters.
+
+    (transition, repeat); built per call, they are compiled once per
+    engine thanks to SQLAlchemy's statement cache.
+    """
+    table = cast(sa.Table, Alarm.__table__)
+    where = (
+        table.c.alarm_id == sa.bindparam("b_alarm_id"),
+        table.c.version == sa.bindparam("b_version"),
+    )
+    transition = (
+        sa.update(table)
+        .where(*where)
+        .values(
+            state=sa.bindparam("b_state"),
+            state_reason=sa.bindparam("b_reason"),
+            state_timestamp=sa.bindparam("b_now", type_=UTCDateTime()),
+            version=table.c.version + 1,
+            seq=table.c.seq + sa.bindparam("b_bump"),
+            notified_at=sa.bindparam("b_notified_at", type_=UTCDateTime()),
+            pending_since=None,
+            clearing_since=None,
+            notified_state=sa.func.coalesce(
+                sa.bindparam("b_notified_state", type_=sa.String()),
+                table.c.notified_state,
+            ),
+            held=sa.func.coalesce(
+                sa.bindparam("b_held", type_=sa.Boolean()), table.c.held
+            ),
+        )
+    )
+    repeat = (
+        sa.update(table)
+        .where(*where)
+        .values(
+            version=table.c.version + 1,
+            seq=table.c.seq + 1,
+            notified_at=sa.bindparam("b_now", type_=UTCDateTime()),
+            notified_state=sa.bindparam("b_state"),
+        )
+    )
+    return transition, repeat
+
+
+class _FenceMissed(Exception):
+    """A multi-row fenced UPDATE matched fewer rows than it had."""
+
+
+def _apply_batch(
+    session: orm.Session, changes: list[Change], *, many: bool
+) -> list[bool]:
+    """Write *changes* in the caller's transaction; the caller commits.
+
+    The alarm rows are updated with fenced statements in the order of
+    *changes*, in runs of the same kind: with *many*, one multi-row
+    statement per run, whose total of matched rows must be the run's
+    length (else :class:`_FenceMissed` is raised: the caller rolls back
+    and runs the batch again without *many*); without, one statement per
+    row, which tells each fence apart.  The history and outbox rows of
+    the changes that passed their fence are then inserted with one
+    multi-row statement each.
+    """
+    transition_stmt, repeat_stmt = _fenced_updates()
+    conn = session.connection()
+    done: list[bool | None] = []
+    runs: list[tuple[bool, list[int], list[dict[str, Any]]]] = []
+    for position, change in enumerate(changes):
+        snap = change.snapshot
+        repeat = change.state is None
+        state = snap.state if change.state is None else change.state
+        if state not in STATES:
+            raise ValueError(f"unknown alarm state {state!r}")
+        actions = _notified_actions(snap, state, repeat)
+        if repeat and not actions:
+            done.append(True)
+            continue
+        done.append(None)
+        params: dict[str, Any] = {
+            "b_alarm_id": snap.alarm_id,
+            "b_version": snap.version,
+        }
+        if repeat:
+            params.update(b_state=state, b_now=change.now)
+        else:
+            held = bool(snap.silenced and snap.actions_for(state))
+            params.update(
+                b_state=state,
+                b_reason=change.reason,
+                b_now=change.now,
+                b_bump=1 if actions else 0,
+                b_notified_at=change.now if actions else None,
+                b_notified_state=state if actions else None,
+                b_held=False if actions else (True if held else None),
+            )
+        if not runs or runs[-1][0] != repeat:
+            runs.append((repeat, [], []))
+        runs[-1][1].append(position)
+        runs[-1][2].append(params)
+    for repeat, positions, rows in runs:
+        stmt = repeat_stmt if repeat else transition_stmt
+        if many and len(rows) > 1:
+            if _rowcount(conn.execute(stmt, rows)) != len(rows):
+                raise _FenceMissed
+            for position in positions:
+                done[position] = True
+            continue
+        for position, params in zip(positions, rows, strict=True):
+            done[position] = _rowcount(conn.execute(stmt, params)) == 1
+    history: list[dict[str, Any]] = []
+    outbox: list[dict[str, Any]] = []
+    for change, ok in zip(changes, done, strict=True):
+        snap = change.snapshot
+        repeat = change.state is None
+        if not ok or (repeat and not snap.actions_for(snap.state)):
+            continue
+        state = snap.state if change.state is None else change.state
+        actions = _notified_actions(snap, state, repeat)
+        if change.state is not None:
+            detail = change.history_detail or {
+                "state": state,
+                "transition_reason": change.reason,
+            }
+            if snap.silenced:
+                detail = {**detail, "silenced": list(snap.silenced)}
+            history.append(
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "alarm_id": snap.alarm_id,
+                    "type": "state transition",
+                    "detail": json.dumps(detail),
+                    "user_id": None,
+                    "project_id": None,
+                    "on_behalf_of": snap.project_id,
+                    "severity": snap.severity,
+                    "timestamp": change.now,
+                }
+            )
+        if actions:
+            outbox.append(
+                {
+                    "alarm_id": snap.alarm_id,
+                    "seq": snap.seq + 1,
+                    "alarm_name": snap.name,
+                    "severity": snap.severity,
+                    "previous": snap.state,
+                    "current": state,
+                    "reason": change.reason,
+                    "reason_data": change.reason_data,
+                    "actions": actions,
+                    "project_id": snap.project_id,
+                    "created_at": change.now,
+                }
+            )
+    # Core inserts of the tables: one multi-row statement each, without
+    # the ORM's per-row bookkeeping.
+    if history:
+        conn.execute(
+            sa.insert(cast(sa.Table, AlarmHistory.__table__)), history
+        )
+    if outbox:
+        conn.execute(sa.insert(cast(sa.Table, Notification.__table__)), outbox)
+    return [bool(ok) for ok in done]
+
+
+def _record_one(session: orm.Session, change: Change) -> bool:
+    snap = change.snapshot
+    if change.state is None:
+        return record_repeat(
+            session,
+            snap.alarm_id,
+            snap.version,
+            change.reason,
+            change.reason_data,
+            now=change.now,
+            snapshot=snap,
+        )
+    return record_transition(
+        session,
+        snap.alarm_id,
+        snap.version,
+        change.state,
+        change.reason,
+        change.reason_data,
+        now=change.now,
+        history_detail=change.history_detail,
+        snapshot=snap,
+    )
+
+
+def record_batch(
+    open_session: Callable[[], orm.Session], changes: Sequence[Change]
+) -> list[bool | None]:
+    """Commit many fenced changes together, in one transaction.
+
+    Each change is fenced by its snapshot's version exactly as
+    :func:`record_transition` / :func:`record_repeat` fence it: one whose
+    alarm moved on writes nothing and reports ``False``.  Several changes
+    of one alarm must follow each other with successive versions (see
+    :meth:`Change.after`).  When the batch fails as a whole (a row the
+    database refuses, a lost connection), it is rolled back and each
+    change is committed on its own, so that one bad row cannot hold
+    back the others (a batch of one is that single commit, not retried).
+
+    :param open_session: opens a new session (a transaction).
+    :returns: per change, ``True`` (committed), ``False`` (fenced out)
+        or ``None`` (its own commit failed; logged).
+    """
+    items = list(changes)
+    if len(items) <= 1:
+        return _one_by_one(open_session, items)
+    try:
+        done = _batch_transaction(open_session, items)
+    except Exception as exc:
+        LOG.warning(
+            "a batch of %d alarm changes failed (%s); committing them one "
+            "by one",
+            len(items),
+            exc,
+        )
+    else:
+        for change, ok in zip(items, done, strict=True):
+            if ok and change.state is not None:
+                LOG.info(
+                    "alarm %s: %s -> %s (%s)",
+                    change.snapshot.alarm_id,
+                    change.snapshot.state,
+                    change.state,
+                    change.reason,
+                )
+        return list(done)
+    return _one_by_one(open_session, items)
+
+
+def _batch_transaction(
+    open_session: Callable[[], orm.Session], items: list[Change]
+) -> list[bool]:
+    """One transaction for *items*: multi-row fenced updates when the
+    database counts their rows, else (or when a fence missed) one
+    fenced update per row."""
+    with open_session() as session:
+        many = bool(session.get_bind().dialect.supports_sane_multi_rowcount)
+        if many:
+            try:
+                done = _apply_batch(session, items, many=True)
+            except _FenceMissed:
+                session.rollback()
+            else:
+                session.commit()
+                return done
+        done = _apply_batch(session, items, many=False)
+        session.commit()
+        return done
+
+
+def _one_by_one(
+    open_session: Callable[[], orm.Session], items: list[Change]
+) -> list[bool | None]:
+    """Commit each change in its own transaction (see record_batch)."""
+    results: list[bool | None] = []
+    for change in items:
+        try:
+            with open_session() as session:
+                ok = _record_one(session, change)
+                session.commit()
+        except Exception:
+            LOG.exception(
+                "alarm %s: committing %s failed",
+                change.snapshot.alarm_id,
+                change.state or "a repeat",
+            )
+            results.append(None)
+            continue
+        results.append(ok)
+    return results

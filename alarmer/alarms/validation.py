@@ -228,6 +228,7 @@ def _threshold(
         )
     rule["granularity"] = int(rule["granularity"])
     rule["evaluation_periods"] = int(rule["evaluation_periods"])
+    _flapping(rule, prefix)
     _check_method(f"{prefix}.aggregation_method", rule["aggregation_method"])
     if alarm_type == "gnocchi_aggregation_by_resources_threshold":
         try:
@@ -249,6 +250,48 @@ def _threshold(
                 '{"=": {"server_group": "g"}}',
             )
     return rule
+
+
+#: Operators for which a recovery threshold has a side: it must lie on
+#: the ``ok`` side of the threshold (below it for gt/ge, above for lt/le).
+_RECOVERY_SIDE = {"gt": -1, "ge": -1, "lt": 1, "le": 1}
+
+
+def _flapping(rule: dict[str, Any], prefix: str) -> None:
+    """Check ``datapoints_to_alarm`` and ``recovery_threshold``."""
+    m_of_n = rule.get("datapoints_to_alarm")
+    if m_of_n is not None:
+        rule["datapoints_to_alarm"] = int(m_of_n)
+        if m_of_n > rule["evaluation_periods"]:
+            raise invalid(
+                f"{prefix}.datapoints_to_alarm",
+                m_of_n,
+                "Value should be at most evaluation_periods "
+                f"({rule['evaluation_periods']})",
+            )
+    recovery = rule.get("recovery_threshold")
+    if recovery is None:
+        return
+    recovery = float(recovery)
+    rule["recovery_threshold"] = recovery
+    side = _RECOVERY_SIDE.get(rule["comparison_operator"])
+    if side is None:
+        raise invalid(
+            f"{prefix}.recovery_threshold",
+            recovery,
+            "A recovery threshold needs comparison_operator gt, ge, lt or le",
+        )
+    if (
+        not math.isfinite(recovery)
+        or (recovery - rule["threshold"]) * side < 0
+    ):
+        where = "at most" if side < 0 else "at least"
+        raise invalid(
+            f"{prefix}.recovery_threshold",
+            recovery,
+            f"Value should be {where} the threshold "
+            f"({rule['threshold']}), on the ok side of it",
+        )
 
 
 def _composite(
@@ -366,9 +409,10 @@ def validate_alarm(
     The result holds ``name, description, type, rule, enabled, severity,
     ok_actions, alarm_actions, insufficient_data_actions, repeat_actions,
     time_constraints`` (defaults filled, actions de-duplicated in order)
-    and, when the body gave them, ``state``, ``project_id`` and
-    ``user_id``.  Read-only fields (``alarm_id``, timestamps,
-    ``state_reason``) are accepted and dropped.
+    and, when the body gave them, ``state``, ``project_id``, ``user_id``
+    and the lifecycle options (``repeat_interval``, ``missing_data``,
+    ``keep_firing_for``, ``pending_for``).  Read-only fields
+    (``alarm_id``, timestamps, ``state_reason``) are accepted and dropped.
 
     :param check_action: called as ``check_action(field, url)`` for every
         action URL; raises :class:`RuleError` to reject it.
@@ -428,6 +472,9 @@ def validate_alarm(
     result["time_constraints"] = time_constraints.normalize(
         body.get("time_constraints") or []
     )
+    for key in schema.LIFECYCLE_FIELDS:
+        if body.get(key) is not None:
+            result[key] = body[key]
     for key in ("state", "project_id", "user_id"):
         if body.get(key) is not None:
             result[key] = body[key]

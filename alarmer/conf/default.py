@@ -26,4 +26,18 @@ OPTS = [
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="Level of the log messages written to standard error.",
     ),
+    cfg.BoolOpt(
+        "enable_evaluation_results_metrics",
+        default=False,
+        help="Count the evaluation results of every alarm per state and "
+        "serve them at GET /v2/metrics (as Aodh; when disabled that "
+        "endpoint answers 403).",
+    ),
+    cfg.StrOpt(
+        "log_format",
+        default="text",
+        choices=["text", "json"],
+        help="Format of the log: text lines, or one JSON object per line "
+        "(time, level, logger, message, request id, alarm or metric id).",
+    ),
 ]

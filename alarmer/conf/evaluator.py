@@ -14,6 +14,13 @@ OPTS = [
         "interval; an evaluation that could not run in its interval is "
         "skipped, not queued.",
     ),
+    cfg.FloatOpt(
+        "min_evaluation_interval",
+        default=10.0,
+        min=1.0,
+        help="Shortest evaluation interval an alarm may ask for with its "
+        "own evaluation_interval (a shorter one is raised to this).",
+    ),
     cfg.IntOpt(
         "workers",
         default=1,
@@ -60,5 +67,15 @@ OPTS = [
         "delay when an announcement is lost. Used only with event_driven "
         "and a channel that carries every announcement (redis, datagram, "
         "or the API in the same process); 0 disables the cache.",
+    ),
+    cfg.FloatOpt(
+        "coalesce_interval",
+        default=0.002,
+        min=0,
+        max=1,
+        help="Seconds the evaluator gathers 'metric changed' announcements "
+        "before evaluating the alarms they touch: each such alarm is "
+        "evaluated once per tick, with one batched read of the metrics "
+        "engine for all of them.",
     ),
 ]

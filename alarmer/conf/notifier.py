@@ -184,4 +184,33 @@ OPTS: list[cfg.Opt] = [
         deprecated_group="DEFAULT",
         help="Private key of rest_notifier_certificate_file.",
     ),
+    cfg.IntOpt(
+        "delivered_time_to_live",
+        default=7 * 86400,
+        help="Seconds a delivered notification is kept (its delivery, "
+        "attempts and outbox row, counted from the delivery); 0 or less "
+        "keeps them for ever.",
+    ),
+    cfg.IntOpt(
+        "dead_letter_time_to_live",
+        default=-1,
+        help="Seconds a dead letter (a delivery that gave up) is kept "
+        "from its last attempt; 0 or less keeps it until it is "
+        "redelivered or purged ('alarmer expire --purge-dead-letters').",
+    ),
+    cfg.FloatOpt(
+        "expire_interval",
+        default=300.0,
+        min=0.0,
+        help="Seconds between two retention passes of the notifier "
+        "service (history, deliveries, dead letters); 0 disables them "
+        "(run 'alarmer expire' from cron instead).",
+    ),
+    cfg.IntOpt(
+        "expire_batch_size",
+        default=5000,
+        min=1,
+        help="Rows a retention pass deletes per transaction: small "
+        "batches never hold locks for long.",
+    ),
 ]

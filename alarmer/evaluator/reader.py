@@ -64,9 +64,15 @@ class SeriesReader(Protocol):
     """The part of the metrics engine the evaluator uses."""
 
     def last_buckets(
-        self, metric_id: str, method: str, granularity: int, n: int
+        self,
+        metric_id: str,
+        method: str,
+        granularity: int,
+        n: int,
+        *,
+        stop: int | None = None,
     ) -> SeriesLike:
-        """Newest *n* buckets of one series, the current one included."""
+        """Newest *n* buckets of one series starting before *stop*."""
 
 
 class Unresolved(Exception):
@@ -286,7 +292,7 @@ class BucketCache:
     def __init__(self, ttl: float, max_metrics: int = 200_000) -> None:
         self.ttl = ttl
         self.max_metrics = max_metrics
-        self._entries: dict[str, dict[tuple[str, int, int], Any]] = {}
+        self._entries: dict[str, dict[tuple[Any, ...], Any]] = {}
         # Per-metric generation, bumped by invalidate(); cross-metric
         # results remember the generations they were computed from.
         self._gens: dict[str, int] = {}
@@ -303,9 +309,16 @@ class BucketCache:
         method: str,
         gran_ns: int,
         n: int,
+        *,
+        stop: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Bucket starts and values, from the cache or the engine."""
-        key = (method, gran_ns, n)
+        """Bucket starts and values, from the cache or the engine.
+
+        *stop* cuts the buckets as the engine does; it is rounded up to
+        a bucket start first, so reads within one bucket share an entry.
+        """
+        stop = cut_time(stop, gran_ns)
+        key = (method, gran_ns, n, stop)
         now = time.monotonic()
         per_metric = self._entries.get(metric_id)
         if per_metric is not None:
@@ -316,7 +329,7 @@ class BucketCache:
         self.misses += 1
         with self._lock:
             self._gens.setdefault(metric_id, 0)
-        series = engine.last_buckets(metric_id, method, gran_ns, n)
+        series = engine.last_buckets(metric_id, method, gran_ns, n, stop=stop)
         entry = (now + self.ttl, series.timestamps, series.values)
         with self._lock:
             per_metric = self._entries.get(metric_id)
@@ -389,16 +402,42 @@ class BucketCache:
         return len(self._entries)
 
 
+#: At most this many buckets are read beyond a rule's window to assess
+#: it as of several instants with one read (a late evaluation).
+MAX_EXTRA_BUCKETS = 64
+
+
+def cut_time(stop: int | None, gran_ns: int) -> int | None:
+    """*stop* rounded up to a bucket start of *gran_ns*.
+
+    Buckets start at multiples of their granularity: the buckets
+    starting before *stop* are those starting before the rounded value.
+    """
+    if stop is None or gran_ns <= 0:
+        return stop
+    return -(-int(stop) // gran_ns) * gran_ns
+
+
+def span(plan: Plan, instants: Sequence[int]) -> tuple[int, int]:
+    """(stop, n): one read covering *plan*'s window at every instant."""
+    stop = max(instants)
+    extra = -(-(stop - min(instants)) // plan.gran_ns)
+    return stop, plan.n + min(int(extra), MAX_EXTRA_BUCKETS)
+
+
 def _fetch(
     engine: SeriesReader,
     cache: BucketCache | None,
     metric_id: str,
     method: str,
-    plan: Plan,
+    *,
+    gran_ns: int,
+    n: int,
+    stop: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     if cache is not None:
-        return cache.get(engine, metric_id, method, plan.gran_ns, plan.n)
-    series = engine.last_buckets(metric_id, method, plan.gran_ns, plan.n)
+        return cache.get(engine, metric_id, method, gran_ns, n, stop=stop)
+    series = engine.last_buckets(metric_id, method, gran_ns, n, stop=stop)
     return series.timestamps, series.values
 
 
@@ -407,7 +446,10 @@ def _reduce_read(
     cache: BucketCache | None,
     plan: Plan,
     metric_ids: Sequence[str],
+    *,
     base: str,
+    n: int,
+    stop: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read the rule's buckets of every metric and reduce them across.
 
@@ -419,76 +461,87 @@ def _reduce_read(
     if many is None:
         per_metric = [
             Series(
-                plan.gran_ns, *_fetch(engine, cache, m, plan.read_method, plan)
+                plan.gran_ns,
+                *_fetch(
+                    engine,
+                    cache,
+                    m,
+                    plan.read_method,
+                    gran_ns=plan.gran_ns,
+                    n=n,
+                    stop=stop,
+                ),
             )
             for m in metric_ids
         ]
         return query.reduce_across(per_metric, base)
-    times, grid = many(metric_ids, plan.read_method, plan.gran_ns, plan.n)
+    times, grid = many(
+        metric_ids, plan.read_method, plan.gran_ns, n, stop=stop
+    )
     return query.reduce_grid(times, grid, base)
 
 
-def _read_across(
+def _read_reduced(
     engine: SeriesReader,
     cache: BucketCache | None,
     plan: Plan,
     metric_ids: Sequence[str],
-    now_ns: int,
+    *,
+    n: int,
+    stop: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    start, stop = now_ns - plan.window_ns, now_ns
+    """The cross-metric reduction of the newest *n* buckets before *stop*."""
     base = plan.method.removeprefix("rate:")
     if cache is None:
-        times, reduced = _reduce_read(engine, None, plan, metric_ids, base)
-    else:
-        key = (tuple(metric_ids), plan.read_method, base, plan.gran_ns, plan.n)
-        found = cache.cross_get(key, metric_ids)
-        if found is None:
-            cache.track(metric_ids)
-            gens = cache.generations(metric_ids)
-            times, reduced = _reduce_read(
-                engine, cache, plan, metric_ids, base
-            )
-            cache.cross_put(key, gens, times, reduced)
-        else:
-            times, reduced = found
-    return query.window_across(
-        times, reduced, plan.method, plan.gran_ns, start=start, stop=stop
+        return _reduce_read(
+            engine, None, plan, metric_ids, base=base, n=n, stop=stop
+        )
+    key = (
+        tuple(metric_ids),
+        plan.read_method,
+        base,
+        plan.gran_ns,
+        n,
+        cut_time(stop, plan.gran_ns),
     )
+    found = cache.cross_get(key, metric_ids)
+    if found is not None:
+        return found
+    cache.track(metric_ids)
+    gens = cache.generations(metric_ids)
+    times, reduced = _reduce_read(
+        engine, cache, plan, metric_ids, base=base, n=n, stop=stop
+    )
+    cache.cross_put(key, gens, times, reduced)
+    return times, reduced
 
 
-def read_outcome(
-    engine: SeriesReader,
+def assess_at(
     plan: Plan,
-    metric_ids: Sequence[str],
+    times: np.ndarray,
+    values: np.ndarray,
     now_ns: int,
     *,
-    cache: BucketCache | None = None,
+    reduced: bool,
 ) -> Outcome:
-    """Read the points of a threshold rule and assess them.
+    """Assess *plan* on buckets read up to at least *now_ns*, as of it.
 
-    Missing aggregations or granularities become ``insufficient data``
-    outcomes with Aodh's text; other engine errors propagate (the caller
-    logs them with the alarm id and reports ``alarm statistics retrieval
-    failed``).
+    *times*/*values* are one series' bucket starts and values, or with
+    *reduced* a cross-metric reduction (see ``reduce_grid``) not yet
+    windowed.  Aodh's window ``[floor(now - window), now)`` is taken
+    here, so the same read serves several instants.
     """
-    try:
-        if plan.alarm_type == RESOURCES and len(metric_ids) == 1:
-            timestamps, values = _fetch(
-                engine, cache, metric_ids[0], plan.read_method, plan
-            )
-        else:
-            timestamps, values = _read_across(
-                engine, cache, plan, metric_ids, now_ns
-            )
-    except LookupError as exc:
-        if plan.alarm_type == RESOURCES:
-            return decide.insufficient(
-                f"aggregation {plan.method} does not exist for metric "
-                f"{plan.metric} of resource {plan.resource_id}"
-            )
-        return decide.insufficient(f"alarm statistics retrieval failed: {exc}")
+    if reduced:
+        times, values = query.window_across(
+            times,
+            values,
+            plan.method,
+            plan.gran_ns,
+            start=now_ns - plan.window_ns,
+            stop=now_ns,
+        )
     selected = decide.select_window(
-        timestamps,
+        times,
         values,
         gran_ns=plan.gran_ns,
         periods=plan.periods,
@@ -502,6 +555,238 @@ def read_outcome(
         evaluation_periods=plan.periods,
         granularity=plan.granularity,
     )
+
+
+def single_series(plan: Plan, metric_ids: Sequence[str]) -> bool:
+    """True when *plan* reads one series as is (no cross-metric step)."""
+    return plan.alarm_type == RESOURCES and len(metric_ids) == 1
+
+
+def lookup_failure(plan: Plan, exc: Exception) -> Outcome:
+    """The outcome of a read that found no such aggregation (Aodh's)."""
+    if plan.alarm_type == RESOURCES:
+        return decide.insufficient(
+            f"aggregation {plan.method} does not exist for metric "
+            f"{plan.metric} of resource {plan.resource_id}"
+        )
+    return decide.insufficient(f"alarm statistics retrieval failed: {exc}")
+
+
+def read_outcomes(
+    engine: SeriesReader,
+    plan: Plan,
+    metric_ids: Sequence[str],
+    instants: Sequence[int],
+    *,
+    cache: BucketCache | None = None,
+) -> list[Outcome]:
+    """Read the points of a threshold rule and assess them at *instants*.
+
+    One read covers every instant (ns): the buckets starting before the
+    latest, enough of them for the window of the earliest (see
+    :func:`span`).  Buckets stamped after an instant never take part
+    in its assessment, nor push valid ones out of the read.
+
+    Missing aggregations or granularities become ``insufficient data``
+    outcomes with Aodh's text; other engine errors propagate (the caller
+    logs them with the alarm id and reports ``alarm statistics retrieval
+    failed``).
+    """
+    stop, n = span(plan, instants)
+    single = single_series(plan, metric_ids)
+    try:
+        if single:
+            times, values = _fetch(
+                engine,
+                cache,
+                metric_ids[0],
+                plan.read_method,
+                gran_ns=plan.gran_ns,
+                n=n,
+                stop=stop,
+            )
+        else:
+            times, values = _read_reduced(
+                engine, cache, plan, metric_ids, n=n, stop=stop
+            )
+    except LookupError as exc:
+        return [lookup_failure(plan, exc)] * len(instants)
+    return [
+        assess_at(plan, times, values, t, reduced=not single) for t in instants
+    ]
+
+
+def read_outcome(
+    engine: SeriesReader,
+    plan: Plan,
+    metric_ids: Sequence[str],
+    now_ns: int,
+    *,
+    cache: BucketCache | None = None,
+) -> Outcome:
+    """Read the points of a threshold rule and assess them at *now_ns*.
+
+    See :func:`read_outcomes`.
+    """
+    return read_outcomes(engine, plan, metric_ids, [now_ns], cache=cache)[0]
+
+
+class BatchRead:
+    """The reads of many threshold rules, gathered into few engine calls.
+
+    :meth:`want` registers what a rule needs; :meth:`run` reads every
+    wanted series with one ``last_buckets_many`` call per (method,
+    granularity, cut) group, as many buckets as the neediest rule of
+    the group wants; :meth:`outcomes` then assesses each rule from its
+    rows (its own window is taken there, so the extra buckets others
+    asked for change nothing).  The instants of one tick all end at the
+    tick's "now": one group per method and granularity.  A group whose
+    read fails is left to the per-rule path (:func:`read_outcomes`),
+    which reports the rule's own error.
+    """
+
+    def __init__(self, engine: SeriesReader) -> None:
+        self.engine = engine
+        self._many = getattr(engine, "last_buckets_many", None)
+        #: group -> (metric id -> row, buckets wanted)
+        self._groups: dict[tuple[str, int, int], tuple[dict[str, int], int]]
+        self._groups = {}
+        self._results: dict[
+            tuple[str, int, int], tuple[np.ndarray, np.ndarray] | None
+        ] = {}
+        #: Cross-metric rules wanted per group: (metric ids, reducer).
+        self._rules: dict[tuple[str, int, int], dict[tuple[Any, ...], None]]
+        self._rules = {}
+        #: Their reductions, computed for all of a group at once.
+        self._reduced: dict[tuple[Any, ...], np.ndarray] = {}
+
+    @property
+    def enabled(self) -> bool:
+        """True when the engine reads many series in one call."""
+        return self._many is not None
+
+    @staticmethod
+    def _key(plan: Plan, instants: Sequence[int]) -> tuple[str, int, int]:
+        cut = cut_time(max(instants), plan.gran_ns)
+        assert cut is not None
+        return (plan.read_method, plan.gran_ns, cut)
+
+    def want(
+        self, plan: Plan, metric_ids: Sequence[str], instants: Sequence[int]
+    ) -> None:
+        """Register the series *plan* reads for *instants*."""
+        key = self._key(plan, instants)
+        _, n = span(plan, instants)
+        # The cut may be up to one bucket later than the latest instant.
+        n += 1
+        found = self._groups.get(key)
+        if found is None:
+            rows: dict[str, int] = {}
+        else:
+            rows, wanted = found
+            n = max(n, wanted)
+        for metric_id in metric_ids:
+            rows.setdefault(metric_id, len(rows))
+        self._groups[key] = (rows, n)
+        if not single_series(plan, metric_ids) and not plan.method.startswith(
+            "rate:"
+        ):
+            rules = self._rules.setdefault(key, {})
+            rules[(tuple(metric_ids), plan.method)] = None
+
+    def run(self) -> None:
+        """Read every registered group."""
+        many = self._many
+        if many is None:
+            return
+        for key, (rows, n) in self._groups.items():
+            method, gran_ns, stop = key
+            try:
+                found = many(list(rows), method, gran_ns, n, stop=stop)
+            except Exception as exc:
+                LOG.debug(
+                    "batched read of %d series failed: %s", len(rows), exc
+                )
+                self._results[key] = None
+                continue
+            self._results[key] = found
+            self._reduce_all(key, rows, *found)
+
+    def _reduce_all(
+        self,
+        key: tuple[str, int, int],
+        rows: dict[str, int],
+        times: np.ndarray,
+        grid: np.ndarray,
+    ) -> None:
+        """Reduce every cross-metric rule of a group in a few numpy calls.
+
+        Rules with as many metrics and the same reducer are stacked into
+        one (metrics x rules*time) grid and reduced column-wise, as
+        ``reduce_grid`` reduces each rule's own grid; a timestamp none of
+        a rule's metrics has is NaN (not a point) for that rule, as when
+        the rule's grid is laid out alone.
+        """
+        by_shape: dict[tuple[int, str], list[tuple[str, ...]]] = {}
+        for ids, method in self._rules.get(key, {}):
+            by_shape.setdefault((len(ids), method), []).append(ids)
+        width = times.size
+        if width == 0:
+            return
+        for (k, method), members in by_shape.items():
+            index = np.array(
+                [[rows[m] for m in ids] for ids in members], dtype=np.intp
+            )
+            stacked = grid[index]  # (rules, k, T)
+            present = ~np.isnan(stacked)
+            flat = stacked.transpose(1, 0, 2).reshape(k, len(members) * width)
+            try:
+                reduced = query.reduce_columns(flat, method).reshape(
+                    len(members), width
+                )
+            except Exception as exc:
+                # Left to each rule's own reduction (and its error).
+                LOG.debug("stacked %s reduction failed: %s", method, exc)
+                continue
+            reduced[~present.any(axis=1)] = np.nan
+            for ids, row in zip(members, reduced, strict=True):
+                self._reduced[(key, ids, method)] = row
+
+    def outcomes(
+        self, plan: Plan, metric_ids: Sequence[str], instants: Sequence[int]
+    ) -> list[Outcome] | None:
+        """The rule's outcomes at *instants*; None: read it alone."""
+        key = self._key(plan, instants)
+        found = self._results.get(key)
+        if found is None:
+            return None
+        times, grid = found
+        row = self._reduced.get((key, tuple(metric_ids), plan.method))
+        if row is not None:
+            return [
+                assess_at(plan, times, row, t, reduced=True) for t in instants
+            ]
+        rows = self._groups[key][0]
+        if len(metric_ids) == 1 and single_series(plan, metric_ids):
+            values = grid[rows[metric_ids[0]]]
+            return [
+                assess_at(plan, times, values, t, reduced=False)
+                for t in instants
+            ]
+        sub = grid[[rows[m] for m in metric_ids]]
+        keep = ~np.isnan(sub).all(axis=0)
+        if not keep.all():
+            times, sub = times[keep], sub[:, keep]
+        if single_series(plan, metric_ids):
+            return [
+                assess_at(plan, times, sub[0], t, reduced=False)
+                for t in instants
+            ]
+        base = plan.method.removeprefix("rate:")
+        times, reduced = query.reduce_grid(times, sub, base)
+        return [
+            assess_at(plan, times, reduced, t, reduced=True) for t in instants
+        ]
 
 
 def bulk_resolve(

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from alarmer.alarms import model, transitions
-from alarmer.evaluator import reader
+from alarmer.evaluator import lifecycle, reader
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -45,6 +45,17 @@ class AlarmDef:
     tc_inside: bool = True
     tc_until: float = 0.0
     resolve_after: float = 0.0
+    #: Lifecycle options, and what is remembered to apply them.
+    policy: lifecycle.Policy = lifecycle.AODH
+    memory: lifecycle.Memory = lifecycle.FORGOTTEN
+    #: The silences covering the alarm at its last evaluation.
+    silenced: tuple[str, ...] = ()
+    #: The state of its last queued notification.
+    notified_state: str | None = None
+    #: A silence held back a notification (owed once unsilenced).
+    held: bool = False
+    #: Its own evaluation interval in seconds (0: the service's).
+    interval: float = 0.0
 
     def metric_ids(self) -> set[str]:
         """Every metric this alarm reads."""
@@ -81,6 +92,11 @@ class Registry:
     def get(self, alarm_id: str) -> AlarmDef | None:
         """The definition of *alarm_id*, if owned."""
         return self.alarms.get(alarm_id)
+
+    @property
+    def by_metric(self) -> Mapping[str, set[str]]:
+        """The index metric id -> ids of the owned alarms reading it."""
+        return self._by_metric
 
     def reads_any(self, metric_id: str) -> bool:
         """True when an owned alarm reads *metric_id*."""

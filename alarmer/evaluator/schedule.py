@@ -23,6 +23,8 @@ class Scheduled(Protocol):
     alarm_id: str
     slot: float
     token: int
+    #: The alarm's own evaluation interval (0: the schedule's).
+    interval: float
 
 
 def slot_of(alarm_id: str, interval: float) -> float:
@@ -43,11 +45,16 @@ class Schedule:
         #: Slots skipped because they were more than one interval late.
         self.skipped = 0
 
+    def interval_of(self, alarm: Scheduled) -> float:
+        """The evaluation interval of *alarm*."""
+        return alarm.interval or self.interval
+
     def next_slot(self, alarm: Scheduled, now: float) -> float:
         """The first slot of *alarm* strictly after *now*."""
-        base = (now - alarm.slot) // self.interval * self.interval
+        interval = self.interval_of(alarm)
+        base = (now - alarm.slot) // interval * interval
         due = base + alarm.slot
-        return due if due > now else due + self.interval
+        return due if due > now else due + interval
 
     def add(self, alarm: Scheduled, due: float) -> None:
         """Schedule *alarm* at *due*; older entries of it become stale."""
@@ -81,10 +88,11 @@ class Schedule:
             alarm = lookup(alarm_id)
             if alarm is None or alarm.token != token:
                 continue
-            if now - due >= self.interval:
-                missed = int((now - due) // self.interval)
+            interval = self.interval_of(alarm)
+            if now - due >= interval:
+                missed = int((now - due) // interval)
                 self.skipped += missed
-                due += missed * self.interval
-            self.add(alarm, due + self.interval)
+                due += missed * interval
+            self.add(alarm, due + interval)
             taken.append((alarm, due))
         return taken

@@ -38,16 +38,22 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
 from alarmer import channel as channel_mod
 from alarmer import runtime as runtime_mod
-from alarmer.alarms import time_constraints, transitions
+from alarmer import telemetry
+from alarmer.alarms import (
+    counters,
+    silences,
+    time_constraints,
+    transitions,
+)
 from alarmer.alarms.tables import Alarm
-from alarmer.evaluator import composite, decide, evaluate
+from alarmer.evaluator import composite, decide, evaluate, lifecycle
 from alarmer.evaluator import reader as data
 from alarmer.evaluator.coordination import Membership
 from alarmer.evaluator.decide import Decision, Outcome
@@ -60,6 +66,79 @@ LOG = logging.getLogger(__name__)
 SUPPORTED_TYPES = (*data.THRESHOLD_TYPES, data.COMPOSITE)
 _LOAD_CHUNK = 500
 _LAG_SAMPLES = 200_000
+
+
+_MAX_DUE = 256
+_MIN_DUE = 16
+#: Most event jobs of one tick (the rest waits behind fresher ones).
+_CHUNK = 256
+
+
+@dataclasses.dataclass(slots=True)
+class Job:
+    """One alarm to evaluate in a tick.
+
+    :ivar event: taken because a metric it reads changed.
+    :ivar announced: when the first announcement that made it dirty
+        arrived (ns), 0 when not from an announcement.
+    :ivar stamp: the newest timestamp of that data (ns), 0 if unknown.
+    """
+
+    alarm: AlarmDef
+    event: bool
+    announced: int = 0
+    stamp: int = 0
+
+
+class Pending(NamedTuple):
+    """A decision of a tick waiting for the tick's commit."""
+
+    alarm: AlarmDef
+    decision: Decision
+
+
+def as_of_instants(announced: int, now_ns: int, gran_ns: int) -> list[int]:
+    """Instants (ns) to assess an alarm at when it was announced at
+    *announced* and is evaluated at *now_ns*.
+
+    Aodh's window moves with time: an evaluation that runs late may see
+    the buckets of a crossing pushed out by newer ones.  When the worker
+    reaches an announcement in the same bucket of the finest
+    granularity *gran_ns* it arrived in, the window is the same and only
+    *now_ns* is used; otherwise the announcement instant and every
+    granularity step after it (at most 63), then *now_ns*: any bucket
+    interval the crossing was the newest in gets one assessment.
+    """
+    if gran_ns <= 0 or announced >= now_ns:
+        return [now_ns]
+    if announced // gran_ns == now_ns // gran_ns:
+        return [now_ns]
+    instants: list[int] = []
+    t = announced
+    while t < now_ns and len(instants) < data.MAX_EXTRA_BUCKETS - 1:
+        instants.append(t)
+        t += gran_ns
+    instants.append(now_ns)
+    return instants
+
+
+def _want(batch: data.BatchRead, alarm: AlarmDef, instants: list[int]) -> None:
+    """Register *alarm*'s threshold rules in the tick's read."""
+    if not batch.enabled:
+        return
+    for index, plan in enumerate(alarm.plans):
+        target = alarm.targets[index] if index < len(alarm.targets) else None
+        if isinstance(plan, data.Plan) and isinstance(target, list):
+            batch.want(plan, target, instants)
+
+
+def _finest(alarm: AlarmDef) -> int:
+    grans = [p.gran_ns for p in alarm.plans if isinstance(p, data.Plan)]
+    return min(grans) if grans else 0
+
+
+def _iso(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat()
 
 
 @dataclasses.dataclass
@@ -76,6 +155,8 @@ class Stats:
     frozen: int = 0
     #: Passes re-resolving the owned alarms after the index changed.
     revalidations: int = 0
+    #: Event jobs waiting behind the current tick.
+    backlog: int = 0
     lags: collections.deque = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=_LAG_SAMPLES)
     )
@@ -124,6 +205,11 @@ class EvaluatorService:
         self.interval = float(rt.conf.evaluator.evaluation_interval)
         self.lag = float(rt.conf.additional_ingestion_lag)
         self.stats = Stats()
+        #: Evaluation results per alarm and state (``/v2/metrics``), when
+        #: ``[DEFAULT] enable_evaluation_results_metrics`` is set.
+        self.results: counters.EvaluationCounts | None = None
+        if rt.conf.enable_evaluation_results_metrics:
+            self.results = counters.EvaluationCounts()
         #: By-resources groups, reused while the resource index is
         #: unchanged.
         self.resolution_cache = ResolutionCache()
@@ -140,7 +226,13 @@ class EvaluatorService:
         self.schedule = Schedule(self.interval)
         self._owner: dict[str, bool] = {}
         self._urgent: dict[str, None] = {}
-        self._pending_metrics: dict[str, None] = {}
+        #: Dirty metrics: id -> (first announced, ns; newest data, ns).
+        self._pending_metrics: dict[str, tuple[int, int]] = {}
+        #: When the oldest dirty metric was marked (monotonic), or None.
+        self._dirty_since: float | None = None
+        self.coalesce = float(rt.conf.evaluator.coalesce_interval)
+        #: Event jobs taken but not yet evaluated (guarded by ``_cv``).
+        self._backlog: list[Job] = []
         self._cv = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -159,6 +251,10 @@ class EvaluatorService:
         self._callback = self.on_metrics
         #: Set after each completed definition sync (tests wait on it).
         self.synced = threading.Event()
+        #: The silences in force, reread at most every refresh_interval.
+        self.silences = silences.SilenceCache(
+            rt.db, rt.conf.evaluator.refresh_interval
+        )
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -175,6 +271,7 @@ class EvaluatorService:
             thread = threading.Thread(target=target, name=label, daemon=True)
             thread.start()
             self._threads.append(thread)
+        self.report()
         LOG.info(
             "evaluator started: %d alarms owned, interval %.0f s",
             len(self.registry),
@@ -191,21 +288,48 @@ class EvaluatorService:
             thread.join(timeout=30)
         self._threads.clear()
         self.membership.stop()
+        self.rt.telemetry.owned_alarms.set(0)
+        if self.results is not None:
+            self.results.flush(self.rt.db)
 
     # -- event-driven path --------------------------------------------------
 
-    def on_metrics(self, metric_ids: list[str]) -> None:
-        """Metric channel callback: queue the alarms reading these."""
+    def on_metrics(
+        self,
+        metric_ids: list[str],
+        newest: Mapping[str, int] | None = None,
+    ) -> None:
+        """Metric channel callback: mark these metrics dirty.
+
+        Only marks: the worker evaluates, once per tick, every alarm
+        reading a dirty metric.  Each dirty metric keeps the instant it
+        was first announced since the worker last took it (the as-of time
+        of a late evaluation) and, when the announcement carries them
+        (*newest*: metric id -> newest measure timestamp, ns), the newest
+        timestamp of the data that made it dirty.
+        """
+        if newest is None:
+            newest = getattr(metric_ids, "newest", None)
         if self.cache is not None:
             self.cache.invalidate(metric_ids)
+        received = time.time_ns()
         with self._cv:
             registry = self.registry
+            dirty = self._pending_metrics
             hit = False
             for metric_id in metric_ids:
-                if registry.reads_any(metric_id):
-                    self._pending_metrics[metric_id] = None
-                    hit = True
+                if not registry.reads_any(metric_id):
+                    continue
+                stamp = newest.get(metric_id, 0) if newest else 0
+                found = dirty.get(metric_id)
+                if found is None:
+                    dirty[metric_id] = (received, stamp)
+                elif stamp > found[1]:
+                    dirty[metric_id] = (found[0], stamp)
+                hit = True
             if hit:
+                if self._dirty_since is None:
+                    self._dirty_since = time.monotonic()
                 self._cv.notify()
 
     # -- control: membership and definitions -------------------------------
@@ -224,8 +348,21 @@ class EvaluatorService:
                 force = None  # refresh if the fingerprint changed
             try:
                 self._control_step(force=force)
+                self.report()
             except Exception:
                 LOG.exception("evaluator: refreshing alarm definitions failed")
+
+    def report(self) -> None:
+        """Set the gauges of :mod:`alarmer.telemetry` from this worker."""
+        if self.results is not None:
+            self.results.flush(self.rt.db)
+        tel = self.rt.telemetry
+        with self._cv:
+            tel.owned_alarms.set(len(self.registry))
+        tel.members.set(len(self.membership.members()))
+        cache = self.cache
+        if cache is not None:
+            tel.cache_seen(cache.hits, cache.misses, len(cache))
 
     def _control_step(self, *, force: bool | None) -> None:
         """Poll membership; resync when ownership or alarms changed.
@@ -456,7 +593,12 @@ class EvaluatorService:
                 targets=[],
                 subrules=[rule],
                 plans=[],
-                slot=slot_of(row.alarm_id, self.interval),
+                slot=slot_of(row.alarm_id, self._interval_of(row)),
+                policy=lifecycle.Policy.of(row),
+                memory=lifecycle.Memory.of(row),
+                notified_state=row.notified_state,
+                held=bool(row.held),
+                interval=self._interval_of(row),
             )
             items: list[tuple[str, Mapping[str, Any]]] = [(row.type, rule)]
             if row.type == data.COMPOSITE:
@@ -489,6 +631,13 @@ class EvaluatorService:
             position += len(items)
             defs.append(alarm)
         return defs, skipped
+
+    def _interval_of(self, row: Alarm) -> float:
+        """An alarm's own evaluation interval, bounded below by config."""
+        own = row.evaluation_interval
+        if not own:
+            return self.interval
+        return max(float(own), self.conf.evaluator.min_evaluation_interval)
 
     def _plan(
         self, alarm_type: str, rule: Mapping[str, Any]
@@ -534,76 +683,354 @@ class EvaluatorService:
                 LOG.exception("evaluator: worker step failed")
                 time.sleep(0.1)
 
-    def _take(
-        self,
-    ) -> tuple[list[AlarmDef], list[tuple[AlarmDef, float]], bool]:
-        """Wait for work; return (event alarms, due alarms, from events).
+    def _take(self) -> tuple[list[Job], list[tuple[AlarmDef, float]]]:
+        """Wait for work; return (event jobs, due alarms with their slot).
 
-        Events come first but never starve the schedule: each round also
-        takes the slots already due.
+        Dirty metrics are taken once ``coalesce_interval`` has passed
+        since the first of them was marked, all together: an alarm
+        touched many times in a tick is evaluated once.  A tick holds at
+        most ``_CHUNK`` event jobs; the rest waits in a backlog, behind
+        the jobs of any fresher announcement, so that a fresh crossing
+        never waits for a whole wave.  The periodic slots due meanwhile
+        are taken too, fewer while a backlog remains (a skipped slot is
+        counted; a detection is never dropped).
         """
         with self._cv:
             while not self._stop.is_set():
                 now = time.time()
-                alarms: list[AlarmDef] = []
-                from_events = False
                 registry = self.registry
-                if self._pending_metrics or self._urgent:
-                    ids = registry.readers(self._pending_metrics)
-                    from_events = bool(self._pending_metrics)
-                    ids.update(self._urgent)
-                    self._pending_metrics = {}
-                    self._urgent = {}
-                    alarms = [
-                        alarm
-                        for alarm in map(registry.get, ids)
-                        if alarm is not None
-                    ]
+                fresh: list[Job] = []
+                if self._pending_metrics and self._dirty_since is not None:
+                    ripe = self._dirty_since + self.coalesce
+                    wait = ripe - time.monotonic()
+                    if wait > 0 and not self._urgent and not self._backlog:
+                        self._cv.wait(wait)
+                        continue
+                    if wait <= 0 or self._urgent:
+                        fresh = self._event_jobs(registry)
+                elif self._urgent:
+                    fresh = self._event_jobs(registry)
+                jobs = self._next_chunk(fresh)
                 due_items: list[tuple[AlarmDef, float]] = []
                 schedule = self.schedule
                 if schedule.has_due(now):
                     skipped = schedule.skipped
-                    due_items = schedule.pop_due(now, registry.get, 256)
+                    limit = (
+                        _MIN_DUE
+                        if self._backlog
+                        else max(_MIN_DUE, _MAX_DUE - len(jobs))
+                    )
+                    due_items = schedule.pop_due(now, registry.get, limit)
                     self.stats.skipped_slots += schedule.skipped - skipped
-                if alarms or due_items:
-                    return alarms, due_items, from_events
+                if jobs or due_items:
+                    return jobs, due_items
                 if schedule.has_due(now):
                     continue  # only stale heap entries were popped
-                self._cv.wait(schedule.wait_time(now, 0.5))
-        return [], [], False
+                timeout = schedule.wait_time(now, 0.5)
+                if self._dirty_since is not None:
+                    timeout = min(
+                        timeout,
+                        max(
+                            0.0,
+                            self._dirty_since
+                            + self.coalesce
+                            - time.monotonic(),
+                        ),
+                    )
+                self._cv.wait(timeout)
+        return [], []
+
+    def _next_chunk(self, fresh: list[Job]) -> list[Job]:
+        """The next event jobs: fresh ones first, then the backlog."""
+        backlog = self._backlog
+        if fresh:
+            merged = {job.alarm.alarm_id: job for job in fresh}
+            rest: list[Job] = []
+            for job in backlog:
+                newer = merged.get(job.alarm.alarm_id)
+                if newer is None:
+                    rest.append(job)
+                elif job.announced and (
+                    not newer.announced or job.announced < newer.announced
+                ):
+                    newer.announced = job.announced
+            backlog = fresh + rest
+        chunk, self._backlog = backlog[:_CHUNK], backlog[_CHUNK:]
+        self.stats.backlog = len(self._backlog)
+        return chunk
+
+    def _event_jobs(self, registry: Registry) -> list[Job]:
+        """Turn the dirty metrics and urgent alarms into jobs (locked)."""
+        by_alarm: dict[str, tuple[int, int]] = {}
+        by_metric = registry.by_metric
+        for metric_id, (first, stamp) in self._pending_metrics.items():
+            for alarm_id in by_metric.get(metric_id, ()):
+                found = by_alarm.get(alarm_id)
+                if found is None:
+                    by_alarm[alarm_id] = (first, stamp)
+                else:
+                    by_alarm[alarm_id] = (
+                        min(found[0], first),
+                        max(found[1], stamp),
+                    )
+        urgent = [a for a in self._urgent if a not in by_alarm]
+        self._pending_metrics = {}
+        self._urgent = {}
+        self._dirty_since = None
+        jobs: list[Job] = []
+        for alarm_id, (first, stamp) in by_alarm.items():
+            alarm = registry.get(alarm_id)
+            if alarm is not None:
+                jobs.append(Job(alarm, True, first, stamp))
+        for alarm_id in urgent:
+            alarm = registry.get(alarm_id)
+            if alarm is not None:
+                jobs.append(Job(alarm, False))
+        return jobs
 
     def _work_step(self) -> None:
-        event_alarms, due_items, from_events = self._take()
-        for alarm in event_alarms:
-            self.evaluate(alarm, event=from_events)
-        lags = self.stats.lags
-        for alarm, due in due_items:
-            lags.append(time.time() - due)
-            self.evaluate(alarm)
+        jobs, due_items = self._take()
+        if jobs:
+            self.evaluate_many(jobs)
+        if due_items:
+            lags = self.stats.lags
+            started = time.time()
+            observe = self.rt.telemetry.schedule_lag.observe
+            for _, due in due_items:
+                lags.append(started - due)
+                observe(max(started - due, 0.0))
+            self.evaluate_many([Job(alarm, False) for alarm, _ in due_items])
 
     # -- evaluation ---------------------------------------------------------
 
     def evaluate(self, alarm: AlarmDef, *, event: bool = False) -> None:
         """Evaluate one alarm now and commit what changed."""
+        self.evaluate_many([Job(alarm, event)])
+
+    def evaluate_many(self, jobs: Sequence[Job]) -> None:
+        """Evaluate the alarms of one tick and commit what changed.
+
+        One batched engine read serves every threshold rule of the tick
+        (:class:`alarmer.evaluator.reader.BatchRead`).  An event job
+        whose announcement the worker took late is assessed as of each
+        granularity step since the announcement, then as of now (see
+        :func:`as_of_instants`), so that a crossing held for the rule's
+        evaluation periods is seen however late the worker is.  The
+        transitions decided are committed together
+        (:func:`alarmer.alarms.transitions.record_batch`).
+        """
+        started = time.perf_counter()
         now_ns = time.time_ns()
         now_ts = now_ns / 1e9
-        self.stats.evaluations += 1
-        if event:
-            self.stats.event_evaluations += 1
-        if alarm.time_constraints and not self._within(alarm, now_ts):
-            self.stats.frozen += 1
+        stats = self.stats
+        batch = data.BatchRead(self.rt.series) if len(jobs) > 1 else None
+        work: list[tuple[Job, list[int]]] = []
+        #: The telemetry outcome of each job, by position.
+        outcomes = [telemetry.UNCHANGED] * len(jobs)
+        for position, job in enumerate(jobs):
+            alarm = job.alarm
+            stats.evaluations += 1
+            if job.event:
+                stats.event_evaluations += 1
+            if alarm.time_constraints and not self._within(alarm, now_ts):
+                stats.frozen += 1
+                outcomes[position] = telemetry.FROZEN
+                continue
+            self._silence(alarm, now_ts)
+            instants = (
+                as_of_instants(job.announced, now_ns, _finest(alarm))
+                if job.announced
+                else [now_ns]
+            )
+            self._prepare(alarm, now_ts)
+            if batch is not None:
+                _want(batch, alarm, instants)
+            work.append((job, instants))
+        if batch is not None:
+            batch.run()
+        changes: list[Pending] = []
+        where = {id(job): position for position, job in enumerate(jobs)}
+        for job, instants in work:
+            try:
+                decided = self._decisions(job, instants, now_ns, batch)
+            except Exception:
+                stats.errors += 1
+                outcomes[where[id(job)]] = telemetry.ERROR
+                LOG.exception(
+                    "alarm %s: evaluation failed", job.alarm.alarm_id
+                )
+                continue
+            if decided:
+                last = decided[-1].decision.action
+                outcomes[where[id(job)]] = (
+                    telemetry.REPEAT
+                    if last == decide.REPEAT
+                    else telemetry.TRANSITION
+                )
+            changes.extend(decided)
+        if changes:
+            self._commit_many(changes)
+        self._count(jobs, outcomes, time.perf_counter() - started)
+
+    def _count(
+        self, jobs: Sequence[Job], outcomes: list[str], seconds: float
+    ) -> None:
+        """Count a tick's evaluations (:mod:`alarmer.telemetry`).
+
+        A tick reads and commits for all its alarms at once: each
+        evaluation is given an equal share of the tick's duration.
+        """
+        if not jobs:
             return
+        share = seconds / len(jobs)
+        evaluated = self.rt.telemetry.evaluated
+        results = self.results
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            alarm = job.alarm
+            evaluated(alarm.type, outcome, job.event, share)
+            if results is not None and outcome != telemetry.FROZEN:
+                results.add(alarm.alarm_id, alarm.project_id, alarm.state)
+
+    def decide_many(
+        self, alarms: Sequence[AlarmDef], now_ns: int
+    ) -> list[Decision]:
+        """The decisions of *alarms* at *now_ns*, from one batched read.
+
+        What a tick decides for them; nothing is committed.
+        """
+        batch = data.BatchRead(self.rt.series)
+        for alarm in alarms:
+            self._prepare(alarm, now_ns / 1e9)
+            _want(batch, alarm, [now_ns])
+        batch.run()
+        decisions: list[Decision] = []
+        for alarm in alarms:
+
+            def assess(
+                index: int,
+                kind: str,
+                rule: Mapping[str, Any],
+                alarm: AlarmDef = alarm,
+            ) -> Outcome:
+                return self._outcomes(alarm, index, [now_ns], batch)[0]
+
+            decisions.append(
+                evaluate.evaluate_at(alarm, assess, now_ns / 1e9)[0]
+            )
+        return decisions
+
+    def _decisions(
+        self,
+        job: Job,
+        instants: list[int],
+        now_ns: int,
+        batch: data.BatchRead | None,
+    ) -> list[Pending]:
+        """What *job*'s alarm decides at each instant, in order."""
+        alarm = job.alarm
+        memo: dict[int, list[Outcome]] = {}
+
+        def outcome_at(
+            i: int,
+        ) -> Callable[[int, str, Mapping[str, Any]], Outcome]:
+            def assess(
+                index: int, kind: str, rule: Mapping[str, Any]
+            ) -> Outcome:
+                found = memo.get(index)
+                if found is None:
+                    found = memo[index] = self._outcomes(
+                        alarm, index, instants, batch
+                    )
+                return found[i]
+
+            return assess
+
+        pending: list[Pending] = []
+        view = alarm
+        memory = alarm.memory
+        for i, instant in enumerate(instants):
+            decision, memory = evaluate.evaluate_at(
+                view, outcome_at(i), instant / 1e9
+            )
+            if memory is not view.memory:
+                view = dataclasses.replace(view, memory=memory)
+            if decision.action == decide.NOTHING:
+                continue
+            if decision.action == decide.REPEAT and i < len(instants) - 1:
+                continue  # re-notify once, as of now
+            if instant != now_ns:
+                decision = decision._replace(
+                    reason_data={
+                        **decision.reason_data,
+                        "as_of": _iso(instant),
+                        "evaluated_at": _iso(now_ns),
+                        **(
+                            {"data_timestamp": _iso(job.stamp)}
+                            if job.stamp
+                            else {}
+                        ),
+                    }
+                )
+            pending.append(Pending(alarm, decision))
+            if decision.action == decide.TRANSITION and i < len(instants) - 1:
+                view = dataclasses.replace(view, state=decision.state)
+        if memory != alarm.memory:
+            self._remember(alarm, memory)
+        return pending
+
+    def _prepare(self, alarm: AlarmDef, now_ts: float) -> None:
+        """Resolve again what needs it before the tick's read."""
+        for index, plan in enumerate(alarm.plans):
+            if not isinstance(plan, data.Plan):
+                continue
+            kind = plan.alarm_type
+            target = (
+                alarm.targets[index] if index < len(alarm.targets) else None
+            )
+            if kind == data.BY_RESOURCES or (
+                not isinstance(target, list) and now_ts >= alarm.resolve_after
+            ):
+                self._resolve(
+                    alarm, index, kind, alarm.subrules[index], now_ts
+                )
+
+    def _outcomes(
+        self,
+        alarm: AlarmDef,
+        index: int,
+        instants: list[int],
+        batch: data.BatchRead | None,
+    ) -> list[Outcome]:
+        """Outcomes of threshold rule *index* of *alarm* at *instants*."""
+        plan = alarm.plans[index]
+        if not isinstance(plan, data.Plan):
+            return [
+                decide.insufficient(
+                    f"alarm statistics retrieval failed: {plan}"
+                )
+            ] * len(instants)
+        target = alarm.targets[index] if index < len(alarm.targets) else None
+        if not isinstance(target, list):
+            return [decide.insufficient(str(target))] * len(instants)
+        if batch is not None:
+            found = batch.outcomes(plan, target, instants)
+            if found is not None:
+                return found
         try:
-            decision = self.decide(alarm, now_ns)
-        except Exception:
-            self.stats.errors += 1
-            LOG.exception("alarm %s: evaluation failed", alarm.alarm_id)
-            return
-        if decision.action == decide.NOTHING:
-            return
-        self._commit(
-            alarm, decision, dt.datetime.fromtimestamp(now_ts, dt.UTC)
-        )
+            return data.read_outcomes(
+                self.rt.series, plan, target, instants, cache=self.cache
+            )
+        except Exception as exc:
+            LOG.warning(
+                "alarm %s: statistics retrieval failed: %s",
+                alarm.alarm_id,
+                exc,
+            )
+            return [
+                decide.insufficient(
+                    f"alarm statistics retrieval failed: {exc}"
+                )
+            ] * len(instants)
 
     def _within(self, alarm: AlarmDef, now_ts: float) -> bool:
         if alarm.tc_until and now_ts < alarm.tc_until:
@@ -634,46 +1061,91 @@ class EvaluatorService:
 
     def decide(self, alarm: AlarmDef, now_ns: int) -> Decision:
         """The decision for *alarm* at *now_ns* (reads its data)."""
-        return evaluate.evaluate(
+        self._prepare(alarm, now_ns / 1e9)
+        decision, memory = evaluate.evaluate_at(
             alarm,
-            lambda index, kind, rule: self._outcome(
-                alarm, index, kind, rule, now_ns
-            ),
+            lambda index, kind, rule: self._outcomes(
+                alarm, index, [now_ns], None
+            )[0],
+            now_ns / 1e9,
         )
+        if memory != alarm.memory:
+            self._remember(alarm, memory)
+        return decision
 
-    def _outcome(
-        self,
-        alarm: AlarmDef,
-        index: int,
-        alarm_type: str,
-        rule: Mapping[str, Any],
-        now_ns: int,
-    ) -> Outcome:
-        plan = alarm.plans[index]
-        if not isinstance(plan, data.Plan):
-            return decide.insufficient(
-                f"alarm statistics retrieval failed: {plan}"
+    # -- silences -------------------------------------------------------------
+
+    def _silence(self, alarm: AlarmDef, now_ts: float) -> None:
+        """Note which silences cover *alarm*; settle a silence's end."""
+        alarm.silenced = ()
+        if self.silences.current():
+            alarm.silenced = self.silences.matching(
+                silences.facts(alarm),
+                dt.datetime.fromtimestamp(now_ts, dt.UTC),
             )
-        now_ts = now_ns / 1e9
-        target = alarm.targets[index] if index < len(alarm.targets) else None
-        if alarm_type == data.BY_RESOURCES or (
-            not isinstance(target, list) and now_ts >= alarm.resolve_after
-        ):
-            target = self._resolve(alarm, index, alarm_type, rule, now_ts)
-        if not isinstance(target, list):
-            return decide.insufficient(str(target))
+        if alarm.held and not alarm.silenced:
+            self._release(alarm, dt.datetime.fromtimestamp(now_ts, dt.UTC))
+
+    @staticmethod
+    def _held(alarm: AlarmDef, state: str, notified: bool) -> None:
+        """Record in memory what a committed transition queued or held."""
+        if notified:
+            alarm.notified_state, alarm.held = state, False
+        elif alarm.silenced and alarm.has_actions(state):
+            alarm.held = True
+
+    def _release(self, alarm: AlarmDef, now: dt.datetime) -> None:
+        """Notify once what a silence held, if it is still news."""
         try:
-            return data.read_outcome(
-                self.rt.series, plan, target, now_ns, cache=self.cache
+            with self.rt.db.session() as session:
+                done = transitions.record_release(
+                    session,
+                    alarm.alarm_id,
+                    alarm.version,
+                    now=now,
+                    snapshot=alarm.snapshot(),
+                )
+                session.commit()
+        except Exception:
+            self.stats.errors += 1
+            LOG.exception(
+                "alarm %s: settling its silence failed", alarm.alarm_id
             )
-        except Exception as exc:
-            LOG.warning(
-                "alarm %s: statistics retrieval failed: %s",
-                alarm.alarm_id,
-                exc,
-            )
-            return decide.insufficient(
-                f"alarm statistics retrieval failed: {exc}"
+            return
+        if done is None:
+            return  # changed meanwhile: the next sync reloads it
+        with self._cv:
+            self._own_bumps += 1
+            self.registry.committed(alarm, alarm.state, done)
+            alarm.held = False
+            if done:
+                alarm.notified_state = alarm.state
+        if done and self._on_outbox is not None:
+            self._on_outbox()
+
+    # -- lifecycle memory (pending_for, keep_firing_for) ----------------------
+
+    def _remember(self, alarm: AlarmDef, memory: lifecycle.Memory) -> None:
+        """Keep *memory* for *alarm*, in memory and in its row."""
+        old, alarm.memory = alarm.memory, memory
+        if (old.pending_since, old.clearing_since) == (
+            memory.pending_since,
+            memory.clearing_since,
+        ):
+            return
+        try:
+            with self.rt.db.session() as session:
+                transitions.record_memory(
+                    session,
+                    alarm.alarm_id,
+                    alarm.version,
+                    pending_since=lifecycle.when(memory.pending_since),
+                    clearing_since=lifecycle.when(memory.clearing_since),
+                )
+                session.commit()
+        except Exception:
+            LOG.exception(
+                "alarm %s: storing its memory failed", alarm.alarm_id
             )
 
     def _resolve(
@@ -710,76 +1182,126 @@ class EvaluatorService:
             self.registry.retarget(alarm, index, target)
         return target
 
-    def _commit(
-        self, alarm: AlarmDef, decision: Decision, now: dt.datetime
-    ) -> None:
-        for _attempt in range(2):
+    def _commit_many(self, pending: list[Pending]) -> None:
+        """Commit the decisions of one tick together.
+
+        Successive decisions of one alarm are chained (each fenced by the
+        version the previous one leaves).  A change fenced out means the
+        worker's view of that alarm is stale: it is reloaded and decided
+        again as of now, on its own.
+        """
+        changes: list[transitions.Change] = []
+        snaps: dict[str, transitions.AlarmSnapshot] = {}
+        kept: list[Pending] = []
+        now = dt.datetime.now(dt.UTC)
+        chained: dict[str, int] = {}
+        for item in pending:
+            key = item.alarm.alarm_id
+            chained[key] = chained.get(key, 0) + 1
+        for item in pending:
+            alarm, decision = item.alarm, item.decision
+            previous = snaps.get(alarm.alarm_id)
+            snap = previous or alarm.snapshot()
             repeat = decision.action == decide.REPEAT
-            if repeat and not alarm.has_actions(alarm.state):
-                return
-            try:
-                with self.rt.db.session() as session:
-                    if repeat:
-                        done = transitions.record_repeat(
-                            session,
-                            alarm.alarm_id,
-                            alarm.version,
-                            decision.reason,
-                            decision.reason_data,
-                            now=now,
-                            snapshot=alarm.snapshot(),
-                        )
-                    else:
-                        done = transitions.record_transition(
-                            session,
-                            alarm.alarm_id,
-                            alarm.version,
-                            decision.state,
-                            decision.reason,
-                            decision.reason_data,
-                            now=now,
-                            snapshot=alarm.snapshot(),
-                        )
-                    session.commit()
-            except Exception:
+            if repeat and not snap.actions_for(snap.state):
+                continue
+            change = transitions.Change(
+                snapshot=snap,
+                state=None if repeat else decision.state,
+                reason=decision.reason,
+                reason_data=decision.reason_data,
+                # Successive changes of one alarm keep their order in
+                # the history (ordered by timestamp).
+                now=now
+                if previous is None
+                else now
+                + dt.timedelta(microseconds=snap.version - alarm.version),
+            )
+            if chained.get(alarm.alarm_id, 0) > 1:
+                snaps[alarm.alarm_id] = change.after()
+            changes.append(change)
+            kept.append(item)
+        if not changes:
+            return
+        results = transitions.record_batch(self.rt.db.session, changes)
+        notified = False
+        stale: dict[str, AlarmDef] = {}
+        for item, change, ok in zip(kept, changes, results, strict=True):
+            alarm, decision = item.alarm, item.decision
+            if ok is None:
                 self.stats.errors += 1
-                LOG.exception(
+                LOG.error(
                     "alarm %s: committing %s to %s failed; retried at the "
                     "next evaluation",
                     alarm.alarm_id,
                     decision.action,
                     decision.state,
                 )
-                return
-            if done:
-                self._applied(alarm, decision, repeat)
-                return
+                continue
+            if not ok:
+                stale.setdefault(alarm.alarm_id, alarm)
+                continue
+            notified |= self._applied(alarm, change, decision)
+        if notified and self._on_outbox is not None:
+            self._on_outbox()
+        for alarm_id in stale:
             self.stats.fence_conflicts += 1
-            fresh = self._reload(alarm.alarm_id)
-            if fresh is None:
-                return
-            alarm = fresh
-            try:
-                decision = self.decide(alarm, time.time_ns())
-            except Exception:
-                LOG.exception("alarm %s: evaluation failed", alarm.alarm_id)
-                return
-            if decision.action == decide.NOTHING:
-                return
+            self._retry_stale(alarm_id)
+
+    def _retry_stale(self, alarm_id: str) -> None:
+        fresh = self._reload(alarm_id)
+        if fresh is None:
+            return
+        try:
+            decision = self.decide(fresh, time.time_ns())
+        except Exception:
+            LOG.exception("alarm %s: evaluation failed", alarm_id)
+            return
+        if decision.action == decide.NOTHING:
+            return
+        snap = fresh.snapshot()
+        repeat = decision.action == decide.REPEAT
+        if repeat and not snap.actions_for(snap.state):
+            return
+        change = transitions.Change(
+            snapshot=snap,
+            state=None if repeat else decision.state,
+            reason=decision.reason,
+            reason_data=decision.reason_data,
+            now=dt.datetime.now(dt.UTC),
+        )
+        (ok,) = transitions.record_batch(self.rt.db.session, [change])
+        if ok:
+            if self._applied(fresh, change, decision) and self._on_outbox:
+                self._on_outbox()
+        elif ok is None:
+            self.stats.errors += 1
+        else:
+            self.stats.fence_conflicts += 1
 
     def _applied(
-        self, alarm: AlarmDef, decision: Decision, repeat: bool
-    ) -> None:
-        bump = alarm.has_actions(decision.state)
+        self,
+        alarm: AlarmDef,
+        change: transitions.Change,
+        decision: Decision,
+    ) -> bool:
+        """Record a committed change in memory; True if it notified."""
+        repeat = change.state is None
+        state = alarm.state if repeat else decision.state
+        bump = alarm.has_actions(state) and not alarm.silenced
         with self._cv:
             self._own_bumps += 1
-            self.registry.committed(alarm, decision.state, bump)
+            self.registry.committed(alarm, state, bump)
+            self._held(alarm, state, bump)
+            alarm.memory = alarm.memory.after_commit(
+                repeat=repeat, notified=bump, now=time.time()
+            )
         if repeat:
             self.stats.repeats += 1
         else:
             self.stats.transitions += 1
-        if bump and self._on_outbox is not None:
-            self._on_outbox()
+            self.rt.telemetry.transitioned(state)
+        return bump
 
     def _reload(self, alarm_id: str) -> AlarmDef | None:
         """Reload one alarm after a fence failure; None if not to evaluate."""

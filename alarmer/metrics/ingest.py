@@ -43,7 +43,10 @@ class Announcer(Protocol):
     """Where "metric changed" is published (the metric channel)."""
 
     def publish(self, metric_ids: Iterable[str]) -> None:
-        """Announce that these metrics received new measures."""
+        """Announce that these metrics received new measures.
+
+        *metric_ids* may be a mapping ``{id: newest timestamp in ns}``.
+        """
 
 
 class IngestConflict(AlarmerError):
@@ -117,9 +120,11 @@ def store_batch(
         LOG.warning("measures not written: %s", exc)
         raise IngestConflict(str(exc), ids) from exc
     stored = refused = 0
-    changed: dict[str, None] = {}
+    # Each changed metric with the newest timestamp of its new points:
+    # the evaluators record which data triggered an evaluation.
+    changed: dict[str, int] = {}
     by_metric: dict[str, int] = {}
-    for (ref, _, _), result in zip(items, results, strict=True):
+    for (ref, stamps, _), result in zip(items, results, strict=True):
         stored += result.stored
         refused += result.refused
         if result.refused:
@@ -131,9 +136,10 @@ def store_batch(
                 result.refused,
             )
         if result.stored:
-            changed[ref.id] = None
+            newest = int(np.max(stamps))
+            changed[ref.id] = max(newest, changed.get(ref.id, newest))
     if changed:
-        channel.publish(list(changed))
+        channel.publish(changed)
     if by_metric and refusals is not None:
         try:
             refusals.record_refusals(by_metric)

@@ -14,6 +14,7 @@ import flask
 from api import errors
 from api.v1 import (
     aggregates,
+    aggregation,
     archive_policy,
     archive_policy_rule,
     capabilities,
@@ -37,6 +38,7 @@ def create_blueprint() -> flask.Blueprint:
         metric,
         measures,
         aggregates,
+        aggregation,
     ):
         module.register(bp)
     return bp

@@ -309,8 +309,20 @@ def post() -> dict[str, Any]:
     body = v.json_body()
     v.check_schema(BODY_SCHEMA, body)
     params = parse_params()
+    return compute(body, body["operations"], params)
+
+
+def compute(
+    body: dict[str, Any], operations: Any, params: Params
+) -> dict[str, Any]:
+    """Evaluate *operations* (a list or S-expression) as ``post`` does.
+
+    *body* holds the ``search`` and ``resource_type`` selecting metrics
+    by name, if any; the answer is ``{"measures": ...}`` (and
+    ``references`` with ``details``).
+    """
     try:
-        op = query.parse_operations(body["operations"])
+        op = query.parse_operations(operations)
     except query.OperationError as exc:
         raise query_error(exc) from None
     refs = query.metric_refs(op)

@@ -62,6 +62,7 @@ def write(batch: Sequence[ingest.Item]) -> tuple[dict[str, int], int]:
         raise errors.APIError(
             f"{exc}; retry the request", 503, headers={"Retry-After": "1"}
         ) from None
+    rt.telemetry.ingested(done.stored, done.refused)
     return _answer(done.stored, done.refused)
 
 
@@ -85,11 +86,15 @@ def add_batch() -> tuple[dict[str, int], int]:
     missing = [mid for mid in body if mid not in found]
     if missing:
         raise v.bad(f"Unknown metrics: {', '.join(sorted(missing))}")
-    batch = []
-    for metric_id, raw in body.items():
-        stamps, values = v.measures(raw, f"measures[{metric_id}]")
-        batch.append((metric_ref(found[metric_id]), stamps, values))
-    return write(batch)
+    parsed = v.measures_many(
+        [(raw, f"measures[{metric_id}]") for metric_id, raw in body.items()]
+    )
+    return write(
+        [
+            (metric_ref(found[metric_id]), stamps, values)
+            for metric_id, (stamps, values) in zip(body, parsed, strict=True)
+        ]
+    )
 
 
 def series_to_json(series_list: Sequence[Any]) -> list[list[Any]]:

@@ -11,9 +11,11 @@ writers kept winning).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import flask
+import sqlalchemy as sa
 
 from alarmer.metrics import index as idx
 from alarmer.metrics.index import resources as res
@@ -127,20 +129,29 @@ def add_batch_by_resources() -> tuple[dict[str, int], int]:
                     )
                 raw = spec["measures"]
                 definition = {k: spec[k] for k in spec if k != "measures"}
-            stamps, values = v.measures(raw, field)
-            parsed.append((given, metric_name(name), definition, stamps,
-                           values))  # fmt: skip
+            parsed.append((given, metric_name(name), definition, raw, field))
+    arrays = v.measures_many([(raw, field) for *_, raw, field in parsed])
     rt = context.runtime()
     targets: list[tuple[str, Any, Any]] = []
     with rt.db.session() as session, session.begin():
         rows: dict[str, res.ResourceModel] = {}
         unknown_resources = []
+        uuids: dict[str, str] = {}
         for given in body:
-            try:
-                rid = res.resource_uuid(given, who.creator)
-            except res.ResourceError:
-                rid = None
-            row = None if rid is None else session.get(res.ResourceModel, rid)
+            with contextlib.suppress(res.ResourceError):
+                uuids[given] = res.resource_uuid(given, who.creator)
+        # One query for every resource of the request.
+        loaded = {
+            row.id: row
+            for row in session.scalars(
+                sa.select(res.ResourceModel).where(
+                    res.ResourceModel.id.in_(set(uuids.values()))
+                )
+            )
+        }
+        for given in body:
+            rid = uuids.get(given)
+            row = None if rid is None else loaded.get(rid)
             if row is None or not res.can_access(who, row):
                 unknown_resources.append((str(rid or given), given))
             else:
@@ -149,7 +160,9 @@ def add_batch_by_resources() -> tuple[dict[str, int], int]:
             raise errors.UnknownResources(unknown_resources)
         existing = metrics_of(session, [r.id for r in rows.values()])
         missing: dict[str, dict[str, Any]] = {}
-        for given, name, definition, stamps, values in parsed:
+        for (given, name, definition, _, _), (stamps, values) in zip(
+            parsed, arrays, strict=True
+        ):
             row = rows[given]
             metric_id = existing[row.id].get(name)
             if metric_id is None:

@@ -17,7 +17,15 @@ from __future__ import annotations
 
 import flask
 
-from api.v2 import alarms, deliveries, query, quotas, types
+from api.v2 import (
+    alarms,
+    deliveries,
+    metrics,
+    query,
+    quotas,
+    silences,
+    types,
+)
 
 CAPABILITIES = {
     "alarm_storage": {"storage:production_ready": True},
@@ -42,6 +50,8 @@ def register(app: flask.Flask) -> None:
     app.register_blueprint(query.bp)
     app.register_blueprint(quotas.bp)
     app.register_blueprint(deliveries.bp)
+    app.register_blueprint(silences.bp)
+    app.register_blueprint(metrics.bp)
     app.add_url_rule(
         "/v2/capabilities", "v2_capabilities", capabilities, methods=["GET"]
     )

@@ -107,6 +107,7 @@ AlarmState = wtypes.Enum(str, *schema.STATES)
 Severity = wtypes.Enum(str, *schema.SEVERITIES)
 AlarmType = wtypes.Enum(str, *schema.ALARM_TYPES)
 ComparisonOperator = wtypes.Enum(str, *schema.COMPARISON_OPERATORS)
+MissingData = wtypes.Enum(str, *schema.MISSING_DATA_POLICIES)
 
 #: Fields every threshold rule ends with, in the stored order.
 _THRESHOLD_ORDER = (
@@ -115,6 +116,8 @@ _THRESHOLD_ORDER = (
     "aggregation_method",
     "granularity",
     "evaluation_periods",
+    "datapoints_to_alarm",
+    "recovery_threshold",
 )
 
 
@@ -136,6 +139,8 @@ class GnocchiResourcesThresholdRule(wtypes.Base):
     aggregation_method = wtypes.text
     granularity = int
     evaluation_periods = int
+    datapoints_to_alarm = int
+    recovery_threshold = float
 
 
 class GnocchiAggregationByMetricsThresholdRule(wtypes.Base):
@@ -149,6 +154,8 @@ class GnocchiAggregationByMetricsThresholdRule(wtypes.Base):
     aggregation_method = wtypes.text
     granularity = int
     evaluation_periods = int
+    datapoints_to_alarm = int
+    recovery_threshold = float
 
 
 class GnocchiAggregationByResourcesThresholdRule(wtypes.Base):
@@ -169,6 +176,8 @@ class GnocchiAggregationByResourcesThresholdRule(wtypes.Base):
     aggregation_method = wtypes.text
     granularity = int
     evaluation_periods = int
+    datapoints_to_alarm = int
+    recovery_threshold = float
 
 
 #: The WSME type of ``<type>_rule`` for each alarm type.
@@ -234,6 +243,11 @@ class Alarm(wtypes.Base):
         "timestamp",
         "type",
         "user_id",
+        "repeat_interval",
+        "missing_data",
+        "keep_firing_for",
+        "pending_for",
+        "evaluation_interval",
     )
 
     alarm_actions = [wtypes.text]
@@ -262,6 +276,12 @@ class Alarm(wtypes.Base):
     timestamp = wsme.wsattr(_AWARE)
     type = AlarmType
     user_id = wtypes.text
+    # Lifecycle options: present only when set.
+    repeat_interval = int
+    missing_data = MissingData
+    keep_firing_for = int
+    pending_for = int
+    evaluation_interval = int
 
 
 class AlarmChange(wtypes.Base):
@@ -457,5 +477,18 @@ def alarm_from_row(row: Mapping[str, Any]) -> Alarm:
             "timestamp": row["timestamp"],
             "type": alarm_type,
             "user_id": row["user_id"],
+            **{
+                key: row[key] for key in _LIFECYCLE if row.get(key) is not None
+            },
         },
     )
+
+
+#: Optional lifecycle attributes of :class:`Alarm` (unset when null).
+_LIFECYCLE = (
+    "repeat_interval",
+    "missing_data",
+    "keep_firing_for",
+    "pending_for",
+    "evaluation_interval",
+)

@@ -277,3 +277,47 @@ def test_aodhclient_reports_errors(aodh, live_api):
     assert "aggregation_method" in done.stderr
     assert "bogus" in done.stderr
     assert json.loads(aodh("alarm", "list", "-f", "json")) == []
+
+
+def test_aodhclient_keeps_the_lifecycle_options(aodh, live_api):
+    headers = {"X-User-Id": "u1", "X-Project-Id": "p1", "X-Roles": "admin"}
+    options = {
+        "repeat_interval": 300,
+        "missing_data": "ok",
+        "keep_firing_for": 60,
+        "pending_for": 30,
+        "evaluation_interval": 20,
+    }
+    rule = {
+        "metrics": [METRIC_ID],
+        "aggregation_method": "mean",
+        "threshold": 5.0,
+        "comparison_operator": "gt",
+        "evaluation_periods": 3,
+        "datapoints_to_alarm": 2,
+        "recovery_threshold": 4.0,
+    }
+    r = requests.post(
+        f"{live_api}/v2/alarms",
+        json={
+            "name": "kept",
+            "type": "gnocchi_aggregation_by_metrics_threshold",
+            "gnocchi_aggregation_by_metrics_threshold_rule": rule,
+            **options,
+        },
+        headers=headers,
+    )
+    assert r.status_code == 201, r.text
+    alarm_id = r.json()["alarm_id"]
+    shown = aodh.json("alarm", "show", alarm_id)
+    for key, value in options.items():
+        assert str(shown[key]) == str(value), key
+    aodh("alarm", "update", alarm_id, "--name", "renamed", "--threshold", "6")
+    got = requests.get(f"{live_api}/v2/alarms/{alarm_id}", headers=headers)
+    doc = got.json()
+    assert doc["name"] == "renamed"
+    assert {k: doc[k] for k in options} == options
+    stored = doc["gnocchi_aggregation_by_metrics_threshold_rule"]
+    assert stored["threshold"] == 6.0
+    assert stored["datapoints_to_alarm"] == 2
+    assert stored["recovery_threshold"] == 4.0

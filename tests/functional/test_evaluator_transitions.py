@@ -272,3 +272,142 @@ def test_concurrent_writers_transition_once(rt):
             == 1
         )
         assert session.get(Alarm, alarm_id).version == 2
+
+
+def _snapshot(db, alarm_id) -> transitions.AlarmSnapshot:
+    with db.read_session() as session:
+        snap = transitions.load_snapshot(session, alarm_id)
+    assert snap is not None
+    return snap
+
+
+def _history_and_outbox(db, alarm_id):
+    with db.read_session() as session:
+        history = session.scalars(
+            sa.select(AlarmHistory)
+            .where(AlarmHistory.alarm_id == alarm_id)
+            .order_by(AlarmHistory.timestamp)
+        ).all()
+        outbox = session.scalars(
+            sa.select(Notification)
+            .where(Notification.alarm_id == alarm_id)
+            .order_by(Notification.seq)
+        ).all()
+        return (
+            [json.loads(h.detail) for h in history],
+            [(n.seq, n.previous, n.current, n.reason_data) for n in outbox],
+        )
+
+
+def test_batch_commits_every_fenced_change_together(rt):
+    """A tick's changes: transitions, a repeat, a chained second
+    transition of one alarm and one stale view, in one batch."""
+    ids = [insert_alarm(rt.db) for _ in range(4)]
+    quiet = insert_alarm(rt.db, ok_actions=[], alarm_actions=[])
+    repeat = insert_alarm(rt.db, state="alarm")
+    snaps = {a: _snapshot(rt.db, a) for a in [*ids, quiet, repeat]}
+    # Someone else moved ids[3] on: the batch's view of it is stale.
+    with rt.db.session() as session:
+        assert transitions.record_transition(
+            session, ids[3], 1, "ok", "by hand", {}, now=NOW
+        )
+        session.commit()
+    first = transitions.Change(
+        snaps[ids[0]], "alarm", "to alarm", {"n": 1}, NOW
+    )
+    changes = [
+        first,
+        transitions.Change(
+            first.after(),
+            "ok",
+            "back to ok",
+            {"n": 2},
+            NOW + dt.timedelta(microseconds=1),
+        ),
+        transitions.Change(snaps[ids[1]], "alarm", "to alarm", {"n": 3}, NOW),
+        transitions.Change(snaps[ids[2]], "ok", "to ok", {"n": 4}, NOW),
+        transitions.Change(snaps[ids[3]], "alarm", "stale", {"n": 5}, NOW),
+        transitions.Change(snaps[quiet], "alarm", "no actions", {}, NOW),
+        transitions.Change(snaps[repeat], None, "still alarm", {"n": 6}, NOW),
+    ]
+    assert transitions.record_batch(rt.db.session, changes) == [
+        True,
+        True,
+        True,
+        True,
+        False,
+        True,
+        True,
+    ]
+    history, outbox = _history_and_outbox(rt.db, ids[0])
+    assert [h["state"] for h in history] == ["alarm", "ok"]
+    assert outbox == [
+        (1, "insufficient data", "alarm", {"n": 1}),
+        (2, "alarm", "ok", {"n": 2}),
+    ]
+    alarm = _alarm(rt.db, ids[0])
+    assert (alarm.state, alarm.state_reason, alarm.version, alarm.seq) == (
+        "ok",
+        "back to ok",
+        3,
+        2,
+    )
+    assert _history_and_outbox(rt.db, ids[1])[1] == [
+        (1, "insufficient data", "alarm", {"n": 3})
+    ]
+    # The stale change wrote nothing: the hand-made transition stays.
+    alarm = _alarm(rt.db, ids[3])
+    assert (alarm.state, alarm.version) == ("ok", 2)
+    history, outbox = _history_and_outbox(rt.db, ids[3])
+    assert [h["transition_reason"] for h in history] == ["by hand"]
+    assert [row[3] for row in outbox] == [{}]
+    # No actions: history, no outbox row, seq unchanged.
+    history, outbox = _history_and_outbox(rt.db, quiet)
+    assert (len(history), outbox) == (1, [])
+    assert (_alarm(rt.db, quiet).state, _alarm(rt.db, quiet).seq) == (
+        "alarm",
+        0,
+    )
+    # The repeat: an outbox row, no history, the state kept.
+    history, outbox = _history_and_outbox(rt.db, repeat)
+    assert history == []
+    assert outbox == [(1, "alarm", "alarm", {"n": 6})]
+    assert _alarm(rt.db, repeat).version == 2
+
+
+def test_a_failing_row_falls_back_to_one_commit_per_alarm(rt):
+    """One change the database refuses (a reason_data it cannot store)
+    fails the batch; every other change is then committed on its own."""
+    ids = [insert_alarm(rt.db) for _ in range(3)]
+    changes = [
+        transitions.Change(
+            _snapshot(rt.db, alarm_id),
+            "alarm",
+            "to alarm",
+            {"bad": object()} if i == 1 else {"i": i},
+            NOW,
+        )
+        for i, alarm_id in enumerate(ids)
+    ]
+    assert transitions.record_batch(rt.db.session, changes) == [
+        True,
+        None,
+        True,
+    ]
+    assert [_alarm(rt.db, a).state for a in ids] == [
+        "alarm",
+        "insufficient data",
+        "alarm",
+    ]
+    assert _history_and_outbox(rt.db, ids[1]) == ([], [])
+    assert _history_and_outbox(rt.db, ids[2])[1] == [
+        (1, "insufficient data", "alarm", {"i": 2})
+    ]
+
+
+def test_batch_on_mariadb(mysql_rt):
+    test_batch_commits_every_fenced_change_together(mysql_rt)
+
+
+def test_batch_fallback_on_mariadb(mysql_rt):
+    test_a_failing_row_falls_back_to_one_commit_per_alarm(mysql_rt)

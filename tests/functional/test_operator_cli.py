@@ -480,3 +480,28 @@ def test_sections_of_authentication_libraries_are_not_checked(tmp_path):
     result = run("alarmer", "check-config", "--config-file", conf)
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr
+
+
+def test_expire_shows_its_progress_on_a_terminal(tmp_path):
+    import pty
+
+    conf = write(
+        tmp_path / "a.conf", f"[DEFAULT]\ndata_dir = {tmp_path / 'data'}\n"
+    )
+    argv = [os.path.join(BIN, "alarmer"), "--config-file", conf, "expire"]
+    output = bytearray()
+
+    def read(fd: int) -> bytes:
+        data = os.read(fd, 1024)
+        output.extend(data)
+        return data
+
+    status = pty.spawn(argv, read)
+    text = output.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "expiring" in text and "batch" in text, text
+    assert "history: 0" in text, text
+    # Without a terminal (cron), no progress bar.
+    plain = run("alarmer", "--config-file", conf, "expire")
+    assert plain.returncode == 0, plain.stderr
+    assert "expiring" not in plain.stderr

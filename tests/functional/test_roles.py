@@ -103,6 +103,23 @@ LEAST_ROLE: dict[tuple[str, str], str] = {
     ("v2_quotas.get_quotas", "GET"): READER,
     ("v2_quotas.set_quotas", "POST"): ADMIN,
     ("v2_quotas.delete_quotas", "DELETE"): ADMIN,
+    # Observability: the Prometheus scrape (counts only, no tenant data),
+    # Aodh's evaluation results, Gnocchi's legacy aggregation reads.
+    ("metrics", "GET"): PUBLIC,
+    ("v2_metrics.get_metrics", "GET"): READER,
+    ("v1.resource_index", "GET"): READER,
+    ("v1.aggregation_metric", "GET"): READER,
+    ("v1.aggregation_metric", "POST"): READER,
+    ("v1.aggregation_resource", "GET"): READER,
+    ("v1.aggregation_resource", "POST"): READER,
+    # The dashboard (HTML pages; their buttons call the v2 API).
+    ("dashboard.static", "GET"): PUBLIC,
+    ("dashboard.alarms", "GET"): READER,
+    ("dashboard.token", "GET"): READER,
+    ("dashboard.alarm", "GET"): READER,
+    ("dashboard.deliveries", "GET"): READER,
+    ("dashboard.resources", "GET"): READER,
+    ("dashboard.metric", "GET"): READER,
 }
 
 RANK = {PUBLIC: -1, READER: 1, MEMBER: 2, ADMIN: 3}
@@ -323,6 +340,7 @@ def test_every_route_has_a_least_role(sqlite_rt):
     ids=[f"{e} {m}" for e, m in sorted(LEAST_ROLE)],
 )
 def test_route_enforces_its_least_role(sqlite_rt, endpoint, method):
+    sqlite_rt.conf.set_override("enable_evaluation_results_metrics", True)
     app = create_app(sqlite_rt)
     client = app.test_client()
     world = _world(client)
@@ -353,7 +371,10 @@ def test_route_enforces_its_least_role(sqlite_rt, endpoint, method):
             continue
         expected = {401} if rank < 0 else {401, 403}
         assert status in expected, (who, status, text)
-        assert response.mimetype == "application/json", text
+        page = endpoint.startswith("dashboard.")
+        assert response.mimetype == (
+            "text/html" if page else "application/json"
+        ), text
         assert _snapshot(sqlite_rt, world) == before, who
 
 

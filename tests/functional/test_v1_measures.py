@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 
 import numpy as np
@@ -412,3 +413,54 @@ def test_metric_writes_answer_503_on_write_conflict(client, rt, monkeypatch):
     assert (
         client.get(f"/v1/metric/{b}/measures", headers=ALICE).get_json() == []
     )
+
+
+def test_batch_fast_path_refuses_hostile_measures_storing_nothing(client, rt):
+    make_policy(client)
+    a, b = make_metric(client), make_metric(client)
+    good = [
+        {"timestamp": iso(T0 + i).replace("+00:00", "Z"), "value": i}
+        for i in range(3)
+    ]
+    text = '{"%s": %s, "%s": [{"timestamp": %d, "value": %s}]}'
+    for literal, field, reason in (
+        ("NaN", f"measures.{b}[0].value", "NaN is not a JSON number"),
+        ("-Infinity", f"measures.{b}[0].value", "-Infinity is not a JSON"),
+        ("1e999", f"measures.{b}[0].value", "out of range"),
+        ("9" * 400, f"measures.{b}[0].value", "out of range"),
+        ('"\\ud800"', f"measures.{b}[0].value", "lone UTF-16 surrogates"),
+        ('"x\\u0000"', f"measures.{b}[0].value", "NUL characters"),
+    ):
+        body = text % (a, json.dumps(good), b, T0, literal)
+        r = client.post(
+            "/v1/batch/metrics/measures",
+            data=body,
+            headers={**ALICE, "Content-Type": "application/json"},
+        )
+        message = fault(r, 400)
+        assert field in message and reason in message, message
+    for stamp, reason in (
+        ("2023-02-29T00:00:00Z", "invalid date"),
+        ("2024-01-01T24:00:00Z", "invalid time"),
+        ("1969-12-31T23:59:59Z", "after Epoch"),
+    ):
+        r = client.post(
+            "/v1/batch/metrics/measures",
+            json={a: good, b: [*good, {"timestamp": stamp, "value": 1}]},
+            headers=ALICE,
+        )
+        message = fault(r, 400)
+        assert f"measures[{b}][3].timestamp" in message, message
+        assert reason in message, message
+    for mid in (a, b):
+        got = client.get(f"/v1/metric/{mid}/measures", headers=ALICE)
+        assert got.get_json() == []
+    r = client.post(
+        "/v1/batch/metrics/measures", json={a: good, b: good}, headers=ALICE
+    )
+    assert r.get_json() == {"measures_stored": 6, "measures_refused": 0}
+    got = client.get(
+        f"/v1/metric/{b}/measures?granularity=60&aggregation=sum",
+        headers=ALICE,
+    ).get_json()
+    assert got == [[iso(T0), 60.0, 3.0]]

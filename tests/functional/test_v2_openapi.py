@@ -18,6 +18,8 @@ def _routes(app) -> set[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         if rule.endpoint in IGNORED_ENDPOINTS:
             continue
+        if rule.endpoint.startswith("dashboard."):  # HTML pages
+            continue
         path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
         for method in rule.methods & METHODS:
             routes.add((method, path))

@@ -341,3 +341,44 @@ def test_random_batches_match_the_model(batches, back_window):
         refused += result.refused
     assert refused == model.refused
     assert_matches(state, model)
+
+
+@pytest.mark.parametrize(
+    "methods",
+    [
+        ("mean", "min", "max", "sum", "std", "count"),
+        ("first", "last", "count"),
+        ("min",),
+    ],
+)
+def test_small_in_order_batches_equal_one_point_at_a_time_bit_for_bit(
+    methods,
+):
+    pol = policy((10, 20), (60, None), (3600, 5), methods=methods)
+    grouped, single = agg.MetricState(pol), agg.MetricState(pol)
+    rng = np.random.default_rng(14)
+    t = 1_700_000_000
+    for _ in range(400):
+        n = int(rng.integers(1, agg.FAST_PATH_MAX + 1))
+        ts = t + np.cumsum(rng.integers(1, 30, n))
+        t = int(ts[-1])
+        values = rng.normal(0, 1e3, n).round(int(rng.integers(0, 6)))
+        ts_ns = (ts * NS).astype(np.int64)
+        result = grouped.apply(ts_ns, values)
+        assert (result.stored, result.refused) == (n, 0)
+        single.apply(ts_ns[:1], values[:1])
+        for tn, v in zip(ts_ns[1:].tolist(), values[1:].tolist(), strict=True):
+            single._append_point(tn, v)
+        single._truncate_raw()
+    assert grouped.levels.keys() == single.levels.keys()
+    for g, level in grouped.levels.items():
+        other = single.levels[g]
+        assert level._ts[level.lo : level.hi].tolist() == (
+            other._ts[other.lo : other.hi].tolist()
+        )
+        for name, column in level._cols.items():
+            mine = column[level.lo : level.hi]
+            theirs = other._cols[name][other.lo : other.hi]
+            assert np.array_equal(mine, theirs, equal_nan=True), (g, name)
+    assert grouped.raw.ts.tolist() == single.raw.ts.tolist()
+    assert grouped.raw.values.tolist() == single.raw.values.tolist()

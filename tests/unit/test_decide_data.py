@@ -24,9 +24,12 @@ class CountingEngine:
         self.data = {}
         self.reads = 0
 
-    def last_buckets(self, metric_id, method, granularity, n):
+    def last_buckets(self, metric_id, method, granularity, n, *, stop=None):
         self.reads += 1
         ts, values = self.data[metric_id]
+        if stop is not None:
+            keep = ts < stop
+            ts, values = ts[keep], values[keep]
         return Series(granularity, ts[-n:], values[-n:])
 
 
@@ -83,7 +86,7 @@ def test_cross_results_follow_metric_generations():
 
 def test_missing_granularity_is_aodh_insufficient_text():
     class NoGranularity:
-        def last_buckets(self, *args):
+        def last_buckets(self, *args, **kwargs):
             raise LookupError("Granularity '60' does not exist")
 
     plan = data.Plan.of(
@@ -109,8 +112,8 @@ class PerMetricOnly:
     def __init__(self, engine):
         self.engine = engine
 
-    def last_buckets(self, *args):
-        return self.engine.last_buckets(*args)
+    def last_buckets(self, *args, **kwargs):
+        return self.engine.last_buckets(*args, **kwargs)
 
 
 @pytest.mark.parametrize("method", ["mean", "max", "rate:mean", "count"])

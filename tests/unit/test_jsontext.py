@@ -95,3 +95,80 @@ def test_dumps_is_strict():
 def test_shown_values_are_short_and_printable():
     assert jsontext.shown("a\x00b\ud800") == "a\\x00b\\ud800"
     assert len(jsontext.shown("x" * 1000)) == 40
+
+
+# -- the orjson fast path and the strict path agree -------------------------
+
+HOSTILE = [
+    '{"a": [1, {"b": NaN}]}',
+    '{"a": Infinity}',
+    "[-Infinity]",
+    '{"a": 1e999}',
+    '{"a": -1.5E+400}',
+    '{"a": ' + "9" * 401 + "}",
+    '{"a": ' + "9" * 400 + ".5}",
+    '{"name": "\\ud800"}',
+    '{"name": "x\\uDFFF"}',
+    '{"q": ["a", "b\\u0000"]}',
+    '{"k\\u0000": 1}',
+    '{"a": 1,}',
+    "[1] [2]",
+    "\ufeff[1]",
+    '{"a": "\\x"}',
+    '{"a": 01}',
+    '["tab\tinside"]',
+]
+
+
+def strict_outcome(text: str | bytes) -> tuple[str, str, int] | object:
+    raw = (
+        text.encode("utf-8", "surrogatepass")
+        if isinstance(text, str)
+        else text
+    )
+    check = isinstance(text, str) and (
+        "\x00" in text or jsontext._SURROGATE.search(text) is not None
+    )
+    try:
+        return jsontext._strict_loads(text, raw, check, 32, "measures")
+    except jsontext.JSONTextError as exc:
+        return (exc.path, exc.reason, exc.status)
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_fast_path_refuses_what_the_strict_path_refuses(text, as_bytes):
+    data = text.encode("utf-8") if as_bytes else text
+    error = refused(data, root="measures")
+    assert (error.path, error.reason, error.status) == strict_outcome(data)
+    assert error.path.startswith("measures")
+
+
+def test_invalid_utf8_is_refused_with_its_offset():
+    error = refused(b'[{"value": "\xff"}]', root="measures")
+    assert error.path == "measures"
+    assert error.reason == "not valid UTF-8 at byte 12"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[{"timestamp": "2026-01-01T00:00:00Z", "value": 1.5}]',
+        '{"a": 123456789012345678901234567890}',
+        '{"a": -9223372036854775809, "b": 18446744073709551616}',
+        '{"a": 1e308, "b": -0, "c": 0.1, "d": [true, false, null]}',
+        '{"a": 1, "a": 2}',
+        '{"e": "\\ud83d\\ude00", "f": "caf\\u00e9"}',
+    ],
+)
+def test_fast_path_decodes_as_json_does(text):
+    for data in (text, text.encode("utf-8")):
+        got = jsontext.loads(data, max_depth=32)
+        assert got == json.loads(text)
+        assert json.dumps(got) == json.dumps(json.loads(text))
+
+
+def test_long_integers_stay_exact():
+    got = jsontext.loads('{"a": ' + "7" * 300 + "}", max_depth=4)
+    assert got == {"a": int("7" * 300)}
+    assert isinstance(got["a"], int)

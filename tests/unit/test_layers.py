@@ -40,6 +40,8 @@ LAYERS = (
             "alarmer.errors",
             "alarmer.jsontext",
             "alarmer.conf",
+            "alarmer.telemetry",
+            "alarmer.logformat",
         ),
         (),
     ),
@@ -67,7 +69,13 @@ LAYERS = (
     Layer("api", ("api",), ("notifiers",)),
     Layer(
         "top",
-        ("alarmer.tables", "alarmer.process", "alarmer.serve", "alarmer.cli"),
+        (
+            "alarmer.tables",
+            "alarmer.process",
+            "alarmer.serve",
+            "alarmer.cli",
+            "alarmer.entry",
+        ),
         ("api", "evaluator"),
     ),
 )
@@ -87,6 +95,7 @@ PLUGINS_USE = {"notifiers", "notifiers.base", "notifiers.signing"}
 PURE = {
     "alarmer.evaluator.decide",
     "alarmer.evaluator.composite",
+    "alarmer.evaluator.lifecycle",
     "alarmer.metrics.series.aggregation",
     "alarmer.metrics.query.parse",
     "alarmer.metrics.query.operations",

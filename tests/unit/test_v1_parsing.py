@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import flask
 import pytest
 
@@ -86,3 +88,131 @@ def test_query_parsers():
         assert v.query_granularity("g") == 300 * NS
         with pytest.raises(errors.APIError, match="n2"):
             v.query_int("n2")
+
+
+# -- the array parse of measures agrees with the one-by-one parse ----------
+
+EDGE_STAMPS = [
+    "1970-01-01T00:00:00Z",
+    "1970-01-01T00:00:00.000000001",
+    "2026-12-03T13:30:16.123456+00:00",
+    "2026-12-03 13:30",
+    "2026-12-03T13:30:16.5Z",
+    "2024-02-29T23:59:59",
+    "2261-12-31T23:59:59.999999999Z",
+    "2262-01-01T00:00:00Z",
+    "1969-12-31T23:59:59Z",
+    "0000-01-01T00:00:00",
+    "2023-02-29T00:00:00",
+    "2024-01-01T24:00:00",
+    "2024-01-01T10:60:00",
+    "2024-01-01T10:00:60",
+    "2024-13-01T10:00:00",
+    "2024-01-01T10:00:00.1234567891",
+    "2024-01-01T10:00:00.",
+    "2024-01-01t10:00:00",
+    "2024-01-01T10:00:00+01:00",
+    "2024-01-01T10:00:00z",
+    "2024-01-01",
+    "2024-01-01T10",
+    "1700000000",
+    "2024-01-01T10:00:00Z\n",
+    "\uff12\uff10\uff12\uff14-01-01T10:00:00",
+    "now",
+    "NaT",
+]
+
+
+def outcome(fn, *args):
+    try:
+        ts, values = fn(*args)
+    except errors.APIError as exc:
+        # The server's clock the message shows moves between the calls.
+        return ("error", exc.status, re.sub(r"\(\d{4}-.*\)$", "", exc.message))
+    return (ts.dtype.str, ts.tolist(), values.dtype.str, values.tolist())
+
+
+@pytest.mark.parametrize("stamp", EDGE_STAMPS)
+def test_array_parse_of_each_timestamp_agrees(stamp):
+    raw = [
+        {"timestamp": "2026-01-01T00:00:00Z", "value": 1},
+        {"timestamp": stamp, "value": 2.5},
+    ]
+    fast = outcome(v.measures, raw, "measures")
+    assert fast == outcome(v._measures_one_by_one, raw, "measures")
+
+
+@pytest.mark.parametrize(
+    "measure",
+    [
+        {"timestamp": 5, "value": 1e308},
+        {"timestamp": 5, "value": 10**400},
+        {"timestamp": 5, "value": True},
+        {"timestamp": 5, "value": None},
+        {"timestamp": 5, "value": "7.5"},
+        {"timestamp": 5, "value": float("nan")},
+        {"timestamp": True, "value": 1},
+        {"timestamp": -1, "value": 1},
+        {"timestamp": 2**63, "value": 1},
+        {"timestamp": 9223372037, "value": 1},
+        {"timestamp": 1.5, "value": 1},
+        {"timestamp": 5, "value": 1, "extra": 0},
+        {"timestamp": 5},
+        {"value": 1, "other": 5},
+        [5, 1],
+    ],
+)
+def test_array_parse_of_each_measure_agrees(measure):
+    raw = [{"timestamp": 1, "value": 1}, measure]
+    fast = outcome(v.measures, raw, "m")
+    assert fast == outcome(v._measures_one_by_one, raw, "m")
+
+
+def test_array_parse_of_generated_lists_agrees():
+    import random
+
+    rng = random.Random(14)
+    for _ in range(300):
+        n = rng.randrange(0, 6)
+        raw = []
+        for _ in range(n):
+            stamp = rng.choice(
+                [
+                    rng.randrange(0, 2_000_000_000),
+                    rng.choice(EDGE_STAMPS),
+                    f"20{rng.randrange(0, 40):02d}-{rng.randrange(0, 14):02d}"
+                    f"-{rng.randrange(0, 32):02d}T{rng.randrange(0, 25):02d}:"
+                    f"{rng.randrange(0, 61):02d}:{rng.randrange(0, 61):02d}"
+                    + rng.choice(["", "Z", "+00:00", ".25", ".000001Z"]),
+                ]
+            )
+            value = rng.choice([rng.random() * 1e6, rng.randrange(-9, 9)])
+            raw.append({"timestamp": stamp, "value": value})
+        assert outcome(v.measures, raw, "m") == outcome(
+            v._measures_one_by_one, raw, "m"
+        )
+
+
+def test_many_lists_are_split_back_and_name_the_first_bad_one():
+    good = [{"timestamp": i, "value": i} for i in range(3)]
+    iso = [
+        {"timestamp": f"2026-01-01T00:00:0{i}Z", "value": i} for i in range(2)
+    ]
+    got = v.measures_many([(good, "a"), ([], "b"), (iso, "c")])
+    assert [ts.tolist() for ts, _ in got] == [
+        [0, NS, 2 * NS],
+        [],
+        [1767225600 * NS, 1767225601 * NS],
+    ]
+    assert [vals.tolist() for _, vals in got] == [[0, 1, 2], [], [0, 1]]
+    bad = [{"timestamp": 1, "value": "x"}]
+    with pytest.raises(errors.APIError) as excinfo:
+        v.measures_many([(good, "a"), (bad, "b[x]"), ({}, "c")])
+    assert "b[x][0].value" in excinfo.value.message
+    with pytest.raises(errors.APIError) as excinfo:
+        v.measures_many([(good, "a"), ({}, "c")])
+    assert "c: a list of measures is required" in excinfo.value.message
+    future = [{"timestamp": 4_000_000_000, "value": 1}]
+    with pytest.raises(errors.APIError) as excinfo:
+        v.measures_many([(good, "a"), (future, "f")])
+    assert "f[0].timestamp" in excinfo.value.message

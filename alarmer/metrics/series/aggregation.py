@@ -699,8 +699,12 @@ class MetricState:
             if tl[0] > self.last_ts and all(
                 a < b for a, b in itertools.pairwise(tl)
             ):
-                for t, v in zip(tl, values.tolist(), strict=True):
-                    self._append_point(t, v)
+                vl = values.tolist()
+                if self.has_rate or self._sorted_cols:
+                    for t, v in zip(tl, vl, strict=True):
+                        self._append_point(t, v)
+                else:
+                    self._append_points(tl, vl)
                 self._truncate_raw()
                 return ApplyResult(len(tl), 0, ts, values)
         ts, values = dedupe_sorted(ts, values)
@@ -746,6 +750,79 @@ class MetricState:
                 self._recompute_sorted(
                     level, i, start, v, None if prev is None else v - prev
                 )
+            if new:
+                item = self.policy.item(g)
+                if item is not None and item.points is not None:
+                    level.truncate(item.points)
+
+    def _append_points(self, tl: list[int], vl: list[float]) -> None:
+        """:meth:`_append_point` for several in-order points at once.
+
+        Only for policies without rates or sorted columns.  Each bucket
+        is read once into Python floats, takes its points in order with
+        the same arithmetic as :func:`_update_bucket` (so the same
+        results, bit for bit), and is written back once.
+        """
+        raw = self.raw
+        for t, v in zip(tl, vl, strict=True):
+            raw.append(t, v)
+        self.last_ts = tl[-1]
+        n = len(tl)
+        for g, level in self.levels.items():
+            new = False
+            k = 0
+            while k < n:
+                t = tl[k]
+                start = t - t % g
+                end = start + g
+                i = level.hi - 1
+                if i >= level.lo and level._ts[i] == start:
+                    count = float(level._cols["count"][i])
+                else:
+                    i = level.append(start)
+                    count = 0.0
+                    new = True
+                # Fetched after the append, which may grow the arrays.
+                cols = level._cols
+                count_col = cols["count"]
+                sum_col = cols.get("sum")
+                m2_col = cols.get("m2")
+                min_col = cols.get("min")
+                max_col = cols.get("max")
+                first_col = cols.get("first")
+                last_col = cols.get("last")
+                if count == 0.0:
+                    v = vl[k]
+                    count, total, m2, low, high = 1.0, v, 0.0, v, v
+                    if first_col is not None:
+                        first_col[i] = v
+                    k += 1
+                else:
+                    total = float(sum_col[i]) if sum_col is not None else 0.0
+                    m2 = float(m2_col[i]) if m2_col is not None else 0.0
+                    low = float(min_col[i]) if min_col is not None else 0.0
+                    high = float(max_col[i]) if max_col is not None else 0.0
+                while k < n and tl[k] < end:
+                    v = vl[k]
+                    n1 = count + 1.0
+                    s1 = total + v
+                    # Welford: M2 += (v - old mean) * (v - new mean)
+                    m2 = m2 + (v - total / count) * (v - s1 / n1)
+                    count, total = n1, s1
+                    low = min(low, v)
+                    high = max(high, v)
+                    k += 1
+                count_col[i] = count
+                if sum_col is not None:
+                    sum_col[i] = total
+                    if m2_col is not None:
+                        m2_col[i] = m2
+                if min_col is not None:
+                    min_col[i] = low
+                if max_col is not None:
+                    max_col[i] = high
+                if last_col is not None:
+                    last_col[i] = vl[k - 1]
             if new:
                 item = self.policy.item(g)
                 if item is not None and item.points is not None:
@@ -914,15 +991,18 @@ class MetricState:
         return ts.copy(), np.array(vals, dtype=np.float64)
 
     def read_last(
-        self, method: str, granularity: int, n: int
+        self, method: str, granularity: int, n: int, stop: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The newest *n* buckets of one stored series."""
+        """The newest *n* buckets of one stored series.
+
+        With *stop*, only buckets starting before *stop* count.
+        """
         level = self.levels[granularity]
-        if n <= 0 or level.hi == level.lo:
+        hi = level.hi if stop is None else _cut(level, stop)
+        if n <= 0 or hi == level.lo:
             return _EMPTY_I, _EMPTY_F
         # Read a few more when some buckets may have no value.
-        lo = max(level.hi - n, level.lo)
-        hi = level.hi
+        lo = max(hi - n, level.lo)
         while True:
             cols = {k: v[lo:hi] for k, v in level._cols.items()}
             vals, mask = method_values(method, cols)
@@ -959,8 +1039,19 @@ def method_columns(method: str) -> tuple[str, ...]:
     return tuple(sorted(cols))
 
 
+def _cut(level: Level, stop: int) -> int:
+    """Index past the last bucket of *level* starting before *stop*."""
+    hi = level.hi
+    if hi == level.lo or int(level._ts[hi - 1]) < stop:
+        return hi
+    return level.lo + int(np.searchsorted(level.ts, stop, side="left"))
+
+
 def read_last_many(
-    levels: Sequence[Level | None], method: str, n: int
+    levels: Sequence[Level | None],
+    method: str,
+    n: int,
+    stop: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:meth:`MetricState.read_last` of many levels at once, where cheap.
 
@@ -969,7 +1060,8 @@ def read_last_many(
     rows in one go.  A row is answered only when its level holds at
     least *n* buckets and each of the newest *n* has a value: then it is
     exactly what ``read_last`` returns.  Other rows (None levels
-    included) are left to ``read_last``.
+    included) are left to ``read_last``.  With *stop*, only buckets
+    starting before *stop* count.
 
     :param n: >= 1.
     :returns: (timestamps int64[M, n], values float64[M, n], ok bool[M]),
@@ -984,7 +1076,7 @@ def read_last_many(
     for i, level in enumerate(levels):
         if level is None:
             continue
-        hi = level.hi
+        hi = level.hi if stop is None else _cut(level, stop)
         lo = hi - n
         if lo < level.lo:
             continue

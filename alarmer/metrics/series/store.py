@@ -149,9 +149,10 @@ class _Entry:
     #: brought up to date (None: unknown, ask the driver).
     stamp: object = None
     #: Memo of :meth:`SeriesStore.last_buckets_many` reads:
-    #: (method, granularity, n) -> (version, timestamps, values).
+    #: (method, granularity, n, stop) -> (version, timestamps, values).
     reads: dict[
-        tuple[str, int, int], tuple[object, np.ndarray, np.ndarray]
+        tuple[str, int, int, int | None],
+        tuple[object, np.ndarray, np.ndarray],
     ] = dataclasses.field(default_factory=dict)
 
 
@@ -659,12 +660,14 @@ class SeriesStore:
     ) -> list[WriteResult]:
         """:meth:`add_measures` for several metrics, results in order.
 
-        With a driver whose ``append_many`` saves round trips (Redis), the
+        With a driver whose ``append_many`` is cheaper than one append
+        per metric (Redis: one pipeline; files: no per-call overhead), the
         common case -- a metric already in the cache receiving new points
-        -- is aggregated for the whole batch first, then every log append
-        goes in one ``append_many`` call (one pipeline).  Anything else (a
-        new metric, a compaction due, a policy change, a lost race) goes
-        through :meth:`add_measures`.
+        -- is aggregated and appended per stripe: the metrics of one
+        stripe lock under that lock, with one ``append_many`` call, then
+        the next stripe (a batch never holds the locks of metrics it is
+        not writing).  Anything else (a new metric, a compaction due, a
+        policy change, a lost race) goes through :meth:`add_measures`.
         """
         items = [
             (
@@ -686,75 +689,99 @@ class SeriesStore:
             or len(set(ids)) != len(ids)
         ):
             return [self.add_measures(*item) for item in items]
-        stripes = sorted({hash(i) % _STRIPES for i in ids})
         results: list[WriteResult | None] = [None] * len(items)
-        for index in stripes:
-            self._stripes[index].acquire()
-        try:
-            pending = []  # (position, entry, applied, record)
-            for pos, (metric, ts, vals) in enumerate(items):
-                entry = self._cache_get(metric.id)
-                if (
-                    entry is None
-                    or entry.state is None
-                    or entry.version is None
-                    or entry.state.policy != metric.policy
-                    or entry.deltas >= self.compact_deltas
-                    or entry.delta_bytes >= self.compact_bytes
-                ):
-                    continue
-                applied = entry.state.apply(ts, vals)
-                if applied.stored == 0:
-                    continue
-                pending.append(
-                    (
-                        pos,
-                        entry,
-                        applied,
-                        codec.encode_delta(applied.ts, applied.values),
-                    )
-                )
-            try:
-                versions = self.driver.append_many(
-                    [
-                        (items[pos][0].id, entry.version, record)
-                        for pos, entry, _, record in pending
-                    ]
-                )
-            except storage.DamagedLog:
-                # Which appends were done is unknown: forget them all,
-                # write each metric again (repairing the damaged one).
-                for pos, _entry, _, _record in pending:
-                    self._cache_drop(items[pos][0].id)
-                versions = [None] * len(pending)
-            for (pos, entry, applied, record), version in zip(
-                pending, versions, strict=True
-            ):
-                metric = items[pos][0]
-                if version is None:
-                    with self._cache_lock:
-                        self._counters["write_conflicts"] += 1
-                    self._cache_drop(metric.id)
-                    continue
-                entry.version = version
-                entry.stamp = version.stamp
-                entry.deltas += 1
-                entry.delta_bytes += len(record)
-                self._count(applied.stored, applied.refused, metric.id)
-                results[pos] = WriteResult(
-                    applied.stored,
-                    applied.refused,
-                    entry.state.first_block_timestamp()
-                    if entry.state
-                    else None,
-                )
-        finally:
-            for index in stripes:
-                self._stripes[index].release()
+        # One stripe at a time: a batch never holds the locks of metrics
+        # it is not writing, so writers of other metrics go on.
+        groups: dict[int, list[int]] = {}
+        for pos, metric_id in enumerate(ids):
+            groups.setdefault(hash(metric_id) % _STRIPES, []).append(pos)
+        for stripe, positions in groups.items():
+            with self._stripes[stripe]:
+                self._write_cached(items, positions, results)
         return [
             result if result is not None else self.add_measures(*items[pos])
             for pos, result in enumerate(results)
         ]
+
+    def _write_cached(
+        self,
+        items: Sequence[tuple[MetricRef, np.ndarray, np.ndarray]],
+        positions: Sequence[int],
+        results: list[WriteResult | None],
+    ) -> None:
+        """Write the cached metrics at *positions* with one
+        ``append_many``; fill *results* for those written (the caller
+        holds their stripe lock)."""
+        pending = []  # (position, entry, applied, record)
+        for pos in positions:
+            metric, ts, vals = items[pos]
+            entry = self._cache_get(metric.id)
+            if (
+                entry is None
+                or entry.state is None
+                or entry.version is None
+                or (
+                    # The index hands out one policy object per name.
+                    entry.state.policy is not metric.policy
+                    and entry.state.policy != metric.policy
+                )
+                or entry.deltas >= self.compact_deltas
+                or entry.delta_bytes >= self.compact_bytes
+            ):
+                continue
+            applied = entry.state.apply(ts, vals)
+            if applied.stored == 0:
+                continue
+            pending.append(
+                (
+                    pos,
+                    entry,
+                    applied,
+                    codec.encode_delta(applied.ts, applied.values),
+                )
+            )
+        if not pending:
+            return
+        try:
+            versions = self.driver.append_many(
+                [
+                    (items[pos][0].id, entry.version, record)
+                    for pos, entry, _, record in pending
+                ]
+            )
+        except storage.DamagedLog:
+            # Which appends were done is unknown: forget them all, write
+            # each metric again (repairing the damaged one).
+            for pos, _entry, _, _record in pending:
+                self._cache_drop(items[pos][0].id)
+            versions = [None] * len(pending)
+        stored = refused = writes = 0
+        for (pos, entry, applied, record), version in zip(
+            pending, versions, strict=True
+        ):
+            metric = items[pos][0]
+            if version is None:
+                with self._cache_lock:
+                    self._counters["write_conflicts"] += 1
+                self._cache_drop(metric.id)
+                continue
+            entry.version = version
+            entry.stamp = version.stamp
+            entry.deltas += 1
+            entry.delta_bytes += len(record)
+            stored += applied.stored
+            refused += applied.refused
+            writes += 1
+            results[pos] = WriteResult(
+                applied.stored,
+                applied.refused,
+                entry.state.first_block_timestamp() if entry.state else None,
+            )
+        with self._cache_lock:
+            self._counters["measures_stored"] += stored
+            self._counters["writes"] += writes
+            if refused:
+                self._counters["measures_refused_late"] += refused
 
     # -- reads ---------------------------------------------------------------
 
@@ -826,20 +853,33 @@ class SeriesStore:
         return state
 
     def last_buckets(
-        self, metric_id: str, method: str, granularity: int, n: int
+        self,
+        metric_id: str,
+        method: str,
+        granularity: int,
+        n: int,
+        *,
+        stop: int | None = None,
     ) -> Series:
-        """The newest *n* buckets of one series (current one included)."""
+        """The newest *n* buckets of one series (current one included).
+
+        With *stop* (ns), only the buckets starting before *stop* count:
+        the newest *n* of the series read ``[..., stop)``, as a Gnocchi
+        read with ``stop`` returns them; buckets stamped later (a client
+        clock ahead of ours) do not push older ones out.
+        """
+        stop = cut_time(stop, granularity)
         with self._stripe(metric_id):
             state = self._state_for_read(metric_id, method)
             if state is None:
                 return Series(granularity, _EMPTY_I, _EMPTY_F)
             if granularity not in state.levels:
                 raise GranularityNotStored(metric_id, granularity)
-            ts, values = state.read_last(method, granularity, n)
+            ts, values = state.read_last(method, granularity, n, stop)
             if ts.size < n and not state.covers(granularity, None):
                 full = self._complete_state(metric_id, method)
                 if full is not None and granularity in full.levels:
-                    ts, values = full.read_last(method, granularity, n)
+                    ts, values = full.read_last(method, granularity, n, stop)
             return Series(granularity, ts, values)
 
     def last_buckets_many(
@@ -848,6 +888,8 @@ class SeriesStore:
         method: str,
         granularity: int,
         n: int,
+        *,
+        stop: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The newest *n* buckets of several series, as one matrix.
 
@@ -861,6 +903,9 @@ class SeriesStore:
         The result is remembered while the driver's change stamps of the
         metrics are unchanged; the arrays are read-only.
 
+        With *stop* (ns), each row is cut as :meth:`last_buckets` cuts
+        it: only buckets starting before *stop*.
+
         :returns: (timestamps int64[T], values float64[M, T]).
         :raises UnknownMethod: *method* is not an aggregation method.
         :raises AggregationNotStored: a metric's policy does not store it.
@@ -872,8 +917,9 @@ class SeriesStore:
         ids = list(metric_ids)
         if not ids:
             return _EMPTY_I, np.empty((0, 0), dtype=np.float64)
+        stop = cut_time(stop, granularity)
         stamps = self.driver.stamps(ids)
-        group_key = (tuple(ids), method, granularity, n)
+        group_key = (tuple(ids), method, granularity, n, stop)
         if stamps is not None:
             found = self._groups.get(group_key)
             if found is not None and found[0] == stamps:
@@ -882,7 +928,9 @@ class SeriesStore:
                         self._groups.move_to_end(group_key)
                 return found[1], found[2]
         entries = self._current_entries(ids, stamps)
-        times, grid = self._gather(ids, entries, method, granularity, n)
+        times, grid = self._gather(
+            ids, entries, method, granularity, n, stop=stop
+        )
         if stamps is not None:
             self._remember_group(group_key, stamps, times, grid)
         return times, grid
@@ -894,6 +942,8 @@ class SeriesStore:
         method: str,
         granularity: int,
         n: int,
+        *,
+        stop: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The rows of :meth:`last_buckets_many` from current *entries*.
 
@@ -904,7 +954,7 @@ class SeriesStore:
         stripe lock, so no write of this process is half applied; the
         others go through :meth:`_memo_read`, one by one.
         """
-        key = (method, granularity, n)
+        key = (method, granularity, n, stop)
         m = len(ids)
         levels: list[agg.Level | None] = [None] * m
         checked: dict[int, bool] = {}
@@ -925,7 +975,7 @@ class SeriesStore:
                             checked[id(policy)] = good
                         if good:
                             levels[i] = state.levels.get(granularity)
-                tsm, values, ok = agg.read_last_many(levels, method, n)
+                tsm, values, ok = agg.read_last_many(levels, method, n, stop)
             finally:
                 for lock in self._stripes:
                     lock.release()
@@ -1022,9 +1072,12 @@ class SeriesStore:
         return found  # type: ignore[return-value]
 
     def _memo_read(
-        self, metric_id: str, entry: _Entry, key: tuple[str, int, int]
+        self,
+        metric_id: str,
+        entry: _Entry,
+        key: tuple[str, int, int, int | None],
     ) -> tuple[object, np.ndarray, np.ndarray]:
-        method, granularity, n = key
+        method, granularity, n, stop = key
         with self._stripe(metric_id):
             if self._cache_get(metric_id) is not entry:
                 # Replaced or dropped (e.g. a lost write race): re-read.
@@ -1038,11 +1091,11 @@ class SeriesStore:
                 raise AggregationNotStored(metric_id, method)
             if granularity not in state.levels:
                 raise GranularityNotStored(metric_id, granularity)
-            ts, values = state.read_last(method, granularity, n)
+            ts, values = state.read_last(method, granularity, n, stop)
             if ts.size < n and not state.covers(granularity, None):
                 full = self._complete_state(metric_id, method)
                 if full is not None and granularity in full.levels:
-                    ts, values = full.read_last(method, granularity, n)
+                    ts, values = full.read_last(method, granularity, n, stop)
             memo = (entry.version, ts, values)
             if len(entry.reads) >= 8:
                 entry.reads.clear()
@@ -1079,6 +1132,19 @@ class SeriesStore:
             self._group_bytes = 0
             self._cached_bytes = 0
         self.driver.close()
+
+
+def cut_time(stop: int | None, granularity: int) -> int | None:
+    """*stop* rounded up to a bucket start of *granularity* (ns).
+
+    Buckets start at multiples of their granularity, so "starting
+    before *stop*" and "starting before the rounded value" select the
+    same buckets; the rounded value keys the memos of reads made within
+    one bucket alike.
+    """
+    if stop is None or granularity <= 0:
+        return stop
+    return -(-int(stop) // granularity) * granularity
 
 
 def align_rows(

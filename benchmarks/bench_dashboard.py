@@ -1,0 +1,343 @@
+"""Dashboard, ``/metrics`` and instrumentation benchmarks.
+
+Everything runs in a temporary directory with the embedded defaults
+(SQLite, ``file`` series driver), through the Flask application (server
+time: no network, no browser)::
+
+    python benchmarks/bench_dashboard.py pages [--alarms 100000]
+    python benchmarks/bench_dashboard.py overhead [--alarms 2000]
+
+* ``pages``: the alarm list at *alarms* alarms (first page, a state
+  filter, a name search, a page deep in the list, the change token),
+  one alarm whose metric holds 7 days of 60 s buckets (detail page with
+  the 7-day plot and 50 transitions), and the ``/metrics`` scrape (the
+  database gauges counted over the same alarms).
+* ``overhead``: evaluations per second of the evaluator, and deliveries
+  per second of the notifier's worker (``log://`` plugin, no network),
+  with the real :class:`~alarmer.telemetry.Telemetry` and with one whose
+  recording does nothing, alternating in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_evaluator import (
+    OWNER,
+    build,
+    insert_alarms,
+    make_metrics,
+    resources_rule,
+    timed_passes,
+)
+
+from alarmer import telemetry
+from alarmer.alarms import transitions
+from alarmer.evaluator.service import EvaluatorService
+from alarmer.metrics import policy as ap
+from alarmer.metrics.series import store as series_mod
+from api.app import create_app
+from api.dashboard import views
+from notifiers import deliver
+from notifiers.base import Message
+from notifiers.jobs import Job
+from notifiers.retry import RetryPolicy
+
+NS = 1_000_000_000
+H = {"X-User-Id": "u1", "X-Project-Id": "p1", "X-Roles": "member"}
+STATES = ("ok", "alarm", "insufficient data")
+SEVERITIES = ("low", "moderate", "critical")
+
+
+def timed(call: Callable[[], Any], reps: int) -> tuple[float, float]:
+    """p50 and p99 in milliseconds of *reps* calls (after one warm-up)."""
+    call()
+    samples = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - start) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+
+
+def get(client: Any, url: str) -> Callable[[], None]:
+    def call() -> None:
+        response = client.get(url, headers=H)
+        assert response.status_code == 200, (url, response.status_code)
+
+    return call
+
+
+def week_alarm(rt: Any) -> str:
+    """An alarm on a metric holding 7 days of 60 s buckets."""
+    with rt.db.session() as session, session.begin():
+        rt.index.create_archive_policy(
+            ap.ArchivePolicy(
+                name="week",
+                definition=(ap.PolicyItem(granularity=60 * NS, points=10080),),
+                aggregation_methods=("mean", "max"),
+            ),
+            session=session,
+        )
+    info = rt.index.create_metric(archive_policy_name="week", **OWNER)
+    now = time.time_ns() // (60 * NS) * (60 * NS)
+    stamps = np.array(
+        [now - (10079 - i) * 60 * NS for i in range(10080)], dtype=np.int64
+    )
+    values = 50 + 40 * np.sin(np.arange(10080) / 300.0)
+    rt.series.add_measures(
+        series_mod.MetricRef(info.id, info.archive_policy), stamps, values
+    )
+    rule = {
+        "metrics": [info.id],
+        "aggregation_method": "mean",
+        "threshold": 80.0,
+        "comparison_operator": "gt",
+        "granularity": 60,
+        "evaluation_periods": 3,
+    }
+    (alarm_id,) = insert_alarms(
+        rt, [("gnocchi_aggregation_by_metrics_threshold", rule)]
+    )
+    version = 1
+    for i in range(50):
+        with rt.db.session() as session:
+            transitions.record_transition(
+                session,
+                alarm_id,
+                version,
+                "alarm" if i % 2 == 0 else "ok",
+                "bench",
+                {},
+                now=dt.datetime.now(dt.UTC) - dt.timedelta(hours=3 * (50 - i)),
+            )
+            session.commit()
+        version += 1
+    return alarm_id
+
+
+def pages(alarms: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        rt = build(tmp)
+        made = make_metrics(rt, 1)
+        rules = [
+            (
+                "gnocchi_resources_threshold",
+                resources_rule(made[0][0], 50.0),
+                STATES[i % 3],
+            )
+            for i in range(alarms)
+        ]
+        start = time.perf_counter()
+        ids = insert_alarms(rt, rules)
+        loaded = time.perf_counter() - start
+        detail = week_alarm(rt)
+        client = create_app(rt).test_client()
+        deep = sorted(ids)[len(ids) // 2]
+        rows = [
+            ("list, first page", "/dashboard/"),
+            ("list, state=alarm", "/dashboard/?state=alarm"),
+            ("list, name search", "/dashboard/?q=nomatch"),
+            ("list, page in the middle", f"/dashboard/?marker={deep}"),
+            ("change token (polled)", "/dashboard/token"),
+            (
+                "alarm, 7 d plot (10080 buckets)",
+                f"/dashboard/alarms/{detail}?range=7d",
+            ),
+            ("alarm, 1 d plot", f"/dashboard/alarms/{detail}?range=1d"),
+            ("/metrics scrape", "/metrics"),
+        ]
+        print(
+            f"{alarms} alarms inserted in {loaded:.1f} s; "
+            f"load {os.getloadavg()}"
+        )
+        app = client.application
+        collector = rt.telemetry._extra["database"]
+
+        def uncached(
+            url: str, forget: Callable[[], None]
+        ) -> Callable[[], None]:
+            call = get(client, url)
+
+            def run() -> None:
+                forget()
+                call()
+
+            return run
+
+        print(f"| {'request':<34} | p50 ms | p99 ms |")
+        print(f"|{'-' * 36}|--------|--------|")
+        for label, url in rows:
+            p50, p99 = timed(get(client, url), 30)
+            print(f"| {label:<34} | {p50:6.1f} | {p99:6.1f} |")
+        for label, call in (
+            (
+                "list, counts not cached",
+                uncached(
+                    "/dashboard/",
+                    lambda: app.extensions.pop(views.COUNTS_CACHE, None),
+                ),
+            ),
+            (
+                "/metrics, alarm counts not cached",
+                uncached(
+                    "/metrics",
+                    lambda: setattr(collector, "_alarms", None),
+                ),
+            ),
+        ):
+            p50, p99 = timed(call, 30)
+            print(f"| {label:<34} | {p50:6.1f} | {p99:6.1f} |")
+        rt.close()
+
+
+class Silent(telemetry.Telemetry):
+    """The same objects, recording nothing (the baseline)."""
+
+    def evaluated(self, *args: Any, **kw: Any) -> None:
+        pass
+
+    def transitioned(self, *args: Any, **kw: Any) -> None:
+        pass
+
+    def delivered(self, *args: Any, **kw: Any) -> None:
+        pass
+
+    def attempt(self, *args: Any, **kw: Any) -> None:
+        pass
+
+
+class _NoLag:
+    def observe(self, *args: Any) -> None:
+        pass
+
+
+def overhead(alarms: int, rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        rt = build(tmp)
+        made = make_metrics(rt, alarms)
+        insert_alarms(
+            rt,
+            [
+                ("gnocchi_resources_threshold", resources_rule(r, 99.0))
+                for r, _ in made
+            ],
+        )
+        service = EvaluatorService(rt)
+        service.start()
+        service.stop()  # definitions loaded; evaluate() called directly
+        real, silent = rt.telemetry, Silent()
+        silent.schedule_lag = _NoLag()  # type: ignore[assignment]
+        rates: dict[str, list[float]] = {"with": [], "without": []}
+        pairs: list[tuple[str, Any]] = [("with", real), ("without", silent)]
+        for i in range(rounds):
+            # ABBA order: a drift of the machine's load cancels out.
+            for label, tel in pairs if i % 2 == 0 else pairs[::-1]:
+                rt.telemetry = tel
+                rates[label].append(timed_passes(service, 1.0))
+        deliveries: dict[str, list[float]] = {"with": [], "without": []}
+        policy = RetryPolicy.from_conf(rt.conf.notifier)
+        stopping = threading.Event()
+        jobs = [
+            Job(
+                id=str(uuid.uuid4()),
+                token="t",
+                target="log://bench",
+                stream="s",
+                attempts=0,
+                dead_after=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+                message=Message(
+                    delivery_id="d",
+                    alarm_id=str(uuid.uuid4()),
+                    seq=1,
+                    alarm_name="bench",
+                    severity="low",
+                    previous="ok",
+                    current="alarm",
+                    reason="bench",
+                    reason_data={},
+                ),
+            )
+            for _ in range(5000)
+        ]
+        for i in range(rounds):
+            order = [("with", real), ("without", None)]
+            for label, tel in order if i % 2 == 0 else order[::-1]:
+                worker = deliver.Deliverer(
+                    rt.conf, policy, stopping, telemetry=tel
+                )
+                start = time.perf_counter()
+                for job in jobs:
+                    worker.deliver(job)
+                deliveries[label].append(
+                    len(jobs) / (time.perf_counter() - start)
+                )
+        rt.close()
+    # The instrumentation alone, per item: what it adds whatever the load.
+    probe = telemetry.Telemetry()
+    n = 20000
+    start = time.perf_counter()
+    for _ in range(n):
+        probe.evaluated("gnocchi_resources_threshold", "unchanged", False, 0.0)
+    per_evaluation = (time.perf_counter() - start) / n * 1e6
+    start = time.perf_counter()
+    for _ in range(n):
+        probe.attempt("log", 0.0)
+        probe.delivered("delivered")
+    per_delivery = (time.perf_counter() - start) / n * 1e6
+    print(f"load {os.getloadavg()}; {rounds} alternating rounds, median")
+    print("| path | without | with telemetry | cost |")
+    print("|------|---------|----------------|------|")
+    for name, table in (
+        ("evaluations/s", rates),
+        ("deliveries/s (log://)", deliveries),
+    ):
+        base = statistics.median(table["without"])
+        got = statistics.median(table["with"])
+        print(
+            f"| {name} | {base:,.0f} | {got:,.0f} | "
+            f"{(base - got) / base * 100:+.1f} % |"
+        )
+    for name, micro, table in (
+        ("evaluation", per_evaluation, rates),
+        ("delivery", per_delivery, deliveries),
+    ):
+        item = 1e6 / statistics.median(table["without"])
+        print(
+            f"instrumentation per {name}: {micro:.1f} us of {item:.0f} us "
+            f"({micro / item * 100:.1f} %)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("pages")
+    p.add_argument("--alarms", type=int, default=100_000)
+    o = sub.add_parser("overhead")
+    o.add_argument("--alarms", type=int, default=2000)
+    o.add_argument("--rounds", type=int, default=8)
+    args = parser.parse_args()
+    if args.what == "pages":
+        pages(args.alarms)
+    else:
+        overhead(args.alarms, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
