@@ -128,6 +128,19 @@ def _v2_rules() -> list[policy.RuleDefault]:
         _rule("alarmer:redeliver", member, "Deliver a notification again.",
               [("POST", alarm + "/deliveries/{delivery_id}/redeliver")],
               _V2),
+        _rule("alarmer:get_silences", reader,
+              "List or get the silences of the caller's project.",
+              [("GET", "/v2/silences"),
+               ("GET", "/v2/silences/{silence_id}")], _V2),
+        _rule("alarmer:create_silence", member,
+              "Create a silence (another project's or every project's: "
+              "admin).",
+              [("POST", "/v2/silences")], _V2),
+        _rule("alarmer:expire_silence", member, "End a silence now.",
+              [("DELETE", "/v2/silences/{silence_id}")], _V2),
+        _rule("telemetry:get_metrics", reader,
+              "Get the evaluation results counted per alarm and state.",
+              [("GET", "/v2/metrics")], _V2),
     ]  # fmt: skip
 
 
@@ -272,6 +285,23 @@ ROUTES: Mapping[str, str] = types.MappingProxyType(
         "v2_quotas.get_quotas": "telemetry:get_quotas",
         "v2_quotas.set_quotas": "telemetry:update_quotas",
         "v2_quotas.delete_quotas": "telemetry:delete_quotas",
+        "v2_metrics.get_metrics": "telemetry:get_metrics",
+        "v2_silences.list_silences": "alarmer:get_silences",
+        "v2_silences.get_silence": "alarmer:get_silences",
+        "v2_silences.create_silence": "alarmer:create_silence",
+        "v2_silences.expire_silence": "alarmer:expire_silence",
+        # Gnocchi's legacy aggregation routes (Grafana's datasource) and
+        # its index of resource types.
+        "v1.aggregation_metric": "get metric",
+        "v1.aggregation_resource": "search resource",
+        "v1.resource_index": "list resource type",
+        # The dashboard shows what the API's rules let the caller read.
+        "dashboard.alarms": "telemetry:get_alarms",
+        "dashboard.token": "telemetry:get_alarms",
+        "dashboard.alarm": "telemetry:get_alarm",
+        "dashboard.deliveries": "alarmer:get_deliveries",
+        "dashboard.metric": "get metric",
+        "dashboard.resources": "search resource",
     }
 )
 

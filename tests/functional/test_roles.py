@@ -107,6 +107,10 @@ LEAST_ROLE: dict[tuple[str, str], str] = {
     # Aodh's evaluation results, Gnocchi's legacy aggregation reads.
     ("metrics", "GET"): PUBLIC,
     ("v2_metrics.get_metrics", "GET"): READER,
+    ("v2_silences.list_silences", "GET"): READER,
+    ("v2_silences.get_silence", "GET"): READER,
+    ("v2_silences.create_silence", "POST"): MEMBER,
+    ("v2_silences.expire_silence", "DELETE"): MEMBER,
     ("v1.resource_index", "GET"): READER,
     ("v1.aggregation_metric", "GET"): READER,
     ("v1.aggregation_metric", "POST"): READER,
@@ -247,6 +251,7 @@ def _url_values(
         "metric_id": world["metric"],
         "alarm_id": world["alarm"],
         "delivery_id": str(uuid.uuid4()),
+        "silence_id": str(uuid.uuid4()),
         "project_id": "p1",
         "filename": "nothing.txt",
     }
@@ -294,6 +299,11 @@ def _body(endpoint: str, world: dict[str, str]) -> Any:
         "v2_alarms.create_alarm": _alarm(metric),
         "v2_alarms.replace_alarm": {**_alarm(metric), "name": "renamed"},
         "v2_alarms.set_state": "alarm",
+        "v2_silences.create_silence": {
+            "matchers": [{"field": "name", "op": "=", "value": "roles"}],
+            "ends_at": "2999-01-01T00:00:00+00:00",
+            "comment": "roles",
+        },
         "v2_query.query_alarms": {},
         "v2_query.query_history": {},
         "v2_quotas.set_quotas": {
