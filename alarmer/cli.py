@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from oslo_config import cfg
 
@@ -372,8 +373,39 @@ FACTORY_ROLES: dict[ServiceFactory, tuple[str, ...]] = {
 }
 
 
+def _progress(desc: str, unit: str) -> Any:
+    """A progress bar on standard error, shown on a terminal only."""
+    from tqdm import tqdm  # type: ignore[import-untyped]
+
+    size = shutil.get_terminal_size()
+    return tqdm(
+        unit=unit,
+        desc=desc,
+        file=sys.stderr,
+        disable=not sys.stderr.isatty(),
+        # A terminal that does not tell its size still gets a line.
+        ncols=size.columns,
+        nrows=size.lines,
+    )
+
+
 def _dbsync(args: argparse.Namespace) -> int:
+    from alarmer import db as db_mod
+
     conf = _setup(args)
+    preflight.check_servers(conf, coordination=False)
+    database = db_mod.Database(db_mod.database_url(conf))
+    progress = _progress("migrating", "step")
+    try:
+        db_mod.upgrade(database.engine, on_step=lambda: progress.update(1))
+    except Exception as exc:
+        problem = preflight.explain(exc, conf)
+        if problem is None:
+            raise
+        raise problem from exc
+    finally:
+        progress.close()
+        database.dispose()
     rt = _build_runtime(conf, migrate=True)
     rt.close()
     LOG.info("database is up to date")
@@ -484,22 +516,12 @@ def _check(args: argparse.Namespace) -> int:
 def _expire(args: argparse.Namespace) -> int:
     """``alarmer expire``: one retention pass, counts on standard output."""
     # Imported here like the other commands' modules (no cycle).
-    from tqdm import tqdm  # type: ignore[import-untyped]
-
     from notifiers import retention
 
     conf = _setup(args)
     rt = _build_runtime(conf, migrate=True)
     # Batches done, on a terminal only (not in cron's mail).
-    progress = tqdm(
-        unit="batch",
-        desc="expiring",
-        file=sys.stderr,
-        disable=not sys.stderr.isatty(),
-        # A terminal that does not tell its size still gets a line.
-        ncols=shutil.get_terminal_size().columns,
-        nrows=shutil.get_terminal_size().lines,
-    )
+    progress = _progress("expiring", "batch")
 
     def between_batches() -> bool:
         progress.update(1)

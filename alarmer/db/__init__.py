@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -173,10 +174,16 @@ def alembic_config(engine: Engine | None = None) -> AlembicConfig:
     return config
 
 
-def upgrade(engine: Engine) -> None:
-    """Apply every pending migration of every branch."""
+def upgrade(engine: Engine, on_step: Callable[[], None] | None = None) -> None:
+    """Apply every pending migration of every branch.
+
+    :param on_step: called after each migration applied (progress).
+    """
     LOG.info("migrating database %s", engine.url.render_as_string())
-    command.upgrade(alembic_config(engine), "heads")
+    config = alembic_config(engine)
+    if on_step is not None:
+        config.attributes["on_version_apply"] = lambda **_kwargs: on_step()
+    command.upgrade(config, "heads")
 
 
 def now() -> dt.datetime:

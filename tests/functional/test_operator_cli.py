@@ -482,7 +482,7 @@ def test_sections_of_authentication_libraries_are_not_checked(tmp_path):
     assert "warning" not in result.stderr
 
 
-def test_expire_shows_its_progress_on_a_terminal(tmp_path):
+def test_expire_and_dbsync_show_their_progress_on_a_terminal(tmp_path):
     import pty
 
     conf = write(
@@ -501,6 +501,17 @@ def test_expire_shows_its_progress_on_a_terminal(tmp_path):
     assert os.waitstatus_to_exitcode(status) == 0, text
     assert "expiring" in text and "batch" in text, text
     assert "history: 0" in text, text
+    # dbsync shows its migration steps the same way.
+    output.clear()
+    fresh = write(
+        tmp_path / "b.conf", f"[DEFAULT]\ndata_dir = {tmp_path / 'fresh'}\n"
+    )
+    status = pty.spawn(
+        [os.path.join(BIN, "alarmer-dbsync"), "--config-file", fresh], read
+    )
+    text = output.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "migrating" in text and "step" in text, text
     # Without a terminal (cron), no progress bar.
     plain = run("alarmer", "--config-file", conf, "expire")
     assert plain.returncode == 0, plain.stderr

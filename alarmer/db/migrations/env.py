@@ -24,6 +24,8 @@ def run() -> None:
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            # Called after each migration step (a progress display).
+            on_version_apply=config.attributes.get("on_version_apply", ()),
         )
         with context.begin_transaction():
             context.run_migrations()
