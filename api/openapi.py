@@ -27,6 +27,7 @@ from alarmer import __version__
 from alarmer.alarms import schema as rule_schema
 from alarmer.alarms import silences
 from alarmer.metrics.query import parse as ops
+from api.errors import is_gnocchi_path
 from api.v1 import aggregates as aggregates_views
 from api.v1 import archive_policy as policy_views
 from api.v1 import archive_policy_rule as rule_views
@@ -203,6 +204,16 @@ _ERROR = {
         }
     },
     "required": ["error_message"],
+}
+#: Gnocchi's envelope, which every error under ``/v1`` answers.
+_GNOCCHI_ERROR = {
+    "type": "object",
+    "properties": {
+        "code": {"type": "integer"},
+        "title": {"type": "string"},
+        "description": {"type": ["string", "object"]},
+    },
+    "required": ["code", "title", "description"],
 }
 _TS = {"type": "string", "format": "date-time"}
 _NULLABLE_TEXT = {"type": ["string", "null"]}
@@ -934,19 +945,22 @@ def _parameters(path: str) -> list[dict[str, Any]]:
     return params
 
 
-def _operation(tag: str, summary: str, spec: Operation) -> dict[str, Any]:
+def _operation(
+    tag: str, summary: str, spec: Operation, *, gnocchi: bool = False
+) -> dict[str, Any]:
     success: dict[str, Any] = {"description": "Success"}
     if spec.response is not None:
         success["content"] = _json(spec.response)
     responses: dict[str, Any] = {spec.status: success}
+    error = _ref("GnocchiError" if gnocchi else "Error")
     for status, text in spec.other:
         responses[status] = {
             "description": text,
-            "content": _json(_ref("Error")),
+            "content": _json(error),
         }
     responses["4XX"] = {
         "description": "Client error: the field and the reason.",
-        "content": _json(_ref("Error")),
+        "content": _json(error),
     }
     operation: dict[str, Any] = {
         "tags": [tag],
@@ -971,7 +985,9 @@ def document(server_url: str = "/") -> dict[str, Any]:
     ):
         for method, path, summary in routes:
             spec = OPERATIONS.get((method, path), Operation())
-            operation = _operation(tag, summary, spec)
+            operation = _operation(
+                tag, summary, spec, gnocchi=is_gnocchi_path(path)
+            )
             parameters = _parameters(path) + list(spec.query)
             if parameters:
                 operation["parameters"] = parameters
@@ -1029,6 +1045,7 @@ def document(server_url: str = "/") -> dict[str, Any]:
                 "Resource": _RESOURCE,
                 "ResourceType": _TYPE,
                 "Error": _ERROR,
+                "GnocchiError": _GNOCCHI_ERROR,
             },
             "securitySchemes": {
                 "apiKey": {"type": "http", "scheme": "bearer"},
