@@ -52,7 +52,7 @@ from oslo_config import cfg
 from alarmer import channel as channel_mod
 from alarmer import conf as aconf
 from alarmer import db as db_mod
-from alarmer import process
+from alarmer import process, telemetry
 from alarmer import runtime as runtime_mod
 from alarmer.db import dialect as dialect_mod
 from notifiers import wakeup as wakeup_mod
@@ -119,18 +119,6 @@ def prepare_metrics_dir(conf: cfg.ConfigOpts) -> str:
             os.unlink(stale)
     os.environ[PROMETHEUS_ENV] = path
     return path
-
-
-def forget_process_metrics(pid: int) -> None:
-    """Let prometheus-client drop the live gauges of the ended *pid*."""
-    path = os.environ.get(PROMETHEUS_ENV)
-    if not path:
-        return
-    try:
-        from prometheus_client import multiprocess
-    except ImportError:
-        return
-    multiprocess.mark_process_dead(pid, path)
 
 
 def bind(conf: cfg.ConfigOpts) -> socket.socket:
@@ -288,7 +276,7 @@ def serve(conf: cfg.ConfigOpts, stop: threading.Event) -> int:
         )
         preload()
         supervisor = process.Supervisor(
-            children(conf, sock), on_exit=forget_process_metrics
+            children(conf, sock), on_exit=telemetry.mark_process_dead
         )
         return supervisor.run(stop)
     finally:
