@@ -31,7 +31,7 @@ import datetime as dt
 import json
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -40,6 +40,7 @@ from sqlalchemy import orm
 from alarmer.alarms import model
 from alarmer.alarms.tables import Alarm, AlarmHistory, Notification
 from alarmer.db import UTCDateTime
+from alarmer.db import dialect as db_dialect
 
 LOG = logging.getLogger(__name__)
 
@@ -491,49 +492,69 @@ def _notified_actions(
     return actions
 
 
-def _fenced_updates() -> tuple[sa.Update, sa.Update]:
-    """The fenced UPDATEs of a batch, with bound parameters.
+#: The values of one fenced transition (see :func:`_transition_update`).
+_TRANSITION_TYPES: dict[str, sa.types.TypeEngine[Any]] = {
+    "b_alarm_id": sa.String(),
+    "b_version": sa.Integer(),
+    "b_state": sa.String(),
+    "b_reason": sa.Text(),
+    "b_now": UTCDateTime(),
+    "b_bump": sa.Integer(),
+    "b_notified_at": UTCDateTime(),
+    "b_notified_state": sa.String(),
+    "b_held": sa.Boolean(),
+}
+#: The values of one fenced repeat (see :func:`_repeat_update`).
+_REPEAT_TYPES: dict[str, sa.types.TypeEngine[Any]] = {
+    name: _TRANSITION_TYPES[name]
+    for name in ("b_alarm_id", "b_version", "b_state", "b_now")
+}
 
-    (transition, repeat); built per call, they are compiled once per
-    engine thanks to SQLAlchemy's statement cache.
+
+def _fenced(table: sa.Table, v: Mapping[str, Any]) -> sa.Update:
+    return sa.update(table).where(
+        table.c.alarm_id == v["b_alarm_id"],
+        table.c.version == v["b_version"],
+    )
+
+
+def _transition_update(v: Mapping[str, Any]) -> sa.Update:
+    """The fenced ``UPDATE`` of a transition, from the values *v*.
+
+    *v* maps each name of :data:`_TRANSITION_TYPES` to a column
+    expression: bound parameters, or the columns of a set of rows
+    (:meth:`alarmer.db.dialect.Dialect.update_rows`).
     """
     table = cast(sa.Table, Alarm.__table__)
-    where = (
-        table.c.alarm_id == sa.bindparam("b_alarm_id"),
-        table.c.version == sa.bindparam("b_version"),
+    return _fenced(table, v).values(
+        state=v["b_state"],
+        state_reason=v["b_reason"],
+        state_timestamp=v["b_now"],
+        version=table.c.version + 1,
+        seq=table.c.seq + v["b_bump"],
+        notified_at=v["b_notified_at"],
+        pending_since=None,
+        clearing_since=None,
+        notified_state=sa.func.coalesce(
+            v["b_notified_state"], table.c.notified_state
+        ),
+        held=sa.func.coalesce(v["b_held"], table.c.held),
     )
-    transition = (
-        sa.update(table)
-        .where(*where)
-        .values(
-            state=sa.bindparam("b_state"),
-            state_reason=sa.bindparam("b_reason"),
-            state_timestamp=sa.bindparam("b_now", type_=UTCDateTime()),
-            version=table.c.version + 1,
-            seq=table.c.seq + sa.bindparam("b_bump"),
-            notified_at=sa.bindparam("b_notified_at", type_=UTCDateTime()),
-            pending_since=None,
-            clearing_since=None,
-            notified_state=sa.func.coalesce(
-                sa.bindparam("b_notified_state", type_=sa.String()),
-                table.c.notified_state,
-            ),
-            held=sa.func.coalesce(
-                sa.bindparam("b_held", type_=sa.Boolean()), table.c.held
-            ),
-        )
+
+
+def _repeat_update(v: Mapping[str, Any]) -> sa.Update:
+    """The fenced ``UPDATE`` of a repeat (see :func:`_transition_update`)."""
+    table = cast(sa.Table, Alarm.__table__)
+    return _fenced(table, v).values(
+        version=table.c.version + 1,
+        seq=table.c.seq + 1,
+        notified_at=v["b_now"],
+        notified_state=v["b_state"],
     )
-    repeat = (
-        sa.update(table)
-        .where(*where)
-        .values(
-            version=table.c.version + 1,
-            seq=table.c.seq + 1,
-            notified_at=sa.bindparam("b_now", type_=UTCDateTime()),
-            notified_state=sa.bindparam("b_state"),
-        )
-    )
-    return transition, repeat
+
+
+def _bound(types: Mapping[str, sa.types.TypeEngine[Any]]) -> dict[str, Any]:
+    return {name: sa.bindparam(name, type_=t) for name, t in types.items()}
 
 
 class _FenceMissed(Exception):
@@ -546,18 +567,21 @@ def _apply_batch(
     """Write *changes* in the caller's transaction; the caller commits.
 
     The alarm rows are updated with fenced statements in the order of
-    *changes*, in runs of the same kind: with *many*, one multi-row
-    statement per run, whose total of matched rows must be the run's
-    length (else :class:`_FenceMissed` is raised: the caller rolls back
-    and runs the batch again without *many*); without, one statement per
-    row, which tells each fence apart.  The history and outbox rows of
-    the changes that passed their fence are then inserted with one
-    multi-row statement each.
+    *changes*, in runs of the same kind where each alarm appears once
+    (a multi-row statement sees the rows as they were before it).  With
+    *many*, one multi-row statement per run
+    (:meth:`alarmer.db.dialect.Dialect.update_rows`), whose total of
+    matched rows must be the run's length (else :class:`_FenceMissed` is
+    raised: the caller rolls back and runs the batch again without
+    *many*); without, one statement per row, which tells each fence
+    apart.  The history and outbox rows of the changes that passed their
+    fence are then inserted with few statements per table
+    (:meth:`alarmer.db.dialect.Dialect.insert_rows`).
     """
-    transition_stmt, repeat_stmt = _fenced_updates()
     conn = session.connection()
+    sql = db_dialect.for_name(conn.dialect.name)
     done: list[bool | None] = []
-    runs: list[tuple[bool, list[int], list[dict[str, Any]]]] = []
+    runs: list[tuple[bool, list[int], list[dict[str, Any]], set[str]]] = []
     for position, change in enumerate(changes):
         snap = change.snapshot
         repeat = change.state is None
@@ -586,18 +610,22 @@ def _apply_batch(
                 b_notified_state=state if actions else None,
                 b_held=False if actions else (True if held else None),
             )
-        if not runs or runs[-1][0] != repeat:
-            runs.append((repeat, [], []))
+        if not runs or runs[-1][0] != repeat or snap.alarm_id in runs[-1][3]:
+            runs.append((repeat, [], [], set()))
         runs[-1][1].append(position)
         runs[-1][2].append(params)
-    for repeat, positions, rows in runs:
-        stmt = repeat_stmt if repeat else transition_stmt
+        runs[-1][3].add(snap.alarm_id)
+    for repeat, positions, rows, _ in runs:
+        build = _repeat_update if repeat else _transition_update
+        types = _REPEAT_TYPES if repeat else _TRANSITION_TYPES
         if many and len(rows) > 1:
-            if _rowcount(conn.execute(stmt, rows)) != len(rows):
+            key = "alarm.repeat" if repeat else "alarm.transition"
+            if sql.update_rows(conn, key, build, types, rows) != len(rows):
                 raise _FenceMissed
             for position in positions:
                 done[position] = True
             continue
+        stmt = build(_bound(types))
         for position, params in zip(positions, rows, strict=True):
             done[position] = _rowcount(conn.execute(stmt, params)) == 1
     history: list[dict[str, Any]] = []
@@ -645,14 +673,10 @@ def _apply_batch(
                     "created_at": change.now,
                 }
             )
-    # Core inserts of the tables: one multi-row statement each, without
-    # the ORM's per-row bookkeeping.
-    if history:
-        conn.execute(
-            sa.insert(cast(sa.Table, AlarmHistory.__table__)), history
-        )
-    if outbox:
-        conn.execute(sa.insert(cast(sa.Table, Notification.__table__)), outbox)
+    # Few statements per table (one executemany, or one multi-row
+    # statement), without the ORM's or the Core's per-row bookkeeping.
+    sql.insert_rows(conn, cast(sa.Table, AlarmHistory.__table__), history)
+    sql.insert_rows(conn, cast(sa.Table, Notification.__table__), outbox)
     return [bool(ok) for ok in done]
 
 

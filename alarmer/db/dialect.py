@@ -23,6 +23,11 @@ the backend name where the statement is written, callers ask the
   connections learn about a commit (``NOTIFY`` on PostgreSQL, SQLite's
   ``data_version``).
 
+:meth:`Dialect.insert_rows` and :meth:`Dialect.update_rows` write many
+rows in few statements (the hot path of an evaluator's commit): one
+``executemany`` through the driver (:func:`execute_many`) by default,
+one statement reading the rows from one JSON parameter on PostgreSQL.
+
 Every verb runs inside the caller's transaction, on a
 :class:`~sqlalchemy.orm.Session` or a :class:`~sqlalchemy.engine.Connection`
 of a writing transaction.
@@ -31,9 +36,11 @@ of a writing transaction.
 from __future__ import annotations
 
 import abc
+import datetime as dt
 import hashlib
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, cast
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple, cast
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -74,6 +81,119 @@ LOCK_SLOT = cast(sa.Table, LockSlot.__table__)
 def rowcount(result: sa.Result[Any]) -> int:
     """Rows matched by the ``UPDATE`` or ``DELETE`` that gave *result*."""
     return int(cast(sa.CursorResult[Any], result).rowcount)
+
+
+class Prepared(NamedTuple):
+    """A statement compiled for one connection's dialect.
+
+    :ivar sql: the statement's text in the driver's parameter style.
+    :ivar names: its bound parameters, in the order of the text.
+    :ivar processors: how each value is converted for the driver
+        (``None``: as is).
+    :ivar defaults: the values of the parameters bound in the statement
+        itself (a constant such as the ``1`` of ``version + 1``).
+    :ivar positional: the driver takes tuples (else mappings).
+    """
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    defaults: Mapping[str, Any]
+    positional: bool
+
+
+def prepare(
+    conn: sa.Connection,
+    key: str,
+    build: Callable[[], sa.Insert | sa.Update],
+    column_keys: Sequence[str] | None = None,
+) -> Prepared:
+    """Compile ``build()`` once per DB-API connection.
+
+    The result is kept in the connection's ``info`` (it lives as long as
+    the pooled DB-API connection) under *key*; *column_keys* are the
+    columns an ``INSERT`` is given.
+    """
+    info = conn.info
+    slot = ("alarmer.prepared", key)
+    found = info.get(slot)
+    if isinstance(found, Prepared):
+        return found
+    dialect = conn.dialect
+    compiled = build().compile(
+        dialect=dialect,
+        column_keys=list(column_keys) if column_keys is not None else None,
+    )
+    binds = {name: bind for bind, name in compiled.bind_names.items()}
+    positional = bool(compiled.positional)
+    names = tuple(compiled.positiontup or ()) if positional else tuple(binds)
+    processors = tuple(
+        binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+        for name in names
+    )
+    defaults = {
+        name: bind.value
+        for name, bind in binds.items()
+        if not bind.required and bind.callable is None
+    }
+    prepared = Prepared(
+        compiled.string, names, processors, defaults, positional
+    )
+    info[slot] = prepared
+    return prepared
+
+
+def execute_many(conn: sa.Connection, prepared: Prepared, rows: Rows) -> int:
+    """Run *prepared* once per row of *rows* in one driver call.
+
+    The rows are converted column by column, each distinct hashable
+    value once (a tick's rows share their timestamps), then handed to
+    the DB-API ``executemany``, without SQLAlchemy's per-row work.
+    Runs in the caller's transaction.
+
+    :returns: the rows matched, summed over *rows* (meaningful where the
+        dialect counts the rows of an ``executemany``).
+    """
+    if not rows:
+        return 0
+    columns: list[list[Any]] = []
+    for name, processor in zip(
+        prepared.names, prepared.processors, strict=True
+    ):
+        if name in prepared.defaults:
+            default = prepared.defaults[name]
+            values = [row.get(name, default) for row in rows]
+        else:
+            values = [row[name] for row in rows]
+        if processor is not None:
+            values = _convert(values, processor)
+        columns.append(values)
+    params: list[Any]
+    if prepared.positional:
+        params = list(zip(*columns, strict=True))
+    else:
+        params = [
+            dict(zip(prepared.names, values, strict=True))
+            for values in zip(*columns, strict=True)
+        ]
+    result = conn.exec_driver_sql(prepared.sql, params)
+    return rowcount(result)
+
+
+def _convert(values: list[Any], processor: Callable[[Any], Any]) -> list[Any]:
+    """Apply *processor* to *values*, once per distinct hashable value."""
+    seen: dict[Any, Any] = {}
+    out: list[Any] = []
+    for value in values:
+        if isinstance(value, (dict, list)):
+            out.append(processor(value))
+            continue
+        try:
+            out.append(seen[value])
+        except KeyError:
+            seen[value] = converted = processor(value)
+            out.append(converted)
+    return out
 
 
 def lock_key(name: str) -> int:
@@ -134,6 +254,56 @@ class Dialect(abc.ABC):
         """Insert *rows* into *table* in as few statements as possible."""
         if rows:
             executor.execute(table.insert(), list(rows))
+
+    def insert_rows(
+        self, conn: sa.Connection, table: sa.Table, rows: Rows
+    ) -> None:
+        """Insert *rows* (mappings with the same keys) into *table*.
+
+        Column defaults computed in Python are not applied: every row
+        gives every column that needs a value.  By default one driver
+        ``executemany`` (:func:`execute_many`).
+        """
+        if not rows:
+            return
+        prepared = prepare(
+            conn,
+            f"{table.name}.insert",
+            lambda: sa.insert(table).inline(),
+            column_keys=list(rows[0]),
+        )
+        execute_many(conn, prepared, rows)
+
+    def update_rows(
+        self,
+        conn: sa.Connection,
+        key: str,
+        update: Callable[[Mapping[str, Any]], sa.Update],
+        types: Mapping[str, sa.types.TypeEngine[Any]],
+        rows: Rows,
+    ) -> int:
+        """Run an ``UPDATE`` once for each of *rows*, in few statements.
+
+        ``update(source)`` builds the statement from the row values in
+        *source*, one column expression per name of *types* (the values'
+        types); its ``WHERE`` clause must match each row's own target
+        (a key and a version fence, say).  By default the expressions
+        are bound parameters and the rows go through one driver
+        ``executemany``; *key* names the compiled statement.
+
+        :returns: the rows updated, in total.
+        """
+        prepared = prepare(
+            conn,
+            key,
+            lambda: update(
+                {
+                    name: sa.bindparam(name, type_=t)
+                    for name, t in types.items()
+                }
+            ),
+        )
+        return execute_many(conn, prepared, rows)
 
     @abc.abstractmethod
     def skip_locked(self, query: sa.Select, of: sa.Table) -> sa.Select:
@@ -252,6 +422,32 @@ class PostgreSQLDialect(Dialect):
             self._inserts[key] = statement
         executor.execute(statement, list(rows))
 
+    def insert_rows(
+        self, conn: sa.Connection, table: sa.Table, rows: Rows
+    ) -> None:
+        """One ``INSERT ... SELECT`` of the rows sent as one JSON document."""
+        if not rows:
+            return
+        names = list(rows[0])
+        source = _recordset({name: table.c[name].type for name in names}, rows)
+        conn.execute(
+            sa.insert(table).inline().from_select(names, sa.select(*source.c))
+        )
+
+    def update_rows(
+        self,
+        conn: sa.Connection,
+        key: str,
+        update: Callable[[Mapping[str, Any]], sa.Update],
+        types: Mapping[str, sa.types.TypeEngine[Any]],
+        rows: Rows,
+    ) -> int:
+        """One ``UPDATE ... FROM (<the rows, one JSON document>) AS v``."""
+        if not rows:
+            return 0
+        source = _recordset(types, rows)
+        return rowcount(conn.execute(update({c.name: c for c in source.c})))
+
     def skip_locked(self, query: sa.Select, of: sa.Table) -> sa.Select:
         """``FOR UPDATE OF <of> SKIP LOCKED``."""
         return query.with_for_update(skip_locked=True, of=of)
@@ -326,6 +522,57 @@ class MySQLDialect(Dialect):
             result = executor.execute(update.where(column.in_(chunk)))
             updated += rowcount(result)
         return updated
+
+
+def _recordset(
+    types: Mapping[str, sa.types.TypeEngine[Any]], rows: Rows
+) -> sa.Subquery:
+    """``(SELECT CAST(r.value ->> 0 AS <type>) AS a, ... FROM
+    json_array_elements(:rows) AS r) AS v``: the rows as a subquery.
+
+    PostgreSQL only.  The rows travel as one JSON document (one
+    parameter, encoded by the standard library's C encoder) instead of
+    one parameter per value; datetimes go as ISO 8601 text of their UTC
+    time, naive (as :class:`alarmer.db.UTCDateTime` stores them).
+    """
+    names = list(types)
+    document = json.dumps(
+        [[_plain(row[name]) for name in names] for row in rows]
+    )
+    objects = (
+        sa.func.json_array_elements(
+            sa.cast(sa.bindparam("u_rows", document, type_=sa.Text), sa.JSON)
+        )
+        .table_valued("value")
+        .render_derived(name="r")
+    )
+    return (
+        sa.select(
+            *(
+                _element(objects.c.value, index, types[name]).label(name)
+                for index, name in enumerate(names)
+            )
+        )
+        .select_from(objects)
+        .subquery("v")
+    )
+
+
+def _element(
+    array: Any, index: int, type_: sa.types.TypeEngine[Any]
+) -> sa.ColumnElement[Any]:
+    """Item *index* of a JSON array, as a value of *type_*."""
+    if isinstance(type_, sa.JSON):
+        return sa.type_coerce(array.op("->")(index), type_)
+    return sa.cast(array.op("->>")(index), type_)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value.isoformat()
+    return value
 
 
 _DIALECTS: tuple[type[Dialect], ...] = (

@@ -8,6 +8,7 @@ the alarm store, with threads racing where it matters.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 import uuid
@@ -20,7 +21,7 @@ from alarmer.alarms import store as store_mod
 from alarmer.alarms import validation as rules
 from alarmer.alarms.tables import Alarm, Notification
 from alarmer.channel import LocalChannel
-from alarmer.db import Database, dialect
+from alarmer.db import Database, UTCDateTime, dialect
 from alarmer.metrics.index import Indexer
 from alarmer.metrics.series.store import make_store
 from notifiers import tables as models
@@ -52,6 +53,16 @@ LOG = sa.Table(
     SCRATCH,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("note", sa.String(32), nullable=False),
+)
+RECORD = sa.Table(
+    "dialect_record",
+    SCRATCH,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=True),
+    sa.Column("data", sa.JSON, nullable=True),
+    sa.Column("flag", sa.Boolean, nullable=True),
 )
 EXPANSION = models.NotificationExpansion.__table__
 
@@ -95,7 +106,7 @@ def database(request, tmp_path_factory):
 def db(database):
     """The database of the backend, with no rows left by other tests."""
     with database.engine.begin() as conn:
-        for table in (ITEM, LOG):
+        for table in (ITEM, LOG, RECORD):
             conn.execute(table.delete())
         conn.execute(Alarm.__table__.delete())
         conn.execute(Notification.__table__.delete())  # deliveries cascade
@@ -237,6 +248,107 @@ def test_insert_many_inserts_every_row(db, sql):
     assert len(rows) == 2500
     assert len({r.id for r in rows}) == 2500
     assert {r.note for r in rows} == {f"n{i}" for i in range(2500)}
+
+
+# -- insert_rows, update_rows -------------------------------------------------
+
+T0 = dt.datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+
+
+def _records(db):
+    with db.engine.connect() as conn:
+        rows = conn.execute(sa.select(RECORD).order_by(RECORD.c.id)).all()
+    return [tuple(r) for r in rows]
+
+
+def _record(i):
+    """Row *i*: every kind of value, NULLs and an offset timestamp."""
+    at = None if i % 5 == 0 else T0 + dt.timedelta(seconds=i)
+    if i % 7 == 0 and at is not None:
+        at = at.astimezone(dt.timezone(dt.timedelta(hours=2)))
+    return {
+        "id": i,
+        "version": 1,
+        "note": f'it\'s "n{i}" %s ?',
+        "at": at,
+        "data": None if i % 4 == 0 else {"i": i, "l": [1.5, "x"]},
+        "flag": (None, True, False)[i % 3],
+    }
+
+
+def test_insert_rows_stores_every_value_as_given(db, sql):
+    rows = [_record(i) for i in range(1, 301)]
+    with db.session() as session:
+        sql.insert_rows(session.connection(), RECORD, rows)
+        sql.insert_rows(session.connection(), RECORD, [])
+        session.commit()
+    assert _records(db) == [tuple(r.values()) for r in rows]
+    assert _records(db)[6][3].utcoffset() == dt.timedelta(0)
+
+
+def _fenced_update(v):
+    return (
+        sa.update(RECORD)
+        .where(RECORD.c.id == v["b_id"], RECORD.c.version == v["b_version"])
+        .values(
+            version=RECORD.c.version + 1,
+            note=v["b_note"],
+            at=v["b_at"],
+            flag=sa.func.coalesce(v["b_flag"], RECORD.c.flag),
+        )
+    )
+
+
+FENCED_TYPES = {
+    "b_id": sa.Integer(),
+    "b_version": sa.Integer(),
+    "b_note": sa.Text(),
+    "b_at": UTCDateTime(),
+    "b_flag": sa.Boolean(),
+}
+
+
+def test_update_rows_writes_each_row_behind_its_own_fence(db, sql):
+    with db.session() as session:
+        sql.insert_rows(
+            session.connection(), RECORD, [_record(i) for i in range(1, 201)]
+        )
+        session.commit()
+    later = T0 + dt.timedelta(days=1)
+    updates = [
+        {
+            "b_id": i,
+            # Rows 10, 20, ... are fenced out (another version).
+            "b_version": 2 if i % 10 == 0 else 1,
+            "b_note": f"u{i} '%s'",
+            "b_at": later if i % 2 else None,
+            "b_flag": None if i % 3 else True,
+        }
+        for i in range(1, 201)
+    ]
+    for attempt in range(2):
+        with db.session() as session:
+            matched = sql.update_rows(
+                session.connection(),
+                "dialect_record.fenced",
+                _fenced_update,
+                FENCED_TYPES,
+                updates,
+            )
+            session.commit()
+        assert matched == (180 if attempt == 0 else 20)
+        # Once more, fenced by version 1: only the rows fenced out the
+        # first time match now (the compiled statement is reused).
+        for row in updates:
+            row["b_version"] = 1
+    stored = {r[0]: r for r in _records(db)}
+    for i in range(1, 201):
+        before = _record(i)
+        version, note, at, _data, flag = stored[i][1:]
+        assert version == 2
+        assert note == f"u{i} '%s'"
+        assert at == (later if i % 2 else None)
+        assert flag == (True if i % 3 == 0 else before["flag"])
 
 
 # -- skip_locked -------------------------------------------------------------

@@ -411,3 +411,33 @@ def test_batch_on_mariadb(mysql_rt):
 
 def test_batch_fallback_on_mariadb(mysql_rt):
     test_a_failing_row_falls_back_to_one_commit_per_alarm(mysql_rt)
+
+
+@pytest.fixture
+def pg_rt(make_conf, postgresql_server_url):
+    """A migrated runtime on the real PostgreSQL (emptied first)."""
+    engine = sa.create_engine(postgresql_server_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+    built = runtime.build(
+        make_conf(database={"connection": postgresql_server_url}),
+        migrate=True,
+    )
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def test_fence_on_postgresql(pg_rt):
+    test_stale_version_writes_nothing(pg_rt)
+
+
+def test_batch_on_postgresql(pg_rt):
+    test_batch_commits_every_fenced_change_together(pg_rt)
+
+
+def test_batch_fallback_on_postgresql(pg_rt):
+    test_a_failing_row_falls_back_to_one_commit_per_alarm(pg_rt)
