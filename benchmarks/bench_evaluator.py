@@ -479,13 +479,18 @@ def _wave(
         try:
             probe = service.registry.get(probe_id)
             assert probe is not None
-            stamp = np.array([time.time_ns()], dtype=np.int64)
+            # The 3 buckets the rules read, however long the set-up took
+            # (the set-up's points may have left the window by now).
+            now_ns = time.time_ns()
+            stamp = np.array(
+                [now_ns - 120 * NS, now_ns - 60 * NS, now_ns], dtype=np.int64
+            )
             rt.series.add_measures_batch(
                 [
                     (
                         series_mod.MetricRef(mid, policy),
                         stamp,
-                        np.array([50.0]),
+                        np.full(3, 50.0),
                     )
                     for _, mid in metrics[:-1]
                 ]
