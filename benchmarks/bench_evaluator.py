@@ -38,7 +38,8 @@ or the commit alone):
   transitions, each with its history and outbox row, every alarm
   moving at every pass: transitions/s, CPU microseconds per transition
   (this process; the database server's own CPU is not counted) and the
-  statements sent to the driver per tick.
+  calls to the driver per tick (an ``executemany`` is one call, however
+  many statements the driver then sends).
 
 * ``throughput``: evaluations per second of one worker thread calling the
   evaluation of every owned alarm in a loop (decision, engine read, no
@@ -623,10 +624,10 @@ def cmd_commit(args: argparse.Namespace) -> None:
     )
     print(
         f"{'database':<10} {'transitions':>11} {'trans/s':>8} "
-        f"{'CPU us each':>11} {'statements/tick':>15}"
+        f"{'CPU us each':>11} {'driver calls/tick':>17}"
     )
     for db, n, rate, us, per_tick in rows:
-        print(f"{db:<10} {n:>11} {rate:>8.0f} {us:>11.1f} {per_tick:>15.1f}")
+        print(f"{db:<10} {n:>11} {rate:>8.0f} {us:>11.1f} {per_tick:>17.1f}")
 
 
 def reresolve_seconds(service: EvaluatorService) -> float:
