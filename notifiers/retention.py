@@ -60,6 +60,10 @@ class Removed:
     notifications: int = 0
     silences: int = 0
 
+    def counts(self) -> dict[str, int]:
+        """The counts by kind (the field names), in a fixed order."""
+        return dataclasses.asdict(self)
+
     def total(self) -> int:
         """Every row removed."""
         return sum(dataclasses.astuple(self))
