@@ -335,7 +335,9 @@ def _retention_rounds(
     schedule lags of each window are the service's own records.
     """
     out = []
-    window = args.rows / 60000  # until the first pass tells
+    # The quiet window lasts as long as the last pass of the same batch
+    # size (until the first one tells).
+    windows = dict.fromkeys(args.batches, args.rows / 60000)
     for round_ in range(args.rounds):
         for batch in args.batches:
             _seed_history(rt, args.rows)
@@ -349,9 +351,9 @@ def _retention_rounds(
                 cpu = time.process_time()
                 if what == "pass":
                     result.update(deleter.run(batch))
-                    window = result["seconds"]
+                    windows[batch] = result["seconds"]
                 else:
-                    time.sleep(window)
+                    time.sleep(windows[batch])
                 lags = sorted(service.stats.lags)
                 result[f"{what}_p50"] = lags[len(lags) // 2] * 1000
                 result[f"{what}_p99"] = _p99(lags) * 1000
