@@ -18,10 +18,10 @@ ever):
 Every pass deletes in batches of ``[notifier] expire_batch_size`` rows,
 one short transaction per batch (one ``DELETE`` limited to the batch
 for history and silences, see :func:`_delete_where`; select the keys,
-then delete them by key for deliveries with their attempts), so that no lock is held for long and
-the evaluator and the notifier keep going while it runs.  ``alarmer
-expire`` runs one pass; the notifier service runs one every
-``[notifier] expire_interval`` seconds.
+then delete them by key for deliveries with their attempts), so that no
+lock is held for long and the evaluator and the notifier keep going
+while it runs.  ``alarmer expire`` runs one pass; the notifier service
+runs one every ``[notifier] expire_interval`` seconds.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def _delete_where(  # noqa: PLR0917 (one statement's parts)
             .with_dialect_options(mysql_limit=batch_size)
         )
     elif dialect == "postgresql":
-        ctid = sa.literal_column("ctid")
+        ctid: sa.ColumnClause[Any] = sa.literal_column("ctid")
         found = sa.select(ctid).select_from(table).where(condition)
         statement = sa.delete(table).where(
             ctid
