@@ -535,10 +535,15 @@ def _expire(args: argparse.Namespace) -> int:
             purge_dead_letters=args.purge_dead_letters,
             stop=between_batches,
         )
+        # A one-shot command has no /metrics of its own: its counts are
+        # exported only into the directory the services' scrapes merge
+        # (PROMETHEUS_MULTIPROC_DIR exported to the command as well).
+        if rt.telemetry.multiprocess:
+            rt.telemetry.retention_pass(removed.counts())
     finally:
         progress.close()
         rt.close()
-    for name, count in dataclasses.asdict(removed).items():
+    for name, count in removed.counts().items():
         sys.stdout.write(f"{name}: {count}\n")
     return 0
 

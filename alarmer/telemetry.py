@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -208,6 +208,17 @@ class Telemetry:
             _DELIVERY,
             ("scheme",),
         )
+        self.retention_removed = counter(
+            "alarmer_retention_removed_rows",
+            "Rows removed by retention passes (the notifier's and "
+            "'alarmer expire'), by kind: history, delivered, dead_letters "
+            "(expired or purged), attempts, notifications, silences.",
+            ("kind",),
+        )
+        self.retention_passes = counter(
+            "alarmer_retention_passes",
+            "Retention passes completed.",
+        )
         # -- ingest ---------------------------------------------------------
         self.measures_stored = counter(
             "alarmer_measures_ingested",
@@ -278,6 +289,16 @@ class Telemetry:
     def attempt(self, scheme: str, seconds: float) -> None:
         """Observe the duration of one delivery attempt."""
         self._child(self.delivery_seconds, scheme).observe(seconds)
+
+    def retention_pass(self, removed: Mapping[str, int]) -> None:
+        """Count one retention pass and the rows it removed, per kind.
+
+        Every kind is counted, zeros too, so that each series exists
+        from the first pass on.
+        """
+        self.retention_passes.inc()
+        for kind, count in removed.items():
+            self._child(self.retention_removed, kind).inc(count)
 
     def ingested(self, stored: int, refused: int) -> None:
         """Count measures stored and refused by one write."""

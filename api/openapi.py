@@ -313,9 +313,21 @@ _WHEN = {"type": ["string", "null"], "description": "ISO 8601."}
 _RECURRENCE = {
     "type": ["object", "null"],
     "properties": {
-        "start": {"type": "string", "description": "Cron expression."},
-        "duration": {"type": "integer", "minimum": 1},
-        "timezone": {"type": ["string", "null"]},
+        "start": {
+            "type": "string",
+            "description": "Cron expression (5 fields): when each "
+            "window opens.",
+        },
+        "duration": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 365 * 86400,
+            "description": "Seconds each window lasts.",
+        },
+        "timezone": {
+            "type": ["string", "null"],
+            "description": "IANA time zone of start (null or empty: UTC).",
+        },
     },
     "required": ["start", "duration"],
     "additionalProperties": False,

@@ -17,11 +17,11 @@ ever):
 
 Every pass deletes in batches of ``[notifier] expire_batch_size`` rows,
 one short transaction per batch (one ``DELETE`` limited to the batch
-for history and silences; select the keys, then delete them by key for
-deliveries with their attempts), so that no lock is held for long and
-the evaluator and the notifier keep going while it runs.  ``alarmer
-expire`` runs one pass; the notifier service runs one every
-``[notifier] expire_interval`` seconds.
+for history and silences, see :func:`_delete_where`; select the keys,
+then delete them by key for deliveries with their attempts), so that no
+lock is held for long and the evaluator and the notifier keep going
+while it runs.  ``alarmer expire`` runs one pass; the notifier service
+runs one every ``[notifier] expire_interval`` seconds.
 """
 
 from __future__ import annotations
@@ -59,6 +59,10 @@ class Removed:
     attempts: int = 0
     notifications: int = 0
     silences: int = 0
+
+    def counts(self) -> dict[str, int]:
+        """The counts by kind (the field names), in a fixed order."""
+        return dataclasses.asdict(self)
 
     def total(self) -> int:
         """Every row removed."""
@@ -135,14 +139,28 @@ def _delete_where(  # noqa: PLR0917 (one statement's parts)
     """Delete the rows of *table* matching *condition*, in batches.
 
     One statement per batch, the keys never leave the server: ``DELETE
-    ... WHERE key IN (SELECT key ... LIMIT n)`` (``DELETE ... LIMIT n``
-    on MySQL, which refuses a limit in such a subquery).
+    ... WHERE key IN (SELECT key ... LIMIT n)``.  On PostgreSQL the
+    batch is found by the rows' physical addresses, ``DELETE ... WHERE
+    ctid = ANY(ARRAY(SELECT ctid ... LIMIT n))``, a TID scan: the key
+    form there joins the batch with the whole table, a sequential scan
+    per batch.  ``DELETE ... LIMIT n`` on MySQL, which refuses a limit
+    in such a subquery.
     """
-    if db.engine.dialect.name == "mysql":
+    dialect = db.engine.dialect.name
+    if dialect == "mysql":
         statement = (
             sa.delete(table)
             .where(condition)
             .with_dialect_options(mysql_limit=batch_size)
+        )
+    elif dialect == "postgresql":
+        ctid: sa.ColumnClause[Any] = sa.literal_column("ctid")
+        found = sa.select(ctid).select_from(table).where(condition)
+        statement = sa.delete(table).where(
+            ctid
+            == sa.func.any(
+                sa.func.array(found.limit(batch_size).scalar_subquery())
+            )
         )
     else:
         keys = sa.select(key).where(condition).limit(batch_size)

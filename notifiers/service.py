@@ -208,6 +208,7 @@ class NotifierService:
             LOG.exception("notifier %s: retention pass failed", self.worker_id)
             return retention.Removed()
         self.removed.add(removed)
+        self.rt.telemetry.retention_pass(removed.counts())
         return removed
 
     # -- dispatcher -------------------------------------------------------

@@ -99,6 +99,24 @@ class Window:
         inside, _ = time_constraints.status([self.recurrence], now)
         return ACTIVE if inside else PENDING
 
+    def in_force(self, now: dt.datetime) -> tuple[bool, dt.datetime | None]:
+        """Whether the window holds at *now*, and until when that answer
+        stands (``None``: for ever).
+
+        :raises ValueError: for a recurrence croniter cannot iterate.
+        """
+        if self.ends_at is not None and now >= self.ends_at:
+            return False, None
+        if self.starts_at is not None and now < self.starts_at:
+            return False, self.starts_at
+        until = self.ends_at
+        if self.recurrence is None:
+            return True, until
+        inside, valid = time_constraints.status([self.recurrence], now)
+        if valid is not None and (until is None or valid < until):
+            until = valid
+        return inside, until
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SilenceDef:
@@ -250,21 +268,24 @@ def _recurrence(raw: Any) -> dict[str, Any] | None:
     timezone = raw.get("timezone") or ""
     if not isinstance(timezone, str):
         raise invalid("recurrence.timezone", timezone, "Not a time zone")
+    # The very checks of time constraints, reported under this field.
+    time_constraints.check_cron(start, "recurrence.start")
     try:
-        (normal,) = time_constraints.normalize(
-            [
-                {
-                    "name": "recurrence",
-                    "start": start,
-                    "duration": duration,
-                    "timezone": timezone,
-                }
-            ]
-        )
+        time_constraints.zone(timezone)
     except RuleError as exc:
         raise invalid(
-            "recurrence." + exc.field.rsplit(".", 1)[-1], raw, exc.message
+            "recurrence.timezone", timezone, "Not an IANA time zone"
         ) from exc
+    (normal,) = time_constraints.normalize(
+        [
+            {
+                "name": "recurrence",
+                "start": start,
+                "duration": duration,
+                "timezone": timezone,
+            }
+        ]
+    )
     return normal
 
 
@@ -447,6 +468,15 @@ class SilenceCache:
         self._lock = threading.Lock()
         self._silences: list[SilenceDef] = []
         self._read_at = -float("inf")
+        # The silences in force, for the list read last, from *since*
+        # until *until* (windows are checked once per change, not once
+        # per evaluation).
+        self._active: list[SilenceDef] = []
+        self._active_of: list[SilenceDef] | None = None
+        self._active_span: tuple[dt.datetime, dt.datetime | None] = (
+            dt.datetime.max.replace(tzinfo=dt.UTC),
+            None,
+        )
 
     def current(self) -> list[SilenceDef]:
         """The silences not ended at the last read."""
@@ -475,12 +505,39 @@ class SilenceCache:
     ) -> tuple[str, ...]:
         """Ids of the silences covering an alarm at *now*."""
         found = []
-        for silence in self.current():
+        for silence in self.active(now):
             try:
-                if silence.window.status(now) == ACTIVE and silence.covers(
-                    alarm_facts
-                ):
+                if silence.covers(alarm_facts):
                     found.append(silence.silence_id)
-            except (ValueError, re.error):
+            except re.error:
                 LOG.warning("silence %s: invalid, ignored", silence.silence_id)
         return tuple(found)
+
+    def active(self, now: dt.datetime) -> list[SilenceDef]:
+        """The silences whose window holds at *now*."""
+        silences = self.current()
+        with self._lock:
+            since, until = self._active_span
+            if (
+                silences is self._active_of
+                and since <= now
+                and (until is None or now < until)
+            ):
+                return self._active
+            active: list[SilenceDef] = []
+            until = None
+            for silence in silences:
+                try:
+                    inside, valid = silence.window.in_force(now)
+                except ValueError:
+                    LOG.warning(
+                        "silence %s: invalid, ignored", silence.silence_id
+                    )
+                    continue
+                if inside:
+                    active.append(silence)
+                if valid is not None and (until is None or valid < until):
+                    until = valid
+            self._active, self._active_of = active, silences
+            self._active_span = (now, until)
+            return active

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from alarmer.alarms import model, transitions
+from alarmer.alarms import model, silences, transitions
 from alarmer.evaluator import lifecycle, reader
 
 
@@ -56,6 +56,8 @@ class AlarmDef:
     held: bool = False
     #: Its own evaluation interval in seconds (0: the service's).
     interval: float = 0.0
+    #: What silence matchers test (see :meth:`silence_facts`).
+    facts: dict[str, list[str]] | None = None
 
     def metric_ids(self) -> set[str]:
         """Every metric this alarm reads."""
@@ -64,6 +66,16 @@ class AlarmDef:
     def snapshot(self) -> transitions.AlarmSnapshot:
         """The transition snapshot at the version held."""
         return transitions.AlarmSnapshot.from_row(self)
+
+    def silence_facts(self) -> dict[str, list[str]]:
+        """The values silence matchers test, built once.
+
+        They are those of the definition (a changed alarm is loaded
+        again as a new :class:`AlarmDef`).
+        """
+        if self.facts is None:
+            self.facts = silences.facts(self)
+        return self.facts
 
     def has_actions(self, state: str) -> bool:
         """True when *state* has notification actions."""

@@ -1080,7 +1080,7 @@ class EvaluatorService:
         alarm.silenced = ()
         if self.silences.current():
             alarm.silenced = self.silences.matching(
-                silences.facts(alarm),
+                alarm.silence_facts(),
                 dt.datetime.fromtimestamp(now_ts, dt.UTC),
             )
         if alarm.held and not alarm.silenced:

@@ -143,6 +143,24 @@ def _silences(rt, now: dt.datetime) -> None:
             )
 
 
+def _seeded(data, tag: str) -> runtime.Runtime:
+    """A runtime on the data directory *data*, seeded with every kind."""
+    from alarmer import conf as aconf
+
+    rt = runtime.build(
+        aconf.make_conf(overrides={"DEFAULT": {"data_dir": str(data)}}),
+        migrate=True,
+    )
+    try:
+        now = timeutils.utcnow()
+        _seed(rt, now, tag)
+        _silences(rt, now)
+    except BaseException:
+        rt.close()
+        raise
+    return rt
+
+
 def _counts(rt) -> dict[str, int]:
     with rt.db.read_session() as session:
 
@@ -267,18 +285,7 @@ def test_the_expire_command_prints_its_counts(tmp_path):
         "max_age = 3600\n",
         encoding="utf-8",
     )
-    from alarmer import conf as aconf
-
-    rt = runtime.build(
-        aconf.make_conf(overrides={"DEFAULT": {"data_dir": str(data)}}),
-        migrate=True,
-    )
-    try:
-        now = timeutils.utcnow()
-        _seed(rt, now, "c")
-        _silences(rt, now)
-    finally:
-        rt.close()
+    _seeded(data, "c").close()
     result = subprocess.run(
         [
             sys.executable,
@@ -355,3 +362,105 @@ def test_expire_on_mariadb(mysql_server_url, make_conf):
         assert _counts(rt)["history"] == 6
     finally:
         rt.close()
+
+
+def _removed_on_metrics(serve) -> dict[str, float]:
+    """``alarmer_retention_removed_rows_total`` by kind, as scraped."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = serve.get("/metrics")
+    assert r.status_code == 200, r.text
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(r.text):
+        for s in family.samples:
+            if s.name == "alarmer_retention_removed_rows_total":
+                out[s.labels["kind"]] = s.value
+            elif s.name == "alarmer_retention_passes_total":
+                out["passes"] = s.value
+    return out
+
+
+def test_removed_counts_are_on_metrics_from_service_and_command(tmp_path):
+    """A real ``alarmer serve`` runs retention; ``alarmer expire`` given
+    the same ``PROMETHEUS_MULTIPROC_DIR`` adds its counts; the scrape
+    shows exactly the rows that left the database."""
+    from tests.functional.serve_helpers import Serve
+
+    serve = Serve(
+        tmp_path,
+        database={"alarm_history_time_to_live": 86400},
+        notifier={
+            "delivered_time_to_live": 86400,
+            "max_age": 3600,
+            "expire_interval": 0.5,
+        },
+    )
+    data = tmp_path / "data"
+    rt = _seeded(data, "m")
+    try:
+        # No delivery the running notifier would try.
+        with rt.db.session() as session, session.begin():
+            session.execute(
+                sa.delete(models.Delivery).where(
+                    models.Delivery.status == models.PENDING
+                )
+            )
+        before = _counts(rt)
+        serve.start()
+        try:
+            serve.wait_ready()
+            wait_for(
+                lambda: _removed_on_metrics(serve).get("history") == 17,
+                timeout=60,
+            )
+            by_service = _removed_on_metrics(serve)
+            assert by_service["dead_letters"] == 0  # kept until purged
+            assert by_service["silences"] == 1  # ended 40 days ago
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "alarmer.cli",
+                    "expire",
+                    "--config-file",
+                    str(serve.conf_path),
+                    "--purge-dead-letters",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                env={
+                    **os.environ,
+                    "PROMETHEUS_MULTIPROC_DIR": str(
+                        data / "run" / "prometheus"
+                    ),
+                },
+                timeout=120,
+            )
+            assert result.returncode == 0, result.stderr
+            printed = dict(
+                line.split(": ") for line in result.stdout.splitlines()
+            )
+            assert printed["dead_letters"] == "2"
+            # The command's counts join the service's on the scrape.
+            wait_for(
+                lambda: _removed_on_metrics(serve).get("dead_letters") == 2,
+                timeout=30,
+            )
+            after = _counts(rt)
+            scraped = _removed_on_metrics(serve)
+        finally:
+            assert serve.stop() == 0
+    finally:
+        rt.close()
+    assert scraped["passes"] > by_service["passes"] >= 1
+    assert scraped["history"] == before["history"] - after["history"] == 17
+    assert scraped["delivered"] == before["delivered"] - after["delivered"]
+    assert scraped["dead_letters"] == before["dead"] - after["dead"] == 2
+    assert scraped["attempts"] == before["attempts"] - after["attempts"]
+    assert (
+        scraped["notifications"]
+        == before["notifications"] - after["notifications"]
+        > 0
+    )
+    assert scraped["silences"] == 1

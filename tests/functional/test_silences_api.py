@@ -112,7 +112,14 @@ BAD = [
     ({"ends_at": None}, "ends_at"),
     ({"ends_at": "yesterday"}, "ends_at"),
     ({"starts_at": LATER}, "ends_at"),
-    ({"recurrence": {"start": "61 * * * *", "duration": 60}}, "recurrence"),
+    (
+        {"recurrence": {"start": "61 * * * *", "duration": 60}},
+        "recurrence.start",
+    ),
+    (
+        {"recurrence": {"start": "0 * *", "duration": 60}},
+        "recurrence.start",
+    ),
     (
         {"recurrence": {"start": "0 * * * *", "duration": 0}},
         "recurrence.duration",
@@ -125,7 +132,7 @@ BAD = [
                 "timezone": "Mars/Olympus",
             }
         },
-        "recurrence",
+        "recurrence.timezone",
     ),
     ({"colour": "red"}, "colour"),
     ({"comment": 5}, "comment"),
@@ -136,7 +143,8 @@ BAD = [
 def test_bad_silences_are_400_naming_the_field(client, change, field):
     body = {**BODY, **change}
     response = client.post("/v2/silences", json=body, headers=MEMBER)
-    assert_envelope(response, 400, field)
+    text = assert_envelope(response, 400, field)
+    assert "time_constraints" not in text  # the silence's own field names
     assert _count(client) == 0
 
 
@@ -188,3 +196,57 @@ def test_matching_rules():
     assert fixed.status(when - dt.timedelta(seconds=1)) == silences.PENDING
     assert fixed.status(when) == silences.ACTIVE
     assert fixed.status(when + dt.timedelta(minutes=5)) == silences.EXPIRED
+
+
+def test_the_silences_in_force_follow_their_windows(rt):
+    """The evaluator's set of silences in force is checked once per
+    change of a window, and changes exactly at each window's edges."""
+    from alarmer.alarms.tables import Silence
+
+    when = dt.datetime(2026, 12, 5, 2, 30, tzinfo=dt.UTC)  # a Saturday
+    minute = dt.timedelta(minutes=1)
+    with rt.db.session() as session, session.begin():
+        for sid, starts, ends, recurrence in (
+            ("fixed", when, when + 5 * minute, None),
+            # Saturdays 02:00-02:40 UTC, from an hour before *when* on.
+            (
+                "weekly",
+                when - 60 * minute,
+                None,
+                {"start": "0 2 * * 6", "duration": 2400, "timezone": ""},
+            ),
+        ):
+            session.add(
+                Silence(
+                    silence_id=sid,
+                    project_id=None,
+                    comment="",
+                    matchers=[{"field": "name", "op": "=", "value": "x"}],
+                    starts_at=starts,
+                    ends_at=ends,
+                    recurrence=recurrence,
+                    created_at=when,
+                    updated_at=when,
+                )
+            )
+    cache = silences.SilenceCache(rt.db, ttl=3600)
+    facts = {"name": ["x"], "project_id": ["p1"]}
+
+    def in_force(at):
+        return sorted(s.silence_id for s in cache.active(at))
+
+    second = dt.timedelta(seconds=1)
+    assert in_force(when - second) == ["weekly"]
+    assert in_force(when) == ["fixed", "weekly"]
+    assert sorted(cache.matching(facts, when + second)) == ["fixed", "weekly"]
+    assert cache.matching({"name": ["y"]}, when + second) == ()
+    assert in_force(when + 5 * minute - second) == ["fixed", "weekly"]
+    assert in_force(when + 5 * minute) == ["weekly"]
+    # The weekly window's end is included, as a time constraint's is.
+    assert in_force(when + 10 * minute) == ["weekly"]
+    assert in_force(when + 10 * minute + second) == []
+    next_week = when + dt.timedelta(days=7) - 30 * minute
+    assert in_force(next_week - second) == []
+    assert in_force(next_week) == ["weekly"]
+    # Back in time (another evaluation's clock): checked again.
+    assert in_force(when) == ["fixed", "weekly"]
