@@ -82,7 +82,7 @@ def add_batch() -> tuple[dict[str, int], int]:
         raise v.bad(
             "body: an object mapping metric ids to measures is required"
         )
-    found = v.indexer().get_metrics(body.keys(), v.metric_filter())
+    found = v.indexer().get_metric_policies(body.keys(), v.metric_filter())
     missing = [mid for mid in body if mid not in found]
     if missing:
         raise v.bad(f"Unknown metrics: {', '.join(sorted(missing))}")
@@ -91,8 +91,8 @@ def add_batch() -> tuple[dict[str, int], int]:
     )
     return write(
         [
-            (metric_ref(found[metric_id]), stamps, values)
-            for metric_id, (stamps, values) in zip(body, parsed, strict=True)
+            (series_mod.MetricRef(metric_id, found[metric_id]), *arrays)
+            for metric_id, arrays in zip(body, parsed, strict=True)
         ]
     )
 

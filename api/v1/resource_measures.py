@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from alarmer.metrics import index as idx
 from alarmer.metrics.index import resources as res
+from alarmer.metrics.series import store as series_mod
 from api import context, errors, params
 from api.v1 import measures as measures_views
 from api.v1 import validation as v
@@ -182,10 +183,10 @@ def add_batch_by_resources() -> tuple[dict[str, int], int]:
         for rid, metrics in names.items()
         for name, mid in metrics.items()
     }
-    infos = context.index().get_metrics(ids.values())
+    found = context.index().get_metric_policies(ids.values())
     return measures_views.write(
         [
-            (measures_views.metric_ref(infos[ids[key]]), stamps, values)
+            (series_mod.MetricRef(ids[key], found[ids[key]]), stamps, values)
             for key, stamps, values in targets
             if stamps.size
         ]

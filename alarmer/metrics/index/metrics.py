@@ -405,6 +405,20 @@ def select_rows(
     return list(session.execute(filtered(query, filters)).all())
 
 
+def select_policy_names(
+    session: orm.Session, metric_ids: Sequence[str], filters: MetricFilter
+) -> list[tuple[str, str]]:
+    """(id, archive policy name) of the metrics among *metric_ids*
+    passing *filters* (one statement, cached whatever the count)."""
+    query = sa.select(Metric.id, Metric.archive_policy_name).where(
+        Metric.id.in_(sa.bindparam("metric_ids", expanding=True))
+    )
+    rows = session.execute(
+        filtered(query, filters), {"metric_ids": list(metric_ids)}
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
 def list_rows(
     session: orm.Session,
     filters: MetricFilter,

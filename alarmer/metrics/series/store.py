@@ -140,7 +140,17 @@ class Finding:
 
 @dataclasses.dataclass
 class _Entry:
-    state: agg.MetricState | None = None
+    """A metric's cached state, at the version of its log.
+
+    Points this process appended in order after the newest one (the
+    common write) are kept *pending*: they are in the log, durable and
+    visible to every reader of the log, and are folded into the state
+    only when something reads it (:attr:`state`), so a write does not
+    pay for aggregation that a compaction or a read may do for many
+    writes at once.
+    """
+
+    held: agg.MetricState | None = None
     version: storage.Version | None = None
     deltas: int = 0
     delta_bytes: int = 0
@@ -154,6 +164,76 @@ class _Entry:
         tuple[str, int, int, int | None],
         tuple[object, np.ndarray, np.ndarray],
     ] = dataclasses.field(default_factory=dict)
+    #: Appended deltas not yet applied to :attr:`held`, oldest first.
+    pending: list[tuple[np.ndarray, np.ndarray]] = dataclasses.field(
+        default_factory=list
+    )
+    #: Newest timestamp of the pending points (None: nothing pending).
+    pending_last: int | None = None
+
+    @property
+    def state(self) -> agg.MetricState | None:
+        """The state with every pending point applied."""
+        if self.pending:
+            self.settle()
+        return self.held
+
+    @state.setter
+    def state(self, value: agg.MetricState | None) -> None:
+        self.held = value
+        self.pending = []
+        self.pending_last = None
+
+    def settle(self) -> None:
+        """Apply the pending points, as one in-order write."""
+        pending = self.pending
+        self.pending = []
+        self.pending_last = None
+        if not pending or self.held is None:
+            return
+        if len(pending) == 1:
+            ts, values = pending[0]
+        else:
+            ts = np.concatenate([p[0] for p in pending])
+            values = np.concatenate([p[1] for p in pending])
+        self.held.apply(ts, values)
+
+    def defer(self, ts: np.ndarray) -> bool:
+        """Whether *ts* can be appended without applying it now.
+
+        True when the state holds points and *ts* is strictly increasing
+        and newer than every point held or pending: such points are
+        never refused (the back window lies before the newest point)
+        and are all stored, so the write's outcome is known without
+        aggregating.
+        """
+        held = self.held
+        if held is None or held.last_ts is None or not ts.size:
+            return False
+        newest = (
+            self.pending_last
+            if self.pending_last is not None
+            else held.last_ts
+        )
+        if int(ts[0]) <= newest:
+            return False
+        return ts.size == 1 or bool((ts[1:] > ts[:-1]).all())
+
+    def add_pending(self, ts: np.ndarray, values: np.ndarray) -> None:
+        """Remember points appended after a successful :meth:`defer`."""
+        self.pending.append((ts, values))
+        self.pending_last = int(ts[-1])
+
+    def first_block_timestamp(self) -> int | None:
+        """The state's oldest accepted timestamp, pending points counted."""
+        held = self.held
+        if held is None:
+            return None
+        if self.pending_last is None:
+            return held.first_block_timestamp()
+        block = held.policy.max_granularity
+        last = self.pending_last
+        return last - last % block - held.policy.back_window * block
 
 
 class SeriesStore:
@@ -213,11 +293,8 @@ class SeriesStore:
             return entry
 
     def _cache_put(self, metric_id: str, entry: _Entry) -> None:
-        size = (
-            agg.stored_bytes_estimate(entry.state) + 512
-            if entry.state is not None
-            else 512
-        )
+        held = entry.held
+        size = 512 if held is None else agg.stored_bytes_estimate(held) + 512
         with self._cache_lock:
             old = self._cache.pop(metric_id, None)
             if old is not None:
@@ -575,19 +652,27 @@ class SeriesStore:
         # A cached state is used without asking the driver: the write is
         # conditional on its version, so a stale cache costs one retry.
         entry = self._cache_get(metric.id)
-        fresh = entry is None or entry.state is None
+        fresh = entry is None or entry.held is None
         if fresh:
             entry = self._load(metric.id)
         assert entry is not None
-        state = entry.state
-        new = state is None
-        changed = state is not None and state.policy != metric.policy
-        compact = (
-            new
-            or changed
-            or entry.deltas >= self.compact_deltas
+        due = (
+            entry.deltas >= self.compact_deltas
             or entry.delta_bytes >= self.compact_bytes
         )
+        # In-order points appended to a cached state: aggregated later.
+        deferred = not due and self._deferrable(entry, metric, timestamps)
+        if deferred:
+            state = entry.held
+            new = changed = compact = False
+            applied = agg.ApplyResult(
+                int(timestamps.size), 0, timestamps, values
+            )
+        else:
+            state = entry.state
+            new = state is None
+            changed = state is not None and state.policy != metric.policy
+            compact = new or changed or due
         if compact and state is not None and state.trimmed:
             # A snapshot holds everything: start from the complete state.
             full = self._load_full(metric.id)
@@ -598,7 +683,8 @@ class SeriesStore:
             state = agg.MetricState(metric.policy)
         if changed:
             state.set_policy(metric.policy)
-        applied = state.apply(timestamps, values)
+        if not deferred:
+            applied = state.apply(timestamps, values)
         if applied.stored == 0 and not changed:
             if not fresh:
                 # Decide refusals on the latest data, not a stale cache.
@@ -628,17 +714,30 @@ class SeriesStore:
         if version is None:
             return None
         if compact:
-            self._cache_trimmed(
-                metric.id, _Entry(state=state, version=version)
-            )
+            entry = _Entry(held=state, version=version)
+            self._cache_trimmed(metric.id, entry)
         else:
-            entry.version = version
-            entry.stamp = version.stamp
-            entry.deltas += 1
-            entry.delta_bytes += len(record)
+            if deferred:
+                entry.add_pending(timestamps, values)
+            _appended(entry, version, record)
         self._count(applied.stored, applied.refused, metric.id)
         return WriteResult(
-            applied.stored, applied.refused, state.first_block_timestamp()
+            applied.stored, applied.refused, entry.first_block_timestamp()
+        )
+
+    @staticmethod
+    def _deferrable(
+        entry: _Entry, metric: MetricRef, timestamps: np.ndarray
+    ) -> bool:
+        """Whether *timestamps* can be appended to the cached *entry*
+        and applied later (see :meth:`_Entry.defer`)."""
+        held = entry.held
+        return (
+            held is not None
+            and entry.version is not None
+            # The index hands out one policy object per name.
+            and (held.policy is metric.policy or held.policy == metric.policy)
+            and entry.defer(timestamps)
         )
 
     def _count(self, stored: int, refused: int, metric_id: str) -> None:
@@ -712,24 +811,32 @@ class SeriesStore:
         """Write the cached metrics at *positions* with one
         ``append_many``; fill *results* for those written (the caller
         holds their stripe lock)."""
-        pending = []  # (position, entry, applied, record)
+        # (position, entry, points applied or None when deferred, record)
+        pending: list[tuple[int, _Entry, agg.ApplyResult | None, bytes]] = []
         for pos in positions:
             metric, ts, vals = items[pos]
             entry = self._cache_get(metric.id)
             if (
                 entry is None
-                or entry.state is None
+                or entry.held is None
                 or entry.version is None
                 or (
                     # The index hands out one policy object per name.
-                    entry.state.policy is not metric.policy
-                    and entry.state.policy != metric.policy
+                    entry.held.policy is not metric.policy
+                    and entry.held.policy != metric.policy
                 )
                 or entry.deltas >= self.compact_deltas
                 or entry.delta_bytes >= self.compact_bytes
             ):
                 continue
-            applied = entry.state.apply(ts, vals)
+            if entry.defer(ts):
+                pending.append(
+                    (pos, entry, None, codec.encode_delta(ts, vals))
+                )
+                continue
+            state = entry.state
+            assert state is not None
+            applied = state.apply(ts, vals)
             if applied.stored == 0:
                 continue
             pending.append(
@@ -756,7 +863,7 @@ class SeriesStore:
                 self._cache_drop(items[pos][0].id)
             versions = [None] * len(pending)
         stored = refused = writes = 0
-        for (pos, entry, applied, record), version in zip(
+        for (pos, entry, outcome, record), version in zip(
             pending, versions, strict=True
         ):
             metric = items[pos][0]
@@ -765,18 +872,23 @@ class SeriesStore:
                     self._counters["write_conflicts"] += 1
                 self._cache_drop(metric.id)
                 continue
-            entry.version = version
-            entry.stamp = version.stamp
-            entry.deltas += 1
-            entry.delta_bytes += len(record)
-            stored += applied.stored
-            refused += applied.refused
+            if outcome is None:
+                _, ts, vals = items[pos]
+                entry.add_pending(ts, vals)
+                done = WriteResult(
+                    int(ts.size), 0, entry.first_block_timestamp()
+                )
+            else:
+                done = WriteResult(
+                    outcome.stored,
+                    outcome.refused,
+                    entry.first_block_timestamp(),
+                )
+            _appended(entry, version, record)
+            stored += done.stored
+            refused += done.refused
             writes += 1
-            results[pos] = WriteResult(
-                applied.stored,
-                applied.refused,
-                entry.state.first_block_timestamp() if entry.state else None,
-            )
+            results[pos] = done
         with self._cache_lock:
             self._counters["measures_stored"] += stored
             self._counters["writes"] += writes
@@ -1132,6 +1244,14 @@ class SeriesStore:
             self._group_bytes = 0
             self._cached_bytes = 0
         self.driver.close()
+
+
+def _appended(entry: _Entry, version: storage.Version, record: bytes) -> None:
+    """Bring *entry* to the *version* its delta *record* made."""
+    entry.version = version
+    entry.stamp = version.stamp
+    entry.deltas += 1
+    entry.delta_bytes += len(record)
 
 
 def cut_time(stop: int | None, granularity: int) -> int | None:
