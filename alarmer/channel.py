@@ -33,7 +33,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -442,37 +442,25 @@ def _chunks(
         yield MetricChanges(part, changes.newest)
 
 
-class RedisChannel:
-    """Cross-process, cross-host channel over Redis pub/sub.
+class _Listener:
+    """Callbacks and the listener thread of a server-backed channel.
 
-    :meth:`publish` sends one ``PUBLISH`` of the encoded ids
-    (:meth:`MetricChanges.encode`); subscribers receive them on a
-    background thread that reconnects after a Redis failure
-    (announcements made meanwhile are lost; the periodic evaluation
-    covers them).  The callback must return quickly.
+    The thread runs :meth:`_messages` (connect, subscribe, then yield
+    each announcement) and starts it again after a failure, waiting
+    0.1 s, doubling up to 5 s; announcements made while it is
+    disconnected are lost (the periodic evaluation covers them).
     """
 
-    def __init__(self, url: str, *, name: str = "alarmer:metrics") -> None:
-        self.url = url
-        self.name = name
-        self._redis = redis.Redis.from_url(
-            url, socket_timeout=5, socket_connect_timeout=5
-        )
+    #: What a lost connection is called in the log.
+    _source = "subscription"
+
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._callbacks: tuple[Callback, ...] = ()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._ready = threading.Event()
-
-    def publish(self, metric_ids: Iterable[str]) -> None:
-        """Announce *metric_ids*; a Redis failure is logged, not raised."""
-        changes = MetricChanges.of(metric_ids)
-        if not changes:
-            return
-        try:
-            self._redis.publish(self.name, changes.encode())
-        except Exception as exc:
-            LOG.warning("metric channel: publish failed: %s", exc)
+        self._backoff = 0.1
 
     def subscribe(self, callback: Callback) -> None:
         """Register *callback*; the listener thread starts on first use."""
@@ -493,48 +481,96 @@ class RedisChannel:
                 c for c in self._callbacks if c is not callback
             )
 
+    def _messages(self) -> Iterator[MetricChanges]:
+        """Connect, subscribe, call :meth:`_connected`, yield messages.
+
+        Returns once :attr:`_stop` is set; raises when the connection
+        fails.
+        """
+        raise NotImplementedError
+
+    def _connected(self) -> None:
+        self._ready.set()
+        self._backoff = 0.1
+
     def _listen(self) -> None:
-        backoff = 0.1
         while not self._stop.is_set():
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(self.name)
-                self._ready.set()
-                backoff = 0.1
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=0.5)
-                    if message is None or message.get("type") != "message":
-                        continue
-                    raw = message["data"]
-                    text = raw.decode() if isinstance(raw, bytes) else raw
-                    changes = MetricChanges.decode(text)
+                for changes in self._messages():
                     if changes:
                         _deliver(self._callbacks, changes)
             except Exception as exc:
                 if self._stop.is_set():
                     break
                 LOG.warning(
-                    "metric channel: Redis subscription lost (%s); "
-                    "reconnecting in %.1f s",
+                    "metric channel: %s lost (%s); reconnecting in %.1f s",
+                    self._source,
                     exc,
-                    backoff,
+                    self._backoff,
                 )
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-            finally:
-                try:
-                    pubsub.close()
-                except Exception:
-                    LOG.debug("closing the subscription failed", exc_info=True)
+                self._stop.wait(self._backoff)
+                self._backoff = min(self._backoff * 2, 5.0)
 
-    def close(self) -> None:
-        """Stop the listener and close the connections."""
+    def _stop_listening(self) -> None:
         self._stop.set()
         with self._lock:
             thread, self._thread = self._thread, None
             self._callbacks = ()
         if thread is not None:
             thread.join(timeout=5)
+
+
+class RedisChannel(_Listener):
+    """Cross-process, cross-host channel over Redis pub/sub.
+
+    :meth:`publish` sends one ``PUBLISH`` of the encoded ids
+    (:meth:`MetricChanges.encode`); subscribers receive them on a
+    background thread that reconnects after a Redis failure
+    (announcements made meanwhile are lost; the periodic evaluation
+    covers them).  The callback must return quickly.
+    """
+
+    _source = "Redis subscription"
+
+    def __init__(self, url: str, *, name: str = "alarmer:metrics") -> None:
+        super().__init__()
+        self.url = url
+        self.name = name
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=5, socket_connect_timeout=5
+        )
+
+    def publish(self, metric_ids: Iterable[str]) -> None:
+        """Announce *metric_ids*; a Redis failure is logged, not raised."""
+        changes = MetricChanges.of(metric_ids)
+        if not changes:
+            return
+        try:
+            self._redis.publish(self.name, changes.encode())
+        except Exception as exc:
+            LOG.warning("metric channel: publish failed: %s", exc)
+
+    def _messages(self) -> Iterator[MetricChanges]:
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(self.name)
+            self._connected()
+            while not self._stop.is_set():
+                message = pubsub.get_message(timeout=0.5)
+                if message is None or message.get("type") != "message":
+                    continue
+                raw = message["data"]
+                text = raw.decode() if isinstance(raw, bytes) else raw
+                yield MetricChanges.decode(text)
+        finally:
+            try:
+                pubsub.close()
+            except Exception:
+                LOG.debug("closing the subscription failed", exc_info=True)
+
+    def close(self) -> None:
+        """Stop the listener and close the connections."""
+        self._stop_listening()
         self._redis.close()
 
 
@@ -542,7 +578,7 @@ class RedisChannel:
 _MAX_NOTIFY = 7900
 
 
-class PostgresChannel:
+class PostgresChannel(_Listener):
     """Cross-process, cross-host channel over PostgreSQL ``LISTEN/NOTIFY``.
 
     :meth:`publish` sends ``pg_notify`` on one autocommit connection
@@ -552,20 +588,18 @@ class PostgresChannel:
     evaluation covers them).  Needs the ``postgresql`` extra (psycopg).
     """
 
+    _source = "PostgreSQL LISTEN"
+
     def __init__(self, url: str, *, name: str = "alarmer_metrics") -> None:
         # Not a first-party module: psycopg comes with the PostgreSQL
         # extra only.
         import sqlalchemy as sa
 
+        super().__init__()
         parts = sa.make_url(url).set(drivername="postgresql")
         self.dsn = parts.render_as_string(hide_password=False)
         self.name = name
-        self._lock = threading.Lock()
         self._conn: Any = None
-        self._callbacks: tuple[Callback, ...] = ()
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._ready = threading.Event()
 
     def _connect(self) -> Any:
         import psycopg
@@ -592,61 +626,21 @@ class PostgresChannel:
                     with contextlib.suppress(Exception):
                         conn.close()
 
-    def subscribe(self, callback: Callback) -> None:
-        """Register *callback*; the listener thread starts on first use."""
-        with self._lock:
-            self._callbacks = (*self._callbacks, callback)
-            if self._thread is None:
-                self._stop.clear()
-                self._thread = threading.Thread(
-                    target=self._listen, name="metric-channel", daemon=True
-                )
-                self._thread.start()
-        self._ready.wait(5)
-
-    def unsubscribe(self, callback: Callback) -> None:
-        """Unregister *callback*."""
-        with self._lock:
-            self._callbacks = tuple(
-                c for c in self._callbacks if c is not callback
-            )
-
-    def _listen(self) -> None:
-        backoff = 0.1
-        while not self._stop.is_set():
-            try:
-                with self._connect() as conn:
-                    conn.execute(f'LISTEN "{self.name}"')
-                    self._ready.set()
-                    backoff = 0.1
-                    while not self._stop.is_set():
-                        for note in conn.notifies(timeout=0.5):
-                            changes = MetricChanges.decode(note.payload)
-                            if changes:
-                                _deliver(self._callbacks, changes)
-                            if self._stop.is_set():
-                                break
-            except Exception as exc:
-                if self._stop.is_set():
-                    break
-                LOG.warning(
-                    "metric channel: PostgreSQL LISTEN lost (%s); "
-                    "reconnecting in %.1f s",
-                    exc,
-                    backoff,
-                )
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+    def _messages(self) -> Iterator[MetricChanges]:
+        with self._connect() as conn:
+            conn.execute(f'LISTEN "{self.name}"')
+            self._connected()
+            while not self._stop.is_set():
+                for note in conn.notifies(timeout=0.5):
+                    yield MetricChanges.decode(note.payload)
+                    if self._stop.is_set():
+                        break
 
     def close(self) -> None:
         """Stop the listener and close the connections."""
-        self._stop.set()
+        self._stop_listening()
         with self._lock:
-            thread, self._thread = self._thread, None
-            self._callbacks = ()
             conn, self._conn = self._conn, None
-        if thread is not None:
-            thread.join(timeout=5)
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
