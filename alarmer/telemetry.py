@@ -19,13 +19,27 @@ Labels are bounded: alarm types, states, outcomes, URL schemes and
 route templates, never an alarm, metric or resource id.  Values that
 live in the database (queue depth, dead letters, alarms per state) are
 read at scrape time by a collector the API adds (:meth:`Telemetry.add`).
+
+Recording is cheap: a counter increment or a histogram observation
+adds to a tally of this process (a dictionary entry under one lock);
+the tallies are written to the metric objects (and, with several
+processes, to their files) at most :data:`FLUSH_SECONDS` later, and at
+once when this process renders.  The metric objects' own calls cost
+several microseconds each (a lock per value, a file write per value
+with several processes), paid once per label set per flush instead of
+once per evaluation or delivery.
 """
 
 from __future__ import annotations
 
+import bisect
+import collections
 import logging
+import math
 import os
-from collections.abc import Iterable
+import threading
+import weakref
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -46,6 +60,9 @@ LOG = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: Content type of :meth:`Telemetry.render`.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: Longest delay before a tally reaches the metric objects (seconds).
+FLUSH_SECONDS = 1.0
 
 #: Outcomes of one evaluation.
 UNCHANGED = "unchanged"
@@ -136,9 +153,13 @@ class Telemetry:
             doc: str,
             buckets: tuple[float, ...],
             labels: Iterable[str] = (),
-        ) -> Histogram:
-            return Histogram(
-                name, doc, list(labels), registry=reg, buckets=buckets
+        ) -> TalliedHistogram:
+            return TalliedHistogram(
+                self,
+                Histogram(
+                    name, doc, list(labels), registry=reg, buckets=buckets
+                ),
+                buckets,
             )
 
         def gauge(
@@ -234,6 +255,16 @@ class Telemetry:
         self._cache_seen = (0, 0)
         #: Labelled children already looked up (see :meth:`_child`).
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        #: Recordings not written to the metric objects yet: (metric,
+        #: label values, amount, bucket bounds or ``None`` for a counter).
+        #: Appending to a deque is atomic: recording takes no lock.
+        self._queue: collections.deque[
+            tuple[Any, tuple[str, ...], float, tuple[float, ...] | None]
+        ] = collections.deque()
+        #: Whether a flush is scheduled.
+        self._armed = False
+        self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=_forked(self))
 
     # -- recording ----------------------------------------------------------
 
@@ -243,55 +274,151 @@ class Telemetry:
         ``labels()`` costs several microseconds per call; the children
         are kept (their number is bounded by the label values).
         """
+        if not labels:
+            return metric
         key = (id(metric), labels)
         found = self._children.get(key)
         if found is None:
             found = self._children[key] = metric.labels(*labels)
         return found
 
+    def _arm(self) -> None:
+        """Schedule a flush in :data:`FLUSH_SECONDS` (once at a time)."""
+        with self._lock:
+            if self._armed:
+                return
+            self._armed = True
+        timer = threading.Timer(FLUSH_SECONDS, self.flush)
+        timer.daemon = False  # the last recordings are written at exit
+        timer.start()
+
+    def _inc(self, metric: Any, labels: tuple[str, ...], n: float) -> None:
+        self._queue.append((metric, labels, n, None))
+        if not self._armed:
+            self._arm()
+
+    def _observe(
+        self,
+        metric: Any,
+        bounds: tuple[float, ...],
+        labels: tuple[str, ...],
+        value: float,
+    ) -> None:
+        self._queue.append((metric, labels, value, bounds))
+        if not self._armed:
+            self._arm()
+
+    def _forget(self) -> None:
+        """Drop what a parent process recorded (its to write)."""
+        self._queue.clear()
+        self._armed = False
+        self._lock = threading.Lock()
+
+    def flush(self) -> None:
+        """Write the recordings to the metric objects (and their files).
+
+        Increments are summed per label set, observations counted per
+        bucket: one write per label set and bucket, however many were
+        recorded.
+        """
+        with self._lock:
+            self._armed = False
+        queue = self._queue
+        counts: dict[tuple[Any, tuple[str, ...]], float] = {}
+        observed: dict[tuple[Any, tuple[str, ...]], list[float]] = {}
+        while True:
+            try:
+                metric, labels, amount, bounds = queue.popleft()
+            except IndexError:
+                break
+            key = (metric, labels)
+            if bounds is None:
+                counts[key] = counts.get(key, 0.0) + amount
+                continue
+            slot = observed.get(key)
+            if slot is None:
+                slot = observed[key] = [0.0] * (len(bounds) + 1)
+            slot[bisect.bisect_left(bounds, amount)] += 1
+            slot[-1] += amount
+        for (metric, labels), n in counts.items():
+            self._child(metric, *labels).inc(n)
+        for (metric, labels), slot in observed.items():
+            child = self._child(metric, *labels)
+            # One write per bucket and one for the sum, as observe()
+            # makes for one value (prometheus-client's own fields).
+            child._sum.inc(slot[-1])
+            for value, n in zip(child._buckets, slot[:-1], strict=True):
+                if n:
+                    value.inc(n)
+
     def evaluated(
         self, alarm_type: str, outcome: str, event: bool, seconds: float
     ) -> None:
         """Count one evaluation of an alarm of *alarm_type*."""
-        trigger = EVENT if event else PERIODIC
-        self._child(self.evaluations, alarm_type, outcome, trigger).inc()
-        self._child(self.evaluation_seconds, alarm_type).observe(seconds)
+        hist = self.evaluation_seconds
+        self._queue.extend(
+            (
+                (
+                    self.evaluations,
+                    (alarm_type, outcome, EVENT if event else PERIODIC),
+                    1.0,
+                    None,
+                ),
+                (hist.metric, (alarm_type,), seconds, hist.bounds),
+            )
+        )
+        if not self._armed:
+            self._arm()
 
     def transitioned(self, state: str) -> None:
         """Count one committed transition to *state*."""
-        self._child(self.transitions, state).inc()
+        self._inc(self.transitions, (state,), 1)
 
     def cache_seen(self, hits: int, misses: int, entries: int) -> None:
         """Record the bucket cache's running totals (deltas are counted)."""
         old_hits, old_misses = self._cache_seen
         if hits > old_hits:
-            self._child(self.cache_requests, "hit").inc(hits - old_hits)
+            self._inc(self.cache_requests, ("hit",), hits - old_hits)
         if misses > old_misses:
-            self._child(self.cache_requests, "miss").inc(misses - old_misses)
+            self._inc(self.cache_requests, ("miss",), misses - old_misses)
         self._cache_seen = (hits, misses)
         self.cache_entries.set(entries)
 
     def delivered(self, outcome: str) -> None:
         """Count one delivery outcome (delivered, retry, dead)."""
-        self._child(self.deliveries, outcome).inc()
+        self._inc(self.deliveries, (outcome,), 1)
 
     def attempt(self, scheme: str, seconds: float) -> None:
         """Observe the duration of one delivery attempt."""
-        self._child(self.delivery_seconds, scheme).observe(seconds)
+        self.delivery_seconds.observe(seconds, scheme)
+
+    def delivery(
+        self, outcome: str, scheme: str, attempts: Iterable[float]
+    ) -> None:
+        """:meth:`delivered` and :meth:`attempt` for each of *attempts*
+        (durations in seconds) of one delivery, in one recording."""
+        hist = self.delivery_seconds
+        metric, bounds, labels = hist.metric, hist.bounds, (scheme,)
+        records = [(self.deliveries, (outcome,), 1.0, None)]
+        for seconds in attempts:
+            records.append((metric, labels, seconds, bounds))
+        self._queue.extend(records)
+        if not self._armed:
+            self._arm()
 
     def ingested(self, stored: int, refused: int) -> None:
         """Count measures stored and refused by one write."""
         if stored:
-            self.measures_stored.inc(stored)
+            self._inc(self.measures_stored, (), stored)
         if refused:
-            self.measures_refused.inc(refused)
+            self._inc(self.measures_refused, (), refused)
 
     def request(
         self, method: str, route: str, status: int, seconds: float
     ) -> None:
         """Count one API request and observe its latency."""
-        self._child(self.requests, method, route, str(status)).inc()
-        self._child(self.request_seconds, method, route).observe(seconds)
+        self._inc(self.requests, (method, route, str(status)), 1)
+        self.request_seconds.observe(seconds, method, route)
 
     # -- exposition ---------------------------------------------------------
 
@@ -308,6 +435,7 @@ class Telemetry:
 
     def render(self) -> bytes:
         """Every metric in the Prometheus text exposition format."""
+        self.flush()
         if not self.multiprocess:
             return generate_latest(self.registry)
         scrape = CollectorRegistry(auto_describe=False)
@@ -328,6 +456,42 @@ class Telemetry:
                 ):
                     return float(s.value)
         return 0.0
+
+
+class TalliedHistogram:
+    """A histogram whose observations go through the tallies.
+
+    :param telemetry: where the tallies are kept.
+    :param metric: the prometheus-client histogram written at a flush.
+    :param buckets: its upper bounds (``+Inf`` is added).
+    """
+
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        metric: Histogram,
+        buckets: tuple[float, ...],
+    ) -> None:
+        self.metric = metric
+        self._tally = telemetry._observe
+        #: The upper bounds, ``+Inf`` last.
+        self.bounds = (*buckets, math.inf)
+
+    def observe(self, value: float, *labels: str) -> None:
+        """Observe *value* for *labels* (the metric's label values)."""
+        self._tally(self.metric, self.bounds, labels, value)
+
+
+def _forked(telemetry: Telemetry) -> Callable[[], None]:
+    """What a forked child runs for *telemetry* (not kept alive by it)."""
+    ref = weakref.ref(telemetry)
+
+    def forget() -> None:
+        found = ref()
+        if found is not None:
+            found._forget()
+
+    return forget
 
 
 def mark_process_dead(pid: int) -> None:

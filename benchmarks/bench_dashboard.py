@@ -221,6 +221,9 @@ class Silent(telemetry.Telemetry):
     def attempt(self, *args: Any, **kw: Any) -> None:
         pass
 
+    def delivery(self, *args: Any, **kw: Any) -> None:
+        pass
+
 
 class _NoLag:
     def observe(self, *args: Any) -> None:
@@ -297,8 +300,7 @@ def overhead(alarms: int, rounds: int) -> None:
     per_evaluation = (time.perf_counter() - start) / n * 1e6
     start = time.perf_counter()
     for _ in range(n):
-        probe.attempt("log", 0.0)
-        probe.delivered("delivered")
+        probe.delivery("delivered", "log", (0.0,))
     per_delivery = (time.perf_counter() - start) / n * 1e6
     print(f"load {os.getloadavg()}; {rounds} alternating rounds, median")
     print("| path | without | with telemetry | cost |")

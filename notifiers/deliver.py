@@ -123,6 +123,7 @@ class Deliverer:
             )
         message = job.message
         attempts: list[Attempt] = []
+        durations: list[float] = []
         while True:
             started = timeutils.utcnow()
             clock = time.perf_counter()
@@ -139,8 +140,7 @@ class Deliverer:
                     retryable=True,
                     error=f"plugin error: {exc!r}",
                 )
-            if self.telemetry is not None:
-                self.telemetry.attempt(scheme, time.perf_counter() - clock)
+            durations.append(time.perf_counter() - clock)
             attempts.append(Attempt(started, result))
             if not retryable(result) or self.stopping.is_set():
                 break
@@ -156,10 +156,17 @@ class Deliverer:
                 break
             if self.stopping.wait(delay):
                 break
-        return self.final(job, attempts)
+        return self.final(job, attempts, scheme, durations)
 
-    def final(self, job: Job, attempts: list[Attempt]) -> DeliveryOutcome:
-        """The outcome of *job* after *attempts* (logged)."""
+    def final(
+        self,
+        job: Job,
+        attempts: list[Attempt],
+        scheme: str = "",
+        durations: tuple[float, ...] | list[float] = (),
+    ) -> DeliveryOutcome:
+        """The outcome of *job* after *attempts* (logged, counted with
+        the *durations* of the plugin's calls for *scheme*)."""
         now = timeutils.utcnow()
         if not attempts:
             return release(job, now)
@@ -198,7 +205,9 @@ class Deliverer:
                 last.error,
             )
         if self.telemetry is not None:
-            self.telemetry.delivered(OUTCOMES.get(verdict.status, "dead"))
+            self.telemetry.delivery(
+                OUTCOMES.get(verdict.status, "dead"), scheme, durations
+            )
         return DeliveryOutcome(
             job, verdict.status, attempts, verdict.next_attempt_at
         )
