@@ -34,10 +34,14 @@ from __future__ import annotations
 
 import bisect
 import collections
+import glob
+import json
 import logging
 import math
+import operator
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -48,10 +52,12 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    mmap_dict,
     values,
 )
 from prometheus_client import multiprocess as mp
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 LOG = logging.getLogger(__name__)
 
@@ -63,6 +69,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: Longest delay before a tally reaches the metric objects (seconds).
 FLUSH_SECONDS = 1.0
+#: Empty flushing rounds after which the flushing thread ends.
+IDLE_FLUSHES = 5
 
 #: Outcomes of one evaluation.
 UNCHANGED = "unchanged"
@@ -263,6 +271,8 @@ class Telemetry:
         ] = collections.deque()
         #: Whether a flush is scheduled.
         self._armed = False
+        #: Reads the shared directory (multi-process mode), made once.
+        self._files: FileExposition | None = None
         self._lock = threading.Lock()
         os.register_at_fork(after_in_child=_forked(self))
 
@@ -283,14 +293,35 @@ class Telemetry:
         return found
 
     def _arm(self) -> None:
-        """Schedule a flush in :data:`FLUSH_SECONDS` (once at a time)."""
+        """Start the flushing thread unless it runs."""
         with self._lock:
             if self._armed:
                 return
             self._armed = True
-        timer = threading.Timer(FLUSH_SECONDS, self.flush)
-        timer.daemon = False  # the last recordings are written at exit
-        timer.start()
+        threading.Thread(
+            target=self._flushing, name="telemetry-flush", daemon=False
+        ).start()
+
+    def _flushing(self) -> None:
+        """Flush every :data:`FLUSH_SECONDS` while there is something to.
+
+        The thread ends after :data:`IDLE_FLUSHES` empty rounds, or once
+        the main thread ended (after a last flush: nothing recorded is
+        lost when the process exits normally).
+        """
+        main = threading.main_thread()
+        idle = 0
+        while idle < IDLE_FLUSHES and main.is_alive():
+            time.sleep(FLUSH_SECONDS)
+            if self._queue:
+                self.flush()
+                idle = 0
+            else:
+                idle += 1
+        with self._lock:
+            self._armed = False
+        if self._queue:
+            self.flush()
 
     def _inc(self, metric: Any, labels: tuple[str, ...], n: float) -> None:
         self._queue.append((metric, labels, n, None))
@@ -321,8 +352,6 @@ class Telemetry:
         bucket: one write per label set and bucket, however many were
         recorded.
         """
-        with self._lock:
-            self._armed = False
         queue = self._queue
         counts: dict[tuple[Any, tuple[str, ...]], float] = {}
         observed: dict[tuple[Any, tuple[str, ...]], list[float]] = {}
@@ -438,11 +467,13 @@ class Telemetry:
         self.flush()
         if not self.multiprocess:
             return generate_latest(self.registry)
-        scrape = CollectorRegistry(auto_describe=False)
-        mp.MultiProcessCollector(scrape)
-        for collector in self._extra.values():
-            scrape.register(collector)
-        return generate_latest(scrape)
+        path = multiprocess_dir()
+        if path is None:
+            raise ValueError(f"{MULTIPROC_ENV} does not name a directory")
+        if self._files is None or self._files.path != path:
+            self._files = FileExposition(path)
+        # The database gauges (the only collectors of the registry).
+        return self._files.render() + generate_latest(self.registry)
 
     def sample(self, name: str, labels: dict[str, str] | None = None) -> float:
         """One sample's value as rendered (0 when absent); for tests."""
@@ -456,6 +487,129 @@ class Telemetry:
                 ):
                     return float(s.value)
         return 0.0
+
+
+#: The aggregation of each gauge mode across processes (the modes
+#: alarmer's gauges use and their non-live forms).
+_GAUGE_MODES: dict[str, Callable[[float, float], float]] = {
+    "livesum": operator.add,
+    "sum": operator.add,
+    "livemax": max,
+    "max": max,
+    "livemin": min,
+    "min": min,
+}
+
+
+def _label_text(labels: tuple[tuple[str, str], ...]) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(
+        '{}="{}"'.format(
+            k, v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+        )
+        for k, v in labels
+    )
+    return "{" + inner + "}"
+
+
+class FileExposition:
+    """The values of every process's files in the text format.
+
+    What :class:`prometheus_client.multiprocess.MultiProcessCollector`
+    with :func:`~prometheus_client.generate_latest` answer, read the
+    same way at each call (nothing is kept between scrapes but how each
+    key of a file is spelled): a key's decoded name and labels and a
+    sample's text before its value are kept, bounded by the series
+    alarmer's labels allow, so a scrape reads the values, sums them and
+    writes one line per series.
+
+    :param path: the shared directory.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        #: File key -> (family, sample name, labels without ``le``,
+        #: bucket bound or ``None``, help).
+        self._keys: dict[
+            str,
+            tuple[str, str, tuple[tuple[str, str], ...], float | None, str],
+        ] = {}
+        #: (sample name, labels) -> the line's text before the value.
+        self._heads: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+
+    def _key(
+        self, key: str
+    ) -> tuple[str, str, tuple[tuple[str, str], ...], float | None, str]:
+        found = self._keys.get(key)
+        if found is None:
+            family, name, labels, doc = json.loads(key)
+            bound = None
+            if name.endswith("_bucket") and "le" in labels:
+                bound = float(labels.pop("le"))
+            found = (family, name, tuple(sorted(labels.items())), bound, doc)
+            self._keys[key] = found
+        return found
+
+    def _head(self, name: str, labels: tuple[tuple[str, str], ...]) -> str:
+        head = self._heads.get((name, labels))
+        if head is None:
+            head = self._heads[(name, labels)] = name + _label_text(labels)
+        return head
+
+    def render(self) -> bytes:
+        """Every process's values, summed per series, as text."""
+        kinds: dict[str, str] = {}
+        docs: dict[str, str] = {}
+        #: family -> (sample name, labels) -> value
+        plain: dict[str, dict[Any, float]] = collections.defaultdict(dict)
+        #: family -> labels -> bound -> count
+        buckets: dict[str, dict[Any, dict[float, float]]] = (
+            collections.defaultdict(dict)
+        )
+        for path in glob.glob(os.path.join(self.path, "*.db")):
+            parts = os.path.basename(path)[: -len(".db")].split("_")
+            kind = parts[0]
+            mode = parts[1] if kind == "gauge" else ""
+            combine = _GAUGE_MODES.get(mode, operator.add)
+            try:
+                found = mmap_dict.MmapedDict.read_all_values_from_file(path)
+            except FileNotFoundError:  # a process ended meanwhile
+                continue
+            for key, value, _ts, _pos in found:
+                family, name, labels, bound, doc = self._key(key)
+                kinds[family] = kind
+                docs[family] = doc
+                if kind == "gauge" and mode not in _GAUGE_MODES:
+                    labels = (*labels, ("pid", parts[-1]))
+                if bound is not None:
+                    per = buckets[family].setdefault(labels, {})
+                    per[bound] = per.get(bound, 0.0) + value
+                    continue
+                values = plain[family]
+                slot = (name, labels)
+                old = values.get(slot)
+                values[slot] = value if old is None else combine(old, value)
+        out: list[str] = []
+        for family in sorted(kinds):
+            kind = kinds[family]
+            shown = family + "_total" if kind == "counter" else family
+            doc = docs[family].replace("\\", "\\\\").replace("\n", "\\n")
+            out.append(f"# HELP {shown} {doc}\n# TYPE {shown} {kind}\n")
+            for (name, labels), value in plain[family].items():
+                out.append(
+                    f"{self._head(name, labels)} {floatToGoString(value)}\n"
+                )
+            for labels, per in buckets.get(family, {}).items():
+                total = 0.0
+                for bound in sorted(per):
+                    total += per[bound]
+                    le = (*labels, ("le", floatToGoString(bound)))
+                    head = self._head(family + "_bucket", le)
+                    out.append(f"{head} {floatToGoString(total)}\n")
+                head = self._head(family + "_count", labels)
+                out.append(f"{head} {floatToGoString(total)}\n")
+        return "".join(out).encode()
 
 
 class TalliedHistogram:
