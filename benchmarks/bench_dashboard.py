@@ -107,7 +107,8 @@ RECORDER = textwrap.dedent(
     else:
         for outcome in ("delivered", "retry", "dead"):
             for scheme in ("http", "https", "log"):
-                tel.delivery(outcome, scheme, (0.01,))
+                tel.attempt(scheme, 0.01)
+                tel.delivered(outcome)
     tel.flush()
     print("ready", flush=True)
     sys.stdin.close()

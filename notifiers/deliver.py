@@ -99,6 +99,7 @@ class Deliverer:
                 "delivery %s of alarm %s failed unexpectedly",
                 job.id,
                 job.message.alarm_id,
+                extra=_context(job),
             )
             error = notifiers.Result(
                 delivered=False,
@@ -134,6 +135,7 @@ class Deliverer:
                     "notifier plugin %s failed for alarm %s",
                     scheme,
                     message.alarm_id,
+                    extra=_context(job),
                 )
                 result = notifiers.Result(
                     delivered=False,
@@ -182,6 +184,7 @@ class Deliverer:
                 message.alarm_id,
                 message.seq,
                 target,
+                extra=_context(job),
             )
         elif verdict.status == tables.PENDING:
             LOG.info(
@@ -193,6 +196,7 @@ class Deliverer:
                 target,
                 last.error,
                 verdict.delay,
+                extra=_context(job),
             )
         else:
             LOG.warning(
@@ -203,6 +207,7 @@ class Deliverer:
                 target,
                 verdict.reason,
                 last.error,
+                extra=_context(job),
             )
         if self.telemetry is not None:
             self.telemetry.delivery(
@@ -215,6 +220,11 @@ class Deliverer:
     def _dead(self, job: Job, error: str) -> DeliveryOutcome:
         result = notifiers.Result(delivered=False, error=error)
         return self.final(job, [Attempt(timeutils.utcnow(), result)])
+
+
+def _context(job: Job) -> dict[str, str]:
+    """The structured context of a delivery's log lines."""
+    return {"alarm_id": job.message.alarm_id, "delivery_id": job.id}
 
 
 def release(job: Job, at: dt.datetime | None = None) -> DeliveryOutcome:
