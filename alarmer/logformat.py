@@ -5,9 +5,10 @@
 * every record carries a ``request_id`` (``-`` outside an API request;
   the API sets :data:`REQUEST_ID` while it serves one);
 * a record's context (:data:`CONTEXT_FIELDS`: ``alarm_id``,
-  ``metric_id``, ``delivery_id``, given as ``extra``) is a field of its own in a JSON line, and closes a
-  text line as ``{alarm_id=... metric_id=...}`` (the values the message
-  does not already show);
+  ``metric_id``, ``delivery_id``, given as ``extra``) is a field of its
+  own in a JSON line, and closes a text line as
+  ``{alarm_id=... metric_id=...}`` (the values the message does not
+  already show);
 * ``[DEFAULT] log_format = json`` writes one JSON object per line
   (time with offset, level, logger, message, request id, process and
   the context);

@@ -115,6 +115,11 @@ _DELIVERY = (
 )
 
 
+#: One recording: (metric, label values, amount, bucket bounds or
+#: ``None`` for a counter).
+_Record = tuple[Any, tuple[str, ...], float, tuple[float, ...] | None]
+
+
 def _writes_files() -> bool:
     """True when new metric values are written to the shared directory."""
     return getattr(values.ValueClass, "__name__", "") == "MmapedValue"
@@ -266,9 +271,7 @@ class Telemetry:
         #: Recordings not written to the metric objects yet: (metric,
         #: label values, amount, bucket bounds or ``None`` for a counter).
         #: Appending to a deque is atomic: recording takes no lock.
-        self._queue: collections.deque[
-            tuple[Any, tuple[str, ...], float, tuple[float, ...] | None]
-        ] = collections.deque()
+        self._queue: collections.deque[_Record] = collections.deque()
         #: Whether a flush is scheduled.
         self._armed = False
         #: Reads the shared directory (multi-process mode), made once.
@@ -428,7 +431,7 @@ class Telemetry:
         (durations in seconds) of one delivery, in one recording."""
         hist = self.delivery_seconds
         metric, bounds, labels = hist.metric, hist.bounds, (scheme,)
-        records = [(self.deliveries, (outcome,), 1.0, None)]
+        records: list[_Record] = [(self.deliveries, (outcome,), 1.0, None)]
         for seconds in attempts:
             records.append((metric, labels, seconds, bounds))
         self._queue.extend(records)

@@ -20,6 +20,7 @@ import hmac
 import urllib.parse
 
 import flask
+from flask.typing import ResponseReturnValue
 
 from alarmer.identity import apikeys
 from api import context, errors, identity
@@ -72,7 +73,7 @@ def login_form() -> tuple[str, int]:
 
 
 @bp.route("/login", methods=["POST"])
-def login() -> flask.Response | tuple[str, int]:
+def login() -> ResponseReturnValue:
     """Check the key (``apikey`` mode) and keep it in the cookie."""
     _same_site()
     mode = _mode()
@@ -98,7 +99,7 @@ def login() -> flask.Response | tuple[str, int]:
 
 
 @bp.route("/logout", methods=["POST"])
-def logout() -> flask.Response:
+def logout() -> ResponseReturnValue:
     """Forget the cookie (with the page's CSRF token)."""
     _same_site()
     cookie = flask.request.cookies.get(identity.DASHBOARD_COOKIE)

@@ -53,9 +53,7 @@ def logged() -> Iterator[dict[str, io.StringIO]]:
             logger.removeHandler(h)
 
 
-def test_failed_delivery_lines_carry_alarm_and_delivery_ids(
-    sqlite_rt, logged
-):
+def test_failed_delivery_lines_carry_alarm_and_delivery_ids(sqlite_rt, logged):
     conf = sqlite_rt.conf
     conf.set_override("allowed_networks", ["127.0.0.0/8"], group="notifier")
     alarm_id = str(uuid.uuid4())
