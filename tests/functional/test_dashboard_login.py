@@ -19,12 +19,7 @@ from alarmer import runtime
 from alarmer.identity import apikeys
 from api import identity
 from api.server import ApiServer
-from tests.functional import test_dashboard_browser as shown
-
-BY_METRICS = shown.BY_METRICS
-#: The browser and the screenshots' folder of the dashboard's tests.
-browser = shown.browser
-artifacts = shown.artifacts
+from tests.functional.test_dashboard_browser import BY_METRICS
 
 pytestmark = pytest.mark.slow
 
