@@ -20,14 +20,18 @@ route templates, never an alarm, metric or resource id.  Values that
 live in the database (queue depth, dead letters, alarms per state) are
 read at scrape time by a collector the API adds (:meth:`Telemetry.add`).
 
-Recording is cheap: a counter increment or a histogram observation
-adds to a tally of this process (a dictionary entry under one lock);
-the tallies are written to the metric objects (and, with several
-processes, to their files) at most :data:`FLUSH_SECONDS` later, and at
-once when this process renders.  The metric objects' own calls cost
-several microseconds each (a lock per value, a file write per value
-with several processes), paid once per label set per flush instead of
-once per evaluation or delivery.
+Recording is cheap: a counter increment or a histogram observation is
+one append to a queue of this process (no lock); a flushing thread sums
+the queue per label set and bucket and writes the sums to the metric
+objects (and, with several processes, to their files) at most
+:data:`FLUSH_SECONDS` later, and :meth:`Telemetry.render` flushes first.
+The metric objects' own calls cost several microseconds each (a lock
+per value, a file write per value with several processes), paid once
+per label set per flush instead of once per evaluation or delivery.
+
+With several processes, :meth:`Telemetry.render` reads the files with
+:class:`FileExposition` (prometheus-client's merge, without decoding
+every key and formatting every line again at each scrape).
 """
 
 from __future__ import annotations
