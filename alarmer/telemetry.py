@@ -119,9 +119,11 @@ _DELIVERY = (
 )
 
 
-#: One recording: (metric, label values, amount, bucket bounds or
-#: ``None`` for a counter).
-_Record = tuple[Any, tuple[str, ...], float, tuple[float, ...] | None]
+#: One recording: (metric's slot, label values, amount, bucket bounds or
+#: ``None`` for a counter).  Numbers and strings only: the garbage
+#: collector stops tracking such tuples, so a full queue costs its
+#: collections nothing.
+_Record = tuple[int, tuple[str, ...], float, tuple[float, ...] | None]
 
 
 def _writes_files() -> bool:
@@ -281,6 +283,9 @@ class Telemetry:
         #: Reads the shared directory (multi-process mode), made once.
         self._files: FileExposition | None = None
         self._lock = threading.Lock()
+        #: The metrics recorded into, by slot (see :meth:`_slot`).
+        self._metrics: list[Any] = []
+        self._slots: dict[int, int] = {}
         os.register_at_fork(after_in_child=_forked(self))
 
     # -- recording ----------------------------------------------------------
@@ -330,8 +335,19 @@ class Telemetry:
         if self._queue:
             self.flush()
 
+    def _slot(self, metric: Any) -> int:
+        """The number standing for *metric* in the queue."""
+        found = self._slots.get(id(metric))
+        if found is None:
+            with self._lock:
+                found = self._slots.get(id(metric))
+                if found is None:
+                    self._metrics.append(metric)
+                    found = self._slots[id(metric)] = len(self._metrics) - 1
+        return found
+
     def _inc(self, metric: Any, labels: tuple[str, ...], n: float) -> None:
-        self._queue.append((metric, labels, n, None))
+        self._queue.append((self._slot(metric), labels, n, None))
         if not self._armed:
             self._arm()
 
@@ -342,7 +358,7 @@ class Telemetry:
         labels: tuple[str, ...],
         value: float,
     ) -> None:
-        self._queue.append((metric, labels, value, bounds))
+        self._queue.append((self._slot(metric), labels, value, bounds))
         if not self._armed:
             self._arm()
 
@@ -360,14 +376,14 @@ class Telemetry:
         recorded.
         """
         queue = self._queue
-        counts: dict[tuple[Any, tuple[str, ...]], float] = {}
-        observed: dict[tuple[Any, tuple[str, ...]], list[float]] = {}
+        counts: dict[tuple[int, tuple[str, ...]], float] = {}
+        observed: dict[tuple[int, tuple[str, ...]], list[float]] = {}
         while True:
             try:
-                metric, labels, amount, bounds = queue.popleft()
+                slot_of, labels, amount, bounds = queue.popleft()
             except IndexError:
                 break
-            key = (metric, labels)
+            key = (slot_of, labels)
             if bounds is None:
                 counts[key] = counts.get(key, 0.0) + amount
                 continue
@@ -376,10 +392,11 @@ class Telemetry:
                 slot = observed[key] = [0.0] * (len(bounds) + 1)
             slot[bisect.bisect_left(bounds, amount)] += 1
             slot[-1] += amount
-        for (metric, labels), n in counts.items():
-            self._child(metric, *labels).inc(n)
-        for (metric, labels), slot in observed.items():
-            child = self._child(metric, *labels)
+        metrics = self._metrics
+        for (index, labels), n in counts.items():
+            self._child(metrics[index], *labels).inc(n)
+        for (index, labels), slot in observed.items():
+            child = self._child(metrics[index], *labels)
             # One write per bucket and one for the sum, as observe()
             # makes for one value (prometheus-client's own fields).
             child._sum.inc(slot[-1])
@@ -395,12 +412,12 @@ class Telemetry:
         self._queue.extend(
             (
                 (
-                    self.evaluations,
+                    self._slot(self.evaluations),
                     (alarm_type, outcome, EVENT if event else PERIODIC),
                     1.0,
                     None,
                 ),
-                (hist.metric, (alarm_type,), seconds, hist.bounds),
+                (self._slot(hist.metric), (alarm_type,), seconds, hist.bounds),
             )
         )
         if not self._armed:
@@ -434,8 +451,14 @@ class Telemetry:
         """:meth:`delivered` and :meth:`attempt` for each of *attempts*
         (durations in seconds) of one delivery, in one recording."""
         hist = self.delivery_seconds
-        metric, bounds, labels = hist.metric, hist.bounds, (scheme,)
-        records: list[_Record] = [(self.deliveries, (outcome,), 1.0, None)]
+        metric, bounds, labels = (
+            self._slot(hist.metric),
+            hist.bounds,
+            (scheme,),
+        )
+        records: list[_Record] = [
+            (self._slot(self.deliveries), (outcome,), 1.0, None)
+        ]
         for seconds in attempts:
             records.append((metric, labels, seconds, bounds))
         self._queue.extend(records)
