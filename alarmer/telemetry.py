@@ -19,13 +19,35 @@ Labels are bounded: alarm types, states, outcomes, URL schemes and
 route templates, never an alarm, metric or resource id.  Values that
 live in the database (queue depth, dead letters, alarms per state) are
 read at scrape time by a collector the API adds (:meth:`Telemetry.add`).
+
+Recording is cheap: a counter increment or a histogram observation is
+one append to a queue of this process (no lock); a flushing thread sums
+the queue per label set and bucket and writes the sums to the metric
+objects (and, with several processes, to their files) at most
+:data:`FLUSH_SECONDS` later, and :meth:`Telemetry.render` flushes first.
+The metric objects' own calls cost several microseconds each (a lock
+per value, a file write per value with several processes), paid once
+per label set per flush instead of once per evaluation or delivery.
+
+With several processes, :meth:`Telemetry.render` reads the files with
+:class:`FileExposition` (prometheus-client's merge, without decoding
+every key and formatting every line again at each scrape).
 """
 
 from __future__ import annotations
 
+import bisect
+import collections
+import glob
+import json
 import logging
+import math
+import operator
 import os
-from collections.abc import Iterable, Mapping
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -34,10 +56,12 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    mmap_dict,
     values,
 )
 from prometheus_client import multiprocess as mp
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 LOG = logging.getLogger(__name__)
 
@@ -46,6 +70,11 @@ LOG = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: Content type of :meth:`Telemetry.render`.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: Longest delay before a tally reaches the metric objects (seconds).
+FLUSH_SECONDS = 1.0
+#: Empty flushing rounds after which the flushing thread ends.
+IDLE_FLUSHES = 5
 
 #: Outcomes of one evaluation.
 UNCHANGED = "unchanged"
@@ -88,6 +117,13 @@ _DELIVERY = (
     10.0,
     30.0,
 )
+
+
+#: One recording: (metric's slot, label values, amount, bucket bounds or
+#: ``None`` for a counter).  Numbers and strings only: the garbage
+#: collector stops tracking such tuples, so a full queue costs its
+#: collections nothing.
+_Record = tuple[int, tuple[str, ...], float, tuple[float, ...] | None]
 
 
 def _writes_files() -> bool:
@@ -136,9 +172,13 @@ class Telemetry:
             doc: str,
             buckets: tuple[float, ...],
             labels: Iterable[str] = (),
-        ) -> Histogram:
-            return Histogram(
-                name, doc, list(labels), registry=reg, buckets=buckets
+        ) -> TalliedHistogram:
+            return TalliedHistogram(
+                self,
+                Histogram(
+                    name, doc, list(labels), registry=reg, buckets=buckets
+                ),
+                buckets,
             )
 
         def gauge(
@@ -245,6 +285,19 @@ class Telemetry:
         self._cache_seen = (0, 0)
         #: Labelled children already looked up (see :meth:`_child`).
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        #: Recordings not written to the metric objects yet: (metric,
+        #: label values, amount, bucket bounds or ``None`` for a counter).
+        #: Appending to a deque is atomic: recording takes no lock.
+        self._queue: collections.deque[_Record] = collections.deque()
+        #: Whether a flush is scheduled.
+        self._armed = False
+        #: Reads the shared directory (multi-process mode), made once.
+        self._files: FileExposition | None = None
+        self._lock = threading.Lock()
+        #: The metrics recorded into, by slot (see :meth:`_slot`).
+        self._metrics: list[Any] = []
+        self._slots: dict[int, int] = {}
+        os.register_at_fork(after_in_child=_forked(self))
 
     # -- recording ----------------------------------------------------------
 
@@ -254,41 +307,174 @@ class Telemetry:
         ``labels()`` costs several microseconds per call; the children
         are kept (their number is bounded by the label values).
         """
+        if not labels:
+            return metric
         key = (id(metric), labels)
         found = self._children.get(key)
         if found is None:
             found = self._children[key] = metric.labels(*labels)
         return found
 
+    def _arm(self) -> None:
+        """Start the flushing thread unless it runs."""
+        with self._lock:
+            if self._armed:
+                return
+            self._armed = True
+        threading.Thread(
+            target=self._flushing, name="telemetry-flush", daemon=False
+        ).start()
+
+    def _flushing(self) -> None:
+        """Flush every :data:`FLUSH_SECONDS` while there is something to.
+
+        The thread ends after :data:`IDLE_FLUSHES` empty rounds, or once
+        the main thread ended (after a last flush: nothing recorded is
+        lost when the process exits normally).
+        """
+        main = threading.main_thread()
+        idle = 0
+        while idle < IDLE_FLUSHES and main.is_alive():
+            time.sleep(FLUSH_SECONDS)
+            if self._queue:
+                self.flush()
+                idle = 0
+            else:
+                idle += 1
+        with self._lock:
+            self._armed = False
+        if self._queue:
+            self.flush()
+
+    def _slot(self, metric: Any) -> int:
+        """The number standing for *metric* in the queue."""
+        found = self._slots.get(id(metric))
+        if found is None:
+            with self._lock:
+                found = self._slots.get(id(metric))
+                if found is None:
+                    self._metrics.append(metric)
+                    found = self._slots[id(metric)] = len(self._metrics) - 1
+        return found
+
+    def _inc(self, metric: Any, labels: tuple[str, ...], n: float) -> None:
+        self._queue.append((self._slot(metric), labels, n, None))
+        if not self._armed:
+            self._arm()
+
+    def _observe(
+        self,
+        metric: Any,
+        bounds: tuple[float, ...],
+        labels: tuple[str, ...],
+        value: float,
+    ) -> None:
+        self._queue.append((self._slot(metric), labels, value, bounds))
+        if not self._armed:
+            self._arm()
+
+    def _forget(self) -> None:
+        """Drop what a parent process recorded (its to write)."""
+        self._queue.clear()
+        self._armed = False
+        self._lock = threading.Lock()
+
+    def flush(self) -> None:
+        """Write the recordings to the metric objects (and their files).
+
+        Increments are summed per label set, observations counted per
+        bucket: one write per label set and bucket, however many were
+        recorded.
+        """
+        queue = self._queue
+        counts: dict[tuple[int, tuple[str, ...]], float] = {}
+        observed: dict[tuple[int, tuple[str, ...]], list[float]] = {}
+        while True:
+            try:
+                slot_of, labels, amount, bounds = queue.popleft()
+            except IndexError:
+                break
+            key = (slot_of, labels)
+            if bounds is None:
+                counts[key] = counts.get(key, 0.0) + amount
+                continue
+            slot = observed.get(key)
+            if slot is None:
+                slot = observed[key] = [0.0] * (len(bounds) + 1)
+            slot[bisect.bisect_left(bounds, amount)] += 1
+            slot[-1] += amount
+        metrics = self._metrics
+        for (index, labels), n in counts.items():
+            self._child(metrics[index], *labels).inc(n)
+        for (index, labels), slot in observed.items():
+            child = self._child(metrics[index], *labels)
+            # One write per bucket and one for the sum, as observe()
+            # makes for one value (prometheus-client's own fields).
+            child._sum.inc(slot[-1])
+            for value, n in zip(child._buckets, slot[:-1], strict=True):
+                if n:
+                    value.inc(n)
+
     def evaluated(
         self, alarm_type: str, outcome: str, event: bool, seconds: float
     ) -> None:
         """Count one evaluation of an alarm of *alarm_type*."""
-        trigger = EVENT if event else PERIODIC
-        self._child(self.evaluations, alarm_type, outcome, trigger).inc()
-        self._child(self.evaluation_seconds, alarm_type).observe(seconds)
+        hist = self.evaluation_seconds
+        self._queue.extend(
+            (
+                (
+                    self._slot(self.evaluations),
+                    (alarm_type, outcome, EVENT if event else PERIODIC),
+                    1.0,
+                    None,
+                ),
+                (self._slot(hist.metric), (alarm_type,), seconds, hist.bounds),
+            )
+        )
+        if not self._armed:
+            self._arm()
 
     def transitioned(self, state: str) -> None:
         """Count one committed transition to *state*."""
-        self._child(self.transitions, state).inc()
+        self._inc(self.transitions, (state,), 1)
 
     def cache_seen(self, hits: int, misses: int, entries: int) -> None:
         """Record the bucket cache's running totals (deltas are counted)."""
         old_hits, old_misses = self._cache_seen
         if hits > old_hits:
-            self._child(self.cache_requests, "hit").inc(hits - old_hits)
+            self._inc(self.cache_requests, ("hit",), hits - old_hits)
         if misses > old_misses:
-            self._child(self.cache_requests, "miss").inc(misses - old_misses)
+            self._inc(self.cache_requests, ("miss",), misses - old_misses)
         self._cache_seen = (hits, misses)
         self.cache_entries.set(entries)
 
     def delivered(self, outcome: str) -> None:
         """Count one delivery outcome (delivered, retry, dead)."""
-        self._child(self.deliveries, outcome).inc()
+        self._inc(self.deliveries, (outcome,), 1)
 
     def attempt(self, scheme: str, seconds: float) -> None:
         """Observe the duration of one delivery attempt."""
-        self._child(self.delivery_seconds, scheme).observe(seconds)
+        self.delivery_seconds.observe(seconds, scheme)
+
+    def delivery(
+        self, outcome: str, scheme: str, attempts: Iterable[float]
+    ) -> None:
+        """:meth:`delivered` and :meth:`attempt` for each of *attempts*
+        (durations in seconds) of one delivery, in one recording."""
+        hist = self.delivery_seconds
+        metric, bounds, labels = (
+            self._slot(hist.metric),
+            hist.bounds,
+            (scheme,),
+        )
+        records: list[_Record] = [
+            (self._slot(self.deliveries), (outcome,), 1.0, None)
+        ]
+        for seconds in attempts:
+            records.append((metric, labels, seconds, bounds))
+        self._queue.extend(records)
+        if not self._armed:
+            self._arm()
 
     def retention_pass(self, removed: Mapping[str, int]) -> None:
         """Count one retention pass and the rows it removed, per kind.
@@ -303,16 +489,16 @@ class Telemetry:
     def ingested(self, stored: int, refused: int) -> None:
         """Count measures stored and refused by one write."""
         if stored:
-            self.measures_stored.inc(stored)
+            self._inc(self.measures_stored, (), stored)
         if refused:
-            self.measures_refused.inc(refused)
+            self._inc(self.measures_refused, (), refused)
 
     def request(
         self, method: str, route: str, status: int, seconds: float
     ) -> None:
         """Count one API request and observe its latency."""
-        self._child(self.requests, method, route, str(status)).inc()
-        self._child(self.request_seconds, method, route).observe(seconds)
+        self._inc(self.requests, (method, route, str(status)), 1)
+        self.request_seconds.observe(seconds, method, route)
 
     # -- exposition ---------------------------------------------------------
 
@@ -329,13 +515,16 @@ class Telemetry:
 
     def render(self) -> bytes:
         """Every metric in the Prometheus text exposition format."""
+        self.flush()
         if not self.multiprocess:
             return generate_latest(self.registry)
-        scrape = CollectorRegistry(auto_describe=False)
-        mp.MultiProcessCollector(scrape)
-        for collector in self._extra.values():
-            scrape.register(collector)
-        return generate_latest(scrape)
+        path = multiprocess_dir()
+        if path is None:
+            raise ValueError(f"{MULTIPROC_ENV} does not name a directory")
+        if self._files is None or self._files.path != path:
+            self._files = FileExposition(path)
+        # The database gauges (the only collectors of the registry).
+        return self._files.render() + generate_latest(self.registry)
 
     def sample(self, name: str, labels: dict[str, str] | None = None) -> float:
         """One sample's value as rendered (0 when absent); for tests."""
@@ -349,6 +538,165 @@ class Telemetry:
                 ):
                     return float(s.value)
         return 0.0
+
+
+#: The aggregation of each gauge mode across processes (the modes
+#: alarmer's gauges use and their non-live forms).
+_GAUGE_MODES: dict[str, Callable[[float, float], float]] = {
+    "livesum": operator.add,
+    "sum": operator.add,
+    "livemax": max,
+    "max": max,
+    "livemin": min,
+    "min": min,
+}
+
+
+def _label_text(labels: tuple[tuple[str, str], ...]) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(
+        '{}="{}"'.format(
+            k, v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+        )
+        for k, v in labels
+    )
+    return "{" + inner + "}"
+
+
+class FileExposition:
+    """The values of every process's files in the text format.
+
+    What :class:`prometheus_client.multiprocess.MultiProcessCollector`
+    with :func:`~prometheus_client.generate_latest` answer, read the
+    same way at each call (nothing is kept between scrapes but how each
+    key of a file is spelled): a key's decoded name and labels and a
+    sample's text before its value are kept, bounded by the series
+    alarmer's labels allow, so a scrape reads the values, sums them and
+    writes one line per series.
+
+    :param path: the shared directory.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        #: File key -> (family, sample name, labels without ``le``,
+        #: bucket bound or ``None``, help).
+        self._keys: dict[
+            str,
+            tuple[str, str, tuple[tuple[str, str], ...], float | None, str],
+        ] = {}
+        #: (sample name, labels) -> the line's text before the value.
+        self._heads: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+
+    def _key(
+        self, key: str
+    ) -> tuple[str, str, tuple[tuple[str, str], ...], float | None, str]:
+        found = self._keys.get(key)
+        if found is None:
+            family, name, labels, doc = json.loads(key)
+            bound = None
+            if name.endswith("_bucket") and "le" in labels:
+                bound = float(labels.pop("le"))
+            found = (family, name, tuple(sorted(labels.items())), bound, doc)
+            self._keys[key] = found
+        return found
+
+    def _head(self, name: str, labels: tuple[tuple[str, str], ...]) -> str:
+        head = self._heads.get((name, labels))
+        if head is None:
+            head = self._heads[(name, labels)] = name + _label_text(labels)
+        return head
+
+    def render(self) -> bytes:
+        """Every process's values, summed per series, as text."""
+        kinds: dict[str, str] = {}
+        docs: dict[str, str] = {}
+        #: family -> (sample name, labels) -> value
+        plain: dict[str, dict[Any, float]] = collections.defaultdict(dict)
+        #: family -> labels -> bound -> count
+        buckets: dict[str, dict[Any, dict[float, float]]] = (
+            collections.defaultdict(dict)
+        )
+        for path in glob.glob(os.path.join(self.path, "*.db")):
+            parts = os.path.basename(path)[: -len(".db")].split("_")
+            kind = parts[0]
+            mode = parts[1] if kind == "gauge" else ""
+            combine = _GAUGE_MODES.get(mode, operator.add)
+            try:
+                found = mmap_dict.MmapedDict.read_all_values_from_file(path)
+            except FileNotFoundError:  # a process ended meanwhile
+                continue
+            for key, value, _ts, _pos in found:
+                family, name, labels, bound, doc = self._key(key)
+                kinds[family] = kind
+                docs[family] = doc
+                if kind == "gauge" and mode not in _GAUGE_MODES:
+                    labels = (*labels, ("pid", parts[-1]))
+                if bound is not None:
+                    per = buckets[family].setdefault(labels, {})
+                    per[bound] = per.get(bound, 0.0) + value
+                    continue
+                values = plain[family]
+                slot = (name, labels)
+                old = values.get(slot)
+                values[slot] = value if old is None else combine(old, value)
+        out: list[str] = []
+        for family in sorted(kinds):
+            kind = kinds[family]
+            shown = family + "_total" if kind == "counter" else family
+            doc = docs[family].replace("\\", "\\\\").replace("\n", "\\n")
+            out.append(f"# HELP {shown} {doc}\n# TYPE {shown} {kind}\n")
+            for (name, labels), value in plain[family].items():
+                out.append(
+                    f"{self._head(name, labels)} {floatToGoString(value)}\n"
+                )
+            for labels, per in buckets.get(family, {}).items():
+                total = 0.0
+                for bound in sorted(per):
+                    total += per[bound]
+                    le = (*labels, ("le", floatToGoString(bound)))
+                    head = self._head(family + "_bucket", le)
+                    out.append(f"{head} {floatToGoString(total)}\n")
+                head = self._head(family + "_count", labels)
+                out.append(f"{head} {floatToGoString(total)}\n")
+        return "".join(out).encode()
+
+
+class TalliedHistogram:
+    """A histogram whose observations go through the tallies.
+
+    :param telemetry: where the tallies are kept.
+    :param metric: the prometheus-client histogram written at a flush.
+    :param buckets: its upper bounds (``+Inf`` is added).
+    """
+
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        metric: Histogram,
+        buckets: tuple[float, ...],
+    ) -> None:
+        self.metric = metric
+        self._tally = telemetry._observe
+        #: The upper bounds, ``+Inf`` last.
+        self.bounds = (*buckets, math.inf)
+
+    def observe(self, value: float, *labels: str) -> None:
+        """Observe *value* for *labels* (the metric's label values)."""
+        self._tally(self.metric, self.bounds, labels, value)
+
+
+def _forked(telemetry: Telemetry) -> Callable[[], None]:
+    """What a forked child runs for *telemetry* (not kept alive by it)."""
+    ref = weakref.ref(telemetry)
+
+    def forget() -> None:
+        found = ref()
+        if found is not None:
+            found._forget()
+
+    return forget
 
 
 def mark_process_dead(pid: int) -> None:

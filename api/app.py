@@ -93,4 +93,8 @@ def create_app(rt: Runtime) -> flask.Flask:
         app.wsgi_app = identity.keystone_middleware(  # type: ignore[method-assign]
             app.wsgi_app, rt.conf
         )
+    if rt.conf.api.auth_mode in ("apikey", "keystone"):
+        app.wsgi_app = identity.cookie_credentials(  # type: ignore[method-assign,assignment]
+            app.wsgi_app
+        )
     return app

@@ -19,6 +19,15 @@
   without a valid token is answered 401 in the dialect's envelope by the
   routes that need an identity; the discovery documents stay public.
 
+A browser reaching ``/dashboard`` in ``apikey`` or ``keystone`` mode
+signs in on ``/dashboard/login``: the key or token is kept in an
+HttpOnly, ``SameSite=Strict`` cookie (``Secure`` over HTTPS) that
+:func:`cookie_credentials` turns into ``X-Auth-Token`` only for the
+dashboard's pages (``GET``) and for the API calls of its buttons
+(``/v2/alarms/...``) carrying the page's CSRF token
+(:func:`csrf_token`) in ``X-CSRF-Token``; anywhere else the cookie is
+ignored.
+
 Roles follow Aodh's default policy: ``reader`` reads, ``member`` reads and
 writes, ``admin`` does everything and may act across projects.  The
 identity of the request being served, and the role checks, are in
@@ -28,11 +37,15 @@ identity of the request being served, and the role checks, are in
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import ipaddress
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import flask
 from oslo_config import cfg
+from werkzeug.http import parse_cookie
 
 from alarmer.db import Database
 from alarmer.identity import apikeys
@@ -184,3 +197,68 @@ def authenticate(
             "trusted proxy"
         )
     return from_headers(request)
+
+
+#: The cookie holding a signed-in browser's API key or token.
+DASHBOARD_COOKIE = "alarmer_dashboard"
+#: The header (and form field) carrying the page's CSRF token.
+CSRF_HEADER = "X-CSRF-Token"
+#: Where the cookie identifies reads (``GET``, ``HEAD``).
+DASHBOARD_PATH = "/dashboard"
+#: What the dashboard's buttons call (with the CSRF token).
+BUTTONS_PATH = "/v2/alarms/"
+
+Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def csrf_token(credential: str) -> str:
+    """The CSRF token of the pages shown to the holder of *credential*.
+
+    Derived from the credential, which the cookie hides from scripts
+    (HttpOnly): a page of another site can neither read the cookie nor
+    compute the token, and sends no cookie anyway (``SameSite=Strict``).
+    """
+    digest = hashlib.sha256(b"alarmer-dashboard-csrf\0" + credential.encode())
+    return digest.hexdigest()
+
+
+def dashboard_credential(environ: dict[str, Any]) -> str | None:
+    """The cookie's credential, if this request may be identified by it.
+
+    Never when the request sends its own credentials; for the
+    dashboard's reads; for any other dashboard request and the buttons'
+    API calls only with the right :data:`CSRF_HEADER`.
+    """
+    if environ.get("HTTP_AUTHORIZATION") or environ.get("HTTP_X_AUTH_TOKEN"):
+        return None
+    value = parse_cookie(environ.get("HTTP_COOKIE", "")).get(DASHBOARD_COOKIE)
+    if not value:
+        return None
+    path = environ.get("PATH_INFO", "")
+    on_dashboard = path == DASHBOARD_PATH or path.startswith(
+        DASHBOARD_PATH + "/"
+    )
+    if on_dashboard and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+        return value
+    if not on_dashboard and not path.startswith(BUTTONS_PATH):
+        return None
+    sent = environ.get("HTTP_X_CSRF_TOKEN", "")
+    if hmac.compare_digest(sent.encode(), csrf_token(value).encode()):
+        return value
+    return None
+
+
+def cookie_credentials(app: Wsgi) -> Wsgi:
+    """Wrap *app*: the dashboard's cookie becomes ``X-Auth-Token`` where
+    :func:`dashboard_credential` allows (outside Keystone's middleware,
+    which then validates it as any token)."""
+
+    def wrapped(
+        environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        found = dashboard_credential(environ)
+        if found is not None:
+            environ["HTTP_X_AUTH_TOKEN"] = found
+        return app(environ, start_response)
+
+    return wrapped

@@ -1,8 +1,12 @@
 """Dashboard, ``/metrics`` and instrumentation benchmarks.
 
 Everything runs in a temporary directory with the embedded defaults
-(SQLite, ``file`` series driver), through the Flask application (server
-time: no network, no browser)::
+(SQLite, ``file`` series driver).  The pages and ``/metrics`` are asked
+over HTTP from the API's own server (waitress on a loopback port, no
+browser), with the metrics in multi-process mode as ``alarmer serve``
+runs them: the files of this process and of
+:data:`OTHER_PROCESSES` more (API, evaluator and notifier processes
+that recorded every route, alarm type and outcome)::
 
     python benchmarks/bench_dashboard.py pages [--alarms 100000]
     python benchmarks/bench_dashboard.py overhead [--alarms 2000]
@@ -12,8 +16,8 @@ time: no network, no browser)::
   one alarm whose metric holds 7 days of 60 s buckets (detail page with
   the 7-day plot and 50 transitions), and the ``/metrics`` scrape (the
   database gauges counted over the same alarms).
-* ``overhead``: evaluations per second of the evaluator, and deliveries
-  per second of the notifier's worker (``log://`` plugin, no network),
+* ``overhead``: evaluations per CPU second of the evaluator, and deliveries
+  per CPU second of the notifier's worker (``log://`` plugin, no network),
   with the real :class:`~alarmer.telemetry.Telemetry` and with one whose
   recording does nothing, alternating in the same run.
 """
@@ -24,8 +28,10 @@ import argparse
 import datetime as dt
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import uuid
@@ -33,6 +39,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import requests
+from waitress.server import create_server
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,7 +50,6 @@ from bench_evaluator import (
     insert_alarms,
     make_metrics,
     resources_rule,
-    timed_passes,
 )
 
 from alarmer import telemetry
@@ -63,6 +70,87 @@ STATES = ("ok", "alarm", "insufficient data")
 SEVERITIES = ("low", "moderate", "critical")
 
 
+#: Processes recording into the shared directory besides this one, as
+#: ``alarmer serve`` on 2 cores runs them: a second API process, an
+#: evaluator and a notifier.
+OTHER_PROCESSES = ("api", "evaluator", "notifier")
+
+#: A process of ``alarmer serve`` as /metrics sees it: every label set
+#: its role can record, then alive until told to stop.
+RECORDER = textwrap.dedent(
+    """
+    import sys
+    from alarmer.telemetry import Telemetry
+    from alarmer.alarms import model
+    tel = Telemetry()
+    assert tel.multiprocess
+    role = sys.argv[1]
+    if role == "api":
+        for line in sys.stdin.read().splitlines():
+            method, route = line.split(" ", 1)
+            for status in (200, 400, 404):
+                tel.request(method, route, status, 0.004)
+        tel.ingested(100, 1)
+    elif role == "evaluator":
+        tel.owned_alarms.set(1000)
+        tel.members.set(1)
+        tel.cache_seen(10, 2, 10)
+        for kind in model.ALARM_TYPES:
+            for outcome in ("unchanged", "transition", "repeat", "skipped",
+                            "error", "conflict"):
+                for event in (True, False):
+                    tel.evaluated(kind, outcome, event, 0.0002)
+        for state in model.STATES:
+            tel.transitioned(state)
+        tel.schedule_lag.observe(0.1)
+    else:
+        for outcome in ("delivered", "retry", "dead"):
+            for scheme in ("http", "https", "log"):
+                tel.attempt(scheme, 0.01)
+                tel.delivered(outcome)
+    tel.flush()
+    print("ready", flush=True)
+    sys.stdin.close()
+    sys.stdout.close()
+    import os, time
+    parent = os.getppid()
+    while os.getppid() == parent:  # until the benchmark ends
+        time.sleep(0.5)
+    """
+)
+
+
+def recorders(app: Any) -> list[subprocess.Popen[str]]:
+    """Start :data:`OTHER_PROCESSES` (the directory is exported)."""
+    routes = sorted(
+        f"{method} {rule.rule}"
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods or ()
+        if method not in ("HEAD", "OPTIONS")
+    )
+    started = []
+    for role in OTHER_PROCESSES:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", RECORDER, role],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("\n".join(routes) if role == "api" else "")
+        proc.stdin.close()
+        assert proc.stdout.readline().strip() == "ready"
+        started.append(proc)
+    return started
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its ended children so far."""
+    t = os.times()
+    return t.user + t.system
+
+
 def timed(call: Callable[[], Any], reps: int) -> tuple[float, float]:
     """p50 and p99 in milliseconds of *reps* calls (after one warm-up)."""
     call()
@@ -75,9 +163,9 @@ def timed(call: Callable[[], Any], reps: int) -> tuple[float, float]:
     return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
 
 
-def get(client: Any, url: str) -> Callable[[], None]:
+def get(http: requests.Session, url: str) -> Callable[[], None]:
     def call() -> None:
-        response = client.get(url, headers=H)
+        response = http.get(url, headers=H)
         assert response.status_code == 200, (url, response.status_code)
 
     return call
@@ -133,7 +221,11 @@ def week_alarm(rt: Any) -> str:
 
 def pages(alarms: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        rt = build(tmp)
+        shared = os.path.join(tmp, "prometheus")
+        os.mkdir(shared)
+        os.environ[telemetry.MULTIPROC_ENV] = shared
+        rt = build(tmp, api={"port": 0, "host": "127.0.0.1"})
+        assert rt.telemetry.multiprocess
         made = make_metrics(rt, 1)
         rules = [
             (
@@ -147,12 +239,21 @@ def pages(alarms: int) -> None:
         ids = insert_alarms(rt, rules)
         loaded = time.perf_counter() - start
         detail = week_alarm(rt)
-        client = create_app(rt).test_client()
+        app = create_app(rt)
+        server = create_server(app, host="127.0.0.1", port=0, threads=4)
+        threading.Thread(target=server.run, daemon=True).start()
+        base = f"http://127.0.0.1:{server.effective_port}"  # type: ignore[union-attr]
+        others = recorders(app)
+        http = requests.Session()
         deep = sorted(ids)[len(ids) // 2]
         rows = [
             ("list, first page", "/dashboard/"),
             ("list, state=alarm", "/dashboard/?state=alarm"),
             ("list, name search", "/dashboard/?q=nomatch"),
+            (
+                "list, name search + state",
+                "/dashboard/?q=nomatch&state=alarm",
+            ),
             ("list, page in the middle", f"/dashboard/?marker={deep}"),
             ("change token (polled)", "/dashboard/token"),
             (
@@ -164,15 +265,16 @@ def pages(alarms: int) -> None:
         ]
         print(
             f"{alarms} alarms inserted in {loaded:.1f} s; "
-            f"load {os.getloadavg()}"
+            f"load {os.getloadavg()}; "
+            f"{len(os.listdir(shared))} metric files "
+            f"({1 + len(OTHER_PROCESSES)} processes)"
         )
-        app = client.application
         collector = rt.telemetry._extra["database"]
 
         def uncached(
             url: str, forget: Callable[[], None]
         ) -> Callable[[], None]:
-            call = get(client, url)
+            call = get(http, base + url)
 
             def run() -> None:
                 forget()
@@ -180,12 +282,7 @@ def pages(alarms: int) -> None:
 
             return run
 
-        print(f"| {'request':<34} | p50 ms | p99 ms |")
-        print(f"|{'-' * 36}|--------|--------|")
-        for label, url in rows:
-            p50, p99 = timed(get(client, url), 30)
-            print(f"| {label:<34} | {p50:6.1f} | {p99:6.1f} |")
-        for label, call in (
+        table = [(label, get(http, base + url)) for label, url in rows] + [
             (
                 "list, counts not cached",
                 uncached(
@@ -200,10 +297,36 @@ def pages(alarms: int) -> None:
                     lambda: setattr(collector, "_alarms", None),
                 ),
             ),
-        ):
+        ]
+        print(f"| {'request (over HTTP)':<34} | p50 ms | p99 ms | CPU ms |")
+        print(f"|{'-' * 36}|--------|--------|--------|")
+        for label, call in table:
+            before = cpu_seconds()
             p50, p99 = timed(call, 30)
-            print(f"| {label:<34} | {p50:6.1f} | {p99:6.1f} |")
+            cpu = (cpu_seconds() - before) / 31 * 1000
+            print(f"| {label:<34} | {p50:6.1f} | {p99:6.1f} | {cpu:6.1f} |")
+        print(f"load {os.getloadavg()}")
+        for proc in others:
+            proc.kill()
+            proc.wait()
+        server.close()
         rt.close()
+        del os.environ[telemetry.MULTIPROC_ENV]
+
+
+def cpu_passes(service: EvaluatorService, seconds: float) -> float:
+    """Evaluations per CPU second (of this process, every thread) over
+    passes of every alarm: what the machine's load does not change."""
+    alarms = list(service.registry.alarms.values())
+    for alarm in alarms:  # warm-up: first transitions, caches
+        service.evaluate(alarm)
+    done = 0
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        for alarm in alarms:
+            service.evaluate(alarm)
+        done += len(alarms)
+    return done / (time.process_time() - start)
 
 
 class Silent(telemetry.Telemetry):
@@ -219,6 +342,9 @@ class Silent(telemetry.Telemetry):
         pass
 
     def attempt(self, *args: Any, **kw: Any) -> None:
+        pass
+
+    def delivery(self, *args: Any, **kw: Any) -> None:
         pass
 
 
@@ -249,7 +375,7 @@ def overhead(alarms: int, rounds: int) -> None:
             # ABBA order: a drift of the machine's load cancels out.
             for label, tel in pairs if i % 2 == 0 else pairs[::-1]:
                 rt.telemetry = tel
-                rates[label].append(timed_passes(service, 1.0))
+                rates[label].append(cpu_passes(service, 1.0))
         deliveries: dict[str, list[float]] = {"with": [], "without": []}
         policy = RetryPolicy.from_conf(rt.conf.notifier)
         stopping = threading.Event()
@@ -281,25 +407,39 @@ def overhead(alarms: int, rounds: int) -> None:
                 worker = deliver.Deliverer(
                     rt.conf, policy, stopping, telemetry=tel
                 )
-                start = time.perf_counter()
+                start = time.process_time()
                 for job in jobs:
                     worker.deliver(job)
                 deliveries[label].append(
-                    len(jobs) / (time.perf_counter() - start)
+                    len(jobs) / (time.process_time() - start)
                 )
         rt.close()
-    # The instrumentation alone, per item: what it adds whatever the load.
+    # The instrumentation alone, per item: what it adds whatever the load
+    # (CPU time of this process, the flushing included).
     probe = telemetry.Telemetry()
     n = 20000
-    start = time.perf_counter()
-    for _ in range(n):
-        probe.evaluated("gnocchi_resources_threshold", "unchanged", False, 0.0)
-    per_evaluation = (time.perf_counter() - start) / n * 1e6
-    start = time.perf_counter()
-    for _ in range(n):
-        probe.attempt("log", 0.0)
-        probe.delivered("delivered")
-    per_delivery = (time.perf_counter() - start) / n * 1e6
+    record = getattr(probe, "delivery", None)
+
+    def one_delivery() -> None:
+        if record is not None:
+            record("delivered", "log", (0.0,))
+        else:  # the two calls of an older Telemetry
+            probe.attempt("log", 0.0)
+            probe.delivered("delivered")
+
+    def per_item(call: Callable[[], None]) -> float:
+        start = time.process_time()
+        for _ in range(n):
+            call()
+        getattr(probe, "flush", lambda: None)()
+        return (time.process_time() - start) / n * 1e6
+
+    per_evaluation = per_item(
+        lambda: probe.evaluated(
+            "gnocchi_resources_threshold", "unchanged", False, 0.0
+        )
+    )
+    per_delivery = per_item(one_delivery)
     print(f"load {os.getloadavg()}; {rounds} alternating rounds, median")
     print("| path | without | with telemetry | cost |")
     print("|------|---------|----------------|------|")

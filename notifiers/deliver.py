@@ -99,6 +99,7 @@ class Deliverer:
                 "delivery %s of alarm %s failed unexpectedly",
                 job.id,
                 job.message.alarm_id,
+                extra=_context(job),
             )
             error = notifiers.Result(
                 delivered=False,
@@ -123,6 +124,7 @@ class Deliverer:
             )
         message = job.message
         attempts: list[Attempt] = []
+        durations: list[float] = []
         while True:
             started = timeutils.utcnow()
             clock = time.perf_counter()
@@ -133,14 +135,14 @@ class Deliverer:
                     "notifier plugin %s failed for alarm %s",
                     scheme,
                     message.alarm_id,
+                    extra=_context(job),
                 )
                 result = notifiers.Result(
                     delivered=False,
                     retryable=True,
                     error=f"plugin error: {exc!r}",
                 )
-            if self.telemetry is not None:
-                self.telemetry.attempt(scheme, time.perf_counter() - clock)
+            durations.append(time.perf_counter() - clock)
             attempts.append(Attempt(started, result))
             if not retryable(result) or self.stopping.is_set():
                 break
@@ -156,10 +158,17 @@ class Deliverer:
                 break
             if self.stopping.wait(delay):
                 break
-        return self.final(job, attempts)
+        return self.final(job, attempts, scheme, durations)
 
-    def final(self, job: Job, attempts: list[Attempt]) -> DeliveryOutcome:
-        """The outcome of *job* after *attempts* (logged)."""
+    def final(
+        self,
+        job: Job,
+        attempts: list[Attempt],
+        scheme: str = "",
+        durations: tuple[float, ...] | list[float] = (),
+    ) -> DeliveryOutcome:
+        """The outcome of *job* after *attempts* (logged, counted with
+        the *durations* of the plugin's calls for *scheme*)."""
         now = timeutils.utcnow()
         if not attempts:
             return release(job, now)
@@ -175,6 +184,7 @@ class Deliverer:
                 message.alarm_id,
                 message.seq,
                 target,
+                extra=_context(job),
             )
         elif verdict.status == tables.PENDING:
             LOG.info(
@@ -186,6 +196,7 @@ class Deliverer:
                 target,
                 last.error,
                 verdict.delay,
+                extra=_context(job),
             )
         else:
             LOG.warning(
@@ -196,9 +207,12 @@ class Deliverer:
                 target,
                 verdict.reason,
                 last.error,
+                extra=_context(job),
             )
         if self.telemetry is not None:
-            self.telemetry.delivered(OUTCOMES.get(verdict.status, "dead"))
+            self.telemetry.delivery(
+                OUTCOMES.get(verdict.status, "dead"), scheme, durations
+            )
         return DeliveryOutcome(
             job, verdict.status, attempts, verdict.next_attempt_at
         )
@@ -206,6 +220,11 @@ class Deliverer:
     def _dead(self, job: Job, error: str) -> DeliveryOutcome:
         result = notifiers.Result(delivered=False, error=error)
         return self.final(job, [Attempt(timeutils.utcnow(), result)])
+
+
+def _context(job: Job) -> dict[str, str]:
+    """The structured context of a delivery's log lines."""
+    return {"alarm_id": job.message.alarm_id, "delivery_id": job.id}
 
 
 def release(job: Job, at: dt.datetime | None = None) -> DeliveryOutcome:

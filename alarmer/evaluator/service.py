@@ -1025,6 +1025,10 @@ class EvaluatorService:
                 "alarm %s: statistics retrieval failed: %s",
                 alarm.alarm_id,
                 exc,
+                extra={
+                    "alarm_id": alarm.alarm_id,
+                    "metric_id": ",".join(map(str, target)),
+                },
             )
             return [
                 decide.insufficient(
@@ -1045,6 +1049,7 @@ class EvaluatorService:
                 "alarm %s: invalid time constraint (%s); not evaluated",
                 alarm.alarm_id,
                 exc,
+                extra={"alarm_id": alarm.alarm_id},
             )
             alarm.tc_inside, alarm.tc_until = False, now_ts + self.interval
             return False
@@ -1109,7 +1114,9 @@ class EvaluatorService:
         except Exception:
             self.stats.errors += 1
             LOG.exception(
-                "alarm %s: settling its silence failed", alarm.alarm_id
+                "alarm %s: settling its silence failed",
+                alarm.alarm_id,
+                extra={"alarm_id": alarm.alarm_id},
             )
             return
         if done is None:
@@ -1145,7 +1152,9 @@ class EvaluatorService:
                 session.commit()
         except Exception:
             LOG.exception(
-                "alarm %s: storing its memory failed", alarm.alarm_id
+                "alarm %s: storing its memory failed",
+                alarm.alarm_id,
+                extra={"alarm_id": alarm.alarm_id},
             )
 
     def _resolve(
@@ -1174,6 +1183,7 @@ class EvaluatorService:
                 "alarm %s: resolving its metrics failed: %s",
                 alarm.alarm_id,
                 exc,
+                extra={"alarm_id": alarm.alarm_id},
             )
             target = data.Unresolved(
                 f"alarm statistics retrieval failed: {exc}"
@@ -1236,6 +1246,7 @@ class EvaluatorService:
                     alarm.alarm_id,
                     decision.action,
                     decision.state,
+                    extra={"alarm_id": alarm.alarm_id},
                 )
                 continue
             if not ok:
@@ -1255,7 +1266,11 @@ class EvaluatorService:
         try:
             decision = self.decide(fresh, time.time_ns())
         except Exception:
-            LOG.exception("alarm %s: evaluation failed", alarm_id)
+            LOG.exception(
+                "alarm %s: evaluation failed",
+                alarm_id,
+                extra={"alarm_id": alarm_id},
+            )
             return
         if decision.action == decide.NOTHING:
             return
@@ -1316,7 +1331,11 @@ class EvaluatorService:
                     defs, dropped = self._build(session, [row])
                     versions = {alarm_id: row.version}
         except Exception:
-            LOG.exception("alarm %s: reloading failed", alarm_id)
+            LOG.exception(
+                "alarm %s: reloading failed",
+                alarm_id,
+                extra={"alarm_id": alarm_id},
+            )
             return None
         if not self._owns(alarm_id):
             return None

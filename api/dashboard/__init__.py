@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import flask
 
-from api.dashboard import browse, views
+from api.dashboard import browse, login, views
 
 #: Modules adding routes to :data:`api.dashboard.views.bp`.
-ROUTES = (views, browse)
+ROUTES = (views, browse, login)
 
 
 def register(app: flask.Flask) -> None:

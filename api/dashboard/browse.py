@@ -91,9 +91,11 @@ def metric(metric_id: str) -> str:
     (series,) = context.runtime().series.get_measures(
         info.id, method, gran, start, None
     )
-    values = np.asarray(series.values, dtype=float)
+    times, values = plot_mod.thin(
+        np.asarray(series.timestamps), np.asarray(series.values, dtype=float)
+    )
     document = {
-        "times": (np.asarray(series.timestamps) / _NS).tolist(),
+        "times": (times / _NS).tolist(),
         "values": plot_mod.clean(values),
         "threshold": None,
         "operator": "",

@@ -6,7 +6,9 @@ the metrics of the matching resources, aggregated with the rule's
 method at its granularity and, for several metrics, reduced across them
 (:func:`alarmer.metrics.query.reduce_across`).  The window is the asked
 range (at least the rule's own look-back), bounded to
-:data:`MAX_POINTS` buckets.
+:data:`MAX_POINTS` buckets, and thinned to what a plot's width can show
+(:func:`thin`: the lowest and highest bucket of each of
+:data:`COLUMNS` columns, so a spike across the threshold stays).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ LOG = logging.getLogger(__name__)
 
 #: Most buckets drawn (7 days of 60 s buckets fit).
 MAX_POINTS = 10_080
+#: Columns a plot is thinned to (a wide screen's plot, in pixels).
+COLUMNS = 1200
 #: The ranges offered, in seconds.
 RANGES = {"1h": 3600, "6h": 21600, "1d": 86400, "7d": 604800}
 DEFAULT_RANGE = "1d"
@@ -117,6 +121,41 @@ def clean(values: np.ndarray) -> list[float | None]:
     return out
 
 
+def thin(
+    times: np.ndarray,
+    values: np.ndarray,
+    columns: int = COLUMNS,
+    tail: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """At most two points per column: the lowest and highest bucket.
+
+    The buckets are cut into *columns* runs of equal length; each run
+    keeps its lowest and highest finite value, in time order (a run
+    without any keeps its first bucket, a gap).  The newest *tail*
+    buckets are all kept (what the rule looks at).  Series of at most
+    two points per column are returned as they are.
+    """
+    n = len(values)
+    if n <= 2 * columns:
+        return times, values
+    step = -(-n // columns)
+    rows = -(-n // step)
+    padded = np.full(rows * step, np.nan)
+    padded[:n] = values
+    grid = padded.reshape(rows, step)
+    finite = np.isfinite(grid)
+    base = np.arange(rows) * step
+    low = base + np.argmin(np.where(finite, grid, np.inf), axis=1)
+    high = base + np.argmax(np.where(finite, grid, -np.inf), axis=1)
+    empty = ~finite.any(axis=1)
+    low[empty] = base[empty]
+    high[empty] = base[empty]
+    newest = np.arange(max(n - tail, 0), n)
+    keep = np.unique(np.concatenate([low, high, newest]))
+    keep = keep[keep < n]
+    return np.asarray(times)[keep], np.asarray(values)[keep]
+
+
 def read(
     series: SeriesStore,
     ids: Sequence[str],
@@ -180,8 +219,13 @@ def plot(
         LOG.info("plot: reading %s failed: %s", ids, exc)
         result.problem = f"the aggregates cannot be read: {exc}"
         return result
-    result.times = (np.asarray(times, dtype=np.int64) / _NS).tolist()
-    result.values = clean(np.asarray(values, dtype=float))
+    times, values = thin(
+        np.asarray(times, dtype=np.int64),
+        np.asarray(values, dtype=float),
+        tail=int(rule.get("evaluation_periods") or 1),
+    )
+    result.times = (times / _NS).tolist()
+    result.values = clean(values)
     if not result.times:
         result.problem = "no measures in this range"
     return result

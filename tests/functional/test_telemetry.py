@@ -328,6 +328,97 @@ def test_multiprocess_values_are_summed_across_processes(tmp_path):
     )
 
 
+BUSY_CHILD = textwrap.dedent(
+    """
+    import os
+    import sys
+    shared = os.environ.pop("PROMETHEUS_MULTIPROC_DIR")
+    from alarmer.telemetry import Telemetry
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
+    tel = Telemetry()
+    n = int(sys.argv[1])
+    for i in range(n):
+        tel.evaluated("threshold", "unchanged", i % 2 == 0, 0.001 * i)
+        tel.request("GET", '/v2/alarms/<alarm_id>', 200, 0.002 * i)
+    tel.delivery("delivered", "http", [0.03, 7.0])
+    tel.delivery("retry", "log", [])
+    tel.ingested(n, 1)
+    tel.owned_alarms.set(n)
+    tel.members.set(n)
+    """
+)
+
+#: The reference rendering: prometheus-client's own collector.
+REFERENCE = (
+    "import sys;"
+    "from prometheus_client import CollectorRegistry, generate_latest;"
+    "from prometheus_client.multiprocess import MultiProcessCollector;"
+    "r = CollectorRegistry(); MultiProcessCollector(r);"
+    "sys.stdout.write(generate_latest(r).decode())"
+)
+
+
+def _families(text: str) -> dict:
+    return {
+        f.name: (
+            f.type,
+            f.documentation,
+            sorted(
+                (s.name, tuple(sorted(s.labels.items())), s.value)
+                for s in f.samples
+            ),
+        )
+        for f in text_string_to_metric_families(text)
+    }
+
+
+def test_multiprocess_rendering_matches_prometheus_client(tmp_path):
+    shared = tmp_path / "prom"
+    shared.mkdir()
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(shared),
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    for count in (3, 5):
+        subprocess.run(
+            [sys.executable, "-c", BUSY_CHILD, str(count)],
+            env=env,
+            check=True,
+            timeout=60,
+        )
+
+    def run(code: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            check=True,
+            timeout=60,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    ours = _families(
+        run(
+            "from alarmer.telemetry import Telemetry;"
+            "import sys; sys.stdout.write(Telemetry().render().decode())"
+        )
+    )
+    assert ours == _families(run(REFERENCE))
+    # Values read back: 8 evaluations, 2 deliveries' 3 attempts.
+    kind, _, samples = ours["alarmer_evaluations"]
+    assert kind == "counter"
+    assert sum(v for n, _, v in samples if n.endswith("_total")) == 8
+    _, _, attempts = ours["alarmer_delivery_attempt_duration_seconds"]
+    by = {(n, dict(lab).get("le")): v for n, lab, v in attempts}
+    assert by[("alarmer_delivery_attempt_duration_seconds_count", None)] == 4
+    assert (
+        by[("alarmer_delivery_attempt_duration_seconds_bucket", "0.05")] == 2
+    )
+    _, _, members = ours["alarmer_coordination_members"]
+    assert [v for _, _, v in members] == [5]
+
+
 def _metrics_alarm(base: str, metric_id: str, headers: dict) -> str:
     r = requests.post(
         f"{base}/v2/alarms",

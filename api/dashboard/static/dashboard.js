@@ -118,6 +118,8 @@
   // -- buttons (member and admin only; the API decides) ----------------------
   function api(method, url, body) {
     var init = { method: method, headers: { "Accept": "application/json" } };
+    var csrf = document.querySelector('meta[name="csrf-token"]');
+    if (csrf) { init.headers["X-CSRF-Token"] = csrf.content; }
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
