@@ -10,7 +10,8 @@ cannot be installed skips its tests with the reason, except in CI
 :class:`Keystone` runs Keystone 30 on SQLite with fernet tokens, served
 by waitress on a free loopback port, bootstrapped with an ``admin``
 user; its helpers create projects, users, roles and role assignments
-through the Keystone API.
+through the Keystone API.  :func:`keystone_alarmer` runs alarmer in
+keystone mode beside it, registered in its catalog.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ PEERS: dict[str, tuple[str, list[str]]] = {
     "heat": ("27.0.1", ["openstack-heat==27.0.1", "psycopg2-binary"]),
 }
 ADMIN_PASSWORD = "admin-secret"
+#: Catalog service type -> the name OpenStack gives that service.
+SERVICE_NAMES = {
+    "alarming": "aodh",
+    "metric": "gnocchi",
+    "orchestration": "heat",
+}
 
 
 def _unavailable(message: str) -> None:
@@ -302,6 +309,27 @@ class Keystone:
         found: dict[str, Any] = response.json()["token"]
         return found
 
+    def register(self, kind: str, url: str) -> str:
+        """Add service type *kind* at *url* to the catalog; its id.
+
+        The service is named as OpenStack names it (``aodh`` for
+        ``alarming``...); the endpoint is public, in ``RegionOne``.
+        Deleting the service deletes its endpoint.
+        """
+        name = SERVICE_NAMES.get(kind, kind)
+        service = {"service": {"type": kind, "name": name}}
+        service_id: str = self.api("POST", "/services", json=service)[
+            "service"
+        ]["id"]
+        endpoint = {
+            "service_id": service_id,
+            "interface": "public",
+            "url": url,
+            "region_id": "RegionOne",
+        }
+        self.api("POST", "/endpoints", json={"endpoint": endpoint})
+        return service_id
+
 
 @contextlib.contextmanager
 def running_keystone(root: pathlib.Path) -> Iterator[Keystone]:
@@ -323,6 +351,118 @@ def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keystone]:
     """A real Keystone for the whole session."""
     with running_keystone(tmp_path_factory.mktemp("keystone")) as server:
         yield server
+
+
+class KeystoneAlarmer:
+    """alarmer in keystone mode beside a :class:`Keystone`.
+
+    :ivar ks: the Keystone.
+    :ivar url: alarmer's base URL.
+    :ivar rt: alarmer's runtime (its database, for reading back).
+    :ivar user: alarmer's service user (the ``service`` role only).
+    """
+
+    def __init__(self, ks: Keystone, url: str, rt: Any, user: str) -> None:
+        self.ks = ks
+        self.url = url
+        self.rt = rt
+        self.user = user
+
+
+@contextlib.contextmanager
+def keystone_alarmer(
+    ks: Keystone,
+    root: pathlib.Path,
+    user: str,
+    *,
+    catalog: tuple[str, ...] = (),
+    evaluation_interval: int | None = None,
+) -> Iterator[KeystoneAlarmer]:
+    """alarmer's API, notifier (and evaluator) in keystone mode.
+
+    Its service user *user* (password ``<user>-secret``) is created with
+    only the ``service`` role on project ``service``, and is both
+    keystonemiddleware's and ``[service_credentials]``'s user.
+
+    :param root: a directory for alarmer's configuration and data.
+    :param catalog: service types (``alarming``, ``metric``) registered in
+        Keystone's catalog at alarmer's URL, removed again at exit.
+    :param evaluation_interval: run the evaluator too, wired as
+        ``alarmer serve`` wires it, evaluating every alarm each that many
+        seconds.
+    """
+    from alarmer import conf as aconf
+    from alarmer import runtime
+    from alarmer.evaluator.service import EvaluatorService
+    from api.server import ApiServer
+    from notifiers.service import NotifierService
+
+    ks.user(user, f"{user}-secret", "service", ["service"])
+    credentials = textwrap.dedent(
+        f"""
+        auth_url = {ks.url}/v3
+        auth_type = password
+        username = {user}
+        password = {user}-secret
+        project_name = service
+        user_domain_id = default
+        project_domain_id = default
+        """
+    )
+    conf_file = root / "alarmer.conf"
+    conf_file.write_text(
+        textwrap.dedent(
+            f"""
+            [DEFAULT]
+            data_dir = {root / "data"}
+            [api]
+            auth_mode = keystone
+            port = 0
+            [notifier]
+            allowed_networks = 127.0.0.0/8
+            notify_on_manual_state_change = true
+            [keystone_authtoken]
+            www_authenticate_uri = {ks.url}/v3
+            """
+        )
+        + credentials
+        + "[service_credentials]"
+        + credentials
+        + (
+            f"[evaluator]\nevaluation_interval = {evaluation_interval}\n"
+            if evaluation_interval
+            else ""
+        )
+    )
+    rt = runtime.build(
+        aconf.make_conf(config_files=[str(conf_file)]), migrate=True
+    )
+    notifier = NotifierService(rt)
+    services: list[Any] = [ApiServer(rt), notifier]
+    if evaluation_interval:
+        services.append(
+            EvaluatorService(
+                rt,
+                api_in_process=True,
+                on_outbox=notifier.wakeup.outbox_changed,
+            )
+        )
+    registered: list[str] = []
+    started: list[Any] = []
+    try:
+        for service in services:
+            service.start()
+            started.append(service)
+        url = f"http://127.0.0.1:{services[0].port}"
+        for kind in catalog:
+            registered.append(ks.register(kind, url))
+        yield KeystoneAlarmer(ks, url, rt, user)
+    finally:
+        for service_id in registered:
+            ks.api("DELETE", f"/services/{service_id}")
+        for service in reversed(started):
+            service.stop()
+        rt.close()
 
 
 def main() -> int:

@@ -29,6 +29,7 @@ import uuid
 import pytest
 import requests
 
+from tests.functional import peers
 from tests.functional.peers import peer_venv
 
 ADMIN = {"X-User-Id": "admin", "X-Project-Id": "adm", "X-Roles": "admin"}
@@ -57,7 +58,8 @@ _PUBLISH = textwrap.dedent(
     for entry in json.loads(sys.argv[2]):
         samples.append(sample.Sample(
             name="cpu", type="cumulative", unit="ns",
-            volume=entry["volume"], user_id="u1", project_id="p1",
+            volume=entry["volume"], user_id=entry.get("user_id", "u1"),
+            project_id=entry.get("project_id", "p1"),
             resource_id=entry["id"], timestamp=entry["timestamp"],
             resource_metadata={
                 "host": "compute-1", "display_name": entry["id"],
@@ -84,7 +86,9 @@ def ceilometer():
         pytest.skip(f"Ceilometer cannot be installed: {exc}")
 
 
-def _conf(tmp_path, url, credentials=None):
+def write_conf(tmp_path, url, credentials=None):
+    """Ceilometer's configuration file in *tmp_path*: noauth against *url*,
+    or the given ``[service_credentials]`` lines."""
     path = tmp_path / "ceilometer.conf"
     if credentials is None:
         credentials = f"""
@@ -100,6 +104,42 @@ def _conf(tmp_path, url, credentials=None):
     return path
 
 
+def keystone_conf(tmp_path, url, ks, user):
+    """Ceilometer's configuration with Keystone credentials: its service
+    user *user* (password ``<user>-pw``) is created in *ks* with only the
+    ``service`` role; alarmer (*url*) is found in the catalog as
+    ``metric``."""
+    ks.user(user, f"{user}-pw", "service", ["service"])
+    return write_conf(
+        tmp_path,
+        url,
+        f"""
+        auth_type = password
+        auth_url = {ks.url}/v3
+        username = {user}
+        password = {user}-pw
+        project_name = service
+        user_domain_id = default
+        project_domain_id = default
+        interface = public
+        region_name = RegionOne
+        """,
+    )
+
+
+def keystone_publisher(tmp_path, url, ks, user):
+    """Ceilometer's virtualenv and a configuration with Keystone
+    credentials (see :func:`keystone_conf`), after one
+    ``ceilometer-upgrade`` (the resource types it publishes to)."""
+    try:
+        venv = peers.peer_venv("ceilometer")
+    except (OSError, subprocess.CalledProcessError) as exc:
+        peers._unavailable(f"Ceilometer cannot be installed: {exc}")
+    conf = keystone_conf(tmp_path, url, ks, user)
+    upgrade(venv, conf)
+    return venv, conf
+
+
 def _run(venv, *args):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run(
@@ -112,7 +152,8 @@ def _run(venv, *args):
     )
 
 
-def _publish(venv, conf, entries):
+def publish(venv, conf, entries):
+    """Publish the ``cpu`` samples *entries* with Ceilometer's publisher."""
     done = _run(
         venv, venv / "bin" / "python", "-c", _PUBLISH, conf,
         json.dumps(entries),
@@ -120,21 +161,45 @@ def _publish(venv, conf, entries):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def upgrade(venv, conf):
+    """Run ``ceilometer-upgrade`` (its resource types and policies)."""
+    upgraded = _run(
+        venv, venv / "bin" / "ceilometer-upgrade", "--config-file", conf
+    )
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    assert "Traceback" not in upgraded.stderr, upgraded.stderr
+
+
+def publish_busy_cpu(venv, conf, group, project_id, user_id, count=2):
+    """Publish, as Ceilometer's compute agent would, the cumulative
+    ``cpu`` (ns) of *count* new instances of server group *group* owned
+    by *project_id*: one sample 300 s ago, one now, 10^12 ns apart, so
+    that ``rate:mean`` over 300 s buckets is far above 8e8 (Heat's
+    scale-up threshold) however it is normalised.
+
+    :returns: the instances' ids.
+    """
+    now = dt.datetime.now(dt.UTC)
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    entries = [
+        {"id": vm, "group": group, "project_id": project_id,
+         "user_id": user_id, "volume": volume,
+         "timestamp": (now - dt.timedelta(seconds=age)).isoformat()}
+        for vm in ids
+        for age, volume in ((300, 1e9), (0, 1e12 + 1e9))
+    ]  # fmt: skip
+    publish(venv, conf, entries)
+    return ids
+
+
 def test_ceilometer_upgrade_and_publisher(ceilometer, live_api, tmp_path):
-    upgrade_and_publish(ceilometer, _conf(tmp_path, live_api), live_api)
+    upgrade_and_publish(ceilometer, write_conf(tmp_path, live_api), live_api)
 
 
 def upgrade_and_publish(ceilometer, conf, live_api, headers=ADMIN):
     """Run ``ceilometer-upgrade`` twice and two publishers; read back."""
     for _ in range(2):
-        upgraded = _run(
-            ceilometer,
-            ceilometer / "bin" / "ceilometer-upgrade",
-            "--config-file",
-            conf,
-        )
-        assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
-        assert "Traceback" not in upgraded.stderr, upgraded.stderr
+        upgrade(ceilometer, conf)
     types = requests.get(
         f"{live_api}/v1/resource_type", headers=headers, timeout=30
     ).json()
@@ -152,14 +217,14 @@ def upgrade_and_publish(ceilometer, conf, live_api, headers=ADMIN):
          "timestamp": t0.isoformat()}
         for i in (1, 2)
     ]  # fmt: skip
-    _publish(ceilometer, conf, first)
+    publish(ceilometer, conf, first)
     # A restarted worker: policies and types exist, resources too.
     later = (t0 + dt.timedelta(minutes=5)).isoformat()
     second = [
         {"id": "vm-1", "group": group, "volume": 3e9, "timestamp": later},
         {"id": "vm-3", "group": group, "volume": 5e9, "timestamp": later},
     ]
-    _publish(ceilometer, conf, second)
+    publish(ceilometer, conf, second)
 
     found = requests.post(
         f"{live_api}/v1/search/resource/instance",

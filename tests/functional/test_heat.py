@@ -1,18 +1,26 @@
-"""A real Heat 27 stack scales through alarmer's ``trust+`` webhook.
+"""A real Heat 27 stack scales on the CPU Ceilometer publishes.
 
 Keystone 30 and Heat 27 (its own virtualenv, a RabbitMQ virtual host
 and a PostgreSQL database of its own) run beside alarmer in keystone
-mode, registered in the catalog as ``alarming``.  A member creates a
-stack whose ``OS::Aodh::GnocchiAggregationByResourcesAlarm`` signals an
-``OS::Heat::ScalingPolicy`` through ``trust+`` + its ``signal_url``;
-alarmer's service user has only the ``service`` role, so Heat accepts
-the signal because of the trust.  Deleting the stack deletes the alarm
-and its trust.
+mode (API, evaluator and notifier), registered in the catalog as
+``alarming`` and ``metric``.  A member creates the stack of the README
+(its servers replaced by ``OS::Heat::RandomString``: there is no Nova
+here); Heat creates its ``OS::Aodh::GnocchiAggregationByResourcesAlarm``
+with the member's token, the action ``trust+`` + the scaling policy's
+``signal_url``.  Ceilometer's real publisher then pushes the cumulative
+CPU of instances of the stack's server group, as its compute agent
+would for the group's servers; the evaluator fires the alarm, and the
+notifier signals Heat with a trust-scoped token (alarmer's service user
+has only the ``service`` role: its own token is refused).  The group
+grows; deleting the stack deletes the alarm and its trust.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import pathlib
+import re
 import shutil
 import subprocess
 import textwrap
@@ -27,74 +35,51 @@ import sqlalchemy as sa
 
 pytest.importorskip("keystoneauth1")
 
-from alarmer import conf as aconf
-from alarmer import runtime
 from alarmer.alarms import store as store_mod
 from alarmer.identity import trusts
 from tests.functional import peers
+from tests.functional import test_ceilometer as ceilo
+from tests.functional.notifier_helpers import attempts, deliveries
+from tests.functional.peers import keystone  # noqa: F401
 
-SERVICE_PASSWORD = "alarmer-heat-secret"
+SERVICE_USER = "alarmer-heat"
 HEAT_PASSWORD = "heat-secret"
 PROJECT = "demo"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+README = pathlib.Path(__file__).parents[2] / "README.md"
+#: The README's group member, a server, and what stands for it here.
+SERVER = re.compile(
+    r"^ {8}type: OS::Nova::Server\n(?P<props>(?: {8,}.*\n)+)", re.MULTILINE
+)
+MEMBER = "        type: OS::Heat::RandomString\n"
+#: Seconds between two evaluations of an alarm: the instances Ceilometer
+#: publishes are new resources of the alarm's group, read from the next
+#: periodic evaluation on (as in Aodh).
+EVALUATION_INTERVAL = 5
+#: Values for the README template's server parameters (unused here).
+PARAMETERS = {"image": "cirros", "flavor": "m1.tiny", "network": "private"}
 
-TEMPLATE = {
-    "heat_template_version": "2018-08-31",
-    "resources": {
-        "asg": {
-            "type": "OS::Heat::AutoScalingGroup",
-            "properties": {
-                "min_size": 1,
-                "max_size": 3,
-                "resource": {"type": "OS::Heat::RandomString"},
-            },
-        },
-        "scaleup_policy": {
-            "type": "OS::Heat::ScalingPolicy",
-            "properties": {
-                "adjustment_type": "change_in_capacity",
-                "auto_scaling_group_id": {"get_resource": "asg"},
-                "cooldown": 0,
-                "scaling_adjustment": 1,
-            },
-        },
-        "cpu_alarm_high": {
-            "type": "OS::Aodh::GnocchiAggregationByResourcesAlarm",
-            "properties": {
-                "description": "Scale up if CPU > 80%",
-                "metric": "cpu",
-                "aggregation_method": "rate:mean",
-                "granularity": 300,
-                "evaluation_periods": 1,
-                "threshold": 800000000.0,
-                "resource_type": "instance",
-                "comparison_operator": "gt",
-                "query": {
-                    "str_replace": {
-                        "template": '{"=": {"server_group": "stack_id"}}',
-                        "params": {"stack_id": {"get_param": "OS::stack_id"}},
-                    }
-                },
-                "alarm_actions": [
-                    {
-                        "str_replace": {
-                            "template": "trust+url",
-                            "params": {
-                                "url": {
-                                    "get_attr": [
-                                        "scaleup_policy",
-                                        "signal_url",
-                                    ]
-                                }
-                            },
-                        }
-                    }
-                ],
-            },
-        },
-    },
-    "outputs": {"size": {"value": {"get_attr": ["asg", "current_size"]}}},
-}
+
+def readme_template() -> str:
+    """The README's Heat template, its server replaced by a string.
+
+    The server's ``metering.server_group`` metadata is what makes
+    Ceilometer publish the group's id with each server's samples; the
+    instances published by the test carry it the same way.
+    """
+    text = README.read_text(encoding="utf-8")
+    (template,) = re.findall(
+        r"^```yaml\n(heat_template_version:.*?)^```$",
+        text,
+        re.MULTILINE | re.DOTALL,
+    )
+    server = SERVER.search(template)
+    assert server is not None, "the README's group has no server"
+    assert (
+        'metadata: {"metering.server_group": {get_param: "OS::stack_id"}}'
+        in server["props"]
+    )
+    return template[: server.start()] + MEMBER + template[server.end() :]
 
 
 def _heat_venv() -> Any:
@@ -120,6 +105,7 @@ class Heat:
         self.vhost = f"heat-{uuid.uuid4().hex[:8]}"
         self.dbname = f"heat_{uuid.uuid4().hex[:8]}"
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.service_id: str | None = None
 
     def start(self) -> None:
         ks = self.ks
@@ -137,17 +123,9 @@ class Heat:
         )["user"]["id"]  # fmt: skip
         ks.api("PUT", f"/domains/{domain}/users/{admin}/roles/"
                f"{ks.role('admin')}")  # fmt: skip
-        service = ks.api(
-            "POST", "/services",
-            json={"service": {"type": "orchestration", "name": "heat"}},
-        )["service"]  # fmt: skip
-        ks.api(
-            "POST", "/endpoints",
-            json={"endpoint": {"service_id": service["id"],
-                               "interface": "public",
-                               "url": f"{self.url}/v1/%(tenant_id)s",
-                               "region_id": "RegionOne"}},
-        )  # fmt: skip
+        self.service_id = ks.register(
+            "orchestration", f"{self.url}/v1/%(tenant_id)s"
+        )
         _rabbit("add_vhost", self.vhost)
         _rabbit("set_permissions", "-p", self.vhost, "guest", ".*", ".*",
                 ".*")  # fmt: skip
@@ -240,6 +218,8 @@ class Heat:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        if self.service_id is not None:
+            self.ks.api("DELETE", f"/services/{self.service_id}")
         try:
             _rabbit("delete_vhost", self.vhost)
         finally:
@@ -253,75 +233,41 @@ class Heat:
             engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from api.server import ApiServer
-    from notifiers.service import NotifierService
+class Cloud:
+    """Keystone, alarmer, Ceilometer's publisher and Heat."""
 
+    def __init__(
+        self, alarmer: peers.KeystoneAlarmer, heat: Heat, ceilometer: Any
+    ) -> None:
+        self.ks = alarmer.ks
+        self.alarmer = alarmer
+        self.heat = heat
+        self.ceilometer = ceilometer
+
+
+@pytest.fixture(scope="module")
+def cloud(
+    keystone: peers.Keystone,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Cloud]:
     if shutil.which("rabbitmqctl") is None:
         peers._unavailable("RabbitMQ (rabbitmqctl) is not available")
     venv = _heat_venv()
     root = tmp_path_factory.mktemp("heat-cloud")
-    (root / "keystone").mkdir()
-    with peers.running_keystone(root / "keystone") as ks:
-        ks.user("alarmer", SERVICE_PASSWORD, "service", ["service"])
-        ks.user("mia", "mia-pw", PROJECT, ["member"])
-        credentials = textwrap.dedent(
-            f"""
-            auth_url = {ks.url}/v3
-            auth_type = password
-            username = alarmer
-            password = {SERVICE_PASSWORD}
-            project_name = service
-            user_domain_id = default
-            project_domain_id = default
-            """
+    with peers.keystone_alarmer(
+        keystone, root, SERVICE_USER, catalog=("alarming", "metric"),
+        evaluation_interval=EVALUATION_INTERVAL,
+    ) as alarmer:  # fmt: skip
+        publisher = ceilo.keystone_publisher(
+            root, alarmer.url, keystone, "ceilometer-heat"
         )
-        conf_file = root / "alarmer.conf"
-        conf_file.write_text(
-            textwrap.dedent(
-                f"""
-                [DEFAULT]
-                data_dir = {root / "data"}
-                [api]
-                auth_mode = keystone
-                port = 0
-                [notifier]
-                allowed_networks = 127.0.0.0/8
-                notify_on_manual_state_change = true
-                """
-            )
-            + f"[keystone_authtoken]\nwww_authenticate_uri = {ks.url}/v3\n"
-            + credentials
-            + "[service_credentials]\n"
-            + credentials
-        )
-        conf = aconf.make_conf(config_files=[str(conf_file)])
-        rt = runtime.build(conf, migrate=True)
-        server = ApiServer(rt)
-        server.start()
-        notifier = NotifierService(rt)
-        notifier.start()
-        url = f"http://127.0.0.1:{server.port}"
-        service = ks.api(
-            "POST", "/services",
-            json={"service": {"type": "alarming", "name": "aodh"}},
-        )["service"]  # fmt: skip
-        ks.api(
-            "POST", "/endpoints",
-            json={"endpoint": {"service_id": service["id"],
-                               "interface": "public", "url": url,
-                               "region_id": "RegionOne"}},
-        )  # fmt: skip
-        heat = Heat(venv, root, ks)
+        keystone.user("mia", "mia-pw", PROJECT, ["member"])
+        heat = Heat(venv, root, keystone)
         try:
             heat.start()
-            yield ks, heat, url, rt
+            yield Cloud(alarmer, heat, publisher)
         finally:
             heat.stop()
-            notifier.stop()
-            server.stop()
-            rt.close()
 
 
 def _wait(predicate: Any, timeout: float = 120.0) -> Any:
@@ -335,8 +281,9 @@ def _wait(predicate: Any, timeout: float = 120.0) -> Any:
         time.sleep(0.5)
 
 
-def test_a_heat_stack_scales_through_a_trust(cloud):
-    ks, heat, alarmer_url, rt = cloud
+def test_a_heat_stack_scales_on_published_cpu_through_a_trust(cloud):
+    ks, heat = cloud.ks, cloud.heat
+    alarmer_url = cloud.alarmer.url
     token, _ = ks.token("mia", "mia-pw", PROJECT)
     project = ks.project(PROJECT)
     headers = {"X-Auth-Token": token}
@@ -354,7 +301,11 @@ def test_a_heat_stack_scales_through_a_trust(cloud):
     made = requests.post(
         stacks,
         headers=headers,
-        json={"stack_name": "asg", "template": TEMPLATE},
+        json={
+            "stack_name": "asg",
+            "template": readme_template(),
+            "parameters": PARAMETERS,
+        },
         timeout=180,
     )
     assert made.status_code == 201, made.text
@@ -376,34 +327,80 @@ def test_a_heat_stack_scales_through_a_trust(cloud):
     assert created["stack_status"] == "CREATE_COMPLETE", created
 
     def size() -> int:
-        for output in stack()["outputs"]:
-            if output["output_key"] == "size":
-                return int(output["output_value"])
-        raise AssertionError("no size output")
+        # The group's members: the resources of its nested stack.
+        answer = requests.get(
+            f"{stacks}/asg/{stack_id}/resources",
+            params={"nested_depth": 1},
+            headers=headers,
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        return sum(
+            1
+            for found in answer.json()["resources"]
+            if found.get("parent_resource") == "asg"
+        )
 
     assert size() == 1
+    # The alarm as Heat created it, with mia's token.
     alarms = requests.get(
         f"{alarmer_url}/v2/alarms", headers=headers, timeout=60
     ).json()
     (alarm,) = alarms
+    alarm_id = alarm["alarm_id"]
     (action,) = alarm["alarm_actions"]
+    signal_url = action[len("trust+") :]
     assert action.startswith(f"trust+{heat.url}/v1/{project}/stacks/asg/")
     assert action.endswith("/resources/scaleup_policy/signal")
-
-    state = requests.put(
-        f"{alarmer_url}/v2/alarms/{alarm['alarm_id']}/state",
-        headers=headers,
-        json="alarm",
-        timeout=60,
-    )
-    assert state.status_code == 200, state.text
-    assert _wait(lambda: size() == 2, timeout=120)
-
-    # Heat created the alarm with mia's token: the trust is hers.
-    row = store_mod.AlarmStore(rt.db).get(alarm["alarm_id"])
+    rule = alarm["gnocchi_aggregation_by_resources_threshold_rule"]
+    assert rule["metric"] == "cpu"
+    assert rule["aggregation_method"] == "rate:mean"
+    assert rule["resource_type"] == "instance"
+    assert stack_id in rule["query"]
+    assert alarm["user_id"] == ks._find("users", "mia")
+    row = store_mod.AlarmStore(cloud.alarmer.rt.db).get(alarm_id)
     (stored,) = row["alarm_actions"]
     trust_id = trusts.trust_id(stored)
     assert trust_id is not None and trusts.owned(stored)
+
+    # alarmer's service user cannot signal with its own token: only the
+    # trust can make the group grow.
+    own, _ = ks.token(SERVICE_USER, f"{SERVICE_USER}-secret", "service")
+    refused = requests.post(
+        signal_url, headers={"X-Auth-Token": own}, json={}, timeout=60
+    )
+    assert refused.status_code == 403, refused.text
+    assert size() == 1
+
+    # The group's instances get busy: Ceilometer publishes their CPU
+    # (the server group is the stack, as the servers' metadata says).
+    venv, conf = cloud.ceilometer
+    ceilo.publish_busy_cpu(
+        venv, conf, stack_id, project, ks._find("users", "mia"), count=1
+    )
+    assert _wait(lambda: size() == 2, timeout=120)
+    # The evaluator fired the alarm from the measures, and Heat
+    # answered the trust-scoped signal.
+    shown = requests.get(
+        f"{alarmer_url}/v2/alarms/{alarm_id}", headers=headers, timeout=60
+    ).json()
+    assert shown["state"] == "alarm"
+    history = requests.get(
+        f"{alarmer_url}/v2/alarms/{alarm_id}/history",
+        headers=headers,
+        timeout=60,
+    ).json()
+    fired = [
+        h
+        for h in history
+        if h["type"] == "state transition"
+        and json.loads(h["detail"])["state"] == "alarm"
+    ]
+    assert fired, history
+    delivery = deliveries(cloud.alarmer.rt, alarm_id)[0]
+    assert attempts(cloud.alarmer.rt, delivery.id)[0].status_code == 200
+    # The policy's cooldown (300 s) holds the group at two.
+    assert size() == 2
 
     def trust_status() -> int:
         return requests.get(
@@ -420,7 +417,7 @@ def test_a_heat_stack_scales_through_a_trust(cloud):
     _wait(
         lambda: (
             requests.get(
-                f"{alarmer_url}/v2/alarms/{alarm['alarm_id']}",
+                f"{alarmer_url}/v2/alarms/{alarm_id}",
                 headers=headers,
                 timeout=60,
             ).status_code

@@ -10,7 +10,6 @@ gnocchiclient find it there with a user's password.
 from __future__ import annotations
 
 import datetime as dt
-import textwrap
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,11 +18,12 @@ import requests
 
 pytest.importorskip("keystonemiddleware")
 
-from alarmer import conf as aconf
-from alarmer import runtime
-from tests.functional.peers import Keystone, keystone  # noqa: F401
+from tests.functional.peers import (  # noqa: F401
+    Keystone,
+    keystone,
+    keystone_alarmer,
+)
 
-SERVICE_PASSWORD = "alarmer-service-secret"
 T0 = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 
@@ -77,58 +77,15 @@ def cloud(
     keystone: Keystone,  # noqa: F811
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Cloud]:
-    from api.server import ApiServer
-
-    ks = keystone
-    ks.user("alarmer", SERVICE_PASSWORD, "service", ["service"])
     root = tmp_path_factory.mktemp("alarmer-keystone")
-    conf_file = root / "alarmer.conf"
-    conf_file.write_text(
-        textwrap.dedent(
-            f"""
-            [DEFAULT]
-            data_dir = {root / "data"}
-            [api]
-            auth_mode = keystone
-            port = 0
-            [keystone_authtoken]
-            www_authenticate_uri = {ks.url}/v3
-            auth_url = {ks.url}/v3
-            auth_type = password
-            username = alarmer
-            password = {SERVICE_PASSWORD}
-            project_name = service
-            user_domain_id = default
-            project_domain_id = default
-            """
-        )
-    )
-    conf = aconf.make_conf(config_files=[str(conf_file)])
-    rt = runtime.build(conf, migrate=True)
-    server = ApiServer(rt)
-    server.start()
-    url = f"http://127.0.0.1:{server.port}"
-    try:
-        for kind, name in (("alarming", "aodh"), ("metric", "gnocchi")):
-            service = ks.api(
-                "POST", "/services", json={"service": {"type": kind,
-                                                       "name": name}}
-            )["service"]  # fmt: skip
-            ks.api(
-                "POST",
-                "/endpoints",
-                json={"endpoint": {"service_id": service["id"],
-                                   "interface": "public", "url": url,
-                                   "region_id": "RegionOne"}},
-            )  # fmt: skip
-        made = Cloud(ks, url)
+    with keystone_alarmer(
+        keystone, root, "alarmer", catalog=("alarming", "metric")
+    ) as alarmer:
+        made = Cloud(keystone, alarmer.url)
         for user, roles in (("alice", ["member"]), ("rita", ["reader"])):
-            made.users[user] = ks.user(user, f"{user}-pw", "demo", roles)
-        made.users["bob"] = ks.user("bob", "bob-pw", "other", ["member"])
+            made.users[user] = keystone.user(user, f"{user}-pw", "demo", roles)
+        made.users["bob"] = keystone.user("bob", "bob-pw", "other", ["member"])
         yield made
-    finally:
-        server.stop()
-        rt.close()
 
 
 def _call(cloud: Cloud, method: str, path: str, token: str | None, **kw):
@@ -233,22 +190,7 @@ def test_ceilometer_publishes_through_keystone(cloud, tmp_path):
     from tests.functional import test_ceilometer as ceilo
 
     venv = ceilo.peer_venv("ceilometer")
-    cloud.ks.user("ceilometer", "ceilometer-pw", "service", ["service"])
-    conf = ceilo._conf(
-        tmp_path,
-        cloud.url,
-        f"""
-        auth_type = password
-        auth_url = {cloud.ks.url}/v3
-        username = ceilometer
-        password = ceilometer-pw
-        project_name = service
-        user_domain_id = default
-        project_domain_id = default
-        interface = public
-        region_name = RegionOne
-        """,
-    )
+    conf = ceilo.keystone_conf(tmp_path, cloud.url, cloud.ks, "ceilometer")
     token, _ = cloud.ks.token("ceilometer", "ceilometer-pw", "service")
     ceilo.upgrade_and_publish(venv, conf, cloud.url, {"X-Auth-Token": token})
 

@@ -2,14 +2,15 @@
 
 alarmer's service user has only the ``service`` role; a member of
 project ``trusts`` saves alarms with trust actions.  The trust alarmer
-creates is read back from Keystone, the webhook's token is validated by
-Keystone as scoped to that trust, and deleting the action or the alarm
-deletes the trust.
+creates is read back from Keystone; measures that Ceilometer's
+publisher pushes for the alarm's server group make the evaluator fire
+it, and the webhook's token is validated by Keystone as scoped to that
+trust; deleting the action or the alarm deletes the trust.
 """
 
 from __future__ import annotations
 
-import textwrap
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,21 +19,28 @@ import requests
 
 pytest.importorskip("keystoneauth1")
 
-from alarmer import conf as aconf
-from alarmer import runtime
 from alarmer.alarms import store as store_mod
 from alarmer.identity import trusts
+from tests.functional import test_ceilometer as ceilo
 from tests.functional.notifier_helpers import (
     Receiver,
     attempts,
     deliveries,
     wait_for,
 )
-from tests.functional.peers import Keystone, keystone  # noqa: F401
+from tests.functional.peers import (  # noqa: F401
+    Keystone,
+    KeystoneAlarmer,
+    keystone,
+    keystone_alarmer,
+)
 
 SERVICE_USER = "alarmer-trustee"
-SERVICE_PASSWORD = "alarmer-trustee-secret"
 PROJECT = "trusts"
+#: Seconds between two evaluations of an alarm: the instances Ceilometer
+#: publishes are new resources of the alarm's group, read from the next
+#: periodic evaluation on (as in Aodh).
+EVALUATION_INTERVAL = 5
 #: Heat's body for a scaling alarm (openstack-servers.md), without its
 #: action, which the tests add.
 HEAT_BODY: dict[str, Any] = {
@@ -59,13 +67,17 @@ HEAT_BODY: dict[str, Any] = {
 
 
 class Site:
-    """Keystone, alarmer in keystone mode, its notifier and a receiver."""
+    """Keystone, alarmer in keystone mode (API, evaluator, notifier), a
+    receiver, and Ceilometer's publisher."""
 
-    def __init__(self, ks: Keystone, url: str, rt: Any, hook: Receiver):
-        self.ks = ks
-        self.url = url
-        self.rt = rt
+    def __init__(
+        self, alarmer: KeystoneAlarmer, hook: Receiver, ceilometer: Any
+    ) -> None:
+        self.ks = alarmer.ks
+        self.url = alarmer.url
+        self.rt = alarmer.rt
         self.hook = hook
+        self.ceilometer = ceilometer
         self.users: dict[str, str] = {}
 
     def token(self, user: str) -> str:
@@ -103,64 +115,39 @@ def site(
     keystone: Keystone,  # noqa: F811
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Site]:
-    from api.server import ApiServer
-    from notifiers.service import NotifierService
-
-    ks = keystone
-    ks.user(SERVICE_USER, SERVICE_PASSWORD, "service", ["service"])
     hook = Receiver()
     root = tmp_path_factory.mktemp("alarmer-trusts")
-    conf_file = root / "alarmer.conf"
-    credentials = textwrap.dedent(
-        f"""
-        auth_url = {ks.url}/v3
-        auth_type = password
-        username = {SERVICE_USER}
-        password = {SERVICE_PASSWORD}
-        project_name = service
-        user_domain_id = default
-        project_domain_id = default
-        """
-    )
-    conf_file.write_text(
-        textwrap.dedent(
-            f"""
-            [DEFAULT]
-            data_dir = {root / "data"}
-            [api]
-            auth_mode = keystone
-            port = 0
-            [notifier]
-            allowed_networks = 127.0.0.0/8
-            notify_on_manual_state_change = true
-            """
-        )
-        + "[keystone_authtoken]\n"
-        + f"www_authenticate_uri = {ks.url}/v3\n"
-        + credentials
-        + "[service_credentials]\n"
-        + credentials
-    )
-    conf = aconf.make_conf(config_files=[str(conf_file)])
-    rt = runtime.build(conf, migrate=True)
-    server = ApiServer(rt)
-    server.start()
-    notifier = NotifierService(rt)
-    notifier.start()
-    made = Site(ks, f"http://127.0.0.1:{server.port}", rt, hook)
     try:
-        for user in ("tina", "tom"):
-            made.users[user] = ks.user(user, f"{user}-pw", PROJECT, ["member"])
-        yield made
+        with keystone_alarmer(
+            keystone, root, SERVICE_USER, catalog=("metric",),
+            evaluation_interval=EVALUATION_INTERVAL,
+        ) as alarmer:  # fmt: skip
+            publisher = ceilo.keystone_publisher(
+                root, alarmer.url, keystone, "ceilometer-trusts"
+            )
+            made = Site(alarmer, hook, publisher)
+            for user in ("tina", "tom"):
+                made.users[user] = keystone.user(
+                    user, f"{user}-pw", PROJECT, ["member"]
+                )
+            yield made
     finally:
-        notifier.stop()
-        server.stop()
         hook.stop()
-        rt.close()
 
 
-def _body(site: Site, actions: list[str], name: str) -> dict[str, Any]:
-    return {**HEAT_BODY, "name": name, "alarm_actions": actions}
+def _body(
+    site: Site, actions: list[str], name: str, group: str = "stack-1"
+) -> dict[str, Any]:
+    rule = {
+        **HEAT_BODY["gnocchi_aggregation_by_resources_threshold_rule"],
+        "query": json.dumps({"=": {"server_group": group}}),
+    }
+    return {
+        **HEAT_BODY,
+        "name": name,
+        "alarm_actions": actions,
+        "gnocchi_aggregation_by_resources_threshold_rule": rule,
+    }
 
 
 def _only_trust(site: Site, alarm_id: str) -> str:
@@ -176,7 +163,10 @@ def test_trust_action_end_to_end(site):
     hook_url = site.hook.url("/scale")
     action = "trust+" + hook_url
     created = site.call(
-        "POST", "/v2/alarms", "tina", json=_body(site, [action], "e2e")
+        "POST",
+        "/v2/alarms",
+        "tina",
+        json=_body(site, [action], "e2e", group="e2e-group"),
     )
     assert created.status_code == 201, created.text
     alarm = created.json()
@@ -214,14 +204,21 @@ def test_trust_action_end_to_end(site):
         assert trust_id not in shown.text
         assert hook_url[len("http://") :] in shown.text
 
-    # The transition reaches the receiver with a trust-scoped token.
-    state = site.call(
-        "PUT", f"/v2/alarms/{alarm_id}/state", "tina", json="alarm"
+    # The group's instances get busy: Ceilometer publishes their CPU, the
+    # evaluator fires the alarm, and the notification reaches the
+    # receiver with a trust-scoped token.
+    venv, conf = site.ceilometer
+    ceilo.publish_busy_cpu(
+        venv, conf, "e2e-group", site.ks.project(PROJECT), site.users["tina"]
     )
-    assert state.status_code == 200, state.text
     received = wait_for(lambda: site.hook.bodies("/scale"), timeout=60)
     assert received[0].json["current"] == "alarm"
     assert received[0].json["alarm_id"] == alarm_id
+    # An evaluation of the measures, not a state set by hand.
+    reason = received[0].json["reason_data"]
+    assert reason["type"] == "threshold"
+    threshold = HEAT_BODY["gnocchi_aggregation_by_resources_threshold_rule"]
+    assert reason["most_recent"] > threshold["threshold"]
     token = received[0].headers["X-Auth-Token"]
     validated = site.ks.validate(token)
     assert validated["OS-TRUST:trust"]["id"] == trust_id
@@ -230,7 +227,9 @@ def test_trust_action_end_to_end(site):
     assert validated["user"]["id"] == site.users["tina"]
     assert validated["project"]["id"] == site.ks.project(PROJECT)
     # The delivery and its attempt are recorded; neither shows the trust.
-    (delivery,) = deliveries(site.rt, alarm_id)
+    # (The alarm repeats its actions: a later batch of the same measures
+    # may notify again.)
+    delivery = deliveries(site.rt, alarm_id)[0]
     (attempt,) = attempts(site.rt, delivery.id)
     assert attempt.status_code == 200
     listed = site.call("GET", f"/v2/alarms/{alarm_id}/deliveries", "tina")
