@@ -185,13 +185,14 @@ def test_operators_drive_metrics_and_alarms_with_openstack(site):
         "--resource-id", resource["id"], "--resource-type", "generic",
         "--threshold", "80", "--comparison-operator", "gt",
         "--aggregation-method", "mean", "--granularity", "60",
-        "--alarm-action", "log://",
+        "--severity", "critical",
     )  # fmt: skip
     alarm_id = alarm["alarm_id"]
     assert alarm["project_id"] == demo
     shown = site.json("alice", "openstack", "alarm", "show", alarm_id)
     assert (shown["name"], shown["threshold"]) == ("cpu-high", 80.0)
-    assert shown["alarm_actions"] == ["log://"]
+    assert (shown["severity"], shown["granularity"]) == ("critical", 60)
+    assert shown["resource_id"] == resource["id"]
     listed = site.json("alice", "openstack", "alarm", "list")
     assert [a["alarm_id"] for a in listed] == [alarm_id]
     by_aodh = site.json("alice", "aodh", "alarm", "list")
