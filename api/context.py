@@ -16,6 +16,9 @@ is answered 401 in both dialects.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import flask
 from oslo_policy import policy as oslo_policy
 
@@ -110,6 +113,29 @@ def require(role: str, *, project_needed: bool = True) -> identity.Identity:
     if not policy.allowed(enforcer(), rule, who):
         raise errors.Forbidden()
     return who
+
+
+def allows(rule: str, target: Mapping[str, Any]) -> bool:
+    """True when *rule* allows the caller on an object.
+
+    :param target: the object's attributes (see
+        :func:`api.policy.object_target`).
+    """
+    return policy.allowed(enforcer(), rule, caller(), target)
+
+
+def authorize(target: Mapping[str, Any]) -> None:
+    """Check this route's rule against the object it acts on.
+
+    :func:`require` checked the route against the caller's own objects;
+    this checks the object found, with its owners (Gnocchi's
+    ``creator``, ``resource_owner`` and ``metric_owner`` rules).
+
+    :raises api.errors.APIError: 403 when the rule refuses.
+    """
+    rule = policy.rule_for(flask.request.endpoint, MEMBER)
+    if not allows(rule, target):
+        raise errors.Forbidden()
 
 
 def require_reader(*, project_needed: bool = True) -> identity.Identity:

@@ -31,7 +31,7 @@ import http
 import json
 import logging
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import flask
@@ -90,6 +90,31 @@ class UnknownResources(APIError):
                     {"resource_id": rid, "original_resource_id": original}
                     for rid, original in resources
                 ],
+            },
+        )
+
+
+class InvalidInput(APIError):
+    """400: a body does not have the shape its route expects.
+
+    The Gnocchi envelope describes it as Gnocchi's schema validation
+    does: ``{"cause": "Invalid input", "reason": ..., "detail": [...]}``
+    where ``detail`` is the path of the offending value in the body
+    (keys, and list indices as strings) and ``reason`` names the field.
+
+    :param reason: what is wrong, naming the field.
+    :param path: the path of the offending value (empty: the body).
+    """
+
+    def __init__(self, reason: str, path: Sequence[str | int]) -> None:
+        self.reason = reason
+        self.path = [str(part) for part in path]
+        super().__init__(
+            f"Invalid input: {reason}",
+            description={
+                "cause": "Invalid input",
+                "reason": reason,
+                "detail": self.path,
             },
         )
 

@@ -16,8 +16,15 @@ Keystone puts the roles a role implies in its tokens (``admin`` implies
 ``member``, which implies ``reader``); requests that name their roles
 themselves (``noauth``, API keys) get the same implications
 (:func:`credentials`), so that a ``member`` reads as it does with a
-Keystone token.  The per-object checks (an alarm or a resource of
-another project is not found) stay where the objects are read.
+Keystone token.
+
+A route is first checked against the caller's own objects
+(:func:`own_target`).  On ``/v1`` the rules also carry Gnocchi's owner
+rules (``creator``, ``admin_or_creator``, ``resource_owner``,
+``metric_owner``), and the views check the metric or resource they act
+on against its own attributes (:func:`object_target`,
+:func:`api.context.authorize`).  The visibility of alarms stays where
+they are read (an alarm of another project is not found).
 """
 
 from __future__ import annotations
@@ -55,6 +62,12 @@ PROJECT_MEMBER_OR_ADMIN = "rule:project_member or rule:context_is_admin"
 # The v1 routes: a caller may name only its user (as with Gnocchi).
 V1_READER = "role:reader or role:service"
 V1_MEMBER = "role:member or role:service"
+# Gnocchi's owner rules: who created an object, whose project it is for,
+# whose resource a metric belongs to.
+CREATOR = "user:%(creator)s or project_id:%(created_by_project_id)s"
+ADMIN_OR_CREATOR = "role:admin or " + CREATOR
+RESOURCE_OWNER = "project_id:%(project_id)s"
+METRIC_OWNER = "project_id:%(resource.project_id)s"
 
 _V2 = ["project"]
 _V1 = ["system", "domain", "project"]
@@ -83,7 +96,16 @@ def _base_rules() -> list[policy.RuleDefault]:
         policy.RuleDefault("admin_or_service", "role:admin or role:service"),
         policy.RuleDefault("project_reader", PROJECT_READER),
         policy.RuleDefault("project_member", PROJECT_MEMBER),
+        policy.RuleDefault("admin_or_creator", ADMIN_OR_CREATOR),
+        policy.RuleDefault("creator", CREATOR),
+        policy.RuleDefault("resource_owner", RESOURCE_OWNER),
+        policy.RuleDefault("metric_owner", METRIC_OWNER),
     ]
+
+
+def _v1(floor: str, owners: str) -> str:
+    """A v1 check: alarmer's role floor and Gnocchi's owner rules."""
+    return f"({floor}) and ({owners})"
 
 
 def _v2_rules() -> list[policy.RuleDefault]:
@@ -152,6 +174,18 @@ def _v1_rules() -> list[policy.RuleDefault]:
     rt = "/v1/resource_type"
     metric = "/v1/metric/{metric_id}"
     reader, member = V1_READER, V1_MEMBER
+    get_metric = _v1(
+        reader,
+        "rule:admin_or_service or rule:creator or rule:metric_owner",
+    )
+    delete_own = _v1(member, "rule:admin_or_creator")
+    list_metric = _v1(reader, "rule:admin_or_creator or rule:metric_owner")
+    write_own = _v1(member, "rule:admin_or_service or rule:creator")
+    get_resource = _v1(reader, "rule:admin_or_creator or rule:resource_owner")
+    search_resource = _v1(
+        reader,
+        "rule:admin_or_service or rule:creator or rule:resource_owner",
+    )
     return [
         _rule("get status", ADMIN, "Get the status of the service.",
               [("GET", "/v1/status")], _V1),
@@ -180,35 +214,36 @@ def _v1_rules() -> list[policy.RuleDefault]:
               "List archive policy rules.", [("GET", apr)], _V1),
         _rule("create metric", member, "Create a metric.",
               [("POST", "/v1/metric"), ("POST", one + "/metric")], _V1),
-        _rule("get metric", reader, "Get a metric.",
+        _rule("get metric", get_metric, "Get a metric.",
               [("GET", metric), ("GET", one + "/metric/{name}")], _V1),
-        _rule("delete metric", member, "Delete a metric.",
+        _rule("delete metric", delete_own, "Delete a metric.",
               [("DELETE", metric), ("DELETE", one + "/metric/{name}")],
               _V1),
-        _rule("list metric", reader, "List metrics.",
+        _rule("list metric", list_metric, "List metrics.",
               [("GET", "/v1/metric"), ("GET", one + "/metric")], _V1),
-        _rule("post measures", member, "Push measures.",
+        _rule("post measures", write_own, "Push measures.",
               [("POST", metric + "/measures"),
                ("POST", "/v1/batch/metrics/measures"),
                ("POST", one + "/metric/{name}/measures"),
                ("POST", "/v1/batch/resources/metrics/measures")], _V1),
-        _rule("get measures", reader, "Read measures and aggregates.",
+        _rule("get measures", get_metric, "Read measures and aggregates.",
               [("GET", metric + "/measures"),
                ("GET", one + "/metric/{name}/measures"),
                ("POST", "/v1/aggregates")], _V1),
         _rule("create resource", member, "Create a resource.",
               [("POST", res)], _V1),
-        _rule("get resource", reader, "Get a resource.",
+        _rule("get resource", get_resource, "Get a resource.",
               [("GET", one)], _V1),
-        _rule("update resource", member, "Update a resource.",
+        _rule("update resource", write_own, "Update a resource.",
               [("PATCH", one)], _V1),
-        _rule("delete resource", member, "Delete a resource.",
+        _rule("delete resource", delete_own, "Delete a resource.",
               [("DELETE", one)], _V1),
-        _rule("delete resources", member, "Delete matching resources.",
+        _rule("delete resources", delete_own,
+              "Delete matching resources.",
               [("DELETE", res)], _V1),
-        _rule("list resource", reader, "List resources.",
+        _rule("list resource", get_resource, "List resources.",
               [("GET", res)], _V1),
-        _rule("search resource", reader, "Search resources.",
+        _rule("search resource", search_resource, "Search resources.",
               [("POST", "/v1/search/resource/{resource_type}")], _V1),
         _rule("create resource type", ADMIN_OR_SERVICE,
               "Create a resource type.", [("POST", rt)], _V1),
@@ -351,8 +386,13 @@ def expand_roles(roles: frozenset[str]) -> list[str]:
 
 
 def credentials(who: identity.Identity) -> dict[str, Any]:
-    """The oslo.policy credentials of *who*."""
+    """The oslo.policy credentials of *who*.
+
+    ``user`` is Gnocchi's ``user:project`` string, which its ``creator``
+    rule compares with the creator of an object.
+    """
     return {
+        "user": f"{who.user_id or ''}:{who.project_id or ''}",
         "user_id": who.user_id,
         "project_id": who.project_id,
         "roles": expand_roles(who.roles),
@@ -375,12 +415,42 @@ def allowed(
 ) -> bool:
     """True when *rule* allows *who* on *target*.
 
-    :param target: the object's attributes (default: the caller's own
-        project and user, as the routes of a collection are checked).
+    :param target: the object's attributes (default:
+        :func:`own_target`, as the routes of a collection are checked).
     """
     if target is None:
-        target = {"project_id": who.project_id, "user_id": who.user_id}
+        target = own_target(who)
     return bool(enforcer.enforce(rule, dict(target), credentials(who)))
+
+
+def own_target(who: identity.Identity) -> dict[str, Any]:
+    """The attributes of an object *who* created for its own project.
+
+    A route is checked against it before any object is read: a rule
+    that lets the caller act on its own objects lets it call the route;
+    the object found is then checked against its own attributes
+    (:func:`object_target`).
+    """
+    creator = f"{who.user_id or ''}:{who.project_id or ''}"
+    own = object_target(
+        {
+            "creator": creator,
+            "created_by_user_id": who.user_id,
+            "created_by_project_id": who.project_id,
+            "resource.project_id": who.project_id,
+        }
+    )
+    return {"project_id": who.project_id, "user_id": who.user_id, **own}
+
+
+def object_target(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """The policy target of an object: its attributes that are set.
+
+    An unset attribute is left out rather than compared as ``None``, so
+    that an object created without a project matches no caller's
+    ``project_id`` by accident (a rule naming it fails instead).
+    """
+    return {k: v for k, v in attributes.items() if v is not None}
 
 
 def sample_text() -> str:

@@ -32,7 +32,8 @@ def aodh(body: Any, status: int) -> str:
 def message(response: Any, status: int | None = None) -> str:
     """The error text of a Flask test *response* in its dialect.
 
-    A structured Gnocchi description is returned as its ``cause``.
+    A structured Gnocchi description is returned as its ``cause``, and
+    its ``reason`` after a colon when it has one.
 
     :param status: the status expected, if any.
     """
@@ -45,6 +46,8 @@ def message(response: Any, status: int | None = None) -> str:
     if path == "/v1" or path.startswith("/v1/"):
         description = gnocchi(body, response.status_code)
         if isinstance(description, dict):
+            if "reason" in description:
+                return f"{description['cause']}: {description['reason']}"
             return str(description.get("cause"))
         return str(description)
     return aodh(body, response.status_code)

@@ -13,7 +13,8 @@ from typing import Any
 import flask
 
 from alarmer.metrics import index as idx
-from api import errors, params
+from api import context, errors, params, policy
+from api.v1 import resources
 from api.v1 import validation as v
 
 LOG = logging.getLogger(__name__)
@@ -50,11 +51,41 @@ _FILTERS = (
 
 
 def get_visible(metric_id: str) -> idx.MetricInfo:
-    """The metric *metric_id* if the caller may see it, else 404."""
-    info = v.indexer().get_metric(metric_id, v.metric_filter())
+    """The metric *metric_id* if the caller may act on it.
+
+    404 when it does not exist or the ``get metric`` rule hides it from
+    the caller; 403 when the caller may read it but the route's own
+    rule refuses (e.g. deleting a metric of one's resource that another
+    project created).
+    """
+    info = v.indexer().get_metric(metric_id)
     if info is None:
         raise errors.NotFound(f"Metric {metric_id} does not exist")
+    target = metric_target(info)
+    if not context.allows("get metric", target):
+        raise errors.NotFound(f"Metric {metric_id} does not exist")
+    context.authorize(target)
     return info
+
+
+def metric_target(info: idx.MetricInfo) -> dict[str, Any]:
+    """The policy target of a metric: its creator, and the project of
+    the resource it belongs to (``resource.project_id``)."""
+    attributes: dict[str, Any] = {
+        "id": info.id,
+        "name": info.name,
+        "unit": info.unit,
+        "archive_policy_name": info.archive_policy_name,
+        "creator": info.creator,
+        "created_by_user_id": info.created_by_user_id,
+        "created_by_project_id": info.created_by_project_id,
+        "resource_id": info.resource_id,
+    }
+    if info.resource_id is not None:
+        attributes["resource.project_id"] = resources.project_of(
+            info.resource_id
+        )
+    return policy.object_target(attributes)
 
 
 def create() -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -62,21 +93,59 @@ def create() -> tuple[dict[str, Any], int, dict[str, str]]:
     caller = v.require_member()
     body = v.json_body()
     v.check_schema(CREATE_SCHEMA, body)
+    name = body.get("name")
+    resource_id = body.get("resource_id")
+    if resource_id is not None:
+        resource_id = _owning_resource(resource_id, name)
     try:
         info = v.indexer().create_metric(
             archive_policy_name=body.get("archive_policy_name"),
-            name=body.get("name"),
+            name=name,
             unit=body.get("unit"),
-            resource_id=body.get("resource_id"),
+            resource_id=resource_id,
             user_id=caller.user_id,
             project_id=caller.project_id,
         )
+    except idx.NamedMetricAlreadyExists as exc:
+        # Gnocchi answers this route (unlike the resource's own metric
+        # route) with a 400 and a structured description.
+        raise errors.APIError(
+            str(exc),
+            description={
+                "cause": "Named metric already exists",
+                "detail": exc.name,
+            },
+        ) from None
     except idx.IndexerError as exc:
         raise v.index_error(exc) from None
     location = flask.url_for(
         "v1.metric_show", metric_id=info.id, _external=True
     )
     return info.to_dict(), 201, {"Location": location}
+
+
+def _owning_resource(given: str, name: str | None) -> str:
+    """The stored id of the resource a new metric is attached to.
+
+    As Gnocchi: the name is then required, the resource (any type) is
+    found by the id the client gave (a non-UUID id is the caller's),
+    404 when absent or out of sight, 403 when the caller may not update
+    it.
+    """
+    if name is None:
+        raise errors.APIError(
+            "Name cannot be null if resource_id is not null",
+            description={
+                "cause": "Attribute value error",
+                "detail": "name",
+                "reason": "Name cannot be null if resource_id is not null",
+            },
+        )
+    who = resources.caller(context.MEMBER)
+    with v.runtime().db.read_session() as session:
+        _, row = resources.find_one(session, "generic", given, who)
+        resource_id: str = row.id
+    return resource_id
 
 
 def list_() -> flask.Response:

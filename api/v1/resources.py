@@ -19,7 +19,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm
 
 from alarmer.metrics import index as idx
-from api import context, errors, params
+from api import context, errors, params, policy
 
 LOG = logging.getLogger(__name__)
 
@@ -147,6 +147,41 @@ def attach_metrics(
         raise translate(exc) from None
 
 
+def project_of(resource_id: str) -> str | None:
+    """The ``project_id`` of resource *resource_id* (None if unset or
+    absent), whoever may see it."""
+    anyone = idx.Caller(None, None, is_admin=True)
+    with context.runtime().db.read_session() as session:
+        rtype = load_type(session, "generic")
+        try:
+            row = indexer().find_resource(session, rtype, resource_id, anyone)
+        except idx.NoSuchResource:
+            return None
+        project: str | None = row.project_id
+        return project
+
+
+def authorize(row: Any) -> None:
+    """Check this route's rule against resource *row* (403 if refused).
+
+    The target is what Gnocchi's owner rules read: the creator and the
+    project the resource is for.
+    """
+    context.authorize(
+        policy.object_target(
+            {
+                "id": row.id,
+                "type": row.type,
+                "creator": row.creator,
+                "created_by_user_id": row.created_by_user_id,
+                "created_by_project_id": row.created_by_project_id,
+                "user_id": row.user_id,
+                "project_id": row.project_id,
+            }
+        )
+    )
+
+
 def translate(exc: Exception) -> errors.APIError:
     """The API error answering an index exception."""
     if isinstance(exc, idx.NoSuchResourceType | idx.NoSuchResource):
@@ -218,7 +253,7 @@ def list_resources(type_name: str) -> flask.Response:
         return flask.jsonify(render(session, rtype, rows, details=details))
 
 
-def _one(
+def find_one(
     session: orm.Session,
     type_name: str,
     resource_id: str,
@@ -226,6 +261,11 @@ def _one(
     *,
     for_update: bool = False,
 ) -> tuple[idx.TypeDef, Any]:
+    """The type and row of one resource the caller may see.
+
+    :raises api.errors.APIError: 404 when the type or the resource is
+        unknown (or out of the caller's sight), 403 when refused.
+    """
     rtype = load_type(session, type_name)
     try:
         row = indexer().find_resource(
@@ -242,7 +282,8 @@ def show_resource(type_name: str, resource_id: str) -> flask.Response:
     who = caller(context.READER)
     rt = context.runtime()
     with rt.db.read_session() as session:
-        rtype, row = _one(session, type_name, resource_id, who)
+        rtype, row = find_one(session, type_name, resource_id, who)
+        authorize(row)
         return flask.jsonify(render(session, rtype, [row], details=True)[0])
 
 
@@ -256,9 +297,10 @@ def update_resource(type_name: str, resource_id: str) -> flask.Response:
     rt = context.runtime()
     try:
         with rt.db.session() as session, session.begin():
-            rtype, row = _one(
+            rtype, row = find_one(
                 session, type_name, resource_id, who, for_update=True
             )
+            authorize(row)
             indexer().update_resource(session, rtype, row, body, who)
             shown = render(session, rtype, [row], details=True)[0]
     except ENGINE_ERRORS as exc:
@@ -284,7 +326,10 @@ def delete_resource(type_name: str, resource_id: str) -> flask.Response:
     who = caller(context.MEMBER)
     rt = context.runtime()
     with rt.db.session() as session, session.begin():
-        _, row = _one(session, type_name, resource_id, who, for_update=True)
+        _, row = find_one(
+            session, type_name, resource_id, who, for_update=True
+        )
+        authorize(row)
         metric_ids = indexer().delete_resources(session, [row.id])
     LOG.info("resource %s deleted with %d metrics", row.id, len(metric_ids))
     forget_metric_data(metric_ids)
@@ -318,7 +363,7 @@ def list_resource_metrics(type_name: str, resource_id: str) -> flask.Response:
     who = caller(context.READER)
     rt = context.runtime()
     with rt.db.read_session() as session:
-        _, row = _one(session, type_name, resource_id, who)
+        _, row = find_one(session, type_name, resource_id, who)
         names = metrics_of(session, [row.id])[row.id]
     infos = context.index().get_metrics(names.values())
     return flask.jsonify(
@@ -334,7 +379,7 @@ def add_resource_metrics(type_name: str, resource_id: str) -> flask.Response:
     rt = context.runtime()
     try:
         with rt.db.session() as session, session.begin():
-            _, row = _one(
+            _, row = find_one(
                 session, type_name, resource_id, who, for_update=True
             )
             attach_metrics(session, row.id, body, who)
@@ -357,7 +402,7 @@ def named_metric_id(
     who = caller(role)
     rt = context.runtime()
     with rt.db.read_session() as session:
-        _, row = _one(session, type_name, resource_id, who)
+        _, row = find_one(session, type_name, resource_id, who)
         metric_id = metrics_of(session, [row.id])[row.id].get(name)
     if metric_id is None:
         raise errors.NotFound(

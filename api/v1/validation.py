@@ -80,18 +80,26 @@ def _where(error: jsonschema.ValidationError) -> str:
 
 
 def check_schema(schema: Mapping[str, Any], body: Any) -> None:
-    """Validate *body* against a JSON schema; 400 naming the field."""
+    """Validate *body* against a JSON schema.
+
+    :raises api.errors.InvalidInput: 400 naming the field, described as
+        Gnocchi describes its schema validation errors.
+    """
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(body))
     if error is None:
         return
+    path = list(error.absolute_path)
     if error.validator == "additionalProperties":
         allowed = set(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - allowed)
         where = _where(error)
         prefix = "" if where == "body" else f"{where}: "
-        raise bad(f"{prefix}unknown attribute(s) {', '.join(extra)}")
-    raise bad(f"{_where(error)}: {error.message}")
+        raise errors.InvalidInput(
+            f"{prefix}unknown attribute(s) {', '.join(extra)}",
+            [*path, extra[0]],
+        )
+    raise errors.InvalidInput(f"{_where(error)}: {error.message}", path)
 
 
 # -------------------------------------------------------- timestamps --

@@ -44,6 +44,14 @@ PEERS: dict[str, tuple[str, list[str]]] = {
     "keystone": ("30.0.0", ["keystone==30.0.0", "waitress>=3"]),
     "ceilometer": ("27.0.0", ["ceilometer==27.0.0"]),
     "heat": ("27.0.1", ["openstack-heat==27.0.1", "psycopg2-binary"]),
+    "openstackclient": (
+        "10.5.0",
+        [
+            "python-openstackclient==10.5.0",
+            "aodhclient==3.12.0",
+            "gnocchiclient==7.2.0",
+        ],
+    ),
 }
 ADMIN_PASSWORD = "admin-secret"
 #: Catalog service type -> the name OpenStack gives that service.

@@ -244,3 +244,171 @@ def test_gnocchi_cli_archive_policies(live_api, tmp_path):
     run("archive-policy", "delete", "five")
     names = {p["name"] for p in run("archive-policy", "list", "-f", "json")}
     assert names == {"low", "medium", "high", "bool"}
+
+
+def _gnocchi_error(response, status):
+    """The description of a Gnocchi error envelope, checked whole."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"code", "title", "description"}, body
+    assert body["code"] == status
+    return body["description"]
+
+
+def test_named_metric_of_a_resource_from_the_client(live_api):
+    """``metric.create(name=..., resource_id=...)`` and ``POST /v1/metric``
+    with a resource, as Gnocchi 4.7.1 answers them."""
+    import requests
+    from gnocchiclient import exceptions as gexc
+
+    gn = make_client(live_api)
+    vm = gn.resource.create("generic", {"id": "vm-named"})
+    # The client posts {"cpu": {"name": "cpu", ...}} to the resource.
+    cpu = gn.metric.create(
+        name="cpu", resource_id="vm-named", archive_policy_name="medium"
+    )
+    assert (cpu["name"], cpu["resource_id"]) == ("cpu", vm["id"])
+    assert cpu["archive_policy"]["name"] == "medium"
+    gn.metric.add_measures(
+        "cpu", [{"timestamp": T0.isoformat(), "value": 3.5}], "vm-named"
+    )
+    got = gn.metric.get_measures("cpu", resource_id="vm-named", granularity=60)
+    assert got == [(T0, 60.0, 3.5)]
+    assert gn.resource.get("generic", "vm-named")["metrics"] == {
+        "cpu": cpu["id"]
+    }
+    with pytest.raises(gexc.NamedMetricAlreadyExists):
+        gn.metric.create(name="cpu", resource_id="vm-named")
+    with pytest.raises(gexc.ResourceNotFound):
+        gn.metric.create(name="cpu", resource_id="no-such-vm")
+
+    # POST /v1/metric with a resource: the same attachment.
+    headers = {"X-User-Id": "alice", "X-Project-Id": "p-a",
+               "X-Roles": "member"}  # fmt: skip
+    url = f"{live_api}/v1/metric"
+    made = requests.post(
+        url, json={"name": "mem", "resource_id": "vm-named"},
+        headers=headers, timeout=30,
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    assert made.json()["resource_id"] == vm["id"]
+    assert (
+        gn.metric.get("mem", resource_id="vm-named")["id"]
+        == (made.json()["id"])
+    )
+    # Taken name: Gnocchi's 400 with its structured description.
+    again = requests.post(
+        url, json={"name": "mem", "resource_id": vm["id"]},
+        headers=headers, timeout=30,
+    )  # fmt: skip
+    assert _gnocchi_error(again, 400) == {
+        "cause": "Named metric already exists",
+        "detail": "mem",
+    }
+    # Unknown resource: 404 naming it, nothing stored.
+    before = {m["id"] for m in gn.metric.list()}
+    missing = requests.post(
+        url, json={"name": "disk", "resource_id": "no-such-vm"},
+        headers=headers, timeout=30,
+    )  # fmt: skip
+    assert "does not exist" in _gnocchi_error(missing, 404)
+    # A resource without a name for the metric: Gnocchi's 400.
+    nameless = requests.post(
+        url, json={"resource_id": vm["id"]}, headers=headers, timeout=30
+    )
+    assert _gnocchi_error(nameless, 400)["detail"] == "name"
+    # Another project's resource is out of sight.
+    bob = {"X-User-Id": "bob", "X-Project-Id": "p-b", "X-Roles": "member"}
+    foreign = requests.post(
+        url, json={"name": "x", "resource_id": vm["id"]},
+        headers=bob, timeout=30,
+    )  # fmt: skip
+    assert foreign.status_code in (403, 404), foreign.text
+    assert {m["id"] for m in gn.metric.list()} == before
+    assert sorted(gn.resource.get("generic", "vm-named")["metrics"]) == [
+        "cpu",
+        "mem",
+    ]
+
+
+def test_the_cli_creates_a_metric_on_a_resource(live_api, tmp_path):
+    cli = os.path.join(os.path.dirname(sys.executable), "gnocchi")
+    base = [cli, "--os-auth-type", "gnocchi-noauth", "--user-id", "alice",
+            "--project-id", "p-a", "--roles", "member",
+            "--endpoint", live_api]  # fmt: skip
+    env = {**os.environ, "HOME": str(tmp_path)}
+    gn = make_client(live_api)
+    vm = gn.resource.create("generic", {"id": "vm-cli"})
+    out = subprocess.run(
+        [*base, "metric", "create", "--resource-id", "vm-cli",
+         "-a", "low", "disk", "-f", "json"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    created = json.loads(out.stdout)
+    assert (created["name"], created["resource_id"]) == ("disk", vm["id"])
+    assert gn.resource.get("generic", vm["id"])["metrics"] == {
+        "disk": created["id"]
+    }
+    again = subprocess.run(
+        [*base, "metric", "create", "--resource-id", "vm-cli", "disk"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert again.returncode != 0
+    assert "already exists" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "path"),
+    [
+        ({"name": 5}, "name", ["name"]),
+        ({"nome": "cpu"}, "nome", ["nome"]),
+        ({"unit": "u" * 40}, "unit", ["unit"]),
+        ({"archive_policy_name": ""}, "archive_policy_name",
+         ["archive_policy_name"]),
+    ],
+)  # fmt: skip
+def test_invalid_input_is_described_as_gnocchi_does(
+    live_api, body, field, path
+):
+    """Schema errors: ``{"cause": "Invalid input", "reason", "detail"}``,
+    the client's ``BadRequest`` carrying it, nothing stored."""
+    import requests
+    from gnocchiclient import exceptions as gexc
+
+    gn = make_client(live_api)
+    headers = {"X-User-Id": "alice", "X-Project-Id": "p-a",
+               "X-Roles": "member"}  # fmt: skip
+    refused = requests.post(
+        f"{live_api}/v1/metric", json=body, headers=headers, timeout=30
+    )
+    description = _gnocchi_error(refused, 400)
+    assert set(description) == {"cause", "reason", "detail"}
+    assert description["cause"] == "Invalid input"
+    assert description["detail"] == path
+    assert field in description["reason"]
+    with pytest.raises(gexc.BadRequest) as info:
+        gn.metric.create(body)
+    assert info.value.code == 400
+    assert info.value.message == description
+    assert gn.metric.list() == []
+
+
+def test_invalid_input_in_a_nested_body(live_api):
+    """The path reaches into lists: an archive policy rule's patch and
+    an aggregates body."""
+    import requests
+
+    admin = {"X-User-Id": "root", "X-Project-Id": "p-admin",
+             "X-Roles": "admin"}  # fmt: skip
+    refused = requests.post(
+        f"{live_api}/v1/aggregates",
+        json={"operations": "(metric x mean)", "search": 5},
+        headers=admin, timeout=30,
+    )  # fmt: skip
+    description = _gnocchi_error(refused, 400)
+    assert description["cause"] == "Invalid input"
+    assert description["detail"] and description["detail"][0] in (
+        "search", "operations",
+    )  # fmt: skip
+    assert description["detail"][0] in description["reason"]

@@ -417,12 +417,27 @@ def test_metric_bad_input_stores_nothing(client):
 
 
 def test_metric_name_unique_per_resource(client):
-    body = {"name": "cpu", "resource_id": str(uuid.uuid4())}
+    rid = str(uuid.uuid4())
+    made = client.post("/v1/resource/generic", json={"id": rid}, headers=ALICE)
+    assert made.status_code == 201, made.get_data(as_text=True)
+    body = {"name": "cpu", "resource_id": rid}
     assert (
         client.post("/v1/metric", json=body, headers=ALICE).status_code == 201
     )
+    # Gnocchi 4.7.1 answers this route with a 400 (409 on the resource's
+    # own metric route).
+    again = client.post("/v1/metric", json=body, headers=ALICE)
+    assert envelopes.gnocchi(again.get_json(), 400) == {
+        "cause": "Named metric already exists",
+        "detail": "cpu",
+    }
     assert "cpu" in fault(
-        client.post("/v1/metric", json=body, headers=ALICE), 409
+        client.post(f"/v1/resource/generic/{rid}/metric",
+                    json={"cpu": {}}, headers=ALICE), 409
+    )  # fmt: skip
+    missing = {"name": "cpu", "resource_id": str(uuid.uuid4())}
+    assert "does not exist" in fault(
+        client.post("/v1/metric", json=missing, headers=ALICE), 404
     )
     assert len(client.get("/v1/metric", headers=ALICE).get_json()) == 1
 

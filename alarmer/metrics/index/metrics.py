@@ -262,7 +262,8 @@ def _create_named(
     *,
     taken: bool,
 ) -> None:
-    unknown = sorted(set(spec) - {"archive_policy_name", "unit"})
+    # A "name" in the definition is the key's (gnocchiclient sends it).
+    unknown = sorted(set(spec) - {"archive_policy_name", "unit", "name"})
     if unknown:
         raise ResourceError(
             f"Invalid input for metrics/{name}: unknown field {unknown[0]}"
