@@ -599,7 +599,9 @@ class SeriesStore:
         if changed:
             state.set_policy(metric.policy)
         applied = state.apply(timestamps, values)
-        if applied.stored == 0 and not changed:
+        # Nothing to log: nothing changed (points all refused may still
+        # change buckets; then ``applied.ts`` holds what to replay).
+        if applied.ts.size == 0 and not changed:
             if not fresh:
                 # Decide refusals on the latest data, not a stale cache.
                 self._cache_drop(metric.id)
@@ -730,7 +732,7 @@ class SeriesStore:
             ):
                 continue
             applied = entry.state.apply(ts, vals)
-            if applied.stored == 0:
+            if applied.ts.size == 0:
                 continue
             pending.append(
                 (
