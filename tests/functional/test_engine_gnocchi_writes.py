@@ -26,23 +26,16 @@ from alarmer.metrics.series.drivers import file as file_driver
 
 pytest.importorskip("gnocchi.storage.file")
 
-from tests.functional.gnocchi_reference import GnocchiMetric  # noqa: E402
+from tests.functional.gnocchi_reference import GnocchiMetric
+from tests.unit.test_aggregation import ALL_METHODS
 
 NS = ap.NS
 BASE = 1_700_000_040 * NS
+# every plain method, a few more percentiles, and each under rate:
 PLAIN = (
-    "mean",
-    "sum",
-    "count",
-    "min",
-    "max",
-    "first",
-    "last",
-    "std",
-    "median",
+    *(m for m in ALL_METHODS if not m.startswith("rate:")),
     "1pct",
     "50pct",
-    "95pct",
     "99pct",
 )
 EVERY_METHOD = PLAIN + tuple("rate:" + m for m in PLAIN)
@@ -188,8 +181,10 @@ HAND_PICKED = {
     "retention": Case(
         "retention",
         policy([(60, 3), (300, 2)]),
-        [batch(np.arange(i * 70, i * 70 + 70, 7), np.arange(10.0) + i)
-         for i in range(20)],
+        [
+            batch(np.arange(i * 70, i * 70 + 70, 7), np.arange(10.0) + i)
+            for i in range(20)
+        ],
     ),
 }
 

@@ -383,9 +383,7 @@ class Level:
         columns: Iterable[str],
         span: int | None = None,
     ) -> Level:
-        return cls(
-            granularity, _EMPTY_I, {c: _EMPTY_F for c in columns}, span
-        )
+        return cls(granularity, _EMPTY_I, {c: _EMPTY_F for c in columns}, span)
 
     @property
     def ts(self) -> np.ndarray:
@@ -455,9 +453,10 @@ class Level:
         """
         if points is None or self.hi == self.lo:
             return
-        horizon = int(self._ts[self.hi - 1]) - (
-            points + RETENTION_SLACK
-        ) * self.granularity
+        horizon = (
+            int(self._ts[self.hi - 1])
+            - (points + RETENTION_SLACK) * self.granularity
+        )
         if self._ts[self.lo] > horizon:
             return
         self.lo += int(np.searchsorted(self.ts, horizon, side="right"))
@@ -882,9 +881,7 @@ class MetricState:
                     _update_bucket(cols, i, d, RATE)
                 new = False
             else:
-                if fbt is not None and (
-                    prev_ts < start - g or prev_ts < fbt
-                ):
+                if fbt is not None and (prev_ts < start - g or prev_ts < fbt):
                     d = None
                 i = level.append(start)
                 cols = level._cols
@@ -896,7 +893,7 @@ class MetricState:
                         _init_bucket(cols, i, d, RATE)
                 new = True
             if self._sorted_cols:
-                self._recompute_sorted(level, i, start, v, d, new)
+                self._recompute_sorted(level, i, start, v, d, new=new)
             if new:
                 item = self.policy.item(g)
                 if item is not None and item.points is not None:
@@ -986,6 +983,7 @@ class MetricState:
         start: int,
         v: float,
         d: float | None,
+        *,
         new: bool,
     ) -> None:
         """Sorted columns of the newest bucket after appending *v*.
@@ -1074,7 +1072,10 @@ class MetricState:
             first = int(ts[0])
         for g, level in self.levels.items():
             start = first - first % g
-            i0 = int(np.searchsorted(raw_ts, max(start, floor)))
+            # whole buckets (Gnocchi would drop the points before floor
+            # from a bucket straddling it: a granularity that does not
+            # divide the coarsest one)
+            i0 = int(np.searchsorted(raw_ts, start))
             prev = None
             if (
                 self.has_rate
@@ -1280,8 +1281,7 @@ def read_last_many(
         if level.span is not None and (
             # the series is cut from its newest value: the row's newest
             # bucket must be the level's, and the oldest inside the span
-            hi != level.hi
-            or level._ts[lo] <= level._ts[hi - 1] - level.span
+            hi != level.hi or level._ts[lo] <= level._ts[hi - 1] - level.span
         ):
             continue
         tsm[i] = level._ts[lo:hi]
