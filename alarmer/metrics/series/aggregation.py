@@ -1193,12 +1193,16 @@ class MetricState:
         hi = level.hi if stop is None else _cut(level, stop)
         if n <= 0 or hi == level.lo:
             return _EMPTY_I, _EMPTY_F
+        # Buckets within the timespan of the newest one are in every
+        # series; older ones only up to the method's own horizon, looked
+        # for when the read gets there.
         first = level.lo
-        horizon = level.horizon(method)
-        if horizon is not None:
-            first += int(np.searchsorted(level.ts, horizon, side="right"))
-            if hi <= first:
-                return _EMPTY_I, _EMPTY_F
+        exact = level.span is None
+        if not exact:
+            newest = int(level._ts[level.hi - 1])
+            first += int(
+                np.searchsorted(level.ts, newest - level.span, side="right")
+            )
         # Read a few more when some buckets may have no value.
         lo = max(hi - n, first)
         while True:
@@ -1208,8 +1212,19 @@ class MetricState:
             if mask is not None:
                 ts = ts[mask]
                 vals = vals[mask]
-            if ts.size >= n or lo == first:
+            if ts.size >= n or (lo <= first and exact):
                 return ts[-n:].copy(), np.array(vals[-n:], dtype=np.float64)
+            if lo <= first:
+                exact = True
+                horizon = level.horizon(method)
+                assert horizon is not None
+                first = level.lo + int(
+                    np.searchsorted(level.ts, horizon, side="right")
+                )
+                if lo <= first:
+                    return ts[-n:].copy(), np.array(
+                        vals[-n:], dtype=np.float64
+                    )
             lo = max(lo - 2 * n, first)
 
 
