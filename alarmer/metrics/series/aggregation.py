@@ -1197,12 +1197,11 @@ class MetricState:
         # series; older ones only up to the method's own horizon, looked
         # for when the read gets there.
         first = level.lo
-        exact = level.span is None
-        if not exact:
+        span = level.span
+        exact = span is None
+        if span is not None:
             newest = int(level._ts[level.hi - 1])
-            first += int(
-                np.searchsorted(level.ts, newest - level.span, side="right")
-            )
+            first += int(np.searchsorted(level.ts, newest - span, "right"))
         # Read a few more when some buckets may have no value.
         lo = max(hi - n, first)
         while True:
