@@ -24,6 +24,7 @@ Needs the ``bench`` extra (gnocchi==4.7.1) for the Carbonara columns.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import os
 import shutil
@@ -229,6 +230,17 @@ def steady(
     cases = [
         ("medium 6 methods", ap.default_policies()["medium"], engine),
         ("P3 8 methods", policy(SET_A), engine),
+        (
+            "medium + rate:mean",
+            dataclasses.replace(
+                ap.default_policies()["medium"],
+                aggregation_methods=(
+                    *ap.default_policies()["medium"].aggregation_methods,
+                    "rate:mean",
+                ),
+            ),
+            engine,
+        ),
     ]
     if redis_url:
         from alarmer.metrics.series.drivers import redis as redis_driver

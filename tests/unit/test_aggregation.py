@@ -8,6 +8,7 @@ updates and partial recomputations must agree with it.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 
@@ -79,23 +80,9 @@ def _reduce(method: str, values: list[float]) -> float | None:
     return _percentile(values, pct)
 
 
-def reference_series(
-    points: dict[int, float],
-    method: str,
-    granularity: int,
-    keep: int | None,
+def _bucketed(
+    samples: list[tuple[int, float]], base: str, granularity: int
 ) -> dict[int, float]:
-    """{bucket start: value} computed from raw points {ts: value}."""
-    ordered = sorted(points.items())
-    if method.startswith("rate:"):
-        base = method[len("rate:") :]
-        samples = [
-            (ordered[i][0], ordered[i][1] - ordered[i - 1][1])
-            for i in range(1, len(ordered))
-        ]
-    else:
-        base = method
-        samples = ordered
     buckets: dict[int, list[float]] = {}
     for ts, value in samples:
         buckets.setdefault(ts - ts % granularity, []).append(value)
@@ -104,45 +91,104 @@ def reference_series(
         value = _reduce(base, values)
         if value is not None:
             result[start] = value
-    if keep is not None and ordered:
-        newest = max(ts - ts % granularity for ts, _ in ordered)
-        result = {
-            k: v for k, v in result.items() if k > newest - keep * granularity
-        }
-    return dict(sorted(result.items()))
+    return result
 
 
 class Model:
-    """Accepted raw points, with the back window rule, from its text."""
+    """The rules of a write, from their text (Gnocchi's batch rules).
+
+    A batch keeps the smallest value of a duplicated timestamp, refuses
+    points older than the first block timestamp (``back_window`` blocks
+    of the coarsest granularity, one more with a ``rate:`` method), and
+    replaces stored points.  Buckets are recomputed from the batch's
+    oldest point (the oldest point kept, when that one is refused) with
+    the raw points from the first block timestamp on; a ``rate:``
+    bucket recomputed first counts the difference into its first point
+    only when the point before is within one granularity; a rate method
+    left without a value in a recomputed bucket keeps its value.
+    """
 
     def __init__(self, policy: ap.ArchivePolicy) -> None:
         self.policy = policy
         self.points: dict[int, float] = {}
         self.last: int | None = None
         self.refused = 0
+        self.has_rate = any(
+            m.startswith("rate:") for m in policy.aggregation_methods
+        )
+        #: (rate method, granularity) -> {bucket start: value}
+        self.rates: dict[tuple[str, int], dict[int, float]] = {}
+
+    def cut(self) -> int | None:
+        if self.last is None:
+            return None
+        block = self.policy.max_granularity
+        blocks = self.policy.back_window + int(self.has_rate)
+        return self.last - self.last % block - blocks * block
 
     def write(self, ts: list[int], values: list[float]) -> None:
-        cut = None
-        if self.last is not None:
-            block = self.policy.max_granularity
-            cut = (
-                self.last - self.last % block - self.policy.back_window * block
-            )
-        for t, v in zip(ts, values, strict=True):
-            if cut is not None and t < cut:
-                self.refused += 1
-                continue
-            self.points[t] = v
-            self.last = t if self.last is None else max(self.last, t)
+        batch: dict[int, float] = {}
+        for t, v in sorted(zip(ts, values, strict=True)):
+            batch.setdefault(t, v)
+        if not batch:
+            return
+        cut = self.cut()
+        floor = -1 if cut is None else cut
+        accepted = {t: v for t, v in batch.items() if t >= floor}
+        self.refused += len(batch) - len(accepted)
+        kept = {t: v for t, v in self.points.items() if t >= floor}
+        kept.update(accepted)
+        self.points.update(accepted)
+        if accepted:
+            newest = max(accepted)
+            self.last = newest if self.last is None else max(self.last, newest)
+        if self.has_rate:
+            first = min(batch) if min(batch) in accepted else min(kept)
+            self._rates(first, sorted(kept.items()))
+
+    def _rates(self, first: int, ordered: list[tuple[int, float]]) -> None:
+        for granularity in self.policy.granularities:
+            start = first - first % granularity
+            samples = [
+                (t, v - vb)
+                for (before, vb), (t, v) in itertools.pairwise(ordered)
+                if t >= start and before >= start - granularity
+            ]
+            for method in self.policy.aggregation_methods:
+                if method.startswith("rate:"):
+                    self.rates.setdefault((method, granularity), {}).update(
+                        _bucketed(samples, method[len("rate:") :], granularity)
+                    )
+
+
+def reference_series(
+    model: Model, method: str, granularity: int
+) -> dict[int, float]:
+    """{bucket start: value} that *model* gives for one series."""
+    if method.startswith("rate:"):
+        result = dict(model.rates.get((method, granularity), {}))
+    else:
+        result = _bucketed(sorted(model.points.items()), method, granularity)
+    item = model.policy.item(granularity)
+    keep = item.points if item is not None else None
+    if keep is not None and result:
+        # each series from its own newest value; the engine holds
+        # RETENTION_SLACK buckets beyond the newest bucket's timespan
+        newest = max(ts - ts % granularity for ts in model.points)
+        own = max(result)
+        if own <= newest - (keep + agg.RETENTION_SLACK) * granularity:
+            return {}
+        result = {
+            k: v for k, v in result.items() if k > own - keep * granularity
+        }
+    return dict(sorted(result.items()))
 
 
 def assert_matches(state: agg.MetricState, model: Model) -> None:
     for item in model.policy.definition:
         for method in model.policy.aggregation_methods:
             ts, vals = state.read(method, item.granularity)
-            expected = reference_series(
-                model.points, method, item.granularity, item.points
-            )
+            expected = reference_series(model, method, item.granularity)
             got = dict(zip(ts.tolist(), vals.tolist(), strict=True))
             assert list(got) == list(expected), (method, item.granularity)
             for key, value in expected.items():
@@ -200,32 +246,34 @@ def test_out_of_order_inside_back_window_recomputes_buckets():
     pol = policy((60, None), (3600, None), back_window=2)
     state, model = agg.MetricState(pol), Model(pol)
     write(state, model, [43200 + i * 30 for i in range(200)], range(200))
-    # last point 13:39:30 -> first block timestamp 11:00: 11:00:10 and
-    # 12:01:05 are accepted, 10:59:59 is refused.
-    result = write(state, model, [39610, 43265, 39599], [1e3, -5, 7])
+    # last point 13:39:30 -> first block timestamp 10:00 (two blocks
+    # back, one more for rate:): 10:00:10 and 12:01:05 are accepted,
+    # 09:59:59 is refused (and logged, for the replay to refuse it).
+    result = write(state, model, [36010, 43265, 35999], [1e3, -5, 7])
     assert (result.stored, result.refused) == (2, 1)
-    assert result.ts.tolist() == [39610 * NS, 43265 * NS]
+    assert result.ts.tolist() == [35999 * NS, 36010 * NS, 43265 * NS]
     assert_matches(state, model)
-    assert state.read("count", 3600 * NS)[0][0] == 39600 * NS
+    assert state.read("count", 3600 * NS)[0][0] == 36000 * NS
 
 
 def test_points_older_than_back_window_are_refused_and_counted():
     pol = policy((60, None), (3600, None), back_window=0)
     state, model = agg.MetricState(pol), Model(pol)
     write(state, model, [39605], [1.0])  # 11:00:05
-    result = write(state, model, [39000, 39600, 39700], [2.0, 3.0, 4.0])
+    # one block back for rate: -> 10:00 is the oldest accepted
+    result = write(state, model, [35999, 36000, 39700], [2.0, 3.0, 4.0])
     assert (result.stored, result.refused) == (2, 1)
     assert model.refused == 1
-    assert state.first_block_timestamp() == 39600 * NS
+    assert state.first_block_timestamp() == 36000 * NS
     assert_matches(state, model)
 
 
-def test_duplicates_last_write_wins():
+def test_duplicates_smallest_in_a_batch_newest_across_batches():
     pol = policy((60, None), methods=("mean", "count", "last"))
     state, model = agg.MetricState(pol), Model(pol)
-    write(state, model, [0, 10, 10, 20], [1.0, 2.0, 3.0, 4.0])
+    write(state, model, [0, 10, 10, 20], [1.0, 3.0, 2.0, 4.0])
     assert state.read("mean", 60 * NS)[1].tolist() == [
-        pytest.approx((1 + 3 + 4) / 3)
+        pytest.approx((1 + 2 + 4) / 3)
     ]
     write(state, model, [10], [12.0])
     assert state.read("mean", 60 * NS)[1].tolist() == [
@@ -335,9 +383,7 @@ def test_random_batches_match_the_model(batches, back_window):
     for batch in batches:
         ts = [t for t, _ in batch]
         values = [v for _, v in batch]
-        # a batch with duplicated timestamps: the last one wins
-        dedup = dict(zip(ts, values, strict=True))
-        result = write(state, model, list(dedup), list(dedup.values()))
+        result = write(state, model, ts, values)
         refused += result.refused
     assert refused == model.refused
     assert_matches(state, model)
@@ -368,7 +414,7 @@ def test_small_in_order_batches_equal_one_point_at_a_time_bit_for_bit(
         assert (result.stored, result.refused) == (n, 0)
         single.apply(ts_ns[:1], values[:1])
         for tn, v in zip(ts_ns[1:].tolist(), values[1:].tolist(), strict=True):
-            single._append_point(tn, v)
+            single._append_point(tn, v, None)
         single._truncate_raw()
     assert grouped.levels.keys() == single.levels.keys()
     for g, level in grouped.levels.items():

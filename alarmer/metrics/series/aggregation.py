@@ -36,6 +36,9 @@ import numpy as np
 from alarmer.errors import AlarmerError
 from alarmer.metrics import policy as ap
 
+#: Buckets held beyond a level's timespan, for the series whose newest
+#: value is older than the newest bucket (``std``, ``rate:``).
+RETENTION_SLACK = 16
 #: Primitive columns that accumulate in O(1) per appended point.
 PRIMITIVES = ("count", "sum", "min", "max", "first", "last", "m2")
 RATE = "rate:"
@@ -317,8 +320,12 @@ def method_values(
         if base == "mean":
             vals = cols[prefix + "sum"] / count
         elif base == "std":
-            vals = np.sqrt(np.maximum(cols[prefix + "m2"], 0.0) / (count - 1))
-            vals[count <= 1] = np.nan
+            m2 = cols[prefix + "m2"]
+            vals = np.sqrt(np.maximum(m2, 0.0) / (count - 1))
+            # One value: no std, unless one was kept (as -std, see
+            # _keep_rates).
+            single = count <= 1
+            vals[single] = np.where(m2[single] < 0, -m2[single], np.nan)
         else:
             vals = cols[prefix + base]
     # NaN marks a bucket without a value (one-point std, no difference
@@ -349,15 +356,18 @@ class Level:
     copying); :attr:`ts` and :attr:`cols` are views of the live part.
     """
 
-    __slots__ = ("_cols", "_ts", "granularity", "hi", "lo")
+    __slots__ = ("_cols", "_ts", "granularity", "hi", "lo", "span")
 
     def __init__(
         self,
         granularity: int,
         ts: np.ndarray,
         cols: dict[str, np.ndarray],
+        span: int | None = None,
     ) -> None:
         self.granularity = granularity
+        #: The policy's timespan (ns) of this granularity (None: forever).
+        self.span = span
         self._set(ts, cols)
 
     def _set(self, ts: np.ndarray, cols: dict[str, np.ndarray]) -> None:
@@ -367,8 +377,13 @@ class Level:
         self.hi = int(ts.size)
 
     @classmethod
-    def empty(cls, granularity: int, columns: Iterable[str]) -> Level:
-        return cls(granularity, _EMPTY_I, {c: _EMPTY_F for c in columns})
+    def empty(
+        cls,
+        granularity: int,
+        columns: Iterable[str],
+        span: int | None = None,
+    ) -> Level:
+        return cls(granularity, _EMPTY_I, {c: _EMPTY_F for c in columns}, span)
 
     @property
     def ts(self) -> np.ndarray:
@@ -428,13 +443,49 @@ class Level:
         return index
 
     def truncate(self, points: int | None) -> None:
-        """Keep the buckets newer than newest - points * granularity."""
+        """Drop the buckets no read can return any more.
+
+        A series keeps the buckets newer than its own newest value minus
+        ``points * granularity``; the newest value of ``std`` or of a
+        ``rate:`` method may be a few buckets older than the newest
+        bucket, so :data:`RETENTION_SLACK` more buckets stay held and
+        reads cut each series (:meth:`horizon`).
+        """
         if points is None or self.hi == self.lo:
             return
-        horizon = int(self._ts[self.hi - 1]) - points * self.granularity
+        horizon = (
+            int(self._ts[self.hi - 1])
+            - (points + RETENTION_SLACK) * self.granularity
+        )
         if self._ts[self.lo] > horizon:
             return
         self.lo += int(np.searchsorted(self.ts, horizon, side="right"))
+
+    def horizon(self, method: str) -> int | None:
+        """Newest bucket start *method*'s series no longer returns.
+
+        The newest bucket with a value of *method* minus the timespan;
+        None when the level keeps every bucket, and the newest bucket
+        held when *method* has no value in any bucket.
+        """
+        if self.span is None or self.hi == self.lo:
+            return None
+        hi = self.hi
+        step = 4
+        names = method_columns(method)
+        while hi > self.lo:
+            lo = max(hi - step, self.lo)
+            _, mask = method_values(
+                method, {k: self._cols[k][lo:hi] for k in names}
+            )
+            if mask is None:
+                return int(self._ts[hi - 1]) - self.span
+            found = np.flatnonzero(mask)
+            if found.size:
+                return int(self._ts[lo + int(found[-1])]) - self.span
+            hi = lo
+            step *= 4
+        return int(self._ts[self.hi - 1])
 
 
 class RawBuffer:
@@ -487,6 +538,35 @@ def _init_bucket(
         arr[i] = 0.0
 
 
+def _keep_rates(level: Level, start: int, cols: dict[str, np.ndarray]) -> None:
+    """Keep what bucket *start* had for ``rate:`` methods it now lacks.
+
+    *cols* is the recomputed first bucket (index 0) with at most one
+    difference.  As Gnocchi merges a recomputed series into the stored
+    one, a method without a value in it keeps its stored value: every
+    ``rate:`` one when there is no difference, ``rate:std`` when there
+    is one (then kept as ``-std`` in the ``m2`` column).
+    """
+    ts = level.ts
+    k = int(np.searchsorted(ts, start))
+    if k == ts.size or ts[k] != start:
+        return
+    k += level.lo
+    old = level._cols
+    if cols[RATE + "count"][0] == 0:
+        for name, arr in old.items():
+            if name.startswith(RATE):
+                cols[name][0] = arr[k]
+        return
+    m2 = RATE + "m2"
+    if m2 in cols:
+        count = float(old[RATE + "count"][k])
+        kept = float(old[m2][k])
+        if count > 1:
+            kept = -math.sqrt(max(kept, 0.0) / (count - 1))
+        cols[m2][0] = min(kept, 0.0)
+
+
 def _empty_rate_bucket(cols: dict[str, np.ndarray], i: int) -> None:
     for name, arr in cols.items():
         if name.startswith(RATE):
@@ -510,8 +590,10 @@ def _update_bucket(
         sums[i] = s1
         m2 = cols.get(prefix + "m2")
         if m2 is not None:
-            # Welford: M2 += (v - old mean) * (v - new mean)
-            m2[i] = float(m2[i]) + (v - s0 / n0) * (v - s1 / n1)
+            # Welford: M2 += (v - old mean) * (v - new mean); one value
+            # has M2 0 (the column may hold a kept std then).
+            m2_0 = float(m2[i]) if n0 > 1.0 else 0.0
+            m2[i] = m2_0 + (v - s0 / n0) * (v - s1 / n1)
     arr = cols.get(prefix + "min")
     if arr is not None and v < arr[i]:
         arr[i] = v
@@ -537,7 +619,11 @@ class ApplyResult:
 def dedupe_sorted(
     ts: np.ndarray, values: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sort by timestamp; on duplicates the last occurrence wins."""
+    """Sort by timestamp; on duplicates the smallest value wins.
+
+    That is Gnocchi's rule for one processing batch: it sorts the batch
+    by (timestamp, value) and keeps the first point of each timestamp.
+    """
     ts = np.asarray(ts, dtype=np.int64)
     values = np.asarray(values, dtype=np.float64)
     if ts.size <= 1:
@@ -545,12 +631,12 @@ def dedupe_sorted(
     steps = np.diff(ts)
     if (steps > 0).all():
         return ts, values
-    order = np.argsort(ts, kind="stable")
+    order = np.lexsort((values, ts))
     ts = ts[order]
     values = values[order]
     keep = np.empty(ts.size, dtype=bool)
-    keep[-1] = True
-    np.not_equal(ts[1:], ts[:-1], out=keep[:-1])
+    keep[0] = True
+    np.not_equal(ts[1:], ts[:-1], out=keep[1:])
     return ts[keep], values[keep]
 
 
@@ -583,7 +669,10 @@ class MetricState:
         self.history_from: dict[int, int] = {}
         self._adopt(policy)
         self.levels: dict[int, Level] = {
-            g: Level.empty(g, self.columns) for g in policy.granularities
+            item.granularity: Level.empty(
+                item.granularity, self.columns, item.timespan
+            )
+            for item in policy.definition
         }
 
     def _adopt(self, policy: ap.ArchivePolicy) -> None:
@@ -612,12 +701,20 @@ class MetricState:
     # -- policy ------------------------------------------------------------
 
     def first_block_timestamp(self) -> int | None:
-        """Oldest timestamp still accepted (None: everything is)."""
+        """Oldest timestamp still accepted (None: everything is).
+
+        The start of the coarsest bucket of the newest point, minus
+        ``back_window`` such blocks, and one block more when the policy
+        stores a ``rate:`` method (as Gnocchi keeps one more block of raw
+        points then).  This is also where the raw points a write
+        aggregates begin.
+        """
         if self.last_ts is None:
             return None
         block = self.policy.max_granularity
         last = self.last_ts
-        return last - last % block - self.policy.back_window * block
+        blocks = self.policy.back_window + (1 if self.has_rate else 0)
+        return last - last % block - blocks * block
 
     def _raw_keep_from(self) -> int | None:
         fbt = self.first_block_timestamp()
@@ -682,6 +779,7 @@ class MetricState:
         self.levels = levels
         for g, level in self.levels.items():
             item = policy.item(g)
+            level.span = item.timespan if item else None
             level.truncate(item.points if item else None)
 
     # -- writes ------------------------------------------------------------
@@ -689,67 +787,113 @@ class MetricState:
     def apply(self, ts: np.ndarray, values: np.ndarray) -> ApplyResult:
         """Merge new points; refuse those older than the back window.
 
-        Duplicated timestamps: the newest write wins (in a batch, the
-        last occurrence).
+        One call is one Gnocchi processing batch, with its results:
+        duplicated timestamps in the batch keep the smallest value, a
+        stored point is replaced by a new one at its timestamp, and each
+        granularity is recomputed from the bucket of the batch's oldest
+        point (of the oldest raw point kept, when that one is refused)
+        using the raw points from :meth:`first_block_timestamp` on.  So
+        the first difference of that bucket, for ``rate:``, counts only
+        when the point before it lies less than one granularity before
+        the bucket and is still kept; other buckets count every
+        difference.
         """
         ts = np.asarray(ts, dtype=np.int64)
         values = np.asarray(values, dtype=np.float64)
+        fbt = self.first_block_timestamp()
         if 0 < ts.size <= FAST_PATH_MAX and self.last_ts is not None:
             tl = ts.tolist()
-            if tl[0] > self.last_ts and all(
-                a < b for a, b in itertools.pairwise(tl)
+            if (
+                tl[0] > self.last_ts
+                and all(a < b for a, b in itertools.pairwise(tl))
+                and (not self.has_rate or self._entry_kept(tl[0], fbt))
             ):
                 vl = values.tolist()
                 if self.has_rate or self._sorted_cols:
+                    first = True
                     for t, v in zip(tl, vl, strict=True):
-                        self._append_point(t, v)
+                        self._append_point(t, v, fbt if first else None)
+                        first = False
                 else:
                     self._append_points(tl, vl)
                 self._truncate_raw()
                 return ApplyResult(len(tl), 0, ts, values)
         ts, values = dedupe_sorted(ts, values)
         refused = 0
-        fbt = self.first_block_timestamp()
         if fbt is not None and ts.size and ts[0] < fbt:
-            cut = int(np.searchsorted(ts, fbt))
-            refused = cut
-            ts = ts[cut:]
-            values = values[cut:]
+            refused = int(np.searchsorted(ts, fbt))
         if ts.size == 0:
-            return ApplyResult(0, refused, ts, values)
-        self._merge(ts, values)
-        return ApplyResult(int(ts.size), refused, ts, values)
+            return ApplyResult(0, 0, ts, values)
+        self._merge(ts[refused:], values[refused:], fbt, from_kept=refused > 0)
+        # A log replays the batch through this method: one refused point
+        # (refused again then) makes the replay recompute the same.
+        keep = max(refused - 1, 0)
+        return ApplyResult(
+            int(ts.size) - refused, refused, ts[keep:], values[keep:]
+        )
 
-    def _append_point(self, t: int, v: float) -> None:
-        """In-order append of one point: O(1) per level (scalar code)."""
+    def _entry_kept(self, t: int, fbt: int | None) -> bool:
+        """Whether a batch starting at *t* (after every point) may append.
+
+        Each newest bucket that *t* falls in is recomputed by the batch;
+        appending keeps its first difference, which is right only when
+        the point before the bucket is less than one granularity before
+        it and not older than *fbt* (or there is no such point).
+        """
+        raw_ts = self.raw.ts
+        for g, level in self.levels.items():
+            start = t - t % g
+            if level.hi == level.lo or level._ts[level.hi - 1] != start:
+                continue
+            j = int(np.searchsorted(raw_ts, start))
+            if j == 0:
+                continue
+            before = int(raw_ts[j - 1])
+            if before < start - g or (fbt is not None and before < fbt):
+                return False
+        return True
+
+    def _append_point(self, t: int, v: float, fbt: int | None) -> None:
+        """In-order append of one point: O(1) per level (scalar code).
+
+        :param fbt: for the first point of a batch, the first block
+            timestamp before the batch (a bucket it opens counts the
+            difference from the point before only if that point is
+            within one granularity and not older); None for the others.
+        """
         raw = self.raw
-        prev = float(raw._values[raw.hi - 1]) if raw.hi > raw.lo else None
+        prev = None
+        prev_ts = 0
+        if raw.hi > raw.lo:
+            prev = float(raw._values[raw.hi - 1])
+            prev_ts = int(raw._ts[raw.hi - 1])
         raw.append(t, v)
         self.last_ts = t
         has_rate = self.has_rate
         for g, level in self.levels.items():
             start = t - t % g
             i = level.hi - 1
+            d = None if prev is None else v - prev
             if i >= level.lo and level._ts[i] == start:
                 cols = level._cols
                 _update_bucket(cols, i, v, "")
-                if has_rate and prev is not None:
-                    _update_bucket(cols, i, v - prev, RATE)
+                if has_rate and d is not None:
+                    _update_bucket(cols, i, d, RATE)
                 new = False
             else:
+                if fbt is not None and (prev_ts < start - g or prev_ts < fbt):
+                    d = None
                 i = level.append(start)
                 cols = level._cols
                 _init_bucket(cols, i, v, "")
                 if has_rate:
-                    if prev is None:
+                    if d is None:
                         _empty_rate_bucket(cols, i)
                     else:
-                        _init_bucket(cols, i, v - prev, RATE)
+                        _init_bucket(cols, i, d, RATE)
                 new = True
             if self._sorted_cols:
-                self._recompute_sorted(
-                    level, i, start, v, None if prev is None else v - prev
-                )
+                self._recompute_sorted(level, i, start, v, d, new=new)
             if new:
                 item = self.policy.item(g)
                 if item is not None and item.points is not None:
@@ -799,7 +943,11 @@ class MetricState:
                     k += 1
                 else:
                     total = float(sum_col[i]) if sum_col is not None else 0.0
-                    m2 = float(m2_col[i]) if m2_col is not None else 0.0
+                    m2 = (
+                        float(m2_col[i])
+                        if m2_col is not None and count > 1.0
+                        else 0.0
+                    )
                     low = float(min_col[i]) if min_col is not None else 0.0
                     high = float(max_col[i]) if max_col is not None else 0.0
                 while k < n and tl[k] < end:
@@ -829,7 +977,14 @@ class MetricState:
                     level.truncate(item.points)
 
     def _recompute_sorted(
-        self, level: Level, i: int, start: int, v: float, d: float | None
+        self,
+        level: Level,
+        i: int,
+        start: int,
+        v: float,
+        d: float | None,
+        *,
+        new: bool,
     ) -> None:
         """Sorted columns of the newest bucket after appending *v*.
 
@@ -845,6 +1000,12 @@ class MetricState:
             rated = cached[2]
             if rated is not None and d is not None:
                 bisect.insort(rated, d)
+        elif new:
+            plain = [v]
+            rated = None
+            if self.has_rate:
+                rated = [] if d is None else [d]
+            self._open_sorted[g] = (start, plain, rated)
         else:
             raw_ts = self.raw.ts
             raw_values = self.raw.values
@@ -852,8 +1013,8 @@ class MetricState:
             plain = np.sort(raw_values[j:]).tolist()
             rated = None
             if self.has_rate:
-                # the difference into the bucket's first point counts
-                # when there is a point before it
+                # A batch appends to a bucket whose first difference
+                # counts when there is a point before it (_entry_kept).
                 rated = np.sort(np.diff(raw_values[max(j - 1, 0) :])).tolist()
             self._open_sorted[g] = (start, plain, rated)
         cols = level._cols
@@ -863,12 +1024,27 @@ class MetricState:
                 _list_quantile(data, _quantile_of(col)) if data else np.nan
             )
 
-    def _merge(self, ts: np.ndarray, values: np.ndarray) -> None:
+    def _merge(
+        self,
+        ts: np.ndarray,
+        values: np.ndarray,
+        fbt: int | None,
+        *,
+        from_kept: bool,
+    ) -> None:
+        """Merge accepted points, recompute what the batch changes.
+
+        :param fbt: the first block timestamp before the batch (raw
+            points older than it take no part).
+        :param from_kept: recompute from the oldest raw point kept (the
+            batch's oldest point was refused) instead of from ``ts[0]``.
+        """
         self._open_sorted.clear()
-        first_new = int(ts[0])
         raw_ts = self.raw.ts
         raw_values = self.raw.values
-        if raw_ts.size == 0 or first_new > raw_ts[-1]:
+        if ts.size == 0:
+            pass
+        elif raw_ts.size == 0 or ts[0] > raw_ts[-1]:
             self.raw.set(
                 np.concatenate((raw_ts, ts)),
                 np.concatenate((raw_values, values)),
@@ -887,19 +1063,32 @@ class MetricState:
             )
         raw_ts = self.raw.ts
         raw_values = self.raw.values
-        last_new = int(ts[-1])
-        if self.last_ts is None or last_new > self.last_ts:
-            self.last_ts = last_new
+        if ts.size and (self.last_ts is None or ts[-1] > self.last_ts):
+            self.last_ts = int(ts[-1])
+        floor = -1 if fbt is None else fbt
+        if from_kept:
+            first = int(raw_ts[np.searchsorted(raw_ts, floor)])
+        else:
+            first = int(ts[0])
         for g, level in self.levels.items():
-            start = first_new - first_new % g
+            start = first - first % g
+            # whole buckets (Gnocchi would drop the points before floor
+            # from a bucket straddling it: a granularity that does not
+            # divide the coarsest one)
             i0 = int(np.searchsorted(raw_ts, start))
-            prev = (
-                float(raw_values[i0 - 1]) if self.has_rate and i0 > 0 else None
-            )
+            prev = None
+            if (
+                self.has_rate
+                and i0 > 0
+                and raw_ts[i0 - 1] >= max(start - g, floor)
+            ):
+                prev = float(raw_values[i0 - 1])
             starts, cols = compute_buckets(
                 raw_ts[i0:], raw_values[i0:], g, self.columns, prev
             )
-            level.replace_from(start, starts, cols)
+            if self.has_rate and starts.size and cols[RATE + "count"][0] <= 1:
+                _keep_rates(level, int(starts[0]), cols)
+            level.replace_from(int(starts[0]), starts, cols)
             item = self.policy.item(g)
             level.truncate(item.points if item else None)
         self._truncate_raw()
@@ -975,9 +1164,12 @@ class MetricState:
         ts = level.ts
         lo = 0
         hi = ts.size
+        horizon = level.horizon(method)
+        if horizon is not None:
+            lo = int(np.searchsorted(ts, horizon, side="right"))
         if start is not None:
             start -= start % granularity
-            lo = int(np.searchsorted(ts, start))
+            lo = max(lo, int(np.searchsorted(ts, start)))
         if stop is not None:
             hi = int(np.searchsorted(ts, stop))
         if hi <= lo:
@@ -1001,8 +1193,17 @@ class MetricState:
         hi = level.hi if stop is None else _cut(level, stop)
         if n <= 0 or hi == level.lo:
             return _EMPTY_I, _EMPTY_F
+        # Buckets within the timespan of the newest one are in every
+        # series; older ones only up to the method's own horizon, looked
+        # for when the read gets there.
+        first = level.lo
+        span = level.span
+        exact = span is None
+        if span is not None:
+            newest = int(level._ts[level.hi - 1])
+            first += int(np.searchsorted(level.ts, newest - span, "right"))
         # Read a few more when some buckets may have no value.
-        lo = max(hi - n, level.lo)
+        lo = max(hi - n, first)
         while True:
             cols = {k: v[lo:hi] for k, v in level._cols.items()}
             vals, mask = method_values(method, cols)
@@ -1010,9 +1211,20 @@ class MetricState:
             if mask is not None:
                 ts = ts[mask]
                 vals = vals[mask]
-            if ts.size >= n or lo == level.lo:
+            if ts.size >= n or (lo <= first and exact):
                 return ts[-n:].copy(), np.array(vals[-n:], dtype=np.float64)
-            lo = max(lo - 2 * n, level.lo)
+            if lo <= first:
+                exact = True
+                horizon = level.horizon(method)
+                assert horizon is not None
+                first = level.lo + int(
+                    np.searchsorted(level.ts, horizon, side="right")
+                )
+                if lo <= first:
+                    return ts[-n:].copy(), np.array(
+                        vals[-n:], dtype=np.float64
+                    )
+            lo = max(lo - 2 * n, first)
 
 
 def stored_bytes_estimate(state: MetricState) -> int:
@@ -1079,6 +1291,12 @@ def read_last_many(
         hi = level.hi if stop is None else _cut(level, stop)
         lo = hi - n
         if lo < level.lo:
+            continue
+        if level.span is not None and (
+            # the series is cut from its newest value: the row's newest
+            # bucket must be the level's, and the oldest inside the span
+            hi != level.hi or level._ts[lo] <= level._ts[hi - 1] - level.span
+        ):
             continue
         tsm[i] = level._ts[lo:hi]
         cols = level._cols

@@ -195,7 +195,10 @@ def _decode_snapshot(record: bytes) -> agg.MetricState:
         cols = {}
         for col in state.columns:
             cols[col], pos = _take(view, pos, n, np.float64)
-        state.levels[g] = agg.Level(g, _undelta_ts(enc, g), cols)
+        item = state.policy.item(g)
+        state.levels[g] = agg.Level(
+            g, _undelta_ts(enc, g), cols, item.timespan if item else None
+        )
     if pos != len(view):
         raise CorruptRecord("snapshot longer than its header says")
     return state

@@ -185,18 +185,20 @@ class _Entry:
         self.pending_last = None
 
     def settle(self) -> None:
-        """Apply the pending points, as one in-order write."""
+        """Apply the pending points, one write at a time.
+
+        Each write is applied as its own batch, as a replay of the log
+        applies it: Gnocchi's batch rules (where a ``rate:`` bucket's
+        first difference counts, which duplicate wins) depend on where
+        one write ends and the next begins.
+        """
         pending = self.pending
         self.pending = []
         self.pending_last = None
         if not pending or self.held is None:
             return
-        if len(pending) == 1:
-            ts, values = pending[0]
-        else:
-            ts = np.concatenate([p[0] for p in pending])
-            values = np.concatenate([p[1] for p in pending])
-        self.held.apply(ts, values)
+        for ts, values in pending:
+            self.held.apply(ts, values)
 
     def defer(self, ts: np.ndarray) -> bool:
         """Whether *ts* can be appended without applying it now.
@@ -233,7 +235,8 @@ class _Entry:
             return held.first_block_timestamp()
         block = held.policy.max_granularity
         last = self.pending_last
-        return last - last % block - held.policy.back_window * block
+        blocks = held.policy.back_window + (1 if held.has_rate else 0)
+        return last - last % block - blocks * block
 
 
 class SeriesStore:
@@ -685,7 +688,9 @@ class SeriesStore:
             state.set_policy(metric.policy)
         if not deferred:
             applied = state.apply(timestamps, values)
-        if applied.stored == 0 and not changed:
+        # Nothing to log: nothing changed (points all refused may still
+        # change buckets; then ``applied.ts`` holds what to replay).
+        if applied.ts.size == 0 and not changed:
             if not fresh:
                 # Decide refusals on the latest data, not a stale cache.
                 self._cache_drop(metric.id)
@@ -837,7 +842,7 @@ class SeriesStore:
             state = entry.state
             assert state is not None
             applied = state.apply(ts, vals)
-            if applied.stored == 0:
+            if applied.ts.size == 0:
                 continue
             pending.append(
                 (
