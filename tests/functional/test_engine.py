@@ -448,9 +448,7 @@ def test_in_order_writes_are_exact_before_and_after_aggregation(base, batched):
         for result in results:
             assert result.stored + result.refused == len(ts)
             assert result.refused == model.refused - before
-            assert result.oldest_accepted == (
-                model.last - model.last % (600 * NS) - 600 * NS
-            )
+            assert result.oldest_accepted == model.cut()
         t = max(t, *ts)
         if step % 7 == 3:
             check_all(writer, "m1", models["m1"])
