@@ -79,8 +79,10 @@ class Job:
     """One alarm to evaluate in a tick.
 
     :ivar event: taken because a metric it reads changed.
-    :ivar announced: when the first announcement that made it dirty
-        arrived (ns), 0 when not from an announcement.
+    :ivar announced: the earliest instant (ns) to assess it as of: when
+        the first announcement that made it dirty arrived or, when
+        earlier, just after the newest timestamp of the data it carried
+        (see :func:`first_instant`); 0 when not from an announcement.
     :ivar stamp: the newest timestamp of that data (ns), 0 if unknown.
     """
 
@@ -95,6 +97,23 @@ class Pending(NamedTuple):
 
     alarm: AlarmDef
     decision: Decision
+
+
+def first_instant(received: int, stamp: int) -> int:
+    """The earliest instant (ns) an announcement is assessed as of.
+
+    The data's own time when the announcement carries it (*stamp*, the
+    newest timestamp of the points written) and it is older than the
+    announcement's arrival (*received*): just after it, so that the
+    bucket of that point is the newest of the window, as it was when the
+    point was taken.  A write that took long to store and announce,
+    or a worker that ran late, then assesses the window the data was
+    meant for, not one that has already moved past it.  A stamp ahead of
+    the arrival (a client clock ahead) is not used.
+    """
+    if 0 < stamp < received:
+        return stamp + 1
+    return received
 
 
 def as_of_instants(announced: int, now_ns: int, gran_ns: int) -> list[int]:
@@ -226,7 +245,8 @@ class EvaluatorService:
         self.schedule = Schedule(self.interval)
         self._owner: dict[str, bool] = {}
         self._urgent: dict[str, None] = {}
-        #: Dirty metrics: id -> (first announced, ns; newest data, ns).
+        #: Dirty metrics: id -> (first instant to assess as of, ns;
+        #: newest data, ns).
         self._pending_metrics: dict[str, tuple[int, int]] = {}
         #: When the oldest dirty metric was marked (monotonic), or None.
         self._dirty_since: float | None = None
@@ -302,11 +322,12 @@ class EvaluatorService:
         """Metric channel callback: mark these metrics dirty.
 
         Only marks: the worker evaluates, once per tick, every alarm
-        reading a dirty metric.  Each dirty metric keeps the instant it
-        was first announced since the worker last took it (the as-of time
-        of a late evaluation) and, when the announcement carries them
-        (*newest*: metric id -> newest measure timestamp, ns), the newest
-        timestamp of the data that made it dirty.
+        reading a dirty metric.  Each dirty metric keeps the earliest
+        instant to assess it as of since the worker last took it (its
+        first announcement, or just after the timestamp of the data when
+        that is older: :func:`first_instant`) and, when the announcements
+        carry them (*newest*: metric id -> newest measure timestamp, ns),
+        the newest timestamp of the data that made it dirty.
         """
         if newest is None:
             newest = getattr(metric_ids, "newest", None)
@@ -321,11 +342,15 @@ class EvaluatorService:
                 if not registry.reads_any(metric_id):
                     continue
                 stamp = newest.get(metric_id, 0) if newest else 0
+                first = first_instant(received, stamp)
                 found = dirty.get(metric_id)
                 if found is None:
-                    dirty[metric_id] = (received, stamp)
-                elif stamp > found[1]:
-                    dirty[metric_id] = (found[0], stamp)
+                    dirty[metric_id] = (first, stamp)
+                elif first < found[0] or stamp > found[1]:
+                    dirty[metric_id] = (
+                        min(first, found[0]),
+                        max(stamp, found[1]),
+                    )
                 hit = True
             if hit:
                 if self._dirty_since is None:
