@@ -55,6 +55,7 @@ from alarmer.alarms import (
 from alarmer.alarms.tables import Alarm
 from alarmer.evaluator import composite, decide, evaluate, lifecycle
 from alarmer.evaluator import reader as data
+from alarmer.evaluator.backlog import EventBacklog
 from alarmer.evaluator.coordination import Membership
 from alarmer.evaluator.decide import Decision, Outcome
 from alarmer.evaluator.registry import AlarmDef, Registry
@@ -70,7 +71,7 @@ _LAG_SAMPLES = 200_000
 
 _MAX_DUE = 256
 _MIN_DUE = 16
-#: Most event jobs of one tick (the rest waits behind fresher ones).
+#: Most event jobs of one tick (the rest waits: :class:`EventBacklog`).
 _CHUNK = 256
 
 
@@ -90,6 +91,21 @@ class Job:
     event: bool
     announced: int = 0
     stamp: int = 0
+
+
+def _job_alarm_id(job: Job) -> str:
+    return job.alarm.alarm_id
+
+
+def _merge_jobs(waiting: Job, newer: Job) -> None:
+    """Fold *newer* into the *waiting* job of the same alarm."""
+    if newer.announced and (
+        not waiting.announced or newer.announced < waiting.announced
+    ):
+        waiting.announced = newer.announced
+    waiting.stamp = max(waiting.stamp, newer.stamp)
+    waiting.event = waiting.event or newer.event
+    waiting.alarm = newer.alarm
 
 
 class Pending(NamedTuple):
@@ -252,7 +268,9 @@ class EvaluatorService:
         self._dirty_since: float | None = None
         self.coalesce = float(rt.conf.evaluator.coalesce_interval)
         #: Event jobs taken but not yet evaluated (guarded by ``_cv``).
-        self._backlog: list[Job] = []
+        self._backlog: EventBacklog[Job] = EventBacklog(
+            _job_alarm_id, _merge_jobs, chunk=_CHUNK
+        )
         self._cv = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -714,9 +732,11 @@ class EvaluatorService:
         Dirty metrics are taken once ``coalesce_interval`` has passed
         since the first of them was marked, all together: an alarm
         touched many times in a tick is evaluated once.  A tick holds at
-        most ``_CHUNK`` event jobs; the rest waits in a backlog, behind
-        the jobs of any fresher announcement, so that a fresh crossing
-        never waits for a whole wave.  The periodic slots due meanwhile
+        most ``_CHUNK`` event jobs; the rest waits in a backlog
+        (:class:`~alarmer.evaluator.backlog.EventBacklog`): part of each
+        tick goes to the freshest announcements, so that a fresh crossing
+        never waits for a whole wave, the rest to the oldest waiting
+        jobs, so that none starves.  The periodic slots due meanwhile
         are taken too, fewer while a backlog remains (a skipped slot is
         counted; a detection is never dropped).
         """
@@ -766,21 +786,8 @@ class EvaluatorService:
         return [], []
 
     def _next_chunk(self, fresh: list[Job]) -> list[Job]:
-        """The next event jobs: fresh ones first, then the backlog."""
-        backlog = self._backlog
-        if fresh:
-            merged = {job.alarm.alarm_id: job for job in fresh}
-            rest: list[Job] = []
-            for job in backlog:
-                newer = merged.get(job.alarm.alarm_id)
-                if newer is None:
-                    rest.append(job)
-                elif job.announced and (
-                    not newer.announced or job.announced < newer.announced
-                ):
-                    newer.announced = job.announced
-            backlog = fresh + rest
-        chunk, self._backlog = backlog[:_CHUNK], backlog[_CHUNK:]
+        """The next event jobs (:class:`EventBacklog` orders them)."""
+        chunk = self._backlog.take(fresh)
         self.stats.backlog = len(self._backlog)
         return chunk
 
