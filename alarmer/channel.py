@@ -166,6 +166,11 @@ class LocalChannel:
 #: Largest datagram sent (Linux accepts about 200 KiB by default).
 MAX_DATAGRAM = 60_000
 
+#: How long a "metric changed" announcement waits for a receiver whose
+#: queue is full (Linux queues 10 datagrams per socket by default): the
+#: writing request waits rather than an evaluator missing the change.
+METRIC_SEND_TIMEOUT = 10.0
+
 #: How long after a directory's time stamp a listing of it is trusted.
 _SETTLE_NS = 100_000_000
 
@@ -372,12 +377,17 @@ class DatagramChannel:
     :meth:`publish` sends the encoded ids (in several datagrams when
     they do not fit in one) to every subscribed process; a process
     subscribes by binding its socket on its first :meth:`subscribe`, so
-    every announcement published after that reaches it.
+    every announcement published after that reaches it.  A subscriber
+    that falls behind (its queue full) slows the publishers down for up
+    to *send_timeout* seconds before an announcement to it is dropped:
+    backpressure on the writes rather than a missed evaluation.
     """
 
-    def __init__(self, directory: str) -> None:
+    def __init__(
+        self, directory: str, *, send_timeout: float = METRIC_SEND_TIMEOUT
+    ) -> None:
         self.directory = directory
-        self._bus = DatagramBus(directory)
+        self._bus = DatagramBus(directory, send_timeout=send_timeout)
         self._lock = threading.Lock()
         self._callbacks: tuple[Callback, ...] = ()
         self._receiver: DatagramReceiver | None = None

@@ -117,10 +117,13 @@ class Child:
 
     *target* runs in the forked process with an event that SIGTERM and
     SIGINT set (and the supervisor's death); it returns the exit status.
+    *nice* is added to the child's scheduling niceness (lower priority)
+    before *target* runs.
     """
 
     name: str
     target: Callable[[threading.Event], int]
+    nice: int = 0
 
 
 @dataclasses.dataclass
@@ -293,6 +296,8 @@ class Supervisor:
             install_stop_handlers(stop)
             die_with_parent(self._pid, stop)
             set_process_name(f"alarmer-{child.name}")
+            if child.nice:
+                os.nice(child.nice)
             code = child.target(stop)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1

@@ -6,10 +6,11 @@ on a machine with several cores), ``alarmer serve`` is a supervisor
 
 1. migrates the database, once, before anything else starts;
 2. binds the API's listening socket, once;
-3. forks ``[api] workers`` API processes serving that socket,
-   ``[evaluator] workers`` evaluator processes and one notifier
-   process, restarts any of them that dies, and stops them all on
-   SIGTERM or SIGINT.
+3. forks ``[api] workers`` API processes serving that socket (at
+   ``[api] nice`` more niceness: when writes keep the cores busy, the
+   evaluator and the notifier still run at once), ``[evaluator]
+   workers`` evaluator processes and one notifier process, restarts any
+   of them that dies, and stops them all on SIGTERM or SIGINT.
 
 The processes hear each other without a server on one host:
 
@@ -213,7 +214,9 @@ def children(
     result: list[process.Child] = []
     if sock is not None:
         for index in range(1, api_workers(conf) + 1):
-            result.append(process.Child(f"api-{index}", run_api))
+            result.append(
+                process.Child(f"api-{index}", run_api, nice=conf.api.nice)
+            )
     for index in range(1, int(conf.evaluator.workers) + 1):
         result.append(
             process.Child(

@@ -22,6 +22,18 @@ OPTS = [
         "smallest footprint. 'alarmer api' is always one process.",
     ),
     cfg.IntOpt(
+        "nice",
+        default=5,
+        min=0,
+        max=19,
+        help="Niceness added to the API processes of a multi-process "
+        "'alarmer serve'. The evaluator and notifier processes keep the "
+        "supervisor's, so that when the API processes keep the cores "
+        "busy with writes, the evaluation of the data just written and "
+        "the delivery of its notification still get a core at once. "
+        "0: every process at the same priority.",
+    ),
+    cfg.IntOpt(
         "threads",
         default=8,
         min=1,

@@ -55,6 +55,7 @@ from alarmer.alarms import (
 from alarmer.alarms.tables import Alarm
 from alarmer.evaluator import composite, decide, evaluate, lifecycle
 from alarmer.evaluator import reader as data
+from alarmer.evaluator.backlog import EventBacklog
 from alarmer.evaluator.coordination import Membership
 from alarmer.evaluator.decide import Decision, Outcome
 from alarmer.evaluator.registry import AlarmDef, Registry
@@ -70,7 +71,7 @@ _LAG_SAMPLES = 200_000
 
 _MAX_DUE = 256
 _MIN_DUE = 16
-#: Most event jobs of one tick (the rest waits behind fresher ones).
+#: Most event jobs of one tick (the rest waits: :class:`EventBacklog`).
 _CHUNK = 256
 
 
@@ -79,8 +80,10 @@ class Job:
     """One alarm to evaluate in a tick.
 
     :ivar event: taken because a metric it reads changed.
-    :ivar announced: when the first announcement that made it dirty
-        arrived (ns), 0 when not from an announcement.
+    :ivar announced: the earliest instant (ns) to assess it as of: when
+        the first announcement that made it dirty arrived or, when
+        earlier, just after the newest timestamp of the data it carried
+        (see :func:`first_instant`); 0 when not from an announcement.
     :ivar stamp: the newest timestamp of that data (ns), 0 if unknown.
     """
 
@@ -90,11 +93,43 @@ class Job:
     stamp: int = 0
 
 
+def _job_alarm_id(job: Job) -> str:
+    return job.alarm.alarm_id
+
+
+def _merge_jobs(waiting: Job, newer: Job) -> None:
+    """Fold *newer* into the *waiting* job of the same alarm."""
+    if newer.announced and (
+        not waiting.announced or newer.announced < waiting.announced
+    ):
+        waiting.announced = newer.announced
+    waiting.stamp = max(waiting.stamp, newer.stamp)
+    waiting.event = waiting.event or newer.event
+    waiting.alarm = newer.alarm
+
+
 class Pending(NamedTuple):
     """A decision of a tick waiting for the tick's commit."""
 
     alarm: AlarmDef
     decision: Decision
+
+
+def first_instant(received: int, stamp: int) -> int:
+    """The earliest instant (ns) an announcement is assessed as of.
+
+    The data's own time when the announcement carries it (*stamp*, the
+    newest timestamp of the points written) and it is older than the
+    announcement's arrival (*received*): just after it, so that the
+    bucket of that point is the newest of the window, as it was when the
+    point was taken.  A write that took long to store and announce,
+    or a worker that ran late, then assesses the window the data was
+    meant for, not one that has already moved past it.  A stamp ahead of
+    the arrival (a client clock ahead) is not used.
+    """
+    if 0 < stamp < received:
+        return stamp + 1
+    return received
 
 
 def as_of_instants(announced: int, now_ns: int, gran_ns: int) -> list[int]:
@@ -226,13 +261,16 @@ class EvaluatorService:
         self.schedule = Schedule(self.interval)
         self._owner: dict[str, bool] = {}
         self._urgent: dict[str, None] = {}
-        #: Dirty metrics: id -> (first announced, ns; newest data, ns).
+        #: Dirty metrics: id -> (first instant to assess as of, ns;
+        #: newest data, ns).
         self._pending_metrics: dict[str, tuple[int, int]] = {}
         #: When the oldest dirty metric was marked (monotonic), or None.
         self._dirty_since: float | None = None
         self.coalesce = float(rt.conf.evaluator.coalesce_interval)
         #: Event jobs taken but not yet evaluated (guarded by ``_cv``).
-        self._backlog: list[Job] = []
+        self._backlog: EventBacklog[Job] = EventBacklog(
+            _job_alarm_id, _merge_jobs, chunk=_CHUNK
+        )
         self._cv = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -302,11 +340,12 @@ class EvaluatorService:
         """Metric channel callback: mark these metrics dirty.
 
         Only marks: the worker evaluates, once per tick, every alarm
-        reading a dirty metric.  Each dirty metric keeps the instant it
-        was first announced since the worker last took it (the as-of time
-        of a late evaluation) and, when the announcement carries them
-        (*newest*: metric id -> newest measure timestamp, ns), the newest
-        timestamp of the data that made it dirty.
+        reading a dirty metric.  Each dirty metric keeps the earliest
+        instant to assess it as of since the worker last took it (its
+        first announcement, or just after the timestamp of the data when
+        that is older: :func:`first_instant`) and, when the announcements
+        carry them (*newest*: metric id -> newest measure timestamp, ns),
+        the newest timestamp of the data that made it dirty.
         """
         if newest is None:
             newest = getattr(metric_ids, "newest", None)
@@ -321,11 +360,15 @@ class EvaluatorService:
                 if not registry.reads_any(metric_id):
                     continue
                 stamp = newest.get(metric_id, 0) if newest else 0
+                first = first_instant(received, stamp)
                 found = dirty.get(metric_id)
                 if found is None:
-                    dirty[metric_id] = (received, stamp)
-                elif stamp > found[1]:
-                    dirty[metric_id] = (found[0], stamp)
+                    dirty[metric_id] = (first, stamp)
+                elif first < found[0] or stamp > found[1]:
+                    dirty[metric_id] = (
+                        min(first, found[0]),
+                        max(stamp, found[1]),
+                    )
                 hit = True
             if hit:
                 if self._dirty_since is None:
@@ -689,9 +732,11 @@ class EvaluatorService:
         Dirty metrics are taken once ``coalesce_interval`` has passed
         since the first of them was marked, all together: an alarm
         touched many times in a tick is evaluated once.  A tick holds at
-        most ``_CHUNK`` event jobs; the rest waits in a backlog, behind
-        the jobs of any fresher announcement, so that a fresh crossing
-        never waits for a whole wave.  The periodic slots due meanwhile
+        most ``_CHUNK`` event jobs; the rest waits in a backlog
+        (:class:`~alarmer.evaluator.backlog.EventBacklog`): part of each
+        tick goes to the freshest announcements, so that a fresh crossing
+        never waits for a whole wave, the rest to the oldest waiting
+        jobs, so that none starves.  The periodic slots due meanwhile
         are taken too, fewer while a backlog remains (a skipped slot is
         counted; a detection is never dropped).
         """
@@ -741,21 +786,8 @@ class EvaluatorService:
         return [], []
 
     def _next_chunk(self, fresh: list[Job]) -> list[Job]:
-        """The next event jobs: fresh ones first, then the backlog."""
-        backlog = self._backlog
-        if fresh:
-            merged = {job.alarm.alarm_id: job for job in fresh}
-            rest: list[Job] = []
-            for job in backlog:
-                newer = merged.get(job.alarm.alarm_id)
-                if newer is None:
-                    rest.append(job)
-                elif job.announced and (
-                    not newer.announced or job.announced < newer.announced
-                ):
-                    newer.announced = job.announced
-            backlog = fresh + rest
-        chunk, self._backlog = backlog[:_CHUNK], backlog[_CHUNK:]
+        """The next event jobs (:class:`EventBacklog` orders them)."""
+        chunk = self._backlog.take(fresh)
         self.stats.backlog = len(self._backlog)
         return chunk
 

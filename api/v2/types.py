@@ -492,3 +492,22 @@ _LIFECYCLE = (
     "pending_for",
     "evaluation_interval",
 )
+
+
+def _resolve_attribute_types() -> None:
+    """Resolve the datatype of every attribute of the types above, now.
+
+    WSME resolves the datatype of a complex type's attribute on its first
+    use, and not atomically: two request threads of a fresh API process
+    reading it at once may find it half resolved (``TypeError:
+    'ArrayType' object is not subscriptable``: a 500 on the first
+    concurrent alarm creations).  The module's import runs in one thread.
+    """
+    for value in list(globals().values()):
+        if isinstance(value, type) and issubclass(value, wtypes.Base):
+            for attr in wtypes.list_attributes(value):
+                if attr.datatype is None:  # resolves it
+                    raise TypeError(f"{value.__name__}.{attr.name}: no type")
+
+
+_resolve_attribute_types()

@@ -9,6 +9,7 @@ before each of them: the worker is deliberately slower than the data.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 import time
@@ -20,7 +21,11 @@ import sqlalchemy as sa
 
 from alarmer import runtime
 from alarmer.alarms.tables import Alarm, AlarmHistory, Notification
-from alarmer.evaluator.service import EvaluatorService, as_of_instants
+from alarmer.evaluator.service import (
+    EvaluatorService,
+    as_of_instants,
+    first_instant,
+)
 from alarmer.metrics import policy as ap
 from alarmer.metrics.index import Caller
 from alarmer.metrics.series import store as series_mod
@@ -258,6 +263,45 @@ def test_an_alarm_touched_many_times_in_a_tick_is_evaluated_once(world):
         ]
 
 
+def test_a_write_announced_late_is_assessed_as_of_its_data(world):
+    """A crossing stored and announced only after its bucket has left
+    the window (a slow write, a long batch): the announcement carries
+    the point's timestamp and the worker assesses the window the point
+    was meant for, then the window of now."""
+    rt, engine, _reader, policy = world
+    ((resource_id, metric_id),) = make_metrics(rt, 1)
+    alarm_id = insert_alarm(rt, resource_id, periods=1, state="ok")
+    service = EvaluatorService(rt)
+    service.start()
+    try:
+        stamp = time.time_ns() - 3 * NS
+        engine.add_measures(
+            series_mod.MetricRef(metric_id, policy),
+            np.array([stamp], dtype=np.int64),
+            np.array([90.0]),
+        )
+        rt.channel.publish({metric_id: stamp})
+        wait_for(lambda: len(history(rt, alarm_id)) >= 2)
+    finally:
+        service.stop()
+    rows = history(rt, alarm_id)
+    assert [h["state"] for h in rows] == ["alarm", "insufficient data"]
+    with rt.db.read_session() as session:
+        first = session.scalars(
+            sa.select(Notification)
+            .where(Notification.alarm_id == alarm_id)
+            .order_by(Notification.seq)
+        ).first()
+    assert first.current == "alarm"
+    assert first.reason_data["most_recent"] == 90.0
+    # Assessed as of the point's own time, not of the announcement's.
+    as_of = dt.datetime.fromisoformat(first.reason_data["as_of"])
+    data_time = dt.datetime.fromisoformat(first.reason_data["data_timestamp"])
+    evaluated = dt.datetime.fromisoformat(first.reason_data["evaluated_at"])
+    assert abs(as_of - data_time) < dt.timedelta(milliseconds=1)
+    assert evaluated - as_of > dt.timedelta(seconds=2)
+
+
 def test_instants_of_a_late_evaluation():
     gran = NS
     # Same bucket: only now.
@@ -268,3 +312,11 @@ def test_instants_of_a_late_evaluation():
     # Bounded however late.
     assert len(as_of_instants(0, 10_000 * NS, gran)) == 64
     assert as_of_instants(0, 5 * NS, 0) == [5 * NS]
+
+
+def test_first_instant_is_the_data_time_when_older():
+    # The data's newest point, older than the announcement: just after it.
+    assert first_instant(12 * NS, 9 * NS) == 9 * NS + 1
+    # No timestamp, or one ahead of the arrival: the arrival.
+    assert first_instant(12 * NS, 0) == 12 * NS
+    assert first_instant(12 * NS, 13 * NS) == 12 * NS

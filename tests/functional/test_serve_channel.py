@@ -104,6 +104,40 @@ def test_plain_ids_and_large_batches_arrive_whole(tmp_path):
     assert all(batch.newest == {} for batch in got)
 
 
+def test_a_subscriber_that_falls_behind_slows_publishers_loses_nothing(
+    tmp_path,
+):
+    """The subscriber stops reading for 3 s while 40 announcements are
+    sent, more than a socket queues: the publisher waits, none is lost."""
+    directory = str(tmp_path / "metrics")
+    channel = DatagramChannel(directory)
+    got: list[MetricChanges] = []
+    stalled = threading.Event()
+
+    def on_changes(changes):
+        if not stalled.is_set():
+            stalled.set()
+            time.sleep(3.0)
+        got.append(changes)
+
+    channel.subscribe(on_changes)
+    publisher = DatagramChannel(directory)
+    try:
+        sent = [[f"m{k}-{j}" for j in range(50)] for k in range(40)]
+        started = time.monotonic()
+        for ids in sent:
+            publisher.publish(ids)
+        waited = time.monotonic() - started
+        deadline = time.monotonic() + 10
+        while len(got) < len(sent) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        publisher.close()
+        channel.close()
+    assert [list(batch) for batch in got] == sent
+    assert waited > 1.0  # it did wait for the stalled subscriber
+
+
 def test_a_dead_subscribers_socket_is_removed(tmp_path):
     directory = str(tmp_path / "metrics")
     bound = CTX.Event()

@@ -101,6 +101,7 @@ PURE = {
     "alarmer.metrics.query.operations",
     "alarmer.alarms.model",
     "alarmer.evaluator.schedule",
+    "alarmer.evaluator.backlog",
     "alarmer.metrics.series.codec",
     "alarmer.metrics.policy",
     "alarmer.alarms.validation",
