@@ -194,6 +194,16 @@ def throughput(
     }
 
 
+def _start_receiver(target) -> tuple[multiprocessing.Process, int]:
+    """Start the receiver *target* in a process; return it and its port."""
+    port_queue: multiprocessing.Queue = multiprocessing.Queue()
+    proc = multiprocessing.Process(
+        target=target, args=(port_queue,), daemon=True
+    )
+    proc.start()
+    return proc, port_queue.get(timeout=30)
+
+
 def _threaded_receiver(port_queue: multiprocessing.Queue) -> None:
     """A ``ThreadingHTTPServer`` counting the distinct webhook ids."""
     import http.server
@@ -235,12 +245,7 @@ def _threaded_receiver(port_queue: multiprocessing.Queue) -> None:
 
 def drain_child(db_url, count, workers, per_host) -> dict[str, float]:
     """Drain *count* queued webhooks; run in a process of its own."""
-    port_queue: multiprocessing.Queue = multiprocessing.Queue()
-    proc = multiprocessing.Process(
-        target=_threaded_receiver, args=(port_queue,), daemon=True
-    )
-    proc.start()
-    port = port_queue.get(timeout=30)
+    proc, port = _start_receiver(_threaded_receiver)
     try:
         with tempfile.TemporaryDirectory() as data_dir:
             figures = throughput(
@@ -540,12 +545,7 @@ def main() -> None:
     if args.drain:
         drain(args)
         return
-    port_queue: multiprocessing.Queue = multiprocessing.Queue()
-    proc = multiprocessing.Process(
-        target=_receiver, args=(port_queue,), daemon=True
-    )
-    proc.start()
-    port = port_queue.get(timeout=10)
+    proc, port = _start_receiver(_receiver)
     try:
         with tempfile.TemporaryDirectory() as data_dir:
             backend = (args.db or "sqlite").split(":")[0]
