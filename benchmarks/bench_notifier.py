@@ -288,7 +288,10 @@ def drain(args) -> None:
     backends = [("sqlite", None)] + (
         [("postgresql", args.pg)] if args.pg else []
     )
-    rows = []
+    print(
+        f"{'round':>5} {'backend':<10} {'code':<7} {'deliveries':>10} "
+        f"{'seconds':>8} {'per s':>7} {'CPU-s/1000':>10} {'load1':>6}"
+    )
     for round_no in range(args.rounds):
         for backend, url in backends:
             for label, tree in trees:
@@ -320,18 +323,14 @@ def drain(args) -> None:
                 finally:
                     if drop is not None:
                         drop()
-                figures = json.loads(out.strip().splitlines()[-1])
-                rows.append((round_no + 1, backend, label, figures))
-    print(
-        f"{'round':>5} {'backend':<10} {'code':<7} {'deliveries':>10} "
-        f"{'seconds':>8} {'per s':>7} {'CPU-s/1000':>10} {'load1':>6}"
-    )
-    for round_no, backend, label, f in rows:
-        print(
-            f"{round_no:>5} {backend:<10} {label:<7} {f['deliveries']:>10d} "
-            f"{f['seconds']:>8.2f} {f['per_s']:>7.0f} "
-            f"{f['cpu_s_per_1000']:>10.3f} {f['load1']:>6.2f}"
-        )
+                f = json.loads(out.strip().splitlines()[-1])
+                print(
+                    f"{round_no + 1:>5} {backend:<10} {label:<7} "
+                    f"{f['deliveries']:>10d} {f['seconds']:>8.2f} "
+                    f"{f['per_s']:>7.0f} {f['cpu_s_per_1000']:>10.3f} "
+                    f"{f['load1']:>6.2f}",
+                    flush=True,
+                )
 
 
 def latency(
