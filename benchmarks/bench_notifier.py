@@ -21,6 +21,14 @@ Usage::
   notifier learns about the commit from its watcher, NOTIFY on
   PostgreSQL or the outbox probe on SQLite, as for the evaluator of
   ``alarmer serve``).
+* **drain** (``--drain``): the mass transition.  N queued outbox rows
+  (one http webhook each) are drained by a :class:`NotifierService` in
+  a child process, to a threaded receiver (``http.server``, HTTP/1.1
+  keep-alive) in another process; the child reports deliveries per
+  second, its CPU-seconds per 1,000 deliveries and the load average.
+  With ``--baseline DIR`` (a checkout of another revision) the same
+  drain runs with that revision's code too, alternating with this one
+  round after round, so that both see the same machine load.
 
 The receiver is a minimal asyncio HTTP/1.1 server (keep-alive) so that
 it is not the bottleneck.
@@ -39,8 +47,15 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from argparse import SUPPRESS
+from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# ALARMER_BENCH_TREE: measure the code of another checkout (--baseline).
+sys.path.insert(
+    0,
+    os.environ.get("ALARMER_BENCH_TREE")
+    or os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+)
 
 from alarmer import conf as aconf
 from alarmer import runtime, timeutils
@@ -177,6 +192,145 @@ def throughput(
         "per_s": count / elapsed,
         "per_cpu_s": count / cpu,
     }
+
+
+def _start_receiver(target) -> tuple[multiprocessing.Process, int]:
+    """Start the receiver *target* in a process; return it and its port."""
+    port_queue: multiprocessing.Queue = multiprocessing.Queue()
+    proc = multiprocessing.Process(
+        target=target, args=(port_queue,), daemon=True
+    )
+    proc.start()
+    return proc, port_queue.get(timeout=30)
+
+
+def _threaded_receiver(port_queue: multiprocessing.Queue) -> None:
+    """A ``ThreadingHTTPServer`` counting the distinct webhook ids."""
+    import http.server
+    import threading
+
+    received: set[str] = set()
+    lock = threading.Lock()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format, *args):
+            pass
+
+        def _answer(self, body: bytes) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            with lock:
+                count = len(received)
+            self._answer(str(count).encode())
+
+        def do_POST(self):
+            length = int(self.headers.get("content-length") or 0)
+            if length:
+                self.rfile.read(length)
+            with lock:
+                received.add(self.headers.get("webhook-id", ""))
+            self._answer(b"")
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    port_queue.put(server.server_address[1])
+    server.serve_forever()
+
+
+def drain_child(db_url, count, workers, per_host) -> dict[str, float]:
+    """Drain *count* queued webhooks; run in a process of its own."""
+    proc, port = _start_receiver(_threaded_receiver)
+    try:
+        with tempfile.TemporaryDirectory() as data_dir:
+            figures = throughput(
+                db_url, data_dir, port, count, workers, per_host
+            )
+    finally:
+        proc.terminate()
+    figures["cpu_s_per_1000"] = 1000.0 / figures["per_cpu_s"]
+    figures["load1"] = os.getloadavg()[0]
+    return figures
+
+
+def _fresh_postgresql(url: str) -> tuple[str, Any]:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    name = f"alarmer_bench_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    fresh = sa.make_url(url).set(database=name)
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(
+                f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+            )
+        admin.dispose()
+
+    return fresh.render_as_string(hide_password=False), drop
+
+
+def drain(args) -> None:
+    """Alternate drains of this code and of ``--baseline``; print a table."""
+    import subprocess
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    trees = [("after", here)]
+    if args.baseline:
+        trees.insert(0, ("before", os.path.abspath(args.baseline)))
+    backends = [("sqlite", None)] + (
+        [("postgresql", args.pg)] if args.pg else []
+    )
+    print(
+        f"{'round':>5} {'backend':<10} {'code':<7} {'deliveries':>10} "
+        f"{'seconds':>8} {'per s':>7} {'CPU-s/1000':>10} {'load1':>6}"
+    )
+    for round_no in range(args.rounds):
+        for backend, url in backends:
+            for label, tree in trees:
+                drop = None
+                if url:
+                    url_used, drop = _fresh_postgresql(url)
+                else:
+                    url_used = ""
+                try:
+                    out = subprocess.run(
+                        [
+                            sys.executable,
+                            os.path.abspath(__file__),
+                            "--drain-child",
+                            "--db",
+                            url_used,
+                            "-n",
+                            str(args.n),
+                            "--workers",
+                            str(args.workers),
+                            "--per-host",
+                            str(args.per_host),
+                        ],
+                        env={**os.environ, "ALARMER_BENCH_TREE": tree},
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    ).stdout
+                finally:
+                    if drop is not None:
+                        drop()
+                f = json.loads(out.strip().splitlines()[-1])
+                print(
+                    f"{round_no + 1:>5} {backend:<10} {label:<7} "
+                    f"{f['deliveries']:>10d} {f['seconds']:>8.2f} "
+                    f"{f['per_s']:>7.0f} {f['cpu_s_per_1000']:>10.3f} "
+                    f"{f['load1']:>6.2f}",
+                    flush=True,
+                )
 
 
 def latency(
@@ -366,13 +520,31 @@ def main() -> None:
         help="also measure transition -> webhook under `alarmer serve` "
         "with this many alarms (two transitions each)",
     )
-    args = parser.parse_args()
-    port_queue: multiprocessing.Queue = multiprocessing.Queue()
-    proc = multiprocessing.Process(
-        target=_receiver, args=(port_queue,), daemon=True
+    parser.add_argument(
+        "--drain",
+        action="store_true",
+        help="measure the drain of -n queued webhooks only (see above)",
     )
-    proc.start()
-    port = port_queue.get(timeout=10)
+    parser.add_argument(
+        "--baseline",
+        help="with --drain: a checkout of the code to compare with",
+    )
+    parser.add_argument(
+        "--pg", help="with --drain: also on this PostgreSQL server URL"
+    )
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--drain-child", action="store_true", help=SUPPRESS)
+    args = parser.parse_args()
+    if args.drain_child:
+        figures = drain_child(
+            args.db or None, args.n, args.workers, args.per_host
+        )
+        print(json.dumps(figures))
+        return
+    if args.drain:
+        drain(args)
+        return
+    proc, port = _start_receiver(_receiver)
     try:
         with tempfile.TemporaryDirectory() as data_dir:
             backend = (args.db or "sqlite").split(":")[0]
