@@ -494,7 +494,11 @@ class SilenceCache:
                             )
                         )
                     ).scalars()
-                    self._silences = [SilenceDef.of(r) for r in rows]
+                    read = [SilenceDef.of(r) for r in rows]
+                # The same list while nothing changed: what was derived
+                # from it (windows in force, alarms covered) still holds.
+                if read != self._silences:
+                    self._silences = read
             except Exception:
                 LOG.exception("silences: reading them failed; kept")
             self._read_at = time.monotonic()
@@ -504,8 +508,15 @@ class SilenceCache:
         self, alarm_facts: Mapping[str, Sequence[str]], now: dt.datetime
     ) -> tuple[str, ...]:
         """Ids of the silences covering an alarm at *now*."""
+        return self.covering(self.active(now), alarm_facts)
+
+    @staticmethod
+    def covering(
+        active: Sequence[SilenceDef], alarm_facts: Mapping[str, Sequence[str]]
+    ) -> tuple[str, ...]:
+        """Ids of the silences of *active* covering an alarm."""
         found = []
-        for silence in self.active(now):
+        for silence in active:
             try:
                 if silence.covers(alarm_facts):
                     found.append(silence.silence_id)

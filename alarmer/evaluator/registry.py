@@ -58,6 +58,10 @@ class AlarmDef:
     interval: float = 0.0
     #: What silence matchers test (see :meth:`silence_facts`).
     facts: dict[str, list[str]] | None = None
+    #: The list of silences in force last checked (by identity) and the
+    #: ids of those covering the alarm: checked again only when the list
+    #: changes.
+    silence_memo: tuple[object, tuple[str, ...]] | None = None
 
     def metric_ids(self) -> set[str]:
         """Every metric this alarm reads."""

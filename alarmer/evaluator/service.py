@@ -1116,10 +1116,16 @@ class EvaluatorService:
         """Note which silences cover *alarm*; settle a silence's end."""
         alarm.silenced = ()
         if self.silences.current():
-            alarm.silenced = self.silences.matching(
-                alarm.silence_facts(),
-                dt.datetime.fromtimestamp(now_ts, dt.UTC),
+            active = self.silences.active(
+                dt.datetime.fromtimestamp(now_ts, dt.UTC)
             )
+            memo = alarm.silence_memo
+            if memo is None or memo[0] is not active:
+                covering = self.silences.covering(
+                    active, alarm.silence_facts()
+                )
+                memo = alarm.silence_memo = (active, covering)
+            alarm.silenced = memo[1]
         if alarm.held and not alarm.silenced:
             self._release(alarm, dt.datetime.fromtimestamp(now_ts, dt.UTC))
 
