@@ -300,9 +300,10 @@ def _build_runtime(
 
 def _run(args: argparse.Namespace, factories: Sequence[ServiceFactory]) -> int:
     # A signal from now on stops the process cleanly, during the startup
-    # too (once the step under way is done).
-    stop = _stop_event(args)
+    # too (once the step under way is done).  Until logging is set up,
+    # the early handler notes it, and it is logged once logging is.
     conf = _setup(args)
+    stop = _stop_event(args)
     _log_early_signal(args)
     names = [name for factory in factories for name in FACTORY_ROLES[factory]]
     _log_banner(conf, args.config_file, names)
@@ -351,8 +352,8 @@ def _serve(args: argparse.Namespace) -> int:
     """``alarmer serve``: one process, or a supervisor and its children."""
     from alarmer import serve
 
-    stop = _stop_event(args)
     conf = _setup(args)
+    stop = _stop_event(args)
     _log_early_signal(args)
     names = list(FACTORY_ROLES[_serve_services])
     if serve.single_process(conf):
