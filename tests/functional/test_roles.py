@@ -118,6 +118,11 @@ LEAST_ROLE: dict[tuple[str, str], str] = {
     ("v1.aggregation_resource", "POST"): READER,
     # The dashboard (HTML pages; their buttons call the v2 API).
     ("dashboard.static", "GET"): PUBLIC,
+    # Signing in and out of the dashboard (the credential is checked by
+    # the sign-in itself; signing out needs the page's CSRF token).
+    ("dashboard.login_form", "GET"): PUBLIC,
+    ("dashboard.login", "POST"): PUBLIC,
+    ("dashboard.logout", "POST"): PUBLIC,
     ("dashboard.alarms", "GET"): READER,
     ("dashboard.token", "GET"): READER,
     ("dashboard.alarm", "GET"): READER,
