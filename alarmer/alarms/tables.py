@@ -108,6 +108,8 @@ class Alarm(Base):
         ),
         sa.Index("ix_alarm_timestamp", "timestamp", "alarm_id", "name"),
         sa.Index("ix_alarm_enabled_type", "enabled", "type"),
+        # /metrics counts alarms per state from these entries (t0004).
+        sa.Index("ix_alarm_state_enabled", "state", "enabled"),
     )
 
 
