@@ -131,14 +131,22 @@ class Keystone:
     :param root: a directory for its configuration, keys and database.
     """
 
-    def __init__(self, venv: pathlib.Path, root: pathlib.Path) -> None:
+    def __init__(
+        self,
+        venv: pathlib.Path,
+        root: pathlib.Path,
+        *,
+        token_expiration: int | None = None,
+    ) -> None:
         self.venv = venv
         self.root = root
+        #: ``[token] expiration`` in seconds (Keystone's default: 1 h).
+        self.token_expiration = token_expiration
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.conf = root / "keystone.conf"
         self.process: subprocess.Popen[bytes] | None = None
-        self._admin_token: str | None = None
+        self._admin_token: tuple[str, float] | None = None
 
     def _manage(self, *args: str) -> None:
         subprocess.run(
@@ -152,6 +160,11 @@ class Keystone:
         """Configure, bootstrap and serve; wait until it answers."""
         for keys in ("fernet-keys", "credential-keys"):
             (self.root / keys).mkdir()
+        expiration = (
+            f"expiration = {self.token_expiration}"
+            if self.token_expiration
+            else ""
+        )
         self.conf.write_text(
             textwrap.dedent(
                 f"""
@@ -161,6 +174,7 @@ class Keystone:
                 connection = sqlite:///{self.root / "keystone.db"}
                 [token]
                 provider = fernet
+                {expiration}
                 [fernet_tokens]
                 key_repository = {self.root / "fernet-keys"}
                 [fernet_receipts]
@@ -240,9 +254,13 @@ class Keystone:
 
     def admin_token(self) -> str:
         """A token of the bootstrap ``admin`` user on project ``admin``."""
-        if self._admin_token is None:
-            self._admin_token, _ = self.token("admin", ADMIN_PASSWORD, "admin")
-        return self._admin_token
+        held = self._admin_token
+        if held is None or time.monotonic() > held[1]:
+            token, _ = self.token("admin", ADMIN_PASSWORD, "admin")
+            # Used until 10 s before it expires (see token_expiration).
+            life = (self.token_expiration or 3600) - 10
+            held = self._admin_token = (token, time.monotonic() + life)
+        return held[0]
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call the Keystone API as ``admin``; the decoded answer."""

@@ -10,6 +10,7 @@ gnocchiclient find it there with a user's password.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from tests.functional.peers import (  # noqa: F401
     Keystone,
     keystone,
     keystone_alarmer,
+    peer_venv,
 )
 
 T0 = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -123,6 +125,44 @@ def test_without_a_valid_token_each_dialect_answers_401(cloud, token):
     # The discovery documents stay public.
     root = _call(cloud, "GET", "/", None)
     assert root.status_code == 200 and root.json()["build"]
+
+
+def test_an_expired_token_is_refused_in_each_dialect(tmp_path_factory):
+    # A Keystone whose tokens live 15 s: a token valid when issued is
+    # refused once it expired, and what it asks for is not done.
+    root = tmp_path_factory.mktemp("expiring")
+    (root / "keystone").mkdir()
+    venv = peer_venv("keystone")
+    ks = Keystone(venv, root / "keystone", token_expiration=15)
+    ks.start()
+    try:
+        (root / "alarmer").mkdir()
+        with keystone_alarmer(ks, root / "alarmer", "alarmer-exp") as alarmer:
+            ks.user("erin", "erin-pw", "demo", ["member"])
+            token, body = ks.token("erin", "erin-pw", "demo")
+            expires = dt.datetime.fromisoformat(body["expires_at"])
+            cloud = Cloud(ks, alarmer.url)
+            # Valid while it lasts.
+            listed = _call(cloud, "GET", "/v2/alarms", token)
+            assert listed.status_code == 200, listed.text
+            wait = (expires - dt.datetime.now(dt.UTC)).total_seconds()
+            time.sleep(max(wait, 0) + 1.5)
+            for path, method, body_ in (
+                ("/v2/alarms", "POST", _rule("m")),
+                ("/v1/metric", "POST", {"name": "cpu"}),
+            ):
+                refused = _call(cloud, method, path, token, json=body_)
+                assert refused.status_code == 401, refused.text
+                answer = refused.json()
+                if path.startswith("/v1"):
+                    assert answer["code"] == 401
+                else:
+                    assert answer["error_message"]["faultcode"] == "Client"
+            fresh, _ = ks.token("erin", "erin-pw", "demo")
+            assert _call(cloud, "GET", "/v2/alarms", fresh).json() == []
+            assert _call(cloud, "GET", "/v1/metric", fresh).json() == []
+    finally:
+        ks.stop()
 
 
 def test_identity_and_roles_come_from_the_token(cloud):
