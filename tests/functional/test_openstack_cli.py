@@ -14,7 +14,6 @@ import json
 import os
 import pathlib
 import subprocess
-import textwrap
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,11 +22,8 @@ import requests
 
 pytest.importorskip("keystonemiddleware")
 
-from alarmer import conf as aconf
-from alarmer import runtime
 from tests.functional import peers
 
-SERVICE_PASSWORD = "alarmer-service-secret"
 #: The project each user of the tests is a member of.
 PROJECTS = {"alice": "demo", "bob": "other"}
 T0 = "2024-03-01T12:00:00+00:00"
@@ -86,60 +82,22 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    from api.server import ApiServer
-
     try:
         venv = peers.peer_venv("openstackclient")
     except (OSError, subprocess.CalledProcessError) as exc:
         peers._unavailable(f"the OpenStack CLIs cannot be installed: {exc}")
     root = tmp_path_factory.mktemp("openstack-cli")
     (root / "keystone").mkdir()
-    with peers.running_keystone(root / "keystone") as ks:
-        ks.user("alarmer", SERVICE_PASSWORD, "service", ["service"])
-        conf_file = root / "alarmer.conf"
-        conf_file.write_text(
-            textwrap.dedent(
-                f"""
-                [DEFAULT]
-                data_dir = {root / "data"}
-                [api]
-                auth_mode = keystone
-                port = 0
-                [keystone_authtoken]
-                www_authenticate_uri = {ks.url}/v3
-                auth_url = {ks.url}/v3
-                auth_type = password
-                username = alarmer
-                password = {SERVICE_PASSWORD}
-                project_name = service
-                user_domain_id = default
-                project_domain_id = default
-                """
-            )
-        )
-        conf = aconf.make_conf(config_files=[str(conf_file)])
-        rt = runtime.build(conf, migrate=True)
-        server = ApiServer(rt)
-        server.start()
-        url = f"http://127.0.0.1:{server.port}"
-        try:
-            for kind, name in (("alarming", "aodh"), ("metric", "gnocchi")):
-                service = ks.api(
-                    "POST", "/services",
-                    json={"service": {"type": kind, "name": name}},
-                )["service"]  # fmt: skip
-                ks.api(
-                    "POST", "/endpoints",
-                    json={"endpoint": {"service_id": service["id"],
-                                       "interface": "public", "url": url,
-                                       "region_id": "RegionOne"}},
-                )  # fmt: skip
-            ks.user("alice", "alice-pw", "demo", ["member"])
-            ks.user("bob", "bob-pw", "other", ["member"])
-            yield Site(ks, url, venv)
-        finally:
-            server.stop()
-            rt.close()
+    (root / "alarmer").mkdir()
+    with (
+        peers.running_keystone(root / "keystone") as ks,
+        peers.keystone_alarmer(
+            ks, root / "alarmer", "alarmer", catalog=("alarming", "metric")
+        ) as alarmer,
+    ):
+        ks.user("alice", "alice-pw", "demo", ["member"])
+        ks.user("bob", "bob-pw", "other", ["member"])
+        yield Site(ks, alarmer.url, venv)
 
 
 def test_operators_drive_metrics_and_alarms_with_openstack(site):
