@@ -204,6 +204,9 @@ class CommitProbe(_Watcher):
             counter = self.sql.commit_counter(raw)
             highest = self._highest(conn)
             self.ready.set()
+            # A commit between the dispatcher's first look and the read
+            # above raised no counter here: look once more now.
+            self.wakeup.outbox_changed()
             while not stopping.is_set():
                 # A plain sleep: half the CPU of an Event.wait, and stop()
                 # waits one interval at most.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 import pytest
@@ -360,7 +361,11 @@ def test_commit_in_same_process_wakes_the_notifier(
     nrt, run_notifier, receiver
 ):
     rt = nrt(poll_interval=60)
-    run_notifier(rt)
+    service = run_notifier(rt)
+    for watcher in service.watchers:
+        assert watcher.ready.wait(10)
+    # Past the dispatcher's first look: only a watcher can see this commit.
+    time.sleep(0.2)
     add_notification(rt, str(uuid.uuid4()), 1, [receiver.url()])
     wait_for(receiver.bodies, timeout=10)
 
