@@ -17,6 +17,7 @@ keystone mode beside it, registered in its catalog.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import pathlib
@@ -79,15 +80,21 @@ def peer_venv(name: str) -> pathlib.Path:
     marker = venv / ".complete"
     if marker.exists():
         return venv
-    shutil.rmtree(venv, ignore_errors=True)
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    base = getattr(sys, "_base_executable", sys.executable)
-    subprocess.run([base, "-m", "venv", str(venv)], check=True)
-    subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", *requirements],
-        check=True,
-    )
-    marker.write_text(" ".join(requirements) + "\n")
+    PEERS_DIR.mkdir(parents=True, exist_ok=True)
+    # Test processes running side by side build a peer once: the others
+    # wait on the lock, then find the marker.
+    with open(PEERS_DIR / f".{name}-{version}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():
+            return venv
+        shutil.rmtree(venv, ignore_errors=True)
+        base = getattr(sys, "_base_executable", sys.executable)
+        subprocess.run([base, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", *requirements],
+            check=True,
+        )
+        marker.write_text(" ".join(requirements) + "\n")
     return venv
 
 
