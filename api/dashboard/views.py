@@ -143,13 +143,27 @@ def _conditions(
     if scope is not None:
         conditions.append(Alarm.project_id == scope)
     if search:
-        escaped = (
-            search.replace("\\", "\\\\")
-            .replace("%", "\\%")
-            .replace("_", "\\_")
-        )
-        conditions.append(Alarm.name.like(f"%{escaped}%", escape="\\"))
+        dialect = context.runtime().db.dialect
+        conditions.append(name_contains(search, dialect))
     return conditions
+
+
+def name_contains(search: str, dialect: str) -> sa.ColumnElement[bool]:
+    """Alarms whose name contains *search*, literally, in any case.
+
+    ``%``, ``_`` and ``\\`` are escaped: they match themselves.  SQLite's
+    and MariaDB's ``LIKE`` ignore the case already; on PostgreSQL it is
+    ``ILIKE``, which the trigram index (migration ``t0005``) answers.
+
+    :param dialect: the database's dialect name (``postgresql``...).
+    """
+    escaped = (
+        search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    )
+    pattern = f"%{escaped}%"
+    if dialect == "postgresql":
+        return Alarm.name.ilike(pattern, escape="\\")
+    return Alarm.name.like(pattern, escape="\\")
 
 
 #: Key of the counts cache in ``app.extensions``.
