@@ -9,6 +9,8 @@ compares them with :func:`metadata` on SQLite, PostgreSQL and MariaDB.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 import notifiers.tables
@@ -33,3 +35,19 @@ MODEL_MODULES = (
 def metadata() -> sa.MetaData:
     """Return the metadata holding every table of every capability."""
     return db.Base.metadata
+
+
+#: Indexes a migration creates only where the database allows (not in
+#: the models): ``ix_alarm_name_trgm``, PostgreSQL with ``pg_trgm``
+#: (migration ``t0005``).
+OPTIONAL_INDEXES = frozenset({"ix_alarm_name_trgm"})
+
+
+def compared(
+    item: Any, name: str | None, kind: str, reflected: bool, other: Any
+) -> bool:
+    """Alembic's ``include_object``: compare all but :data:`OPTIONAL_INDEXES`.
+
+    The signature is alembic's; *item*, *reflected* and *other* are unused.
+    """
+    return not (kind == "index" and name in OPTIONAL_INDEXES)

@@ -8,14 +8,19 @@ runs them: the files of this process and of
 :data:`OTHER_PROCESSES` more (API, evaluator and notifier processes
 that recorded every route, alarm type and outcome)::
 
-    python benchmarks/bench_dashboard.py pages [--alarms 100000]
+    python benchmarks/bench_dashboard.py pages [--alarms 100000] \
+        [--database postgresql+psycopg://.../empty_db]
     python benchmarks/bench_dashboard.py overhead [--alarms 2000]
 
 * ``pages``: the alarm list at *alarms* alarms (first page, a state
   filter, a name search, a page deep in the list, the change token),
   one alarm whose metric holds 7 days of 60 s buckets (detail page with
   the 7-day plot and 50 transitions), and the ``/metrics`` scrape (the
-  database gauges counted over the same alarms).
+  database gauges counted over the same alarms).  Alarms are named
+  ``web-<8 hex>-cpu``.  With ``--database`` (an empty PostgreSQL
+  database: its tables are created), the name searches are measured
+  again with and without the trigram index (``t0005``), alternating in
+  the same run, with the CPU of the database's server processes.
 * ``overhead``: evaluations per CPU second of the evaluator, and deliveries
   per CPU second of the notifier's worker (``log://`` plugin, no network),
   with the real :class:`~alarmer.telemetry.Telemetry` and with one whose
@@ -40,6 +45,7 @@ from typing import Any
 
 import numpy as np
 import requests
+import sqlalchemy as sa
 from waitress.server import create_server
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -54,6 +60,7 @@ from bench_evaluator import (
 
 from alarmer import telemetry
 from alarmer.alarms import transitions
+from alarmer.alarms.tables import Alarm
 from alarmer.evaluator.service import EvaluatorService
 from alarmer.metrics import policy as ap
 from alarmer.metrics.series import store as series_mod
@@ -219,12 +226,89 @@ def week_alarm(rt: Any) -> str:
     return alarm_id
 
 
-def pages(alarms: int) -> None:
+def server_cpu(rt: Any) -> float:
+    """CPU seconds of the PostgreSQL processes serving this database."""
+    with rt.db.engine.connect() as conn:
+        pids = conn.scalars(
+            sa.text(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database()"
+            )
+        ).all()
+    total = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended, or on another host
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+TRIGRAM_INDEX = "ix_alarm_name_trgm"
+
+
+def trigram_rounds(
+    rt: Any, base: str, http: requests.Session, searches: list[tuple]
+) -> None:
+    """Name searches with and without the trigram index, alternating."""
+    with rt.db.engine.connect() as conn:
+        created = conn.scalar(
+            sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
+            {"n": TRIGRAM_INDEX},
+        )
+    if created is None:
+        print("no trigram index (pg_trgm missing): nothing to compare")
+        return
+    samples: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
+    for _ in range(4):
+        for variant in ("with index", "without"):
+            with rt.db.engine.begin() as conn:
+                conn.execute(sa.text(f"DROP INDEX IF EXISTS {TRIGRAM_INDEX}"))
+                if variant == "with index":
+                    conn.execute(sa.text(created))
+                conn.execute(sa.text("ANALYZE alarm"))
+            for label, url in searches:
+                call = get(http, base + url)
+                call()
+                before = cpu_seconds() + server_cpu(rt)
+                for _ in range(10):
+                    start = time.perf_counter()
+                    call()
+                    samples.setdefault((label, variant), []).append(
+                        (time.perf_counter() - start) * 1000
+                    )
+                spent = cpu_seconds() + server_cpu(rt) - before
+                cpu.setdefault((label, variant), []).append(spent / 10 * 1000)
+    print(
+        f"| {'name search, PostgreSQL':<34} | {'index':<10} | p50 ms "
+        "| CPU ms (app + PostgreSQL) |"
+    )
+    print(f"|{'-' * 36}|{'-' * 12}|--------|---------------------------|")
+    for label, _ in searches:
+        for variant in ("with index", "without"):
+            p50 = statistics.median(samples[(label, variant)])
+            per = statistics.median(cpu[(label, variant)])
+            print(
+                f"| {label:<34} | {variant:<10} | {p50:6.1f} | {per:25.1f} |"
+            )
+    print(f"load {os.getloadavg()}")
+
+
+def pages(alarms: int, database: str | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         shared = os.path.join(tmp, "prometheus")
         os.mkdir(shared)
         os.environ[telemetry.MULTIPROC_ENV] = shared
-        rt = build(tmp, api={"port": 0, "host": "127.0.0.1"})
+        sections: dict[str, dict[str, object]] = {
+            "api": {"port": 0, "host": "127.0.0.1"}
+        }
+        if database:
+            sections["database"] = {"connection": database}
+        rt = build(tmp, **sections)
         assert rt.telemetry.multiprocess
         made = make_metrics(rt, 1)
         rules = [
@@ -237,7 +321,17 @@ def pages(alarms: int) -> None:
         ]
         start = time.perf_counter()
         ids = insert_alarms(rt, rules)
+        with rt.db.session() as session:
+            session.execute(
+                sa.update(Alarm).values(
+                    name=sa.literal("web-")
+                    + sa.func.substr(Alarm.alarm_id, 1, 8)
+                    + "-cpu"
+                )
+            )
+            session.commit()
         loaded = time.perf_counter() - start
+        one = f"web-{ids[len(ids) // 3][:8]}"
         detail = week_alarm(rt)
         app = create_app(rt)
         server = create_server(app, host="127.0.0.1", port=0, threads=4)
@@ -250,6 +344,7 @@ def pages(alarms: int) -> None:
             ("list, first page", "/dashboard/"),
             ("list, state=alarm", "/dashboard/?state=alarm"),
             ("list, name search", "/dashboard/?q=nomatch"),
+            ("list, name search, one match", f"/dashboard/?q={one}"),
             (
                 "list, name search + state",
                 "/dashboard/?q=nomatch&state=alarm",
@@ -306,6 +401,13 @@ def pages(alarms: int) -> None:
             cpu = (cpu_seconds() - before) / 31 * 1000
             print(f"| {label:<34} | {p50:6.1f} | {p99:6.1f} | {cpu:6.1f} |")
         print(f"load {os.getloadavg()}")
+        if rt.db.dialect == "postgresql":
+            trigram_rounds(
+                rt,
+                base,
+                http,
+                [(label, url) for label, url in rows if "?q=" in url],
+            )
         for proc in others:
             proc.kill()
             proc.wait()
@@ -469,12 +571,17 @@ def main() -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     p = sub.add_parser("pages")
     p.add_argument("--alarms", type=int, default=100_000)
+    p.add_argument(
+        "--database",
+        help="an empty database's URL (default: SQLite in a temporary "
+        "directory)",
+    )
     o = sub.add_parser("overhead")
     o.add_argument("--alarms", type=int, default=2000)
     o.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
     if args.what == "pages":
-        pages(args.alarms)
+        pages(args.alarms, args.database)
     else:
         overhead(args.alarms, args.rounds)
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import flask
 import sqlalchemy as sa
+import werkzeug
 
 import notifiers
 from alarmer import timeutils
@@ -29,7 +30,7 @@ from alarmer.alarms.tables import Alarm, AlarmHistory, Notification
 from api import context, errors
 from api.dashboard import plot as plot_mod
 from api.dashboard import words
-from api.identity import Identity
+from api.identity import DASHBOARD_COOKIE, Identity
 from notifiers import tables as delivery_tables
 
 LOG = logging.getLogger(__name__)
@@ -78,11 +79,30 @@ def _age_filter(value: dt.datetime | None) -> str:
 
 
 @bp.errorhandler(errors.APIError)
-def _error(exc: errors.APIError) -> tuple[str, int, dict[str, str]]:
+def _error(exc: errors.APIError) -> flask.Response:
+    """The error page; a 401 also forgets the browser's sign-in.
+
+    The cookie's key or token was refused (it expired, or was revoked):
+    the browser is signed out, and the page links to the sign-in form.
+    """
     page = flask.render_template(
         "dashboard/error.html", status=exc.status, message=exc.message
     )
-    return page, exc.status, exc.headers
+    response = flask.make_response(page, exc.status, exc.headers)
+    if exc.status == 401 and DASHBOARD_COOKIE in flask.request.cookies:
+        forget_sign_in(response)
+    return response
+
+
+def forget_sign_in(response: werkzeug.Response) -> None:
+    """Make the browser drop the dashboard's cookie."""
+    response.delete_cookie(
+        DASHBOARD_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=flask.request.is_secure,
+    )
 
 
 # -- the alarm list --------------------------------------------------------
@@ -123,13 +143,27 @@ def _conditions(
     if scope is not None:
         conditions.append(Alarm.project_id == scope)
     if search:
-        escaped = (
-            search.replace("\\", "\\\\")
-            .replace("%", "\\%")
-            .replace("_", "\\_")
-        )
-        conditions.append(Alarm.name.like(f"%{escaped}%", escape="\\"))
+        dialect = context.runtime().db.dialect
+        conditions.append(name_contains(search, dialect))
     return conditions
+
+
+def name_contains(search: str, dialect: str) -> sa.ColumnElement[bool]:
+    """Alarms whose name contains *search*, literally, in any case.
+
+    ``%``, ``_`` and ``\\`` are escaped: they match themselves.  SQLite's
+    and MariaDB's ``LIKE`` ignore the case already; on PostgreSQL it is
+    ``ILIKE``, which the trigram index (migration ``t0005``) answers.
+
+    :param dialect: the database's dialect name (``postgresql``...).
+    """
+    escaped = (
+        search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    )
+    pattern = f"%{escaped}%"
+    if dialect == "postgresql":
+        return Alarm.name.ilike(pattern, escape="\\")
+    return Alarm.name.like(pattern, escape="\\")
 
 
 #: Key of the counts cache in ``app.extensions``.

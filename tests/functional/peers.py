@@ -342,6 +342,18 @@ class Keystone:
         found: dict[str, Any] = response.json()["token"]
         return found
 
+    def revoke(self, token: str) -> None:
+        """Revoke *token* (``DELETE /v3/auth/tokens``) as ``admin``."""
+        response = requests.delete(
+            f"{self.url}/v3/auth/tokens",
+            headers={
+                "X-Auth-Token": self.admin_token(),
+                "X-Subject-Token": token,
+            },
+            timeout=30,
+        )
+        assert response.status_code == 204, response.text
+
     def register(self, kind: str, url: str) -> str:
         """Add service type *kind* at *url* to the catalog; its id.
 
@@ -410,6 +422,7 @@ def keystone_alarmer(
     *,
     catalog: tuple[str, ...] = (),
     evaluation_interval: int | None = None,
+    authtoken: dict[str, str] | None = None,
 ) -> Iterator[KeystoneAlarmer]:
     """alarmer's API, notifier (and evaluator) in keystone mode.
 
@@ -423,6 +436,7 @@ def keystone_alarmer(
     :param evaluation_interval: run the evaluator too, wired as
         ``alarmer serve`` wires it, evaluating every alarm each that many
         seconds.
+    :param authtoken: more ``[keystone_authtoken]`` options.
     """
     from alarmer import conf as aconf
     from alarmer import runtime
@@ -442,6 +456,7 @@ def keystone_alarmer(
         project_domain_id = default
         """
     )
+    more = "".join(f"{k} = {v}\n" for k, v in (authtoken or {}).items())
     conf_file = root / "alarmer.conf"
     conf_file.write_text(
         textwrap.dedent(
@@ -459,6 +474,7 @@ def keystone_alarmer(
             """
         )
         + credentials
+        + more
         + "[service_credentials]"
         + credentials
         + (

@@ -213,7 +213,12 @@
     function tick() {
       if (document.hidden) { setTimeout(tick, every); return; }
       fetch(url, { headers: { "Accept": "application/json" }, cache: "no-store" })
-        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (r) {
+          // Signed out (the key or token expired or was revoked): the
+          // page, reloaded, says so and links to the sign-in form.
+          if (r.status === 401) { location.reload(); return null; }
+          return r.ok ? r.json() : null;
+        })
         .then(function (doc) {
           if (doc && lastToken !== null && doc.token !== lastToken) {
             lastToken = doc.token;
