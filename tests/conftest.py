@@ -91,6 +91,13 @@ def mysql_server_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def mysql_url(mysql_server_url: str) -> str:
+    """The MariaDB/MySQL database of the session, emptied before the test."""
+    _empty_database(mysql_server_url)
+    return mysql_server_url
+
+
+@pytest.fixture
 def redis_url() -> str:
     """URL of the Redis server (tests namespace their keys)."""
     require_server("Redis", REDIS_URL, 6379)
@@ -180,3 +187,27 @@ def live_api(sqlite_rt) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.port}"
     finally:
         server.stop()
+
+
+#: The files that take a minute or more (real OpenStack peers, whole
+#: services started several times).  They are collected first, so that
+#: with the tests spread over processes (``-n``, one file per process at
+#: a time) none of them is left to run alone at the end.
+LONG_FILES = (
+    "test_readme.py",
+    "test_api_fuzz.py",
+    "test_heat.py",
+    "test_keystone.py",
+    "test_openstack_cli.py",
+    "test_trust_keystone.py",
+    "test_dashboard_keystone.py",
+    "test_aodhclient.py",
+    "test_evaluator_faults.py",
+    "test_serve_processes.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the tests of :data:`LONG_FILES` first, in that order."""
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

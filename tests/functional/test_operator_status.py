@@ -74,13 +74,11 @@ def test_refusals_are_counted_for_good_across_processes(client, rt, make_conf):
         other_rt.close()
 
 
-def test_refusal_counts_add_up_on_mariadb(mysql_server_url):
+def test_refusal_counts_add_up_on_mariadb(mysql_url):
     from alarmer import db
     from alarmer.metrics.index.indexer import Indexer
-    from tests.conftest import _empty_database
 
-    _empty_database(mysql_server_url)
-    database = db.Database(mysql_server_url)
+    database = db.Database(mysql_url)
     try:
         database.upgrade()
         index = Indexer(database)

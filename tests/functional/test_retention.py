@@ -337,9 +337,9 @@ def test_the_notifier_service_expires_while_running(make_conf):
         rt.close()
 
 
-def test_expire_on_mariadb(mysql_server_url, make_conf):
+def test_expire_on_mariadb(mysql_url, make_conf):
     rt = runtime.build(
-        make_conf(database={"connection": mysql_server_url}), migrate=True
+        make_conf(database={"connection": mysql_url}), migrate=True
     )
     try:
         now = timeutils.utcnow()
