@@ -16,8 +16,9 @@ token in Keystone.  In ``noauth`` mode the identity
 comes from headers: there is nothing to sign in to.
 
 Signing in and out are ``POST`` forms: both need the request to come
-from this site (``Origin``, else ``Referer``, names this host); signing
-out also needs the page's CSRF token.
+from this site (``Origin``, else ``Referer``, names this host; a sign-in
+naming neither is refused); signing out also needs the page's CSRF
+token.
 """
 
 from __future__ import annotations
@@ -48,12 +49,23 @@ def _mode() -> str:
     return str(context.runtime().conf.api.auth_mode)
 
 
-def _same_site() -> None:
-    """Refuse a form posted from another site."""
+def _same_site(*, required: bool = False) -> None:
+    """Refuse a form posted from another site.
+
+    Browsers send ``Origin`` with every ``POST`` (``Referer`` otherwise);
+    when *required*, a post naming neither is refused too.  Signing in
+    requires it: no cookie guards that form yet, and a page of another
+    site must not sign a browser in to the other site's account.
+    """
     request = flask.request
     sent = request.headers.get("Origin") or request.headers.get("Referer")
     if not sent:
-        return  # old browsers send neither; SameSite guards the cookie
+        if required:
+            raise errors.Forbidden(
+                "Origin: a sign-in must come from this site's form "
+                "(the request names no Origin nor Referer)"
+            )
+        return  # signing out needs the page's CSRF token besides
     if urllib.parse.urlsplit(sent).netloc != request.host:
         raise errors.Forbidden("The form was posted from another site")
 
@@ -267,7 +279,7 @@ def login_form() -> tuple[str, int]:
 @bp.route("/login", methods=["POST"])
 def login() -> ResponseReturnValue:
     """Check the key, or get a token for a password; keep it in the cookie."""
-    _same_site()
+    _same_site(required=True)
     mode = _mode()
     if mode not in ASKED:
         return _form("This API identifies callers by headers", 400)

@@ -199,11 +199,30 @@ def test_the_cookie_is_accepted_only_where_and_how_the_dashboard_uses_it(
     r = requests.post(
         f"{base}/dashboard/login",
         data={"credential": " "},
+        headers={"Origin": base},
         allow_redirects=False,
     )
     assert r.status_code == 400
     assert "credential" in r.text
     assert "Set-Cookie" not in r.headers
+    # A sign-in naming no site (no Origin, no Referer) is refused, even
+    # with a good key: another site's page could not have sent it.
+    r = requests.post(
+        f"{base}/dashboard/login",
+        data={"credential": member},
+        allow_redirects=False,
+    )
+    assert r.status_code == 403
+    assert "Origin" in r.text
+    assert "Set-Cookie" not in r.headers
+    r = requests.post(
+        f"{base}/dashboard/login",
+        data={"credential": member},
+        headers={"Referer": f"{base}/dashboard/login"},
+        allow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert identity.DASHBOARD_COOKIE in r.headers["Set-Cookie"]
 
 
 def test_noauth_mode_has_nothing_to_sign_in_to(live_api):
@@ -213,6 +232,7 @@ def test_noauth_mode_has_nothing_to_sign_in_to(live_api):
     r = requests.post(
         f"{live_api}/dashboard/login",
         data={"credential": "x"},
+        headers={"Origin": live_api},
         allow_redirects=False,
     )
     assert r.status_code == 400
