@@ -629,7 +629,62 @@ class Detection:
     webhooks_missed: int = 0
     clears_retried: int = 0
     retired: int = 0
+    #: POST of the crossing point -> its 202 (the API's part).
+    ack_ms: list[float] = field(default_factory=list)
+    #: (alarm id, wall-clock time of the POST, seen) of every crossing,
+    #: for :func:`commit_lags`.
+    sent: list[tuple[str, float, bool]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class Stages:
+    """Where the time of the crossings went, from the alarms' history.
+
+    The evaluator stamps a transition in its own transaction, so the
+    history's timestamp of the transition to ``alarm`` after a crossing
+    is when it committed (the same machine's clock as the POST's).
+    """
+
+    #: POST -> transition committed, crossings seen in time.
+    commit_ms: list[float] = field(default_factory=list)
+    #: POST -> transition committed, crossings missed (seen too late).
+    late_commit_ms: list[float] = field(default_factory=list)
+    #: Missed crossings with no transition to ``alarm`` at all.
+    never: int = 0
+
+
+def commit_lags(client: Client, result: Detection) -> Stages:
+    """Read each crossed alarm's history once; match the crossings."""
+    stages = Stages()
+    by_alarm: dict[str, list[tuple[float, bool]]] = {}
+    for alarm_id, at, seen in result.sent:
+        by_alarm.setdefault(alarm_id, []).append((at, seen))
+    for alarm_id, crossings in by_alarm.items():
+        r = client.session.get(
+            f"{client.url}/v2/alarms/{alarm_id}/history", timeout=60
+        )
+        r.raise_for_status()
+        stamps = sorted(
+            dt.datetime.fromisoformat(h["timestamp"]).timestamp()
+            for h in r.json()
+            if h.get("type") == "state transition"
+            and json.loads(h.get("detail") or "{}").get("state") == "alarm"
+        )
+        crossings.sort()
+        for k, (at, seen) in enumerate(crossings):
+            # The first transition to alarm after this POST and before
+            # the next crossing's POST is this crossing's.
+            until = crossings[k + 1][0] if k + 1 < len(crossings) else None
+            mine = [
+                t for t in stamps if t >= at and (until is None or t < until)
+            ]
+            if not mine:
+                stages.never += 1 if not seen else 0
+                continue
+            lag = (mine[0] - at) * 1000
+            (stages.commit_ms if seen else stages.late_commit_ms).append(lag)
+    return stages
 
 
 def clear(
@@ -673,11 +728,16 @@ def cross_once(
     sent = time.monotonic()
     alarm.crossed_at = time.time()
     client.push(alarm.metric_id, HIGH, alarm.crossed_at)
+    acked = time.monotonic()
     deadline = sent + miss_after
     seen = client.wait_state(alarm.alarm_id, "alarm", deadline, poll)
     hooked = receiver.wait(alarm.alarm_id, "alarm", sent, deadline)
     with result.lock:
         result.crossings += 1
+        result.ack_ms.append((acked - sent) * 1000)
+        result.sent.append(
+            (alarm.alarm_id, alarm.crossed_at, seen is not None)
+        )
         if seen is None:
             result.missed += 1
         else:
@@ -1013,7 +1073,11 @@ class Run:
             LOG.info("%d crossings without load", args.idle_crossings)
             idle = crossings(idlers, args.idle_crossings, 1)
             _detection_rows(
-                self.add, "detection, no background load", idle, None
+                self.add,
+                "detection, no background load",
+                idle,
+                None,
+                commit_lags(self.client, idle),
             )
 
         wl = (
@@ -1044,7 +1108,9 @@ class Run:
         rss, pss = tree_memory_mib(self.proc.pid)
         loader_cpu = load.stop()
         measures = accepted1 - accepted0
-        _detection_rows(self.add, wl, busy, args.crossings)
+        _detection_rows(
+            self.add, wl, busy, args.crossings, commit_lags(self.client, busy)
+        )
         self.add(wl, "background ingest achieved", measures / elapsed, "/s")
         self.add(
             wl, "background measures refused or failed", failed1 - failed0, ""
@@ -1120,9 +1186,27 @@ def _detection_rows(
     workload: str,
     result: Detection,
     required: int | None,
+    stages: Stages | None = None,
 ) -> None:
     """The rows of one detection phase (targets when *required*)."""
     targets = required is not None
+    if stages is not None:
+        for name, values in (
+            ("stage: POST -> 202", result.ack_ms),
+            ("stage: POST -> transition committed", stages.commit_ms),
+            (
+                "stage: POST -> committed, of the missed crossings",
+                stages.late_commit_ms,
+            ),
+        ):
+            for q in (50, 99):
+                add(workload, f"{name} p{q}", percentile(values, q), "ms")
+        add(
+            workload,
+            "stage: missed crossings never committed as alarm",
+            stages.never,
+            "",
+        )
     for name, values in (
         ("POST -> state visible", result.state_ms),
         ("POST -> webhook received", result.webhook_ms),
