@@ -18,7 +18,8 @@ Two modes, chosen when the object is built:
 Labels are bounded: alarm types, states, outcomes, URL schemes and
 route templates, never an alarm, metric or resource id.  Values that
 live in the database (queue depth, dead letters, alarms per state) are
-read at scrape time by a collector the API adds (:meth:`Telemetry.add`).
+read by a collector the API adds (:meth:`Telemetry.add`), closed with
+the telemetry (:meth:`Telemetry.close`).
 
 Recording is cheap: a counter increment or a histogram observation is
 one append to a queue of this process (no lock); a flushing thread sums
@@ -48,7 +49,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -297,7 +298,7 @@ class Telemetry:
         #: The metrics recorded into, by slot (see :meth:`_slot`).
         self._metrics: list[Any] = []
         self._slots: dict[int, int] = {}
-        os.register_at_fork(after_in_child=_forked(self))
+        forget_after_fork(self)
 
     # -- recording ----------------------------------------------------------
 
@@ -513,6 +514,13 @@ class Telemetry:
         self._extra[key] = collector
         self.registry.register(collector)
 
+    def close(self) -> None:
+        """Close the added collectors that can be (their threads end)."""
+        for collector in self._extra.values():
+            close = getattr(collector, "close", None)
+            if close is not None:
+                close()
+
     def render(self) -> bytes:
         """Every metric in the Prometheus text exposition format."""
         self.flush()
@@ -687,16 +695,23 @@ class TalliedHistogram:
         self._tally(self.metric, self.bounds, labels, value)
 
 
-def _forked(telemetry: Telemetry) -> Callable[[], None]:
-    """What a forked child runs for *telemetry* (not kept alive by it)."""
-    ref = weakref.ref(telemetry)
+class Forgetful(Protocol):
+    """An object holding threads or locks a forked child must forget."""
+
+    def _forget(self) -> None: ...
+
+
+def forget_after_fork(holder: Forgetful) -> None:
+    """Have a forked child call *holder*'s ``_forget`` (which should
+    drop the parent's threads and locks); *holder* is not kept alive."""
+    ref = weakref.ref(holder)
 
     def forget() -> None:
         found = ref()
         if found is not None:
             found._forget()
 
-    return forget
+    os.register_at_fork(after_in_child=forget)
 
 
 def mark_process_dead(pid: int) -> None:

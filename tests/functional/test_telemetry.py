@@ -58,6 +58,7 @@ def test_counters_follow_measures_evaluations_and_deliveries(
     conf.set_override("allowed_networks", ["127.0.0.0/8"], group="notifier")
     conf.set_override("refresh_interval", 0.05, group="evaluator")
     conf.set_override("check_interval", 0.05, group="coordination")
+    conf.set_override("metrics_count_max_age", 0, group="api")
     before = scrape(live_api)
     assert value(before, "alarmer_measures_ingested_total") == 0
     receiver = Receiver()
@@ -122,6 +123,13 @@ def test_counters_follow_measures_evaluations_and_deliveries(
         assert r.status_code == 202, r.text
         refused = r.json()["measures_refused"]
         evaluator.report()
+        # The database gauges are read in the background of a scrape:
+        # the one after shows the transition.
+        wait_for(
+            lambda: (
+                value(scrape(live_api), "alarmer_alarms", state="alarm") == 1
+            )
+        )
         after = scrape(live_api)
     finally:
         notifier.stop()
