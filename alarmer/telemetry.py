@@ -49,7 +49,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -119,6 +119,8 @@ _DELIVERY = (
     30.0,
 )
 
+
+_C = TypeVar("_C", bound=Collector)
 
 #: One recording: (metric's slot, label values, amount, bucket bounds or
 #: ``None`` for a counter).  Numbers and strings only: the garbage
@@ -503,16 +505,20 @@ class Telemetry:
 
     # -- exposition ---------------------------------------------------------
 
-    def add(self, key: str, collector: Collector) -> None:
+    def add(self, key: str, collector: _C) -> _C:
         """Add a collector read at each scrape (e.g. database gauges).
 
         A second collector under the same *key* is ignored (several
         applications may be built on one runtime).
+
+        :returns: the collector registered under *key*.
         """
-        if key in self._extra:
-            return
+        found = self._extra.get(key)
+        if found is not None:
+            return found  # type: ignore[return-value]
         self._extra[key] = collector
         self.registry.register(collector)
+        return collector
 
     def close(self) -> None:
         """Close the added collectors that can be (their threads end)."""

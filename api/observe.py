@@ -171,6 +171,8 @@ class DatabaseCollector(Collector):
         #: The thread reading in the background, if one runs.
         self._worker: threading.Thread | None = None
         self._closed = False
+        #: Whether a scrape found the reading too old.
+        self._due = False
         telemetry.forget_after_fork(self)
 
     def describe(self) -> list[Any]:
@@ -233,15 +235,21 @@ class DatabaseCollector(Collector):
             with self._lock:
                 self._worker = None
 
-    def _revalidate(self) -> None:
-        """Start a background reading unless one runs."""
+    def revalidate(self) -> None:
+        """Start the background reading a scrape found due, unless one
+        runs.
+
+        :func:`scrape` calls it once its answer is sent, so that the
+        reading does not compete with the answer for the interpreter.
+        """
         with self._lock:
-            if self._worker is not None or self._closed:
+            if not self._due or self._worker is not None or self._closed:
                 return
             self._worker = threading.Thread(
                 target=self._background, name="metrics-count", daemon=True
             )
             self._worker.start()
+            self._due = False
 
     def close(self, timeout: float = 5.0) -> None:
         """Start no more readings; wait for the one running, if any."""
@@ -268,7 +276,7 @@ class DatabaseCollector(Collector):
             if reading is None:
                 return
         elif time.monotonic() - reading.read >= self.max_age():
-            self._revalidate()
+            self._due = True
         age = GaugeMetricFamily(
             "alarmer_database_gauges_age_seconds",
             "Age of the values of alarmer_alarms, "
@@ -311,10 +319,20 @@ class DatabaseCollector(Collector):
         yield alarms
 
 
+#: Key of the application's :class:`DatabaseCollector` in its extensions.
+COLLECTOR = "alarmer.observe.database"
+
+
 def scrape() -> flask.Response:
-    """``GET /metrics``: the Prometheus text exposition."""
+    """``GET /metrics``: the Prometheus text exposition.
+
+    A reading of the database gauges that the scrape found due starts
+    once the answer is sent.
+    """
     body = context.runtime().telemetry.render()
-    return flask.Response(body, content_type=telemetry.CONTENT_TYPE)
+    response = flask.Response(body, content_type=telemetry.CONTENT_TYPE)
+    response.call_on_close(flask.current_app.extensions[COLLECTOR].revalidate)
+    return response
 
 
 def install(app: flask.Flask, rt: Runtime) -> None:
@@ -322,7 +340,7 @@ def install(app: flask.Flask, rt: Runtime) -> None:
     app.before_request(_before)
     app.after_request(_after)
     app.teardown_request(_teardown)
-    rt.telemetry.add(
+    app.extensions[COLLECTOR] = rt.telemetry.add(
         "database",
         DatabaseCollector(rt.db, lambda: rt.conf.api.metrics_count_max_age),
     )

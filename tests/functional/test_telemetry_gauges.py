@@ -31,8 +31,12 @@ AGE = "alarmer_database_gauges_age_seconds"
 
 
 def scrape(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of ``/metrics`` by (name, sorted labels)."""
-    r = client.get("/metrics")
+    """Every sample of ``/metrics`` by (name, sorted labels).
+
+    Buffered: the answer is closed as a server closes it once sent,
+    which is when a reading found due starts.
+    """
+    r = client.get("/metrics", buffered=True)
     assert r.status_code == 200, r.text
     samples = {}
     for family in text_string_to_metric_families(r.get_data(as_text=True)):
