@@ -10,6 +10,7 @@ that recorded every route, alarm type and outcome)::
 
     python benchmarks/bench_dashboard.py pages [--alarms 100000]
     python benchmarks/bench_dashboard.py overhead [--alarms 2000]
+    python benchmarks/bench_dashboard.py render [--renders 200]
 
 * ``pages``: the alarm list at *alarms* alarms (first page, a state
   filter, a name search, a page deep in the list, the change token),
@@ -18,6 +19,9 @@ that recorded every route, alarm type and outcome)::
   database gauges counted over the same alarms), also right after an
   alarm changed state.  ``[api] metrics_count_max_age`` is 0: every
   scrape has the database gauges read again, the worst case.
+* ``render``: one render of the metric files
+  (:class:`~alarmer.telemetry.FileExposition`) and of the whole
+  exposition, in process.
 * ``overhead``: evaluations per CPU second of the evaluator, and deliveries
   per CPU second of the notifier's worker (``log://`` plugin, no network),
   with the real :class:`~alarmer.telemetry.Telemetry` and with one whose
@@ -279,6 +283,47 @@ def after_change(
     )
 
 
+def render(renders: int) -> None:
+    """CPU and wall time of one render of the metric files, and of the
+    whole exposition (the database gauges' collector included), in
+    process: no HTTP."""
+    with tempfile.TemporaryDirectory() as tmp:
+        shared = os.path.join(tmp, "prometheus")
+        os.mkdir(shared)
+        os.environ[telemetry.MULTIPROC_ENV] = shared
+        rt = build(tmp)
+        app = create_app(rt)
+        others = recorders(app)
+        client = app.test_client()
+        # The API process's own series, as after serving each route.
+        client.get("/metrics", buffered=True)
+        files = telemetry.FileExposition(shared)
+        lines = rt.telemetry.render().count(b"\n")
+        print(
+            f"{len(os.listdir(shared))} metric files, {lines} lines; "
+            f"load {os.getloadavg()}"
+        )
+        print(f"| {'render (in process)':<24} | wall ms | CPU ms |")
+        print(f"|{'-' * 26}|---------|--------|")
+        for label, call in (
+            ("metric files", files.render),
+            ("whole exposition", rt.telemetry.render),
+        ):
+            call()
+            before = cpu_seconds()
+            start = time.perf_counter()
+            for _ in range(renders):
+                call()
+            wall = (time.perf_counter() - start) / renders * 1000
+            cpu = (cpu_seconds() - before) / renders * 1000
+            print(f"| {label:<24} | {wall:7.2f} | {cpu:6.2f} |")
+        for proc in others:
+            proc.kill()
+            proc.wait()
+        rt.close()
+        del os.environ[telemetry.MULTIPROC_ENV]
+
+
 def pages(alarms: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         shared = os.path.join(tmp, "prometheus")
@@ -534,9 +579,13 @@ def main() -> None:
     o = sub.add_parser("overhead")
     o.add_argument("--alarms", type=int, default=2000)
     o.add_argument("--rounds", type=int, default=8)
+    r = sub.add_parser("render")
+    r.add_argument("--renders", type=int, default=200)
     args = parser.parse_args()
     if args.what == "pages":
         pages(args.alarms)
+    elif args.what == "render":
+        render(args.renders)
     else:
         overhead(args.alarms, args.rounds)
 
