@@ -136,9 +136,10 @@ class DatabaseCollector(Collector):
     enabled flag.  Counting 100,000 alarms costs tens of milliseconds,
     more than a scrape may take, so a scrape answers with the last
     reading (stale-while-revalidate): when that reading is older than
-    *max_age* seconds, the scrape starts a new one in a thread of this
-    process and answers at once with the old values.  One reading runs
-    at a time; only the very first scrape of the process waits for one.
+    *max_age* seconds, the scrape answers with the old values and a new
+    reading starts in a thread of this process once the answer is sent
+    (:meth:`revalidate`).  One reading runs at a time; only the very
+    first scrape of the process waits for one.
     ``alarmer_database_gauges_age_seconds`` tells how old the values
     served are, so a reading that is slow or failing (a locked table, a
     database away) shows as a growing age instead of a slow or empty
@@ -151,9 +152,14 @@ class DatabaseCollector(Collector):
     carries an older time and would not move it).
 
     Counts kept up to date by the writers instead (a counts row, or
-    triggers) were not chosen: one shared row serializes every
-    evaluator transaction that changes a state, and makes deadlocks
-    between group commits that change many alarms.
+    triggers) were not chosen: one shared row would serialize every
+    evaluator transaction that changes a state, and group commits that
+    change many alarms could deadlock on it; a count that drifted would
+    stay wrong.
+
+    The thread is stopped by :meth:`close` (the runtime closes the
+    telemetry, which closes its collectors); a forked child forgets the
+    parent's thread and locks.
 
     :param db: the database.
     :param max_age: seconds; a scrape finding an older reading starts
