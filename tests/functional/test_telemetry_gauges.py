@@ -7,12 +7,15 @@ own actions (create, transition, disable, delete) and poll the scrape,
 parsed with prometheus-client's text parser, until it shows the new
 counts; and they hold a real lock on the alarm table of PostgreSQL so
 that a count cannot finish, and show that scrapes still answer at once,
-with the old counts and a growing age.
+with the old counts and a growing age, and that closing the runtime
+waits for the count running.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import threading
 import time
 from collections.abc import Iterator
 
@@ -75,16 +78,38 @@ def shows(client, wanted: dict[tuple[str, str], float]) -> bool:
 
 
 @pytest.fixture
-def fresh_client(make_conf, db_url) -> Iterator:
-    """The API on each backend, the gauges read again at every scrape."""
+def fresh_rt(make_conf, db_url) -> Iterator[runtime.Runtime]:
+    """A runtime on each backend, the gauges read again at every scrape."""
     conf = make_conf(
         database={"connection": db_url}, api={"metrics_count_max_age": 0}
     )
     built = runtime.build(conf, migrate=True)
     try:
-        yield create_app(built).test_client()
+        yield built
     finally:
         built.close()
+
+
+@pytest.fixture
+def fresh_client(fresh_rt):
+    """The API of :func:`fresh_rt`."""
+    return create_app(fresh_rt).test_client()
+
+
+@contextlib.contextmanager
+def alarm_table_locked(db_url: str) -> Iterator[sa.Engine]:
+    """Hold PostgreSQL's strongest lock on the alarm table: every reader
+    of it waits until the block ends.  Yields an engine to look with."""
+    admin = sa.create_engine(db_url)
+    locker = admin.connect()
+    try:
+        trans = locker.begin()
+        locker.exec_driver_sql("LOCK TABLE alarm IN ACCESS EXCLUSIVE MODE")
+        yield admin
+        trans.rollback()
+    finally:
+        locker.close()
+        admin.dispose()
 
 
 def test_alarm_gauge_follows_create_transition_disable_delete(fresh_client):
@@ -160,12 +185,7 @@ def test_a_scrape_never_waits_for_a_count(fresh_client, db_url):
     assert alarms(scrape(client)) == {}
     r = client.post("/v2/alarms", json=alarm_body(), headers=MEMBER)
     assert r.status_code == 201, r.text
-    admin = sa.create_engine(db_url)
-    locker = admin.connect()
-    try:
-        # Readers of the alarm table now wait until this ends.
-        trans = locker.begin()
-        locker.exec_driver_sql("LOCK TABLE alarm IN ACCESS EXCLUSIVE MODE")
+    with alarm_table_locked(db_url) as admin:
         locked = time.monotonic()
         # A scrape sees the change and starts a count that cannot end.
         scrape_within(client, 1.0)
@@ -180,9 +200,28 @@ def test_a_scrape_never_waits_for_a_count(fresh_client, db_url):
             assert during[(AGE, ())] >= started - locked
         # Still the one count, waiting: scrapes started no second one.
         assert _waiting_counts(admin) == 1
-        trans.rollback()
-    finally:
-        locker.close()
-        admin.dispose()
     wait_for(lambda: shows(client, {("insufficient data", "true"): 1}))
     assert scrape(client)[(AGE, ())] < 5
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_closing_the_runtime_waits_for_a_running_count(fresh_rt, db_url):
+    client = create_app(fresh_rt).test_client()
+    scrape(client)
+    r = client.post("/v2/alarms", json=alarm_body(), headers=MEMBER)
+    assert r.status_code == 201, r.text
+    with alarm_table_locked(db_url) as admin:
+        scrape_within(client, 1.0)
+        wait_for(lambda: _waiting_counts(admin) == 1, timeout=10)
+        closer = threading.Thread(target=fresh_rt.telemetry.close)
+        closer.start()
+        closer.join(0.5)
+        # The count cannot end while the lock is held: close waits.
+        assert closer.is_alive()
+    closer.join(10)
+    assert not closer.is_alive()
+    assert not [t for t in threading.enumerate() if t.name == "metrics-count"]
+    # Closed: a scrape answers and starts no reading.
+    scrape(client)
+    scrape(client)
+    assert not [t for t in threading.enumerate() if t.name == "metrics-count"]
