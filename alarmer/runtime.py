@@ -37,7 +37,8 @@ class Runtime:
     )
 
     def close(self) -> None:
-        """Release connections and files."""
+        """Release connections, files and threads."""
+        self.telemetry.close()
         self.series.close()
         self.channel.close()
         self.db.dispose()

@@ -18,7 +18,8 @@ Two modes, chosen when the object is built:
 Labels are bounded: alarm types, states, outcomes, URL schemes and
 route templates, never an alarm, metric or resource id.  Values that
 live in the database (queue depth, dead letters, alarms per state) are
-read at scrape time by a collector the API adds (:meth:`Telemetry.add`).
+read by a collector the API adds (:meth:`Telemetry.add`), closed with
+the telemetry (:meth:`Telemetry.close`).
 
 Recording is cheap: a counter increment or a histogram observation is
 one append to a queue of this process (no lock); a flushing thread sums
@@ -31,32 +32,35 @@ per label set per flush instead of once per evaluation or delivery.
 
 With several processes, :meth:`Telemetry.render` reads the files with
 :class:`FileExposition` (prometheus-client's merge, without decoding
-every key and formatting every line again at each scrape).
+every key, summing value by value and formatting every line again at
+each scrape).
 """
 
 from __future__ import annotations
 
 import bisect
 import collections
-import glob
+import functools
 import json
 import logging
 import math
+import mmap
 import operator
 import os
+import struct
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
+import numpy as np
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     generate_latest,
-    mmap_dict,
     values,
 )
 from prometheus_client import multiprocess as mp
@@ -118,6 +122,8 @@ _DELIVERY = (
     30.0,
 )
 
+
+_C = TypeVar("_C", bound=Collector)
 
 #: One recording: (metric's slot, label values, amount, bucket bounds or
 #: ``None`` for a counter).  Numbers and strings only: the garbage
@@ -297,7 +303,7 @@ class Telemetry:
         #: The metrics recorded into, by slot (see :meth:`_slot`).
         self._metrics: list[Any] = []
         self._slots: dict[int, int] = {}
-        os.register_at_fork(after_in_child=_forked(self))
+        forget_after_fork(self)
 
     # -- recording ----------------------------------------------------------
 
@@ -502,16 +508,27 @@ class Telemetry:
 
     # -- exposition ---------------------------------------------------------
 
-    def add(self, key: str, collector: Collector) -> None:
+    def add(self, key: str, collector: _C) -> _C:
         """Add a collector read at each scrape (e.g. database gauges).
 
         A second collector under the same *key* is ignored (several
         applications may be built on one runtime).
+
+        :returns: the collector registered under *key*.
         """
-        if key in self._extra:
-            return
+        found = self._extra.get(key)
+        if found is not None:
+            return found  # type: ignore[return-value]
         self._extra[key] = collector
         self.registry.register(collector)
+        return collector
+
+    def close(self) -> None:
+        """Close the added collectors that can be (their threads end)."""
+        for collector in self._extra.values():
+            close = getattr(collector, "close", None)
+            if close is not None:
+                close()
 
     def render(self) -> bytes:
         """Every metric in the Prometheus text exposition format."""
@@ -540,6 +557,9 @@ class Telemetry:
         return 0.0
 
 
+#: The gauge modes combined by a maximum or a minimum.
+_TOPS = {"livemax": "max", "max": "max", "livemin": "min", "min": "min"}
+
 #: The aggregation of each gauge mode across processes (the modes
 #: alarmer's gauges use and their non-live forms).
 _GAUGE_MODES: dict[str, Callable[[float, float], float]] = {
@@ -564,34 +584,237 @@ def _label_text(labels: tuple[tuple[str, str], ...]) -> str:
     return "{" + inner + "}"
 
 
+#: The decoding of one key of a file: (family, sample name, labels
+#: without ``le``, bucket bound or ``None``, help).
+_Key = tuple[str, str, tuple[tuple[str, str], ...], float | None, str]
+
+_INT = struct.Struct("i").unpack_from
+
+
+class _File:
+    """What is known of one metric file: the entries read so far.
+
+    A file only grows: prometheus-client appends a key when a new
+    series appears and writes values in place, so the entries below
+    :attr:`used` keep their key and place.
+    """
+
+    __slots__ = ("index", "keys", "used")
+
+    def __init__(self) -> None:
+        #: Bytes of the file read into :attr:`keys` (8: the header).
+        self.used = 8
+        #: The keys of the entries, in file order.
+        self.keys: list[str] = []
+        #: Where each entry's value is, in doubles from the file's start.
+        self.index = np.zeros(0, dtype=np.intp)
+
+    def grow(self, data: bytes, used: int) -> None:
+        """Read the entries between :attr:`used` and *used*."""
+        pos = self.used
+        positions = []
+        while pos < used:
+            length = _INT(data, pos)[0]
+            if length + pos > used:
+                raise RuntimeError("metric file is corrupted")
+            pos += 4
+            self.keys.append(data[pos : pos + length].decode("utf-8"))
+            pos += length + (8 - (length + 4) % 8)
+            positions.append(pos // 8)
+            pos += 16
+        self.index = np.concatenate(
+            [self.index, np.asarray(positions, dtype=np.intp)]
+        )
+        self.used = used
+
+
+class _Plan:
+    """Where each value of the files goes in the text, for one set of
+    files and entries (made again when a file or an entry appears).
+
+    The values of every file, one after the other, form one array;
+    sums are :func:`numpy.bincount` over it, maxima and minima
+    :func:`numpy.maximum.at` / :func:`numpy.minimum.at`, histogram
+    buckets a cumulative sum along each series' bounds.
+    """
+
+    def __init__(
+        self, names: list[str], files: list[_File], key: Callable[[str], _Key]
+    ) -> None:
+        self.names = names
+        kinds: dict[str, str] = {}
+        docs: dict[str, str] = {}
+        #: family -> (sample name, labels) -> plain slot
+        plain: dict[str, dict[Any, int]] = collections.defaultdict(dict)
+        nplain = 0
+        #: family -> labels -> bound -> bucket slot
+        bucket: dict[str, dict[Any, dict[float, int]]] = (
+            collections.defaultdict(dict)
+        )
+        sums: tuple[list[int], list[int]] = ([], [])
+        tops: dict[str, tuple[list[int], list[int]]] = {
+            "max": ([], []),
+            "min": ([], []),
+        }
+        bsrc: list[int] = []
+        bdst: list[int] = []
+        nbuckets = 0
+        src = 0
+        for name, state in zip(names, files, strict=True):
+            parts = name[: -len(".db")].split("_")
+            kind = parts[0]
+            mode = parts[1] if kind == "gauge" else ""
+            top = _TOPS.get(mode)
+            for k in state.keys:
+                family, sample, labels, bound, doc = key(k)
+                kinds[family] = kind
+                docs[family] = doc
+                if kind == "gauge" and mode not in _GAUGE_MODES:
+                    labels = (*labels, ("pid", parts[-1]))
+                if bound is not None:
+                    per = bucket[family].setdefault(labels, {})
+                    slot = per.get(bound)
+                    if slot is None:
+                        slot = per[bound] = nbuckets
+                        nbuckets += 1
+                    bsrc.append(src)
+                    bdst.append(slot)
+                else:
+                    lines = plain[family]
+                    slot = lines.get((sample, labels))
+                    if slot is None:
+                        slot = lines[(sample, labels)] = nplain
+                        nplain += 1
+                    target = tops[top] if top else sums
+                    target[0].append(src)
+                    target[1].append(slot)
+                src += 1
+        self.nplain = nplain
+        self.nbuckets = nbuckets
+        arr = functools.partial(np.asarray, dtype=np.intp)
+        self.sums = (arr(sums[0]), arr(sums[1]))
+        self.tops = {m: (arr(a), arr(b)) for m, (a, b) in tops.items() if a}
+        self.buckets = (arr(bsrc), arr(bdst))
+        #: Per histogram family: its series' bucket slots, bounds in
+        #: order (a missing bound reads the zero after the last slot).
+        self.matrices: list[np.ndarray] = []
+        #: The text, a piece per line (values filled by the render).
+        self.texts: list[str] = []
+        #: Per value of the output array: its line's text before the
+        #: value, and its place in :attr:`texts` (-1: no line).
+        heads: list[str] = [""] * self.nplain
+        where: list[int] = [-1] * self.nplain
+        hist_heads: list[str] = []
+        hist_where: list[int] = []
+        for family in sorted(kinds):
+            kind = kinds[family]
+            shown = family + "_total" if kind == "counter" else family
+            doc = docs[family].replace("\\", "\\\\").replace("\n", "\\n")
+            self.texts.append(f"# HELP {shown} {doc}\n# TYPE {shown} {kind}\n")
+            lines = plain.get(family, {})
+            for (sample, labels), slot in sorted(
+                lines.items(), key=operator.itemgetter(1)
+            ):
+                heads[slot] = sample + _label_text(labels) + " "
+                where[slot] = len(self.texts)
+                self.texts.append("")
+            series = bucket.get(family)
+            if not series:
+                continue
+            bounds = sorted({b for per in series.values() for b in per})
+            matrix = np.full((len(series), len(bounds)), nbuckets, np.intp)
+            for row, (labels, per) in enumerate(series.items()):
+                for col, bound in enumerate(bounds):
+                    le = (*labels, ("le", floatToGoString(bound)))
+                    hist_heads.append(
+                        family + "_bucket" + _label_text(le) + " "
+                    )
+                    if bound in per:
+                        matrix[row, col] = per[bound]
+                        hist_where.append(len(self.texts))
+                        self.texts.append("")
+                    else:
+                        hist_where.append(-1)
+                hist_heads.append(
+                    family + "_count" + _label_text(labels) + " "
+                )
+                hist_where.append(len(self.texts))
+                self.texts.append("")
+            self.matrices.append(matrix)
+        # Plain values first (in slot order), then per histogram family
+        # each series' buckets and count.
+        self.heads = heads + hist_heads
+        self.where = where + hist_where
+        self.last: np.ndarray | None = None
+
+    def values(self, raw: np.ndarray) -> np.ndarray:
+        """The value of each line, from the files' values in order."""
+        src, dst = self.sums
+        plain = np.bincount(dst, weights=raw[src], minlength=self.nplain)
+        for mode, (src, dst) in self.tops.items():
+            plain[dst] = -math.inf if mode == "max" else math.inf
+            ufunc = np.maximum if mode == "max" else np.minimum
+            ufunc.at(plain, dst, raw[src])
+        src, dst = self.buckets
+        per = np.bincount(dst, weights=raw[src], minlength=self.nbuckets + 1)
+        out = [plain]
+        for matrix in self.matrices:
+            # Each series' buckets and count, as rendered.
+            cumulative = np.cumsum(per[matrix], axis=1)
+            out.append(
+                np.concatenate(
+                    [cumulative, cumulative[:, -1:]], axis=1
+                ).ravel()
+            )
+        return np.concatenate(out)
+
+    def render(self, raw: np.ndarray) -> bytes:
+        """The text, the lines whose value moved written again."""
+        out = self.values(raw)
+        last = self.last
+        changed = (
+            range(len(out)) if last is None else np.flatnonzero(out != last)
+        )
+        texts, heads, where = self.texts, self.heads, self.where
+        for i in changed:
+            at = where[i]
+            if at >= 0:
+                texts[at] = heads[i] + floatToGoString(out[i]) + "\n"
+        self.last = out
+        return "".join(texts).encode()
+
+
 class FileExposition:
     """The values of every process's files in the text format.
 
     What :class:`prometheus_client.multiprocess.MultiProcessCollector`
-    with :func:`~prometheus_client.generate_latest` answer, read the
-    same way at each call (nothing is kept between scrapes but how each
-    key of a file is spelled): a key's decoded name and labels and a
-    sample's text before its value are kept, bounded by the series
-    alarmer's labels allow, so a scrape reads the values, sums them and
-    writes one line per series.
+    with :func:`~prometheus_client.generate_latest` answer (a test
+    compares them), read again at each call; what does not change
+    between scrapes is kept:
+
+    * each file's entries (keys and places): a file only grows, so a
+      scrape decodes only the entries added since the previous one;
+    * where each value goes (:class:`_Plan`), made again when a file or
+      an entry appears: a scrape then reads the values of all files as
+      one array and sums them with a few array operations;
+    * each line's text: only the lines whose value moved are formatted
+      again.
+
+    Everything kept is bounded by the series alarmer's labels allow and
+    the processes of the installation.
 
     :param path: the shared directory.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        #: File key -> (family, sample name, labels without ``le``,
-        #: bucket bound or ``None``, help).
-        self._keys: dict[
-            str,
-            tuple[str, str, tuple[tuple[str, str], ...], float | None, str],
-        ] = {}
-        #: (sample name, labels) -> the line's text before the value.
-        self._heads: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        #: File key -> its decoding.
+        self._keys: dict[str, _Key] = {}
+        #: File name -> its entries read so far.
+        self._files: dict[str, _File] = {}
+        self._plan: _Plan | None = None
 
-    def _key(
-        self, key: str
-    ) -> tuple[str, str, tuple[tuple[str, str], ...], float | None, str]:
+    def _key(self, key: str) -> _Key:
         found = self._keys.get(key)
         if found is None:
             family, name, labels, doc = json.loads(key)
@@ -602,65 +825,43 @@ class FileExposition:
             self._keys[key] = found
         return found
 
-    def _head(self, name: str, labels: tuple[tuple[str, str], ...]) -> str:
-        head = self._heads.get((name, labels))
-        if head is None:
-            head = self._heads[(name, labels)] = name + _label_text(labels)
-        return head
-
     def render(self) -> bytes:
         """Every process's values, summed per series, as text."""
-        kinds: dict[str, str] = {}
-        docs: dict[str, str] = {}
-        #: family -> (sample name, labels) -> value
-        plain: dict[str, dict[Any, float]] = collections.defaultdict(dict)
-        #: family -> labels -> bound -> count
-        buckets: dict[str, dict[Any, dict[float, float]]] = (
-            collections.defaultdict(dict)
-        )
-        for path in glob.glob(os.path.join(self.path, "*.db")):
-            parts = os.path.basename(path)[: -len(".db")].split("_")
-            kind = parts[0]
-            mode = parts[1] if kind == "gauge" else ""
-            combine = _GAUGE_MODES.get(mode, operator.add)
+        names: list[str] = []
+        files: list[_File] = []
+        chunks: list[np.ndarray] = []
+        grew = False
+        for name in os.listdir(self.path):
+            if not name.endswith(".db"):
+                continue
             try:
-                found = mmap_dict.MmapedDict.read_all_values_from_file(path)
+                with open(os.path.join(self.path, name), "rb") as f:
+                    data = f.read(mmap.PAGESIZE)
+                    used = _INT(data, 0)[0] if len(data) >= 8 else 8
+                    if used > len(data):
+                        data += f.read(used - len(data))
             except FileNotFoundError:  # a process ended meanwhile
                 continue
-            for key, value, _ts, _pos in found:
-                family, name, labels, bound, doc = self._key(key)
-                kinds[family] = kind
-                docs[family] = doc
-                if kind == "gauge" and mode not in _GAUGE_MODES:
-                    labels = (*labels, ("pid", parts[-1]))
-                if bound is not None:
-                    per = buckets[family].setdefault(labels, {})
-                    per[bound] = per.get(bound, 0.0) + value
-                    continue
-                values = plain[family]
-                slot = (name, labels)
-                old = values.get(slot)
-                values[slot] = value if old is None else combine(old, value)
-        out: list[str] = []
-        for family in sorted(kinds):
-            kind = kinds[family]
-            shown = family + "_total" if kind == "counter" else family
-            doc = docs[family].replace("\\", "\\\\").replace("\n", "\\n")
-            out.append(f"# HELP {shown} {doc}\n# TYPE {shown} {kind}\n")
-            for (name, labels), value in plain[family].items():
-                out.append(
-                    f"{self._head(name, labels)} {floatToGoString(value)}\n"
-                )
-            for labels, per in buckets.get(family, {}).items():
-                total = 0.0
-                for bound in sorted(per):
-                    total += per[bound]
-                    le = (*labels, ("le", floatToGoString(bound)))
-                    head = self._head(family + "_bucket", le)
-                    out.append(f"{head} {floatToGoString(total)}\n")
-                head = self._head(family + "_count", labels)
-                out.append(f"{head} {floatToGoString(total)}\n")
-        return "".join(out).encode()
+            used = max(8, min(used, len(data)))
+            state = self._files.get(name)
+            if state is None or used < state.used:
+                state = self._files[name] = _File()
+            if used > state.used:
+                state.grow(data, used)
+                grew = True
+            names.append(name)
+            files.append(state)
+            chunks.append(
+                np.frombuffer(data, dtype=np.float64, count=used // 8)[
+                    state.index
+                ]
+            )
+        plan = self._plan
+        if plan is None or grew or plan.names != names:
+            self._files = dict(zip(names, files, strict=True))
+            plan = self._plan = _Plan(names, files, self._key)
+        raw = np.concatenate(chunks) if chunks else np.zeros(0)
+        return plan.render(raw)
 
 
 class TalliedHistogram:
@@ -687,16 +888,23 @@ class TalliedHistogram:
         self._tally(self.metric, self.bounds, labels, value)
 
 
-def _forked(telemetry: Telemetry) -> Callable[[], None]:
-    """What a forked child runs for *telemetry* (not kept alive by it)."""
-    ref = weakref.ref(telemetry)
+class Forgetful(Protocol):
+    """An object holding threads or locks a forked child must forget."""
+
+    def _forget(self) -> None: ...
+
+
+def forget_after_fork(holder: Forgetful) -> None:
+    """Have a forked child call *holder*'s ``_forget`` (which should
+    drop the parent's threads and locks); *holder* is not kept alive."""
+    ref = weakref.ref(holder)
 
     def forget() -> None:
         found = ref()
         if found is not None:
             found._forget()
 
-    return forget
+    os.register_at_fork(after_in_child=forget)
 
 
 def mark_process_dead(pid: int) -> None:

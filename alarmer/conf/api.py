@@ -157,6 +157,20 @@ OPTS = [
         "inside one (alarm resource queries, /v2/query filters); also "
         "the deepest /v1/aggregates operation tree.",
     ),
+    cfg.FloatOpt(
+        "metrics_count_max_age",
+        default=10.0,
+        min=0,
+        help="Age in seconds beyond which a GET /metrics has the "
+        "database gauges (alarmer_alarms, alarmer_delivery_queue_depth, "
+        "alarmer_dead_letters) read again. The reading runs in the "
+        "background of the API process: the scrape answers at once with "
+        "the previous values, whose age it exports as "
+        "alarmer_database_gauges_age_seconds (only a process's first "
+        "scrape waits for a reading). The alarms are counted again only "
+        "when one changed. 0: every scrape starts a reading if none "
+        "runs.",
+    ),
     cfg.IntOpt(
         "measure_max_future",
         default=86400,

@@ -58,6 +58,7 @@ def test_counters_follow_measures_evaluations_and_deliveries(
     conf.set_override("allowed_networks", ["127.0.0.0/8"], group="notifier")
     conf.set_override("refresh_interval", 0.05, group="evaluator")
     conf.set_override("check_interval", 0.05, group="coordination")
+    conf.set_override("metrics_count_max_age", 0, group="api")
     before = scrape(live_api)
     assert value(before, "alarmer_measures_ingested_total") == 0
     receiver = Receiver()
@@ -122,6 +123,13 @@ def test_counters_follow_measures_evaluations_and_deliveries(
         assert r.status_code == 202, r.text
         refused = r.json()["measures_refused"]
         evaluator.report()
+        # The database gauges are read in the background of a scrape:
+        # the one after shows the transition.
+        wait_for(
+            lambda: (
+                value(scrape(live_api), "alarmer_alarms", state="alarm") == 1
+            )
+        )
         after = scrape(live_api)
     finally:
         notifier.stop()
@@ -547,3 +555,84 @@ def test_grafana_dashboard_reads_only_metrics_alarmer_serves(
             used.update(re.findall(r"\balarmer_[a-z_]+", target["expr"]))
     assert used, "the dashboard reads no metric"
     assert used - served == set()
+
+
+def test_one_file_exposition_follows_values_entries_and_files(tmp_path):
+    """One reader across scrapes, as an API process keeps it: a value
+    moved in place, an entry appended, a process's file added and one
+    removed are each rendered as prometheus-client renders the files."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    from alarmer.telemetry import FileExposition
+
+    def reference() -> str:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(tmp_path))
+        return generate_latest(registry).decode()
+
+    files = FileExposition(str(tmp_path))
+
+    def same() -> dict:
+        ours = _families(files.render().decode())
+        assert ours == _families(reference())
+        return ours
+
+    def count(kind: str) -> str:
+        return mmap_key("alarmer_x", "alarmer_x_total", ["kind"], [kind], "X.")
+
+    def bucket(le: str) -> str:
+        return mmap_key("alarmer_h", "alarmer_h_bucket", ["le"], [le], "H.")
+
+    total = mmap_key("alarmer_h", "alarmer_h_sum", [], [], "H.")
+    members = mmap_key("alarmer_m", "alarmer_m", [], [], "M.")
+    opened = []
+
+    def open_file(name: str) -> MmapedDict:
+        opened.append(MmapedDict(str(tmp_path / name)))
+        return opened[-1]
+
+    try:
+        first = open_file("counter_101.db")
+        first.write_value(count("a"), 1.0, 0.0)
+        hist = open_file("histogram_101.db")
+        for le, n in (("0.1", 1.0), ("1.0", 0.0), ("+Inf", 2.0)):
+            hist.write_value(bucket(le), n, 0.0)
+        hist.write_value(total, 7.5, 0.0)
+        top = open_file("gauge_livemax_101.db")
+        top.write_value(members, 2.0, 0.0)
+        same()
+        first.write_value(count("a"), 2.5, 0.0)
+        hist.write_value(bucket("1.0"), 4.0, 0.0)
+        got = same()
+        assert ("alarmer_x_total", (("kind", "a"),), 2.5) in got["alarmer_x"][
+            2
+        ]
+        assert (
+            "alarmer_h_bucket",
+            (("le", "1.0"),),
+            5.0,
+        ) in got["alarmer_h"][2]
+        first.write_value(count("b"), 4.0, 0.0)
+        same()
+        second = open_file("counter_102.db")
+        second.write_value(count("a"), 3.0, 0.0)
+        other = open_file("gauge_livemax_102.db")
+        other.write_value(members, 5.0, 0.0)
+        got = same()
+        assert ("alarmer_x_total", (("kind", "a"),), 5.5) in got["alarmer_x"][
+            2
+        ]
+        assert got["alarmer_m"][2] == [("alarmer_m", (), 5.0)]
+        other.write_value(members, 1.0, 0.0)
+        assert same()["alarmer_m"][2] == [("alarmer_m", (), 2.0)]
+        second.close()
+        os.remove(tmp_path / "counter_102.db")
+        got = same()
+        assert ("alarmer_x_total", (("kind", "a"),), 2.5) in got["alarmer_x"][
+            2
+        ]
+    finally:
+        for f in opened:
+            f.close()
