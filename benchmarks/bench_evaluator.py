@@ -332,19 +332,55 @@ def machine() -> str:
     return f"cores {os.cpu_count()}, load average {load}"
 
 
-def cmd_ticks(args: argparse.Namespace) -> None:
+def _crossing_values(
+    rt: runtime.Runtime, metric_ids: list[str], stamp: int, target: float
+) -> np.ndarray:
+    """Per metric, the value that brings the mean of *stamp*'s 60 s bucket
+    to exactly *target* (the sum and count of the bucket are read first).
+    """
+    gran = 60 * NS
+    bucket = stamp // gran * gran
+
+    def current(method: str) -> np.ndarray:
+        times, grid = rt.series.last_buckets_many(
+            metric_ids, method, gran, 1, stop=stamp + 1
+        )
+        out = np.zeros(len(metric_ids))
+        hit = np.flatnonzero(times == bucket)
+        if hit.size:
+            out = np.nan_to_num(grid[:, hit[0]])
+        return out
+
+    total, count = current("sum"), current("count")
+    return target * (count + 1) - total
+
+
+def _ticks(
+    args: argparse.Namespace, url: str | None, moving: int
+) -> tuple[int, int, float, float, int, str, str]:
+    """One ``ticks`` run; *moving*: percent of alarms that transition."""
     from alarmer.evaluator.service import _CHUNK, Job
 
     with tempfile.TemporaryDirectory() as tmp:
-        rt = build(tmp)
+        sections: dict[str, dict[str, object]] = {}
+        if url is not None:
+            sections["database"] = {"connection": url}
+        rt = build(tmp, **sections)
         metrics = make_metrics(rt, args.metrics)
+        ids = [mid for _, mid in metrics]
+        # Rule i reads 10 metrics; the mean of their newest bucket goes
+        # to 95, then 5, then 95...: a rule with threshold 50 changes
+        # state at every pass, one with threshold 1000 never does.
         rules = [
             (
                 "gnocchi_aggregation_by_metrics_threshold",
-                by_metrics_rule(
-                    [metrics[(i + k) % len(metrics)][1] for k in range(10)],
-                    45.0 + (i % 10),
-                ),
+                {
+                    **by_metrics_rule(
+                        [ids[(i + k) % len(ids)] for k in range(10)],
+                        50.0 if i % 100 < moving else 1000.0,
+                    ),
+                    "evaluation_periods": 1,
+                },
                 "ok",
             )
             for i in range(args.alarms)
@@ -353,7 +389,7 @@ def cmd_ticks(args: argparse.Namespace) -> None:
             rt, rules, ok_actions=["log://"], alarm_actions=["log://"]
         )
         policy = rt.index.get_archive_policy("medium")
-        refs = [series_mod.MetricRef(mid, policy) for _, mid in metrics]
+        refs = [series_mod.MetricRef(mid, policy) for mid in ids]
         service = EvaluatorService(rt)
         service.membership.start()
         service._control_step(force=True)
@@ -363,11 +399,13 @@ def cmd_ticks(args: argparse.Namespace) -> None:
         passes = done = 0
         before = service.stats.transitions
         load_start = machine()
-        while wall < args.seconds:
-            value = 95.0 if passes % 2 == 0 else 5.0
-            stamp = np.array([time.time_ns()], dtype=np.int64)
+        while wall < args.seconds or passes < 2:
+            target = 95.0 if passes % 2 == 0 else 5.0
+            now = time.time_ns()
+            values = _crossing_values(rt, ids, now, target)
+            stamp = np.array([now], dtype=np.int64)
             rt.series.add_measures_batch(
-                [(ref, stamp, np.array([value])) for ref in refs]
+                [(ref, stamp, values[i : i + 1]) for i, ref in enumerate(refs)]
             )
             t0, c0 = time.perf_counter(), time.process_time()
             for start in range(0, len(alarms), _CHUNK):
@@ -383,18 +421,36 @@ def cmd_ticks(args: argparse.Namespace) -> None:
         service.membership.stop()
         rt.close()
     assert errors == 0, errors
+    return passes, done, wall, cpu, committed, load_start, machine()
+
+
+def cmd_ticks(args: argparse.Namespace) -> None:
+    rows = []
+    for db in args.db:
+        for moving in args.transitioning:
+            url, drop = (None, None) if db == "sqlite" else _pg_database()
+            try:
+                rows.append((db, moving, *_ticks(args, url, moving)))
+            finally:
+                if drop is not None:
+                    drop()
     print(
-        f"by-metrics over 10 metrics, data changed every pass, commits "
-        f"included, cold service; {machine()} (at start: {load_start})"
+        "by-metrics over 10 metrics, data changed before every pass (not "
+        "timed), commits included, fresh service; CPU of this process "
+        "(the database server's not counted)"
     )
     print(
-        f"{'alarms':>8} {'passes':>7} {'evals/s':>9} {'CPU s/1k':>9} "
-        f"{'transitions':>11} {'target':>8}"
+        f"{'database':<10} {'moving %':>8} {'passes':>6} {'evals/s':>8} "
+        f"{'evals/CPU-s':>11} {'transitions':>11} {'load at start':>16} "
+        f"{'load at end':>16}"
     )
-    print(
-        f"{args.alarms:>8} {passes:>7} {done / wall:>9.0f} "
-        f"{cpu / done * 1000:>9.4f} {committed:>11} {'25000':>8}"
-    )
+    for db, moving, passes, done, wall, cpu, committed, l0, l1 in rows:
+        print(
+            f"{db:<10} {moving:>8} {passes:>6} {done / wall:>8.0f} "
+            f"{done / cpu:>11.0f} {committed:>11} "
+            f"{l0.split('average ')[1]:>16} {l1.split('average ')[1]:>16}"
+        )
+    print(f"cores {os.cpu_count()}; target 25000 evaluations/s")
 
 
 def _pg_database() -> tuple[str, Callable[[], None]]:
@@ -812,6 +868,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--alarms", type=int, default=5000)
     p.add_argument("--metrics", type=int, default=1000)
     p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument(
+        "--transitioning",
+        type=int,
+        nargs="+",
+        default=[0, 50, 100],
+        help="percent of the alarms changing state at every pass",
+    )
+    p.add_argument(
+        "--db",
+        nargs="+",
+        default=["sqlite", "postgresql"],
+        choices=["sqlite", "postgresql"],
+    )
     p = sub.add_parser("wave")
     p.add_argument("--alarms", type=int, default=5000)
     p.add_argument(
