@@ -355,9 +355,49 @@ def _crossing_values(
     return target * (count + 1) - total
 
 
+def _clock_phases(service: EvaluatorService) -> dict[str, float]:
+    """Thread CPU seconds of a tick's phases, summed (for ``ticks``).
+
+    Wraps, on this *service* only, the batched engine read (with the
+    registration of what each rule reads), the decisions and the group
+    commit; the rest of the tick (time constraints, silences, counters)
+    is what the pass cost beyond them.
+    """
+    from alarmer.evaluator import service as service_mod
+
+    spent = {"read": 0.0, "decide": 0.0, "commit": 0.0}
+
+    def clocked(name: str, call: Callable[..., object]) -> Callable:
+        def run(*args: object, **kwargs: object) -> object:
+            c0 = time.thread_time()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                spent[name] += time.thread_time() - c0
+
+        return run
+
+    service._decisions = clocked("decide", service._decisions)  # type: ignore[method-assign]
+    service._commit_many = clocked("commit", service._commit_many)  # type: ignore[method-assign]
+    batch_class = service_mod.data.BatchRead
+
+    class ClockedRead(batch_class):  # type: ignore[misc,valid-type]
+        def run(self) -> None:
+            clocked("read", super().run)()
+
+        def want(self, *args: object, **kwargs: object) -> None:
+            clocked("read", super().want)(*args, **kwargs)
+
+    service_mod.data.BatchRead = ClockedRead  # type: ignore[misc]
+    service._bench_restore = lambda: setattr(  # type: ignore[attr-defined]
+        service_mod.data, "BatchRead", batch_class
+    )
+    return spent
+
+
 def _ticks(
     args: argparse.Namespace, url: str | None, moving: int
-) -> tuple[int, int, float, float, int, str, str]:
+) -> tuple[int, int, float, float, int, str, str, dict[str, float]]:
     """One ``ticks`` run; *moving*: percent of alarms that transition."""
     from alarmer.evaluator.service import _CHUNK, Job
 
@@ -398,6 +438,7 @@ def _ticks(
         wall = cpu = 0.0
         passes = done = 0
         before = service.stats.transitions
+        phases = _clock_phases(service) if args.phases else {}
         load_start = machine()
         while wall < args.seconds or passes < 2:
             target = 95.0 if passes % 2 == 0 else 5.0
@@ -418,10 +459,12 @@ def _ticks(
             done += len(alarms)
         committed = service.stats.transitions - before
         errors = service.stats.errors
+        if phases:
+            service._bench_restore()  # type: ignore[attr-defined]
         service.membership.stop()
         rt.close()
     assert errors == 0, errors
-    return passes, done, wall, cpu, committed, load_start, machine()
+    return passes, done, wall, cpu, committed, load_start, machine(), phases
 
 
 def cmd_ticks(args: argparse.Namespace) -> None:
@@ -444,13 +487,24 @@ def cmd_ticks(args: argparse.Namespace) -> None:
         f"{'evals/CPU-s':>11} {'transitions':>11} {'load at start':>16} "
         f"{'load at end':>16}"
     )
-    for db, moving, passes, done, wall, cpu, committed, l0, l1 in rows:
+    for db, moving, passes, done, wall, cpu, committed, l0, l1, _ in rows:
         print(
             f"{db:<10} {moving:>8} {passes:>6} {done / wall:>8.0f} "
             f"{done / cpu:>11.0f} {committed:>11} "
             f"{l0.split('average ')[1]:>16} {l1.split('average ')[1]:>16}"
         )
     print(f"cores {os.cpu_count()}; target 25000 evaluations/s")
+    if not args.phases:
+        return
+    print("CPU microseconds per evaluation, by phase (thread CPU time)")
+    print(
+        f"{'database':<10} {'moving %':>8} {'read':>7} {'decide':>7} "
+        f"{'commit':>7} {'rest':>7} {'total':>7}"
+    )
+    for db, moving, _, done, _, cpu, _, _, _, phases in rows:
+        parts = [phases[k] for k in ("read", "decide", "commit")]
+        us = [1e6 * x / done for x in (*parts, cpu - sum(parts), cpu)]
+        print(f"{db:<10} {moving:>8} " + " ".join(f"{x:>7.1f}" for x in us))
 
 
 def _pg_database() -> tuple[str, Callable[[], None]]:
@@ -874,6 +928,11 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         default=[0, 50, 100],
         help="percent of the alarms changing state at every pass",
+    )
+    p.add_argument(
+        "--phases",
+        action="store_true",
+        help="also time the read, decision and commit phases",
     )
     p.add_argument(
         "--db",
