@@ -3,7 +3,7 @@
 Everything runs in a temporary directory with the embedded defaults
 (SQLite, ``file`` series driver) unless told otherwise::
 
-    python benchmarks/bench_evaluator.py ticks [--alarms 5000]
+    python benchmarks/bench_evaluator.py ticks [--transitioning 0 10 100]
     python benchmarks/bench_evaluator.py wave [--alarms 5000] [--db pg]
     python benchmarks/bench_evaluator.py commit [--alarms 5000] [--db pg]
     python benchmarks/bench_evaluator.py throughput [--alarms 20000]
@@ -12,15 +12,21 @@ Everything runs in a temporary directory with the embedded defaults
 
 Headline rows (what the evaluator costs for real):
 
-* ``ticks``: by-metrics rules over 10 metrics; before each pass a new
-  measure is written to every metric (not timed), alternating around
-  the thresholds so that some alarms transition; the pass evaluates
-  every alarm in ticks of the worker's size
+* ``ticks``: by-metrics rules over 10 metrics (``evaluation_periods``
+  1); before each pass a measure is written to every metric (not
+  timed) that brings the mean of its newest bucket to 95, then 5, then
+  95...: the ``--transitioning`` percent of the alarms (threshold 50)
+  change state at every pass, the others (threshold 1000) read the
+  same changed data and stay ``ok``.  The pass evaluates every alarm
+  in ticks of the worker's size
   (:meth:`~alarmer.evaluator.service.EvaluatorService.evaluate_many`:
   one batched engine read, decisions, one group commit of the
   transitions), on a fresh service (cold caches, memo invalidated by
-  the writes).  Evaluations/s, CPU-seconds per 1,000 evaluations,
-  transitions committed, load average.
+  the writes), on SQLite and on PostgreSQL (a database created for the
+  run, dropped after).  Evaluations/s, evaluations per CPU-second of
+  this process (the database server's CPU not counted), transitions
+  committed, load average; with ``--phases``, the CPU per evaluation
+  of the read, the decisions and the commit.
 * ``wave``: the running service (threads, in-process channel) owning
   *alarms* ``gnocchi_resources_threshold`` alarms in
   ``insufficient data``, each with an ``ok`` action; one announcement of
