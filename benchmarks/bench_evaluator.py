@@ -3,7 +3,7 @@
 Everything runs in a temporary directory with the embedded defaults
 (SQLite, ``file`` series driver) unless told otherwise::
 
-    python benchmarks/bench_evaluator.py ticks [--alarms 5000]
+    python benchmarks/bench_evaluator.py ticks [--transitioning 0 10 100]
     python benchmarks/bench_evaluator.py wave [--alarms 5000] [--db pg]
     python benchmarks/bench_evaluator.py commit [--alarms 5000] [--db pg]
     python benchmarks/bench_evaluator.py throughput [--alarms 20000]
@@ -12,15 +12,21 @@ Everything runs in a temporary directory with the embedded defaults
 
 Headline rows (what the evaluator costs for real):
 
-* ``ticks``: by-metrics rules over 10 metrics; before each pass a new
-  measure is written to every metric (not timed), alternating around
-  the thresholds so that some alarms transition; the pass evaluates
-  every alarm in ticks of the worker's size
+* ``ticks``: by-metrics rules over 10 metrics (``evaluation_periods``
+  1); before each pass a measure is written to every metric (not
+  timed) that brings the mean of its newest bucket to 95, then 5, then
+  95...: the ``--transitioning`` percent of the alarms (threshold 50)
+  change state at every pass, the others (threshold 1000) read the
+  same changed data and stay ``ok``.  The pass evaluates every alarm
+  in ticks of the worker's size
   (:meth:`~alarmer.evaluator.service.EvaluatorService.evaluate_many`:
   one batched engine read, decisions, one group commit of the
   transitions), on a fresh service (cold caches, memo invalidated by
-  the writes).  Evaluations/s, CPU-seconds per 1,000 evaluations,
-  transitions committed, load average.
+  the writes), on SQLite and on PostgreSQL (a database created for the
+  run, dropped after).  Evaluations/s, evaluations per CPU-second of
+  this process (the database server's CPU not counted), transitions
+  committed, load average; with ``--phases``, the CPU per evaluation
+  of the read, the decisions and the commit.
 * ``wave``: the running service (threads, in-process channel) owning
   *alarms* ``gnocchi_resources_threshold`` alarms in
   ``insufficient data``, each with an ``ok`` action; one announcement of
@@ -332,19 +338,95 @@ def machine() -> str:
     return f"cores {os.cpu_count()}, load average {load}"
 
 
-def cmd_ticks(args: argparse.Namespace) -> None:
+def _crossing_values(
+    rt: runtime.Runtime, metric_ids: list[str], stamp: int, target: float
+) -> np.ndarray:
+    """Per metric, the value that brings the mean of *stamp*'s 60 s bucket
+    to exactly *target* (the sum and count of the bucket are read first).
+    """
+    gran = 60 * NS
+    bucket = stamp // gran * gran
+
+    def current(method: str) -> np.ndarray:
+        times, grid = rt.series.last_buckets_many(
+            metric_ids, method, gran, 1, stop=stamp + 1
+        )
+        out = np.zeros(len(metric_ids))
+        hit = np.flatnonzero(times == bucket)
+        if hit.size:
+            out = np.nan_to_num(grid[:, hit[0]])
+        return out
+
+    total, count = current("sum"), current("count")
+    return target * (count + 1) - total
+
+
+def _clock_phases(service: EvaluatorService) -> dict[str, float]:
+    """Thread CPU seconds of a tick's phases, summed (for ``ticks``).
+
+    Wraps, on this *service* only, the batched engine read (with the
+    registration of what each rule reads), the decisions and the group
+    commit; the rest of the tick (time constraints, silences, counters)
+    is what the pass cost beyond them.
+    """
+    from alarmer.evaluator import service as service_mod
+
+    spent = {"read": 0.0, "decide": 0.0, "commit": 0.0}
+
+    def clocked(name: str, call: Callable[..., object]) -> Callable:
+        def run(*args: object, **kwargs: object) -> object:
+            c0 = time.thread_time()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                spent[name] += time.thread_time() - c0
+
+        return run
+
+    service._decisions = clocked("decide", service._decisions)  # type: ignore[method-assign]
+    service._commit_many = clocked("commit", service._commit_many)  # type: ignore[method-assign]
+    batch_class = service_mod.data.BatchRead
+
+    class ClockedRead(batch_class):  # type: ignore[misc,valid-type]
+        def run(self) -> None:
+            clocked("read", super().run)()
+
+        def want(self, *args: object, **kwargs: object) -> None:
+            clocked("read", super().want)(*args, **kwargs)
+
+    service_mod.data.BatchRead = ClockedRead  # type: ignore[misc]
+    service._bench_restore = lambda: setattr(  # type: ignore[attr-defined]
+        service_mod.data, "BatchRead", batch_class
+    )
+    return spent
+
+
+def _ticks(
+    args: argparse.Namespace, url: str | None, moving: int
+) -> tuple[int, int, float, float, int, str, str, dict[str, float]]:
+    """One ``ticks`` run; *moving*: percent of alarms that transition."""
     from alarmer.evaluator.service import _CHUNK, Job
 
     with tempfile.TemporaryDirectory() as tmp:
-        rt = build(tmp)
+        sections: dict[str, dict[str, object]] = {}
+        if url is not None:
+            sections["database"] = {"connection": url}
+        rt = build(tmp, **sections)
         metrics = make_metrics(rt, args.metrics)
+        ids = [mid for _, mid in metrics]
+        # Rule i reads 10 metrics; the mean of their newest bucket goes
+        # to 95, then 5, then 95...: a rule with threshold 50 changes
+        # state at every pass, one with threshold 1000 never does.
         rules = [
             (
                 "gnocchi_aggregation_by_metrics_threshold",
-                by_metrics_rule(
-                    [metrics[(i + k) % len(metrics)][1] for k in range(10)],
-                    45.0 + (i % 10),
-                ),
+                {
+                    **by_metrics_rule(
+                        [ids[(i + k) % len(ids)] for k in range(10)],
+                        50.0 if i % 100 < moving else 1000.0,
+                    ),
+                    "evaluation_periods": 1,
+                },
                 "ok",
             )
             for i in range(args.alarms)
@@ -353,7 +435,7 @@ def cmd_ticks(args: argparse.Namespace) -> None:
             rt, rules, ok_actions=["log://"], alarm_actions=["log://"]
         )
         policy = rt.index.get_archive_policy("medium")
-        refs = [series_mod.MetricRef(mid, policy) for _, mid in metrics]
+        refs = [series_mod.MetricRef(mid, policy) for mid in ids]
         service = EvaluatorService(rt)
         service.membership.start()
         service._control_step(force=True)
@@ -362,12 +444,15 @@ def cmd_ticks(args: argparse.Namespace) -> None:
         wall = cpu = 0.0
         passes = done = 0
         before = service.stats.transitions
+        phases = _clock_phases(service) if args.phases else {}
         load_start = machine()
-        while wall < args.seconds:
-            value = 95.0 if passes % 2 == 0 else 5.0
-            stamp = np.array([time.time_ns()], dtype=np.int64)
+        while wall < args.seconds or passes < 2:
+            target = 95.0 if passes % 2 == 0 else 5.0
+            now = time.time_ns()
+            values = _crossing_values(rt, ids, now, target)
+            stamp = np.array([now], dtype=np.int64)
             rt.series.add_measures_batch(
-                [(ref, stamp, np.array([value])) for ref in refs]
+                [(ref, stamp, values[i : i + 1]) for i, ref in enumerate(refs)]
             )
             t0, c0 = time.perf_counter(), time.process_time()
             for start in range(0, len(alarms), _CHUNK):
@@ -380,21 +465,52 @@ def cmd_ticks(args: argparse.Namespace) -> None:
             done += len(alarms)
         committed = service.stats.transitions - before
         errors = service.stats.errors
+        if phases:
+            service._bench_restore()  # type: ignore[attr-defined]
         service.membership.stop()
         rt.close()
     assert errors == 0, errors
+    return passes, done, wall, cpu, committed, load_start, machine(), phases
+
+
+def cmd_ticks(args: argparse.Namespace) -> None:
+    rows = []
+    for db in args.db:
+        for moving in args.transitioning:
+            url, drop = (None, None) if db == "sqlite" else _pg_database()
+            try:
+                rows.append((db, moving, *_ticks(args, url, moving)))
+            finally:
+                if drop is not None:
+                    drop()
     print(
-        f"by-metrics over 10 metrics, data changed every pass, commits "
-        f"included, cold service; {machine()} (at start: {load_start})"
+        "by-metrics over 10 metrics, data changed before every pass (not "
+        "timed), commits included, fresh service; CPU of this process "
+        "(the database server's not counted)"
     )
     print(
-        f"{'alarms':>8} {'passes':>7} {'evals/s':>9} {'CPU s/1k':>9} "
-        f"{'transitions':>11} {'target':>8}"
+        f"{'database':<10} {'moving %':>8} {'passes':>6} {'evals/s':>8} "
+        f"{'evals/CPU-s':>11} {'transitions':>11} {'load at start':>16} "
+        f"{'load at end':>16}"
     )
+    for db, moving, passes, done, wall, cpu, committed, l0, l1, _ in rows:
+        print(
+            f"{db:<10} {moving:>8} {passes:>6} {done / wall:>8.0f} "
+            f"{done / cpu:>11.0f} {committed:>11} "
+            f"{l0.split('average ')[1]:>16} {l1.split('average ')[1]:>16}"
+        )
+    print(f"cores {os.cpu_count()}; target 25000 evaluations/s")
+    if not args.phases:
+        return
+    print("CPU microseconds per evaluation, by phase (thread CPU time)")
     print(
-        f"{args.alarms:>8} {passes:>7} {done / wall:>9.0f} "
-        f"{cpu / done * 1000:>9.4f} {committed:>11} {'25000':>8}"
+        f"{'database':<10} {'moving %':>8} {'read':>7} {'decide':>7} "
+        f"{'commit':>7} {'rest':>7} {'total':>7}"
     )
+    for db, moving, _, done, _, cpu, _, _, _, phases in rows:
+        parts = [phases[k] for k in ("read", "decide", "commit")]
+        us = [1e6 * x / done for x in (*parts, cpu - sum(parts), cpu)]
+        print(f"{db:<10} {moving:>8} " + " ".join(f"{x:>7.1f}" for x in us))
 
 
 def _pg_database() -> tuple[str, Callable[[], None]]:
@@ -812,6 +928,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--alarms", type=int, default=5000)
     p.add_argument("--metrics", type=int, default=1000)
     p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument(
+        "--transitioning",
+        type=int,
+        nargs="+",
+        default=[0, 50, 100],
+        help="percent of the alarms changing state at every pass",
+    )
+    p.add_argument(
+        "--phases",
+        action="store_true",
+        help="also time the read, decision and commit phases",
+    )
+    p.add_argument(
+        "--db",
+        nargs="+",
+        default=["sqlite", "postgresql"],
+        choices=["sqlite", "postgresql"],
+    )
     p = sub.add_parser("wave")
     p.add_argument("--alarms", type=int, default=5000)
     p.add_argument(

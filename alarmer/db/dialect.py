@@ -180,6 +180,35 @@ def execute_many(conn: sa.Connection, prepared: Prepared, rows: Rows) -> int:
     return rowcount(result)
 
 
+def execute_one(
+    conn: sa.Connection, prepared: Prepared, row: Mapping[str, Any]
+) -> int:
+    """Run *prepared* once with the values of *row*, through the driver.
+
+    As :func:`execute_many` for one row, with the driver's ``execute``
+    (whose row count is the statement's).  Runs in the caller's
+    transaction.
+
+    :returns: the rows the statement matched.
+    """
+    values = []
+    for name, processor in zip(
+        prepared.names, prepared.processors, strict=True
+    ):
+        value = (
+            row.get(name, prepared.defaults[name])
+            if name in prepared.defaults
+            else row[name]
+        )
+        values.append(value if processor is None else processor(value))
+    params: Any = (
+        tuple(values)
+        if prepared.positional
+        else dict(zip(prepared.names, values, strict=True))
+    )
+    return rowcount(conn.exec_driver_sql(prepared.sql, params))
+
+
 def _convert(values: list[Any], processor: Callable[[Any], Any]) -> list[Any]:
     """Apply *processor* to *values*, once per distinct hashable value."""
     seen: dict[Any, Any] = {}
@@ -425,14 +454,25 @@ class PostgreSQLDialect(Dialect):
     def insert_rows(
         self, conn: sa.Connection, table: sa.Table, rows: Rows
     ) -> None:
-        """One ``INSERT ... SELECT`` of the rows sent as one JSON document."""
+        """One ``INSERT ... SELECT`` of the rows sent as one JSON document.
+
+        The statement is compiled once per DB-API connection and set of
+        columns (:func:`prepare`); each call only encodes the document.
+        """
         if not rows:
             return
         names = list(rows[0])
-        source = _recordset({name: table.c[name].type for name in names}, rows)
-        conn.execute(
-            sa.insert(table).inline().from_select(names, sa.select(*source.c))
+        types = {name: table.c[name].type for name in names}
+        prepared = prepare(
+            conn,
+            f"{table.name}.insert_select:{','.join(names)}",
+            lambda: (
+                sa.insert(table)
+                .inline()
+                .from_select(names, sa.select(*_recordset(types).c))
+            ),
         )
+        execute_one(conn, prepared, {_ROWS: _document(names, rows)})
 
     def update_rows(
         self,
@@ -442,11 +482,21 @@ class PostgreSQLDialect(Dialect):
         types: Mapping[str, sa.types.TypeEngine[Any]],
         rows: Rows,
     ) -> int:
-        """One ``UPDATE ... FROM (<the rows, one JSON document>) AS v``."""
+        """One ``UPDATE ... FROM (<the rows, one JSON document>) AS v``.
+
+        Compiled once per DB-API connection, *key* and set of columns
+        (:func:`prepare`); each call only encodes the document.
+        """
         if not rows:
             return 0
-        source = _recordset(types, rows)
-        return rowcount(conn.execute(update({c.name: c for c in source.c})))
+        prepared = prepare(
+            conn,
+            f"{key}.from_rows:{','.join(types)}",
+            lambda: update({c.name: c for c in _recordset(types).c}),
+        )
+        return execute_one(
+            conn, prepared, {_ROWS: _document(list(types), rows)}
+        )
 
     def skip_locked(self, query: sa.Select, of: sa.Table) -> sa.Select:
         """``FOR UPDATE OF <of> SKIP LOCKED``."""
@@ -524,24 +574,22 @@ class MySQLDialect(Dialect):
         return updated
 
 
-def _recordset(
-    types: Mapping[str, sa.types.TypeEngine[Any]], rows: Rows
-) -> sa.Subquery:
-    """``(SELECT CAST(r.value ->> 0 AS <type>) AS a, ... FROM
-    json_array_elements(:rows) AS r) AS v``: the rows as a subquery.
+#: The parameter of :func:`_recordset`: the rows, one JSON document.
+_ROWS = "u_rows"
 
-    PostgreSQL only.  The rows travel as one JSON document (one
-    parameter, encoded by the standard library's C encoder) instead of
-    one parameter per value; datetimes go as ISO 8601 text of their UTC
-    time, naive (as :class:`alarmer.db.UTCDateTime` stores them).
+
+def _recordset(types: Mapping[str, sa.types.TypeEngine[Any]]) -> sa.Subquery:
+    """``(SELECT CAST(r.value ->> 0 AS <type>) AS a, ... FROM
+    json_array_elements(:u_rows) AS r) AS v``: rows as a subquery.
+
+    PostgreSQL only.  The rows travel as one JSON document (the
+    parameter ``u_rows``, see :func:`_document`) instead of one
+    parameter per value.
     """
     names = list(types)
-    document = json.dumps(
-        [[_plain(row[name]) for name in names] for row in rows]
-    )
     objects = (
         sa.func.json_array_elements(
-            sa.cast(sa.bindparam("u_rows", document, type_=sa.Text), sa.JSON)
+            sa.cast(sa.bindparam(_ROWS, type_=sa.Text), sa.JSON)
         )
         .table_valued("value")
         .render_derived(name="r")
@@ -556,6 +604,16 @@ def _recordset(
         .select_from(objects)
         .subquery("v")
     )
+
+
+def _document(names: Sequence[str], rows: Rows) -> str:
+    """The value of :func:`_recordset`'s parameter for *rows*.
+
+    Encoded by the standard library's C encoder; datetimes go as ISO
+    8601 text of their UTC time, naive (as :class:`alarmer.db.UTCDateTime`
+    stores them).
+    """
+    return json.dumps([[_plain(row[name]) for name in names] for row in rows])
 
 
 def _element(

@@ -67,6 +67,8 @@ LOG = logging.getLogger(__name__)
 SUPPORTED_TYPES = (*data.THRESHOLD_TYPES, data.COMPOSITE)
 _LOAD_CHUNK = 500
 _LAG_SAMPLES = 200_000
+#: The threshold rule types resolved again when the index changes.
+_RESOLVED = (data.RESOURCES, data.BY_METRICS, data.BY_RESOURCES)
 
 
 _MAX_DUE = 256
@@ -480,16 +482,21 @@ class EvaluatorService:
     def _revalidate(self, index_generation: int) -> None:
         """Re-resolve what the owned alarms read once the index changed.
 
-        What a ``gnocchi_resources_threshold`` or by-metrics rule reads
-        is resolved when the alarm is loaded and kept; a change of the
-        index (a resource moved to another project, a metric deleted or
-        detached) moves the change counter, and every such rule of the
-        owned alarms is then resolved again for its alarm's project, in
-        one batch (see :func:`alarmer.evaluator.reader.bulk_resolve`),
-        here in the control thread: an evaluation costs what it did.  A
-        reference its project may no longer see becomes unresolved.  A
-        pass starts at most once per four times the last one lasted, so
-        that a busy index cannot keep this thread resolving.
+        What a threshold rule reads is resolved when the alarm is loaded
+        and kept; a change of the index (a resource created, ended or
+        moved to another project, a metric deleted or detached) moves
+        the change counter, and every threshold rule of the owned alarms
+        is then resolved again for its alarm's project, in one batch
+        (see :func:`alarmer.evaluator.reader.bulk_resolve`), here in the
+        control thread: an evaluation costs what it did.  A reference
+        its project may no longer see becomes unresolved; a by-resources
+        group gains the metrics of the resources that now match, so that
+        their announcements reach the alarm.  An alarm that reads a
+        metric it did not read before is evaluated at once: that
+        metric's measures may have been announced before this pass,
+        when no owned alarm read it.  A pass starts at most once per
+        four times the last one lasted, so that a busy index cannot keep
+        this thread resolving.
         """
         if self._index_generation is None:
             # The first load resolved every alarm after the counter read.
@@ -511,7 +518,7 @@ class EvaluatorService:
                     if alarm.type == data.COMPOSITE
                     else alarm.type
                 )
-                if kind in (data.RESOURCES, data.BY_METRICS):
+                if kind in _RESOLVED:
                     items.append((kind, rule))
                     where.append((alarm, position))
         try:
@@ -520,6 +527,7 @@ class EvaluatorService:
                     self.rt.index,
                     session,
                     items,
+                    self.resolution_cache,
                     projects=[alarm.project_id for alarm, _ in where],
                 )
         except Exception:
@@ -540,6 +548,12 @@ class EvaluatorService:
                     continue
                 registry.retarget(alarm, position, target)
                 changed += 1
+                if isinstance(target, list) and not set(target).issubset(
+                    old if isinstance(old, list) else ()
+                ):
+                    self._urgent[alarm.alarm_id] = None
+            if self._urgent:
+                self._cv.notify()
         self._index_generation = index_generation
         spent = time.monotonic() - started
         self._revalidate_after = time.monotonic() + 4 * spent

@@ -590,3 +590,106 @@ def test_stop_unsubscribes_and_leaves(sqlite_rt):
     service.stop()
     assert sqlite_rt.channel._callbacks == ()
     assert not service.membership.connected
+
+
+@pytest.mark.parametrize("refresh", [0.05, 1.0])
+def test_by_resources_sees_a_resource_created_after_it_was_loaded(rt, refresh):
+    """A new matching resource's measures reach the alarm on events.
+
+    The periodic pass is an hour away: only the event path can move the
+    alarm.  With a short refresh the index change is noticed before the
+    measure arrives; with a refresh of 1 s the measure is posted at once
+    after the resource, so it is announced before the alarm reads the
+    new metric and must not be lost for that.
+    """
+    from api.app import create_app
+
+    rt.conf.set_override("refresh_interval", refresh, group="evaluator")
+    rt.conf.set_override("check_interval", refresh, group="coordination")
+    rt.conf.set_override("evaluation_interval", 3600, group="evaluator")
+    api = create_app(rt).test_client()
+
+    def resource(name: str) -> str:
+        r = api.post(
+            "/v1/resource/generic",
+            json={
+                "id": name,
+                "project_id": "p1",
+                "metrics": {"cpu": {"archive_policy_name": "high"}},
+            },
+            headers=H,
+        )
+        assert r.status_code == 201, r.text
+        return r.get_json()["metrics"]["cpu"]
+
+    # Every measure in one 60 s bucket, the newest for the whole test.
+    stamp = time.time()
+
+    def measure(metric_id: str, value: float) -> None:
+        r = api.post(
+            f"/v1/metric/{metric_id}/measures",
+            json=[{"timestamp": stamp, "value": value}],
+            headers=H,
+        )
+        assert r.status_code == 202, r.text
+
+    def state() -> str:
+        r = api.get(f"/v2/alarms/{alarm_id}", headers=H)
+        assert r.status_code == 200, r.text
+        return r.get_json()["state"]
+
+    first = resource("web-1")
+    measure(first, 10.0)
+    service = EvaluatorService(rt)
+    service.start()
+    try:
+        r = api.post(
+            "/v2/alarms",
+            json={
+                "name": "web-cpu",
+                "type": "gnocchi_aggregation_by_resources_threshold",
+                "alarm_actions": ["log://"],
+                "ok_actions": ["log://"],
+                "gnocchi_aggregation_by_resources_threshold_rule": {
+                    "metric": "cpu",
+                    "resource_type": "generic",
+                    "query": json.dumps({"=": {"project_id": "p1"}}),
+                    "aggregation_method": "mean",
+                    "threshold": 40,
+                    "comparison_operator": "gt",
+                    "granularity": 60,
+                    "evaluation_periods": 1,
+                },
+            },
+            headers=H,
+        )
+        assert r.status_code == 201, r.text
+        alarm_id = r.get_json()["alarm_id"]
+        # Created after the start: evaluated at once, on web-1 only.
+        wait_for(lambda: state() == "ok")
+        second = resource("web-2")
+        if refresh < 1.0:
+            wait_for(lambda: service.registry.reads_any(second))
+        else:
+            assert not service.registry.reads_any(second)
+        measure(second, 90.0)  # mean of 10 and 90: 50 > 40
+        wait_for(lambda: state() == "alarm", timeout=10.0)
+        # Now read by the alarm: the next measure is an event like any.
+        assert service.registry.reads_any(second)
+        events = service.stats.event_evaluations
+        measure(second, 0.0)  # web-2's bucket 45, the mean 27.5
+        wait_for(lambda: state() == "ok", timeout=10.0)
+        assert service.stats.event_evaluations > events
+        assert [d["state"] for d in transitions_of(rt, alarm_id)] == [
+            "ok",
+            "alarm",
+            "ok",
+        ]
+        rows = outbox(rt, alarm_id)
+        assert [(r.previous, r.current) for r in rows] == [
+            ("insufficient data", "ok"),
+            ("ok", "alarm"),
+            ("alarm", "ok"),
+        ]
+    finally:
+        service.stop()
