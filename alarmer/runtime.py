@@ -37,7 +37,8 @@ class Runtime:
     )
 
     def close(self) -> None:
-        """Release connections and files."""
+        """Release connections and files; write the last metrics."""
+        self.telemetry.close()
         self.series.close()
         self.channel.close()
         self.db.dispose()
