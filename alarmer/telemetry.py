@@ -21,8 +21,8 @@ live in the database (queue depth, dead letters, alarms per state) are
 read at scrape time by a collector the API adds (:meth:`Telemetry.add`).
 
 Recording is cheap: a counter increment or a histogram observation is
-one append to the list of values its label set holds in this process
-(appending is atomic: no lock, and nothing is allocated but the value);
+one append to the array of values its label set holds in this process
+(appending is atomic: no lock, and nothing is allocated);
 a flushing thread takes those values every :data:`FLUSH_SECONDS`, sums
 them per label set (a histogram's per bucket, counted in one vectorised
 pass) and writes the sums to the metric objects (and, with several
@@ -40,6 +40,7 @@ every key and formatting every line again at each scrape).
 
 from __future__ import annotations
 
+import array
 import collections
 import glob
 import itertools
@@ -51,7 +52,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import (
@@ -123,19 +124,25 @@ _DELIVERY = (
 )
 
 
-class Tallies(dict[tuple[str, ...], list[float]]):
-    """What one metric recorded in this process and did not write yet:
-    per label values, a list of amounts (a counter) or of observed values
-    (a histogram).
+if TYPE_CHECKING:
+    _Values = array.array[float]
+else:  # not subscriptable at run time before Python 3.12
+    _Values = array.array
 
-    Recording is ``tallies[labels].append(value)``: a list's append is
-    atomic, and a label set seen for the first time gets its list from
+
+class Tallies(dict[tuple[str, ...], _Values]):
+    """What one metric recorded in this process and did not write yet:
+    per label values, an array of amounts (a counter) or of observed
+    values (a histogram), as C doubles.
+
+    Recording is ``tallies[labels].append(value)``: an array's append is
+    atomic, and a label set seen for the first time gets its array from
     :meth:`dict.setdefault` (atomic too), so threads record without a
     lock.  Only :meth:`Telemetry.flush` (one at a time) takes values out,
-    from the front of a list: an append made meanwhile is left for the
-    next flush, never lost.  Numbers only: the garbage
-    collector does not track them, so a full list costs its collections
-    nothing.
+    from the front of an array: an append made meanwhile is left for the
+    next flush, never lost.  Nothing is allocated per value (no object
+    for the collector to track), and a flush reads the values in place
+    (:func:`numpy.frombuffer`).
 
     :param metric: the prometheus-client metric the values go to.
     :param bounds: a histogram's upper bounds (``+Inf`` last), ``None``
@@ -151,8 +158,8 @@ class Tallies(dict[tuple[str, ...], list[float]]):
         self.metric = metric
         self.bounds = bounds
 
-    def __missing__(self, labels: tuple[str, ...]) -> list[float]:
-        return self.setdefault(labels, [])
+    def __missing__(self, labels: tuple[str, ...]) -> array.array[float]:
+        return self.setdefault(labels, array.array("d"))
 
 
 def _writes_files() -> bool:
@@ -275,7 +282,8 @@ class Telemetry:
         )
         self.delivery_seconds = histogram(
             "alarmer_delivery_attempt_duration_seconds",
-            "Time of one delivery attempt, by URL scheme.",
+            "Time of one delivery attempt, as its plugin measured it, "
+            "by URL scheme.",
             _DELIVERY,
             ("scheme",),
         )
@@ -327,8 +335,14 @@ class Telemetry:
         self._requests = self._tallied(self.requests)
         self._evaluation_seconds = self.evaluation_seconds.tallies
         self._attempt_seconds = self.delivery_seconds.tallies
+        #: The duration of each delivery of one attempt, per (outcome,
+        #: scheme): both its count and its attempt's observation.
+        self._once = Tallies(None)
         #: Whether a flushing thread runs (or, closed, may not start).
         self._armed = False
+        #: Whether a recorder was handed out (:meth:`delivery_recorder`):
+        #: the flushing thread then runs until :meth:`close`.
+        self._pinned = False
         self._closed = False
         #: Set to end the flushing thread (:meth:`close`).
         self._stop = threading.Event()
@@ -382,15 +396,15 @@ class Telemetry:
     def _flushing(self) -> None:
         """Flush every :data:`FLUSH_SECONDS` while there is something to.
 
-        The thread ends after :data:`IDLE_FLUSHES` empty rounds, when
-        :meth:`close` is called, or once the main thread ended (after a
-        last flush: nothing recorded is lost when the process exits
-        normally).
+        The thread ends after :data:`IDLE_FLUSHES` empty rounds (unless
+        a recorder was handed out), when :meth:`close` is called, or once
+        the main thread ended (after a last flush: nothing recorded is
+        lost when the process exits normally).
         """
         main = threading.main_thread()
         stop = self._stop
         idle = 0
-        while idle < IDLE_FLUSHES and main.is_alive():
+        while (idle < IDLE_FLUSHES or self._pinned) and main.is_alive():
             if stop.wait(FLUSH_SECONDS):
                 break
             if self.flush():
@@ -404,14 +418,21 @@ class Telemetry:
         self.flush()
 
     def _forget(self) -> None:
-        """Drop what a parent process recorded (its to write)."""
-        for tallies in self._all:
-            tallies.clear()
+        """Drop what a parent process recorded (its to write).
+
+        The arrays are emptied in place: the recorders handed out keep
+        recording into them, and their flushing thread is started again.
+        """
+        for tallies in (*self._all, self._once):
+            for pending in tallies.values():
+                del pending[:]
         self._armed = False
         self._thread = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
+        if self._pinned:
+            self._arm()
 
     def close(self) -> None:
         """Write what was recorded and end the flushing thread.
@@ -444,22 +465,26 @@ class Telemetry:
         """
         written = 0
         with self._flush_lock:
+            # Deliveries of one attempt: a count and an observation each.
+            bounds = self.delivery_seconds.bounds
+            for (outcome, scheme), values in list(self._once.items()):
+                chunk = _take(values)
+                if chunk:
+                    written += len(chunk)
+                    self._child(self.deliveries, outcome).inc(len(chunk))
+                    child = self._child(self.delivery_seconds.metric, scheme)
+                    _observe_all(child, bounds, chunk)
             for tallies in self._all:
-                bounds = tallies.bounds
                 for labels, values in list(tallies.items()):
-                    taken = len(values)
-                    if not taken:
+                    chunk = _take(values)
+                    if not chunk:
                         continue
-                    # Appends made meanwhile land after the first
-                    # *taken* values: they stay for the next flush.
-                    chunk = values[:taken]
-                    del values[:taken]
-                    written += taken
+                    written += len(chunk)
                     child = self._child(tallies.metric, *labels)
-                    if bounds is None:
-                        child.inc(math.fsum(chunk))
+                    if tallies.bounds is None:
+                        child.inc(float(np.frombuffer(chunk).sum()))
                     else:
-                        _observe_all(child, bounds, chunk)
+                        _observe_all(child, tallies.bounds, chunk)
         return written
 
     def evaluated(
@@ -528,11 +553,30 @@ class Telemetry:
     ) -> None:
         """:meth:`delivered` and :meth:`attempt` for each of *attempts*
         (durations in seconds) of one delivery, in one recording."""
-        self._deliveries[(outcome,)].append(1)
-        if attempts:
+        if len(attempts) == 1:
+            self._once[(outcome, scheme)].append(attempts[0])
+        else:
+            self._deliveries[(outcome,)].append(1)
             self._attempt_seconds[(scheme,)].extend(attempts)
         if not self._armed:
             self._arm()
+
+    def delivery_recorder(
+        self, outcome: str, scheme: str
+    ) -> Callable[[float], None]:
+        """What records one delivery to *scheme* ending with *outcome*,
+        made in one attempt (the usual delivery), given that attempt's
+        duration in seconds: :meth:`delivery` as one C call.
+
+        The flushing thread runs from then on until :meth:`close`
+        (the recorder does not look whether it runs).
+        """
+        record = self._once[(outcome, scheme)].append
+        with self._lock:
+            self._pinned = True
+        if not self._armed:
+            self._arm()
+        return record
 
     def retention_pass(self, removed: Mapping[str, int]) -> None:
         """Count one retention pass and the rows it removed, per kind.
@@ -754,16 +798,29 @@ class TalliedHistogram:
             telemetry._arm()
 
 
+def _take(values: array.array[float]) -> array.array[float]:
+    """The values a list holds now, taken out of it.
+
+    Appends made meanwhile land after them and stay for the next take
+    (one take at a time: :meth:`Telemetry.flush` holds its lock).
+    """
+    taken = len(values)
+    chunk = values[:taken]
+    del values[:taken]
+    return chunk
+
+
 def _observe_all(
-    child: Any, bounds: tuple[float, ...], chunk: list[float]
+    child: Any, bounds: tuple[float, ...], chunk: array.array[float]
 ) -> None:
     """Write the observations *chunk* to the histogram *child*: one
     write per bucket they fall in and one for their sum, as
     ``observe()`` makes for one value (prometheus-client's own fields;
     a value falls in the first bucket whose bound is not below it)."""
-    where = np.searchsorted(bounds, chunk, side="left")
+    observed = np.frombuffer(chunk, dtype=np.float64)
+    where = np.searchsorted(bounds, observed, side="left")
     counts = np.bincount(where, minlength=len(bounds))
-    child._sum.inc(math.fsum(chunk))
+    child._sum.inc(float(observed.sum()))
     # A NaN is counted past the last bucket: in none, as by observe().
     for value, n in zip(child._buckets, counts.tolist(), strict=False):
         if n:

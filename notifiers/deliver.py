@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 
 from oslo_config import cfg
@@ -69,6 +68,8 @@ class Deliverer:
         )
         self._lock = threading.Lock()
         self._plugins: dict[str, notifiers.Notifier] = {}
+        #: The telemetry's recorder of each (outcome, scheme).
+        self._recorders: dict[tuple[str, str], Callable[[float], None]] = {}
 
     def plugin(self, scheme: str) -> notifiers.Notifier | None:
         """Return the plugin instance of *scheme* (None: no such plugin)."""
@@ -124,11 +125,8 @@ class Deliverer:
             )
         message = job.message
         attempts: list[Attempt] = []
-        # The plugin's calls are timed for the telemetry only.
-        durations: list[float] | None = None if self.telemetry is None else []
         while True:
             started = timeutils.utcnow()
-            clock = 0.0 if durations is None else time.perf_counter()
             try:
                 result = plugin.notify(action, message)
             except Exception as exc:
@@ -142,9 +140,8 @@ class Deliverer:
                     delivered=False,
                     retryable=True,
                     error=f"plugin error: {exc!r}",
+                    duration=(timeutils.utcnow() - started).total_seconds(),
                 )
-            if durations is not None:
-                durations.append(time.perf_counter() - clock)
             attempts.append(Attempt(started, result))
             if not retryable(result) or self.stopping.is_set():
                 break
@@ -160,17 +157,17 @@ class Deliverer:
                 break
             if self.stopping.wait(delay):
                 break
-        return self.final(job, attempts, scheme, durations or ())
+        return self.final(job, attempts, scheme)
 
     def final(
         self,
         job: Job,
         attempts: list[Attempt],
         scheme: str = "",
-        durations: tuple[float, ...] | list[float] = (),
     ) -> DeliveryOutcome:
-        """The outcome of *job* after *attempts* (logged, counted with
-        the *durations* of the plugin's calls for *scheme*)."""
+        """The outcome of *job* after *attempts* (logged and counted;
+        with a *scheme*, the attempts are the calls of its plugin, whose
+        durations are observed)."""
         now = timeutils.utcnow()
         if not attempts:
             return release(job, now)
@@ -211,10 +208,25 @@ class Deliverer:
                 last.error,
                 extra=_context(job),
             )
-        if self.telemetry is not None:
-            self.telemetry.delivery(
-                OUTCOMES.get(verdict.status, "dead"), scheme, durations
-            )
+        tel = self.telemetry
+        if tel is not None:
+            # The durations the plugin measured (those of the attempt
+            # rows): the attempt is not timed a second time.
+            outcome = OUTCOMES.get(verdict.status, "dead")
+            if not scheme:  # no plugin was called
+                tel.delivery(outcome, scheme, ())
+            elif len(attempts) == 1:
+                key = (outcome, scheme)
+                record = self._recorders.get(key)
+                if record is None:
+                    record = self._recorders[key] = tel.delivery_recorder(
+                        outcome, scheme
+                    )
+                record(last.duration)
+            else:
+                tel.delivery(
+                    outcome, scheme, [a.result.duration for a in attempts]
+                )
         return DeliveryOutcome(
             job, verdict.status, attempts, verdict.next_attempt_at
         )

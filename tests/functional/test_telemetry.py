@@ -562,13 +562,15 @@ def test_counts_are_exact_while_threads_record_and_flushes_run():
     started = threading.Barrier(threads + 1)
 
     def record(index: int) -> None:
+        # The deliverer's way (a recorder) and the general one.
+        once = tel.delivery_recorder("delivered", "log")
         started.wait()
         for i in range(per_thread):
-            tel.delivery(
-                "delivered" if i % 3 else "retry",
-                "log",
-                [durations[(i + index) % len(durations)]],
-            )
+            seconds = durations[(i + index) % len(durations)]
+            if i % 3:
+                once(seconds)
+            else:
+                tel.delivery("retry", "log", [seconds])
             tel.evaluated(RULE_TYPE, "unchanged", i % 2 == 0, 0.001)
 
     workers = [
@@ -667,18 +669,29 @@ FORKING = textwrap.dedent(
     closed.close()
     live = Telemetry(multiprocess=False)
     live.delivered("retry")  # the parent's, not written yet
+    pinned = Telemetry(multiprocess=False)
+    record = pinned.delivery_recorder("delivered", "log")
+    record(0.01)  # the parent's, not written yet
     pid = os.fork()
     if pid == 0:
         try:
-            assert flushers() == []
+            assert len(flushers()) == 1, "the recorder's thread restarted"
             closed.delivered("dead")
-            assert flushers() == [], "a closed object started a thread"
+            assert len(flushers()) == 1, "a closed object started a thread"
             assert delivered(closed, "dead") == 1
             assert delivered(live, "retry") == 0, "the parent's value"
             live.delivered("delivered")
-            assert len(flushers()) == 1, "the child's own thread"
+            assert len(flushers()) == 2, "the child's own thread"
             live.close()
             assert delivered(live, "delivered") == 1
+            record(0.02)
+            pinned.close()
+            assert flushers() == []
+            assert delivered(pinned, "delivered") == 1, "the parent's value"
+            assert pinned.sample(
+                "alarmer_delivery_attempt_duration_seconds_sum",
+                {"scheme": "log"},
+            ) == 0.02
         except AssertionError as exc:
             print("child:", exc, flush=True)
             os._exit(1)
@@ -687,6 +700,9 @@ FORKING = textwrap.dedent(
     assert os.waitstatus_to_exitcode(status) == 0
     assert delivered(live, "retry") == 1
     live.close()
+    pinned.close()
+    assert delivered(pinned, "delivered") == 1
+    assert flushers() == []
     print("ok")
     """
 )
