@@ -68,7 +68,7 @@ class Deliverer:
         )
         self._lock = threading.Lock()
         self._plugins: dict[str, notifiers.Notifier] = {}
-        #: The telemetry's recorder of each (outcome, scheme).
+        #: The telemetry's recorder of each (status, scheme).
         self._recorders: dict[tuple[str, str], Callable[[float], None]] = {}
 
     def plugin(self, scheme: str) -> notifiers.Notifier | None:
@@ -212,24 +212,28 @@ class Deliverer:
         if tel is not None:
             # The durations the plugin measured (those of the attempt
             # rows): the attempt is not timed a second time.
-            outcome = OUTCOMES.get(verdict.status, "dead")
-            if not scheme:  # no plugin was called
-                tel.delivery(outcome, scheme, ())
-            elif len(attempts) == 1:
-                key = (outcome, scheme)
-                record = self._recorders.get(key)
+            if scheme and len(attempts) == 1:  # the usual delivery
+                record = self._recorders.get((verdict.status, scheme))
                 if record is None:
-                    record = self._recorders[key] = tel.delivery_recorder(
-                        outcome, scheme
-                    )
+                    record = self._recorder(tel, verdict.status, scheme)
                 record(last.duration)
-            else:
+            else:  # no plugin called (no scheme), or called several times
                 tel.delivery(
-                    outcome, scheme, [a.result.duration for a in attempts]
+                    OUTCOMES.get(verdict.status, "dead"),
+                    scheme,
+                    [a.result.duration for a in attempts] if scheme else (),
                 )
         return DeliveryOutcome(
             job, verdict.status, attempts, verdict.next_attempt_at
         )
+
+    def _recorder(
+        self, tel: Telemetry, status: str, scheme: str
+    ) -> Callable[[float], None]:
+        """The telemetry's recorder of a delivery of one attempt to
+        *scheme* ending in *status* (one C call), made once."""
+        record = tel.delivery_recorder(OUTCOMES.get(status, "dead"), scheme)
+        return self._recorders.setdefault((status, scheme), record)
 
     def _dead(self, job: Job, error: str) -> DeliveryOutcome:
         result = notifiers.Result(delivered=False, error=error)
