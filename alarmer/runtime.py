@@ -37,7 +37,7 @@ class Runtime:
     )
 
     def close(self) -> None:
-        """Release connections, files and threads."""
+        """Release connections, files and threads; write the last metrics."""
         self.telemetry.close()
         self.series.close()
         self.channel.close()

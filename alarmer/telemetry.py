@@ -22,13 +22,17 @@ read by a collector the API adds (:meth:`Telemetry.add`), closed with
 the telemetry (:meth:`Telemetry.close`).
 
 Recording is cheap: a counter increment or a histogram observation is
-one append to a queue of this process (no lock); a flushing thread sums
-the queue per label set and bucket and writes the sums to the metric
-objects (and, with several processes, to their files) at most
-:data:`FLUSH_SECONDS` later, and :meth:`Telemetry.render` flushes first.
+one append to the array of values its label set holds in this process
+(appending is atomic: no lock, and nothing is allocated);
+a flushing thread takes those values every :data:`FLUSH_SECONDS`, sums
+them per label set (a histogram's per bucket, counted in one vectorised
+pass) and writes the sums to the metric objects (and, with several
+processes, to their files); :meth:`Telemetry.render` flushes first.
 The metric objects' own calls cost several microseconds each (a lock
 per value, a file write per value with several processes), paid once
-per label set per flush instead of once per evaluation or delivery.
+per label set and bucket per flush instead of once per evaluation or
+delivery.  :meth:`Telemetry.close` writes what is left and stops the
+thread.
 
 With several processes, :meth:`Telemetry.render` reads the files with
 :class:`FileExposition` (prometheus-client's merge, without decoding
@@ -38,9 +42,10 @@ each scrape).
 
 from __future__ import annotations
 
-import bisect
+import array
 import collections
 import functools
+import itertools
 import json
 import logging
 import math
@@ -49,10 +54,9 @@ import operator
 import os
 import struct
 import threading
-import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 from prometheus_client import (
@@ -125,11 +129,42 @@ _DELIVERY = (
 
 _C = TypeVar("_C", bound=Collector)
 
-#: One recording: (metric's slot, label values, amount, bucket bounds or
-#: ``None`` for a counter).  Numbers and strings only: the garbage
-#: collector stops tracking such tuples, so a full queue costs its
-#: collections nothing.
-_Record = tuple[int, tuple[str, ...], float, tuple[float, ...] | None]
+if TYPE_CHECKING:
+    _Values = array.array[float]
+else:  # not subscriptable at run time before Python 3.12
+    _Values = array.array
+
+
+class Tallies(dict[tuple[str, ...], _Values]):
+    """What one metric recorded in this process and did not write yet:
+    per label values, an array of amounts (a counter) or of observed
+    values (a histogram), as C doubles.
+
+    Recording is ``tallies[labels].append(value)``: an array's append is
+    atomic, and a label set seen for the first time gets its array from
+    :meth:`dict.setdefault` (atomic too), so threads record without a
+    lock.  Only :meth:`Telemetry.flush` (one at a time) takes values out,
+    from the front of an array: an append made meanwhile is left for the
+    next flush, never lost.  Nothing is allocated per value (no object
+    for the collector to track), and a flush reads the values in place
+    (:func:`numpy.frombuffer`).
+
+    :param metric: the prometheus-client metric the values go to.
+    :param bounds: a histogram's upper bounds (``+Inf`` last), ``None``
+        for a counter.
+    """
+
+    __slots__ = ("bounds", "metric")
+
+    def __init__(
+        self, metric: Any, bounds: tuple[float, ...] | None = None
+    ) -> None:
+        super().__init__()
+        self.metric = metric
+        self.bounds = bounds
+
+    def __missing__(self, labels: tuple[str, ...]) -> array.array[float]:
+        return self.setdefault(labels, array.array("d"))
 
 
 def _writes_files() -> bool:
@@ -166,6 +201,8 @@ class Telemetry:
         #: holds only the collectors added by :meth:`add`.
         self.registry = CollectorRegistry(auto_describe=True)
         self._extra: dict[str, Collector] = {}
+        #: The tallies of every metric recorded through :meth:`flush`.
+        self._all: list[Tallies] = []
         reg = None if multiprocess else self.registry
 
         def counter(
@@ -250,7 +287,8 @@ class Telemetry:
         )
         self.delivery_seconds = histogram(
             "alarmer_delivery_attempt_duration_seconds",
-            "Time of one delivery attempt, by URL scheme.",
+            "Time of one delivery attempt, as its plugin measured it, "
+            "by URL scheme.",
             _DELIVERY,
             ("scheme",),
         )
@@ -291,21 +329,48 @@ class Telemetry:
         self._cache_seen = (0, 0)
         #: Labelled children already looked up (see :meth:`_child`).
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
-        #: Recordings not written to the metric objects yet: (metric,
-        #: label values, amount, bucket bounds or ``None`` for a counter).
-        #: Appending to a deque is atomic: recording takes no lock.
-        self._queue: collections.deque[_Record] = collections.deque()
-        #: Whether a flush is scheduled.
+        #: What each counter recorded and did not write yet (the
+        #: histograms' own are made with them, :class:`TalliedHistogram`).
+        self._evaluations = self._tallied(self.evaluations)
+        self._transitions = self._tallied(self.transitions)
+        self._cache_requests = self._tallied(self.cache_requests)
+        self._deliveries = self._tallied(self.deliveries)
+        self._measures_stored = self._tallied(self.measures_stored)
+        self._measures_refused = self._tallied(self.measures_refused)
+        self._requests = self._tallied(self.requests)
+        self._evaluation_seconds = self.evaluation_seconds.tallies
+        self._attempt_seconds = self.delivery_seconds.tallies
+        #: The duration of each delivery of one attempt, per (outcome,
+        #: scheme): both its count and its attempt's observation.
+        self._once = Tallies(None)
+        #: Whether a flushing thread runs (or, closed, may not start).
         self._armed = False
+        #: Whether a recorder was handed out (:meth:`delivery_recorder`):
+        #: the flushing thread then runs until :meth:`close`.
+        self._pinned = False
+        self._closed = False
+        #: Set to end the flushing thread (:meth:`close`).
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         #: Reads the shared directory (multi-process mode), made once.
         self._files: FileExposition | None = None
         self._lock = threading.Lock()
-        #: The metrics recorded into, by slot (see :meth:`_slot`).
-        self._metrics: list[Any] = []
-        self._slots: dict[int, int] = {}
-        forget_after_fork(self)
+        #: Held by :meth:`flush`: one flush takes values out at a time.
+        self._flush_lock = threading.Lock()
+        # A forked child must not write what its parent recorded.  The
+        # hook cannot be unregistered: it holds this object weakly, and
+        # :meth:`close` empties it.
+        self._after_fork = forget_after_fork(self)
 
     # -- recording ----------------------------------------------------------
+
+    def _tallied(
+        self, metric: Any, bounds: tuple[float, ...] | None = None
+    ) -> Tallies:
+        """The tallies of *metric*, flushed by :meth:`flush`."""
+        tallies = Tallies(metric, bounds)
+        self._all.append(tallies)
+        return tallies
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """The child of *metric* for *labels*, looked up once.
@@ -322,165 +387,205 @@ class Telemetry:
         return found
 
     def _arm(self) -> None:
-        """Start the flushing thread unless it runs."""
+        """Start the flushing thread unless it runs (or this is closed)."""
         with self._lock:
             if self._armed:
                 return
             self._armed = True
-        threading.Thread(
-            target=self._flushing, name="telemetry-flush", daemon=False
-        ).start()
+            self._thread = threading.Thread(
+                target=self._flushing, name="telemetry-flush", daemon=False
+            )
+            self._thread.start()
 
     def _flushing(self) -> None:
         """Flush every :data:`FLUSH_SECONDS` while there is something to.
 
-        The thread ends after :data:`IDLE_FLUSHES` empty rounds, or once
+        The thread ends after :data:`IDLE_FLUSHES` empty rounds (unless
+        a recorder was handed out), when :meth:`close` is called, or once
         the main thread ended (after a last flush: nothing recorded is
         lost when the process exits normally).
         """
         main = threading.main_thread()
+        stop = self._stop
         idle = 0
-        while idle < IDLE_FLUSHES and main.is_alive():
-            time.sleep(FLUSH_SECONDS)
-            if self._queue:
-                self.flush()
+        while (idle < IDLE_FLUSHES or self._pinned) and main.is_alive():
+            if stop.wait(FLUSH_SECONDS):
+                break
+            if self.flush():
                 idle = 0
             else:
                 idle += 1
         with self._lock:
-            self._armed = False
-        if self._queue:
-            self.flush()
-
-    def _slot(self, metric: Any) -> int:
-        """The number standing for *metric* in the queue."""
-        found = self._slots.get(id(metric))
-        if found is None:
-            with self._lock:
-                found = self._slots.get(id(metric))
-                if found is None:
-                    self._metrics.append(metric)
-                    found = self._slots[id(metric)] = len(self._metrics) - 1
-        return found
-
-    def _inc(self, metric: Any, labels: tuple[str, ...], n: float) -> None:
-        self._queue.append((self._slot(metric), labels, n, None))
-        if not self._armed:
-            self._arm()
-
-    def _observe(
-        self,
-        metric: Any,
-        bounds: tuple[float, ...],
-        labels: tuple[str, ...],
-        value: float,
-    ) -> None:
-        self._queue.append((self._slot(metric), labels, value, bounds))
-        if not self._armed:
-            self._arm()
+            if not self._closed:
+                self._armed = False
+        # What was recorded while the thread decided to end.
+        self.flush()
 
     def _forget(self) -> None:
-        """Drop what a parent process recorded (its to write)."""
-        self._queue.clear()
-        self._armed = False
-        self._lock = threading.Lock()
+        """Drop what a parent process recorded (its to write).
 
-    def flush(self) -> None:
+        The arrays are emptied in place: the recorders handed out keep
+        recording into them, and their flushing thread is started again.
+        """
+        for tallies in (*self._all, self._once):
+            for pending in tallies.values():
+                del pending[:]
+        self._armed = False
+        self._thread = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        if self._pinned:
+            self._arm()
+
+    def close(self) -> None:
+        """Write what was recorded and end the flushing thread.
+
+        No flushing thread starts again for this object, nor for its
+        copy in a forked child (values recorded after this are written
+        by :meth:`flush` or :meth:`render` only).  The added collectors
+        that can be are closed too (their threads end).
+        """
+        for collector in self._extra.values():
+            closing = getattr(collector, "close", None)
+            if closing is not None:
+                closing()
+        with self._lock:
+            self._closed = True
+            self._armed = True  # never started again
+            thread = self._thread
+        self._after_fork.clear()
+        self._stop.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        self.flush()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    def flush(self) -> int:
         """Write the recordings to the metric objects (and their files).
 
-        Increments are summed per label set, observations counted per
+        Amounts are summed per label set, observations counted per
         bucket: one write per label set and bucket, however many were
-        recorded.
+        recorded.  Returns the number of values written.
         """
-        queue = self._queue
-        counts: dict[tuple[int, tuple[str, ...]], float] = {}
-        observed: dict[tuple[int, tuple[str, ...]], list[float]] = {}
-        while True:
-            try:
-                slot_of, labels, amount, bounds = queue.popleft()
-            except IndexError:
-                break
-            key = (slot_of, labels)
-            if bounds is None:
-                counts[key] = counts.get(key, 0.0) + amount
-                continue
-            slot = observed.get(key)
-            if slot is None:
-                slot = observed[key] = [0.0] * (len(bounds) + 1)
-            slot[bisect.bisect_left(bounds, amount)] += 1
-            slot[-1] += amount
-        metrics = self._metrics
-        for (index, labels), n in counts.items():
-            self._child(metrics[index], *labels).inc(n)
-        for (index, labels), slot in observed.items():
-            child = self._child(metrics[index], *labels)
-            # One write per bucket and one for the sum, as observe()
-            # makes for one value (prometheus-client's own fields).
-            child._sum.inc(slot[-1])
-            for value, n in zip(child._buckets, slot[:-1], strict=True):
-                if n:
-                    value.inc(n)
+        written = 0
+        with self._flush_lock:
+            # Deliveries of one attempt: a count and an observation each.
+            bounds = self.delivery_seconds.bounds
+            for (outcome, scheme), values in list(self._once.items()):
+                chunk = _take(values)
+                if chunk:
+                    written += len(chunk)
+                    self._child(self.deliveries, outcome).inc(len(chunk))
+                    child = self._child(self.delivery_seconds.metric, scheme)
+                    _observe_all(child, bounds, chunk)
+            for tallies in self._all:
+                for labels, values in list(tallies.items()):
+                    chunk = _take(values)
+                    if not chunk:
+                        continue
+                    written += len(chunk)
+                    child = self._child(tallies.metric, *labels)
+                    if tallies.bounds is None:
+                        child.inc(float(np.frombuffer(chunk).sum()))
+                    else:
+                        _observe_all(child, tallies.bounds, chunk)
+        return written
 
     def evaluated(
         self, alarm_type: str, outcome: str, event: bool, seconds: float
     ) -> None:
         """Count one evaluation of an alarm of *alarm_type*."""
-        hist = self.evaluation_seconds
-        self._queue.extend(
-            (
-                (
-                    self._slot(self.evaluations),
-                    (alarm_type, outcome, EVENT if event else PERIODIC),
-                    1.0,
-                    None,
-                ),
-                (self._slot(hist.metric), (alarm_type,), seconds, hist.bounds),
-            )
-        )
+        self._evaluations[
+            (alarm_type, outcome, EVENT if event else PERIODIC)
+        ].append(1)
+        self._evaluation_seconds[(alarm_type,)].append(seconds)
+        if not self._armed:
+            self._arm()
+
+    def evaluated_many(
+        self, evaluations: Iterable[tuple[str, str, bool]], seconds: float
+    ) -> None:
+        """Count evaluations that took *seconds* each (those of one tick).
+
+        :param evaluations: (alarm type, outcome, event) of each.
+        """
+        counted: dict[tuple[str, str, bool], int] = {}
+        for key in evaluations:
+            counted[key] = counted.get(key, 0) + 1
+        per_type: dict[str, int] = {}
+        for (alarm_type, outcome, event), n in counted.items():
+            self._evaluations[
+                (alarm_type, outcome, EVENT if event else PERIODIC)
+            ].append(n)
+            per_type[alarm_type] = per_type.get(alarm_type, 0) + n
+        observed = self._evaluation_seconds
+        for alarm_type, n in per_type.items():
+            observed[(alarm_type,)].extend(itertools.repeat(seconds, n))
         if not self._armed:
             self._arm()
 
     def transitioned(self, state: str) -> None:
         """Count one committed transition to *state*."""
-        self._inc(self.transitions, (state,), 1)
+        self._transitions[(state,)].append(1)
+        if not self._armed:
+            self._arm()
 
     def cache_seen(self, hits: int, misses: int, entries: int) -> None:
         """Record the bucket cache's running totals (deltas are counted)."""
         old_hits, old_misses = self._cache_seen
         if hits > old_hits:
-            self._inc(self.cache_requests, ("hit",), hits - old_hits)
+            self._cache_requests[("hit",)].append(hits - old_hits)
         if misses > old_misses:
-            self._inc(self.cache_requests, ("miss",), misses - old_misses)
+            self._cache_requests[("miss",)].append(misses - old_misses)
         self._cache_seen = (hits, misses)
         self.cache_entries.set(entries)
+        if not self._armed:
+            self._arm()
 
     def delivered(self, outcome: str) -> None:
         """Count one delivery outcome (delivered, retry, dead)."""
-        self._inc(self.deliveries, (outcome,), 1)
+        self._deliveries[(outcome,)].append(1)
+        if not self._armed:
+            self._arm()
 
     def attempt(self, scheme: str, seconds: float) -> None:
         """Observe the duration of one delivery attempt."""
         self.delivery_seconds.observe(seconds, scheme)
 
     def delivery(
-        self, outcome: str, scheme: str, attempts: Iterable[float]
+        self, outcome: str, scheme: str, attempts: Sequence[float]
     ) -> None:
         """:meth:`delivered` and :meth:`attempt` for each of *attempts*
         (durations in seconds) of one delivery, in one recording."""
-        hist = self.delivery_seconds
-        metric, bounds, labels = (
-            self._slot(hist.metric),
-            hist.bounds,
-            (scheme,),
-        )
-        records: list[_Record] = [
-            (self._slot(self.deliveries), (outcome,), 1.0, None)
-        ]
-        for seconds in attempts:
-            records.append((metric, labels, seconds, bounds))
-        self._queue.extend(records)
+        if len(attempts) == 1:
+            self._once[(outcome, scheme)].append(attempts[0])
+        else:
+            self._deliveries[(outcome,)].append(1)
+            self._attempt_seconds[(scheme,)].extend(attempts)
         if not self._armed:
             self._arm()
+
+    def delivery_recorder(
+        self, outcome: str, scheme: str
+    ) -> Callable[[float], None]:
+        """What records one delivery to *scheme* ending with *outcome*,
+        made in one attempt (the usual delivery), given that attempt's
+        duration in seconds: :meth:`delivery` as one C call.
+
+        The flushing thread runs from then on until :meth:`close`
+        (the recorder does not look whether it runs).
+        """
+        record = self._once[(outcome, scheme)].append
+        with self._lock:
+            self._pinned = True
+        if not self._armed:
+            self._arm()
+        return record
 
     def retention_pass(self, removed: Mapping[str, int]) -> None:
         """Count one retention pass and the rows it removed, per kind.
@@ -495,16 +600,20 @@ class Telemetry:
     def ingested(self, stored: int, refused: int) -> None:
         """Count measures stored and refused by one write."""
         if stored:
-            self._inc(self.measures_stored, (), stored)
+            self._measures_stored[()].append(stored)
         if refused:
-            self._inc(self.measures_refused, (), refused)
+            self._measures_refused[()].append(refused)
+        if not self._armed:
+            self._arm()
 
     def request(
         self, method: str, route: str, status: int, seconds: float
     ) -> None:
         """Count one API request and observe its latency."""
-        self._inc(self.requests, (method, route, str(status)), 1)
-        self.request_seconds.observe(seconds, method, route)
+        self._requests[(method, route, str(status))].append(1)
+        self.request_seconds.tallies[(method, route)].append(seconds)
+        if not self._armed:
+            self._arm()
 
     # -- exposition ---------------------------------------------------------
 
@@ -522,13 +631,6 @@ class Telemetry:
         self._extra[key] = collector
         self.registry.register(collector)
         return collector
-
-    def close(self) -> None:
-        """Close the added collectors that can be (their threads end)."""
-        for collector in self._extra.values():
-            close = getattr(collector, "close", None)
-            if close is not None:
-                close()
 
     def render(self) -> bytes:
         """Every metric in the Prometheus text exposition format."""
@@ -867,7 +969,7 @@ class FileExposition:
 class TalliedHistogram:
     """A histogram whose observations go through the tallies.
 
-    :param telemetry: where the tallies are kept.
+    :param telemetry: where the tallies are flushed from.
     :param metric: the prometheus-client histogram written at a flush.
     :param buckets: its upper bounds (``+Inf`` is added).
     """
@@ -879,13 +981,47 @@ class TalliedHistogram:
         buckets: tuple[float, ...],
     ) -> None:
         self.metric = metric
-        self._tally = telemetry._observe
         #: The upper bounds, ``+Inf`` last.
         self.bounds = (*buckets, math.inf)
+        #: The values observed and not written yet, per label values.
+        self.tallies = telemetry._tallied(metric, self.bounds)
+        self._telemetry = telemetry
 
     def observe(self, value: float, *labels: str) -> None:
         """Observe *value* for *labels* (the metric's label values)."""
-        self._tally(self.metric, self.bounds, labels, value)
+        self.tallies[labels].append(value)
+        telemetry = self._telemetry
+        if not telemetry._armed:
+            telemetry._arm()
+
+
+def _take(values: array.array[float]) -> array.array[float]:
+    """The values a list holds now, taken out of it.
+
+    Appends made meanwhile land after them and stay for the next take
+    (one take at a time: :meth:`Telemetry.flush` holds its lock).
+    """
+    taken = len(values)
+    chunk = values[:taken]
+    del values[:taken]
+    return chunk
+
+
+def _observe_all(
+    child: Any, bounds: tuple[float, ...], chunk: array.array[float]
+) -> None:
+    """Write the observations *chunk* to the histogram *child*: one
+    write per bucket they fall in and one for their sum, as
+    ``observe()`` makes for one value (prometheus-client's own fields;
+    a value falls in the first bucket whose bound is not below it)."""
+    observed = np.frombuffer(chunk, dtype=np.float64)
+    where = np.searchsorted(bounds, observed, side="left")
+    counts = np.bincount(where, minlength=len(bounds))
+    child._sum.inc(float(observed.sum()))
+    # A NaN is counted past the last bucket: in none, as by observe().
+    for value, n in zip(child._buckets, counts.tolist(), strict=False):
+        if n:
+            value.inc(n)
 
 
 class Forgetful(Protocol):
@@ -894,17 +1030,38 @@ class Forgetful(Protocol):
     def _forget(self) -> None: ...
 
 
-def forget_after_fork(holder: Forgetful) -> None:
-    """Have a forked child call *holder*'s ``_forget`` (which should
-    drop the parent's threads and locks); *holder* is not kept alive."""
-    ref = weakref.ref(holder)
+class _AfterFork:
+    """What a forked child runs for one :class:`Forgetful` object.
 
-    def forget() -> None:
-        found = ref()
+    Holds it weakly (a registered hook stays registered for the life of
+    the process), and nothing once :meth:`clear` was called.
+    """
+
+    __slots__ = ("holder",)
+
+    def __init__(self, holder: Forgetful) -> None:
+        self.holder: weakref.ref[Forgetful] | None = weakref.ref(holder)
+
+    def clear(self) -> None:
+        """Forget the holder: the hook does nothing from now on."""
+        self.holder = None
+
+    def __call__(self) -> None:
+        ref = self.holder
+        found = ref() if ref is not None else None
         if found is not None:
             found._forget()
 
-    os.register_at_fork(after_in_child=forget)
+
+def forget_after_fork(holder: Forgetful) -> _AfterFork:
+    """Have a forked child call *holder*'s ``_forget`` (which should
+    drop the parent's threads and locks); *holder* is not kept alive.
+
+    :returns: the hook; its :meth:`~_AfterFork.clear` ends it.
+    """
+    hook = _AfterFork(holder)
+    os.register_at_fork(after_in_child=hook)
+    return hook
 
 
 def mark_process_dead(pid: int) -> None:

@@ -10,7 +10,7 @@ that recorded every route, alarm type and outcome)::
 
     python benchmarks/bench_dashboard.py pages [--alarms 100000] \
         [--database postgresql+psycopg://.../empty_db]
-    python benchmarks/bench_dashboard.py overhead [--alarms 2000]
+    python benchmarks/bench_dashboard.py overhead [--baseline DIR]
     python benchmarks/bench_dashboard.py render [--renders 200]
 
 * ``pages``: the alarm list at *alarms* alarms (first page, a state
@@ -28,10 +28,20 @@ that recorded every route, alarm type and outcome)::
 * ``render``: one render of the metric files
   (:class:`~alarmer.telemetry.FileExposition`) and of the whole
   exposition, in process.
-* ``overhead``: evaluations per CPU second of the evaluator, and deliveries
-  per CPU second of the notifier's worker (``log://`` plugin, no network),
-  with the real :class:`~alarmer.telemetry.Telemetry` and with one whose
-  recording does nothing, alternating in the same run.
+* ``overhead``: CPU microseconds per item (this process, every thread,
+  the telemetry's flushing included) of an evaluation (one evaluator
+  tick per alarm, *alarms* ``gnocchi_resources_threshold`` alarms), of a
+  delivery by the notifier's deliverer to ``log://`` (no network) and
+  of one to a webhook (``http://`` to a receiver in another process),
+  with the real :class:`~alarmer.telemetry.Telemetry` and without
+  (one recording nothing; no telemetry for the deliverer), alternating
+  round by round (ABBA), *seconds* of CPU per round; then the recording
+  alone per item.  Each run is a fresh interpreter; with ``--baseline
+  DIR`` (a checkout of another revision) runs of that tree alternate
+  with runs of this one (``--repeat`` each)::
+
+      python benchmarks/bench_dashboard.py overhead --baseline ../main \
+          --alarms 2000 --rounds 6 --seconds 1 --repeat 2
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import json
 import os
 import statistics
 import subprocess
@@ -57,6 +68,12 @@ import sqlalchemy as sa
 from oslo_config import cfg
 from waitress.server import create_server
 
+# ALARMER_BENCH_TREE: measure the code of another checkout (--baseline).
+sys.path.insert(
+    0,
+    os.environ.get("ALARMER_BENCH_TREE")
+    or os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_evaluator import (
@@ -80,6 +97,8 @@ from notifiers.base import Message
 from notifiers.jobs import Job
 from notifiers.retry import RetryPolicy
 
+#: The checkout this script belongs to.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NS = 1_000_000_000
 H = {"X-User-Id": "u1", "X-Project-Id": "p1", "X-Roles": "member"}
 STATES = ("ok", "alarm", "insufficient data")
@@ -524,38 +543,20 @@ def pages(alarms: int, database: str | None = None) -> None:
         del os.environ[telemetry.MULTIPROC_ENV]
 
 
-def cpu_passes(service: EvaluatorService, seconds: float) -> float:
-    """Evaluations per CPU second (of this process, every thread) over
-    passes of every alarm: what the machine's load does not change."""
-    alarms = list(service.registry.alarms.values())
-    for alarm in alarms:  # warm-up: first transitions, caches
-        service.evaluate(alarm)
-    done = 0
-    start = time.process_time()
-    while time.process_time() - start < seconds:
-        for alarm in alarms:
-            service.evaluate(alarm)
-        done += len(alarms)
-    return done / (time.process_time() - start)
+#: The recording methods of :class:`~alarmer.telemetry.Telemetry` the
+#: evaluator and the notifier call (those a tree has).
+RECORDING = (
+    "evaluated",
+    "evaluated_many",
+    "transitioned",
+    "delivered",
+    "attempt",
+    "delivery",
+)
 
 
-class Silent(telemetry.Telemetry):
-    """The same objects, recording nothing (the baseline)."""
-
-    def evaluated(self, *args: Any, **kw: Any) -> None:
-        pass
-
-    def transitioned(self, *args: Any, **kw: Any) -> None:
-        pass
-
-    def delivered(self, *args: Any, **kw: Any) -> None:
-        pass
-
-    def attempt(self, *args: Any, **kw: Any) -> None:
-        pass
-
-    def delivery(self, *args: Any, **kw: Any) -> None:
-        pass
+def _nothing(*args: Any, **kw: Any) -> None:
+    pass
 
 
 class _NoLag:
@@ -563,9 +564,63 @@ class _NoLag:
         pass
 
 
-def overhead(alarms: int, rounds: int) -> None:
+def silent() -> telemetry.Telemetry:
+    """The same objects, recording nothing (the baseline)."""
+    tel = telemetry.Telemetry()
+    for name in RECORDING:
+        if hasattr(tel, name):
+            setattr(tel, name, _nothing)
+    tel.schedule_lag = _NoLag()  # type: ignore[assignment]
+    return tel
+
+
+def cpu_per_item(
+    batch: Callable[[], int], seconds: float, after: Callable[[], Any]
+) -> float:
+    """CPU microseconds per item of *batch* (which returns how many it
+    did), called until *seconds* of CPU passed; *after* (the
+    telemetry's flush) runs inside the measured time.  CPU time of this
+    process, every thread (the flushing thread's too): what the
+    machine's load changes least."""
+    done = 0
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        done += batch()
+    after()
+    return (time.process_time() - start) / done * 1e6
+
+
+def _job(target: str) -> Job:
+    return Job(
+        id=str(uuid.uuid4()),
+        token="t",
+        target=target,
+        stream="s",
+        attempts=0,
+        dead_after=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+        message=Message(
+            delivery_id="d",
+            alarm_id=str(uuid.uuid4()),
+            seq=1,
+            alarm_name="bench",
+            severity="low",
+            previous="ok",
+            current="alarm",
+            reason="bench",
+            reason_data={},
+        ),
+    )
+
+
+def measure(alarms: int, rounds: int, seconds: float) -> dict[str, Any]:
+    """The A/B rounds of this tree: CPU µs per item of each path, with
+    the real telemetry and with one recording nothing, alternating."""
+    from bench_notifier import _receiver, _start_receiver
+
+    loads = [os.getloadavg()[0]]
+    receiver, port = _start_receiver(_receiver)
     with tempfile.TemporaryDirectory() as tmp:
-        rt = build(tmp)
+        rt = build(tmp, notifier={"allowed_networks": ["127.0.0.0/8"]})
         made = make_metrics(rt, alarms)
         insert_alarms(
             rt,
@@ -577,101 +632,213 @@ def overhead(alarms: int, rounds: int) -> None:
         service = EvaluatorService(rt)
         service.start()
         service.stop()  # definitions loaded; evaluate() called directly
-        real, silent = rt.telemetry, Silent()
-        silent.schedule_lag = _NoLag()  # type: ignore[assignment]
-        rates: dict[str, list[float]] = {"with": [], "without": []}
-        pairs: list[tuple[str, Any]] = [("with", real), ("without", silent)]
-        for i in range(rounds):
-            # ABBA order: a drift of the machine's load cancels out.
-            for label, tel in pairs if i % 2 == 0 else pairs[::-1]:
+        real, quiet = rt.telemetry, silent()
+        flush = getattr(real, "flush", _nothing)
+        every = list(service.registry.alarms.values())
+        for alarm in every:  # warm-up: first transitions, caches
+            service.evaluate(alarm)
+
+        def evaluations(tel: Any) -> Callable[[], int]:
+            def batch() -> int:
                 rt.telemetry = tel
-                rates[label].append(cpu_passes(service, 1.0))
-        deliveries: dict[str, list[float]] = {"with": [], "without": []}
+                for alarm in every:
+                    service.evaluate(alarm)
+                return len(every)
+
+            return batch
+
         policy = RetryPolicy.from_conf(rt.conf.notifier)
         stopping = threading.Event()
-        jobs = [
-            Job(
-                id=str(uuid.uuid4()),
-                token="t",
-                target="log://bench",
-                stream="s",
-                attempts=0,
-                dead_after=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
-                message=Message(
-                    delivery_id="d",
-                    alarm_id=str(uuid.uuid4()),
-                    seq=1,
-                    alarm_name="bench",
-                    severity="low",
-                    previous="ok",
-                    current="alarm",
-                    reason="bench",
-                    reason_data={},
-                ),
-            )
-            for _ in range(5000)
-        ]
-        for i in range(rounds):
-            order = [("with", real), ("without", None)]
-            for label, tel in order if i % 2 == 0 else order[::-1]:
-                worker = deliver.Deliverer(
-                    rt.conf, policy, stopping, telemetry=tel
-                )
-                start = time.process_time()
+        workers = {
+            "with": deliver.Deliverer(
+                rt.conf, policy, stopping, telemetry=real
+            ),
+            "without": deliver.Deliverer(rt.conf, policy, stopping),
+        }
+
+        def deliveries(label: str, jobs: list[Job]) -> Callable[[], int]:
+            worker = workers[label]
+
+            def batch() -> int:
                 for job in jobs:
-                    worker.deliver(job)
-                deliveries[label].append(
-                    len(jobs) / (time.process_time() - start)
-                )
+                    outcome = worker.deliver(job)
+                    assert outcome.status == "delivered", outcome
+                return len(jobs)
+
+            return batch
+
+        log_jobs = [_job("log://bench") for _ in range(2000)]
+        hook_jobs = [
+            _job(f"http://127.0.0.1:{port}/hook/{i}") for i in range(100)
+        ]
+        paths: dict[str, dict[str, Callable[[], int]]] = {
+            "evaluation": {
+                "with": evaluations(real),
+                "without": evaluations(quiet),
+            },
+            "log:// delivery": {
+                label: deliveries(label, log_jobs) for label in workers
+            },
+            "webhook delivery": {
+                label: deliveries(label, hook_jobs) for label in workers
+            },
+        }
+        for batches in paths.values():  # warm-up: plugins, connections
+            for batch in batches.values():
+                batch()
+        found: dict[str, dict[str, list[float]]] = {
+            path: {"with": [], "without": []} for path in paths
+        }
+        for i in range(rounds):
+            for path, batches in paths.items():
+                # ABBA order: a drift of the machine's load cancels out.
+                order = ["with", "without"]
+                for label in order if i % 2 == 0 else order[::-1]:
+                    after = flush if label == "with" else _nothing
+                    found[path][label].append(
+                        cpu_per_item(batches[label], seconds, after)
+                    )
+        for worker in workers.values():
+            worker.close()
+        rt.telemetry = real
         rt.close()
-    # The instrumentation alone, per item: what it adds whatever the load
-    # (CPU time of this process, the flushing included).
+    receiver.kill()
+    # The recording alone, per item, flush included (what the
+    # evaluator's and the deliverer's calls cost in a process that does
+    # nothing else).
     probe = telemetry.Telemetry()
-    n = 20000
     record = getattr(probe, "delivery", None)
+    recorders: dict[tuple[str, str], Callable[[float], None]] = {}
+    if hasattr(probe, "delivery_recorder"):  # the deliverer's way
+        recorders[("delivered", "log")] = probe.delivery_recorder(
+            "delivered", "log"
+        )
+
+    def one_evaluation() -> None:  # a tick of one alarm, as above
+        probe.evaluated(
+            "gnocchi_resources_threshold", "unchanged", False, 0.0001
+        )
 
     def one_delivery() -> None:
-        if record is not None:
-            record("delivered", "log", (0.0,))
+        found = recorders.get(("delivered", "log"))
+        if found is not None:
+            found(0.00002)
+        elif record is not None:
+            record("delivered", "log", [0.00002])
         else:  # the two calls of an older Telemetry
-            probe.attempt("log", 0.0)
+            probe.attempt("log", 0.00002)
             probe.delivered("delivered")
 
-    def per_item(call: Callable[[], None]) -> float:
+    def per_item(call: Callable[[], None], n: int = 100_000) -> float:
         start = time.process_time()
         for _ in range(n):
             call()
-        getattr(probe, "flush", lambda: None)()
+        getattr(probe, "flush", _nothing)()
         return (time.process_time() - start) / n * 1e6
 
-    per_evaluation = per_item(
-        lambda: probe.evaluated(
-            "gnocchi_resources_threshold", "unchanged", False, 0.0
-        )
+    recording = {
+        "evaluation": statistics.median(
+            per_item(one_evaluation) for _ in range(5)
+        ),
+        "delivery": statistics.median(
+            per_item(one_delivery) for _ in range(5)
+        ),
+    }
+    getattr(probe, "close", _nothing)()
+    loads.append(os.getloadavg()[0])
+    return {"rounds": found, "recording": recording, "loads": loads}
+
+
+def _cost(without: float, with_: float) -> float:
+    return (with_ - without) / without * 100
+
+
+def report(runs: dict[str, list[dict[str, Any]]]) -> None:
+    """Print the table of the runs of each tree (rounds pooled)."""
+    loads = [x for got in runs.values() for r in got for x in r["loads"]]
+    print(
+        f"load average {min(loads):.1f} to {max(loads):.1f} on "
+        f"{os.cpu_count()} cores; CPU µs per item, median of rounds"
     )
-    per_delivery = per_item(one_delivery)
-    print(f"load {os.getloadavg()}; {rounds} alternating rounds, median")
-    print("| path | without | with telemetry | cost |")
-    print("|------|---------|----------------|------|")
-    for name, table in (
-        ("evaluations/s", rates),
-        ("deliveries/s (log://)", deliveries),
-    ):
-        base = statistics.median(table["without"])
-        got = statistics.median(table["with"])
+    print(
+        "| tree | path | rounds | without µs | with µs | A/B cost | "
+        "per-round cost p25 .. p75 | recording alone µs (%) |"
+    )
+    print("|---|---|---:|---:|---:|---:|---|---|")
+    for tree, got in runs.items():
+        for path in got[0]["rounds"]:
+            without = [x for r in got for x in r["rounds"][path]["without"]]
+            with_ = [x for r in got for x in r["rounds"][path]["with"]]
+            pairs = sorted(
+                _cost(a, b) for a, b in zip(without, with_, strict=True)
+            )
+            base = statistics.median(without)
+            quart = (
+                statistics.quantiles(pairs, n=4)
+                if len(pairs) > 1
+                else (pairs * 3)
+            )
+            kind = "evaluation" if path == "evaluation" else "delivery"
+            alone = statistics.median(r["recording"][kind] for r in got)
+            print(
+                f"| {tree} | {path} | {len(pairs)} | {base:,.1f} | "
+                f"{statistics.median(with_):,.1f} | "
+                f"{_cost(base, statistics.median(with_)):+.1f} % | "
+                f"{quart[0]:+.1f} .. {quart[2]:+.1f} % | "
+                f"{alone:.2f} ({alone / base * 100:.1f} %) |"
+            )
+
+
+def overhead(args: argparse.Namespace) -> None:
+    if args.json:
+        result = measure(args.alarms, args.rounds, args.seconds)
+        print(json.dumps(result))
+        return
+    trees = [("this tree", ROOT)]
+    if args.baseline:
+        trees.insert(0, ("baseline", os.path.abspath(args.baseline)))
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in trees}
+    spent = {label: [0.0, 0.0] for label, _ in trees}
+    for i in range(args.repeat):
+        # Trees alternate too (ABBA), each run in a fresh interpreter.
+        for label, tree in trees if i % 2 == 0 else trees[::-1]:
+            wall, cpu = time.perf_counter(), os.times()
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    "overhead",
+                    "--json",
+                    f"--alarms={args.alarms}",
+                    f"--rounds={args.rounds}",
+                    f"--seconds={args.seconds}",
+                ],
+                env={
+                    **os.environ,
+                    "ALARMER_BENCH_TREE": tree,
+                    "PYTHONPATH": tree,
+                },
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            runs[label].append(json.loads(done.stdout.splitlines()[-1]))
+            ended = os.times()
+            spent[label][0] += time.perf_counter() - wall
+            spent[label][1] += (
+                ended.children_user
+                + ended.children_system
+                - cpu.children_user
+                - cpu.children_system
+            )
+            print(f"{label}: run {i + 1} done", file=sys.stderr)
+    for label, tree in trees:
+        wall, cpu = spent[label]
         print(
-            f"| {name} | {base:,.0f} | {got:,.0f} | "
-            f"{(base - got) / base * 100:+.1f} % |"
+            f"{label}: {tree}; {args.repeat} runs, {wall:.0f} s wall, "
+            f"{cpu:.0f} s CPU (set-up included)"
         )
-    for name, micro, table in (
-        ("evaluation", per_evaluation, rates),
-        ("delivery", per_delivery, deliveries),
-    ):
-        item = 1e6 / statistics.median(table["without"])
-        print(
-            f"instrumentation per {name}: {micro:.1f} us of {item:.0f} us "
-            f"({micro / item * 100:.1f} %)"
-        )
+    report(runs)
 
 
 def main() -> None:
@@ -687,6 +854,20 @@ def main() -> None:
     o = sub.add_parser("overhead")
     o.add_argument("--alarms", type=int, default=2000)
     o.add_argument("--rounds", type=int, default=8)
+    o.add_argument(
+        "--seconds", type=float, default=1.0, help="CPU seconds per round"
+    )
+    o.add_argument(
+        "--baseline",
+        help="a checkout of another revision, measured alternately",
+    )
+    o.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="runs of each tree (a fresh process each)",
+    )
+    o.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     r = sub.add_parser("render")
     r.add_argument("--renders", type=int, default=200)
     args = parser.parse_args()
@@ -695,7 +876,7 @@ def main() -> None:
     elif args.what == "render":
         render(args.renders)
     else:
-        overhead(args.alarms, args.rounds)
+        overhead(args)
 
 
 if __name__ == "__main__":

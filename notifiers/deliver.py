@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 
 from oslo_config import cfg
@@ -69,6 +68,8 @@ class Deliverer:
         )
         self._lock = threading.Lock()
         self._plugins: dict[str, notifiers.Notifier] = {}
+        #: The telemetry's recorder of each (status, scheme).
+        self._recorders: dict[tuple[str, str], Callable[[float], None]] = {}
 
     def plugin(self, scheme: str) -> notifiers.Notifier | None:
         """Return the plugin instance of *scheme* (None: no such plugin)."""
@@ -124,10 +125,8 @@ class Deliverer:
             )
         message = job.message
         attempts: list[Attempt] = []
-        durations: list[float] = []
         while True:
             started = timeutils.utcnow()
-            clock = time.perf_counter()
             try:
                 result = plugin.notify(action, message)
             except Exception as exc:
@@ -141,8 +140,8 @@ class Deliverer:
                     delivered=False,
                     retryable=True,
                     error=f"plugin error: {exc!r}",
+                    duration=(timeutils.utcnow() - started).total_seconds(),
                 )
-            durations.append(time.perf_counter() - clock)
             attempts.append(Attempt(started, result))
             if not retryable(result) or self.stopping.is_set():
                 break
@@ -158,17 +157,17 @@ class Deliverer:
                 break
             if self.stopping.wait(delay):
                 break
-        return self.final(job, attempts, scheme, durations)
+        return self.final(job, attempts, scheme)
 
     def final(
         self,
         job: Job,
         attempts: list[Attempt],
         scheme: str = "",
-        durations: tuple[float, ...] | list[float] = (),
     ) -> DeliveryOutcome:
-        """The outcome of *job* after *attempts* (logged, counted with
-        the *durations* of the plugin's calls for *scheme*)."""
+        """The outcome of *job* after *attempts* (logged and counted;
+        with a *scheme*, the attempts are the calls of its plugin, whose
+        durations are observed)."""
         now = timeutils.utcnow()
         if not attempts:
             return release(job, now)
@@ -209,13 +208,32 @@ class Deliverer:
                 last.error,
                 extra=_context(job),
             )
-        if self.telemetry is not None:
-            self.telemetry.delivery(
-                OUTCOMES.get(verdict.status, "dead"), scheme, durations
-            )
+        tel = self.telemetry
+        if tel is not None:
+            # The durations the plugin measured (those of the attempt
+            # rows): the attempt is not timed a second time.
+            if scheme and len(attempts) == 1:  # the usual delivery
+                record = self._recorders.get((verdict.status, scheme))
+                if record is None:
+                    record = self._recorder(tel, verdict.status, scheme)
+                record(last.duration)
+            else:  # no plugin called (no scheme), or called several times
+                tel.delivery(
+                    OUTCOMES.get(verdict.status, "dead"),
+                    scheme,
+                    [a.result.duration for a in attempts] if scheme else (),
+                )
         return DeliveryOutcome(
             job, verdict.status, attempts, verdict.next_attempt_at
         )
+
+    def _recorder(
+        self, tel: Telemetry, status: str, scheme: str
+    ) -> Callable[[float], None]:
+        """The telemetry's recorder of a delivery of one attempt to
+        *scheme* ending in *status* (one C call), made once."""
+        record = tel.delivery_recorder(OUTCOMES.get(status, "dead"), scheme)
+        return self._recorders.setdefault((status, scheme), record)
 
     def _dead(self, job: Job, error: str) -> DeliveryOutcome:
         result = notifiers.Result(delivered=False, error=error)

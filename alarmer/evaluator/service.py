@@ -928,14 +928,24 @@ class EvaluatorService:
         """
         if not jobs:
             return
-        share = seconds / len(jobs)
-        evaluated = self.rt.telemetry.evaluated
+        tel = self.rt.telemetry
+        if len(jobs) == 1:
+            job = jobs[0]
+            tel.evaluated(job.alarm.type, outcomes[0], job.event, seconds)
+        else:
+            tel.evaluated_many(
+                [
+                    (job.alarm.type, outcome, job.event)
+                    for job, outcome in zip(jobs, outcomes, strict=True)
+                ],
+                seconds / len(jobs),
+            )
         results = self.results
-        for job, outcome in zip(jobs, outcomes, strict=True):
-            alarm = job.alarm
-            evaluated(alarm.type, outcome, job.event, share)
-            if results is not None and outcome != telemetry.FROZEN:
-                results.add(alarm.alarm_id, alarm.project_id, alarm.state)
+        if results is not None:
+            for job, outcome in zip(jobs, outcomes, strict=True):
+                if outcome != telemetry.FROZEN:
+                    alarm = job.alarm
+                    results.add(alarm.alarm_id, alarm.project_id, alarm.state)
 
     def decide_many(
         self, alarms: Sequence[AlarmDef], now_ns: int

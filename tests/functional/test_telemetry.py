@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 
@@ -636,3 +637,175 @@ def test_one_file_exposition_follows_values_entries_and_files(tmp_path):
     finally:
         for f in opened:
             f.close()
+
+
+def test_counts_are_exact_while_threads_record_and_flushes_run():
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from alarmer.telemetry import Telemetry
+
+    tel = Telemetry(multiprocess=False)
+    threads, per_thread = 4, 20_000
+    # Bounds, values between them and values beyond the last one.
+    durations = [0.005, 0.0051, 0.0, 30.0, 31.0, 0.25, 1e-9]
+    started = threading.Barrier(threads + 1)
+
+    def record(index: int) -> None:
+        # The deliverer's way (a recorder) and the general one.
+        once = tel.delivery_recorder("delivered", "log")
+        started.wait()
+        for i in range(per_thread):
+            seconds = durations[(i + index) % len(durations)]
+            if i % 3:
+                once(seconds)
+            else:
+                tel.delivery("retry", "log", [seconds])
+            tel.evaluated(RULE_TYPE, "unchanged", i % 2 == 0, 0.001)
+
+    workers = [
+        threading.Thread(target=record, args=(n,)) for n in range(threads)
+    ]
+    # Threads switch as often as the interpreter allows: a recording
+    # lands between any two steps of a flush.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for worker in workers:
+            worker.start()
+        started.wait()
+        flushes = 0
+        while any(w.is_alive() for w in workers):
+            tel.flush()  # as the flushing thread and a scrape do
+            flushes += 1
+        for worker in workers:
+            worker.join()
+    finally:
+        sys.setswitchinterval(interval)
+    total = threads * per_thread
+    retries = threads * len(range(0, per_thread, 3))
+    assert flushes > 1
+    assert tel.sample("alarmer_deliveries_total", {"outcome": "retry"}) == (
+        retries
+    )
+    assert tel.sample(
+        "alarmer_deliveries_total", {"outcome": "delivered"}
+    ) == (total - retries)
+    assert tel.sample("alarmer_evaluations_total", {"trigger": "event"}) == (
+        total / 2
+    )
+    assert tel.sample("alarmer_evaluation_duration_seconds_count") == total
+    # The buckets as prometheus-client's own histogram fills them.
+    registry = CollectorRegistry()
+    reference = Histogram(
+        "ref",
+        "",
+        registry=registry,
+        buckets=tel.delivery_seconds.bounds,
+    )
+    for index in range(threads):
+        for i in range(per_thread):
+            reference.observe(durations[(i + index) % len(durations)])
+    ref = {
+        s.labels["le"]: s.value
+        for f in text_string_to_metric_families(
+            generate_latest(registry).decode()
+        )
+        for s in f.samples
+        if s.name == "ref_bucket"
+    }
+    assert len(ref) == 13
+    for le, count in ref.items():
+        assert (
+            tel.sample(
+                "alarmer_delivery_attempt_duration_seconds_bucket",
+                {"scheme": "log", "le": le},
+            )
+            == count
+        ), le
+    assert tel.sample(
+        "alarmer_delivery_attempt_duration_seconds_sum", {"scheme": "log"}
+    ) == pytest.approx(reference._sum.get())
+    tel.close()
+
+
+FORKING = textwrap.dedent(
+    """
+    import gc
+    import os
+    import threading
+    import weakref
+    from alarmer.telemetry import Telemetry
+
+    def flushers():
+        return [t for t in threading.enumerate()
+                if t.name == "telemetry-flush" and t.is_alive()]
+
+    def delivered(tel, outcome):
+        return tel.sample("alarmer_deliveries_total", {"outcome": outcome})
+
+    dropped = Telemetry(multiprocess=False)
+    dropped.delivered("delivered")
+    assert len(flushers()) == 1
+    dropped.close()
+    assert flushers() == [], "close() ends the flushing thread"
+    assert delivered(dropped, "delivered") == 1, "close() flushes"
+    gone = weakref.ref(dropped)
+    del dropped
+    gc.collect()
+    assert gone() is None, "the fork hook keeps a closed object alive"
+
+    closed = Telemetry(multiprocess=False)
+    closed.close()
+    live = Telemetry(multiprocess=False)
+    live.delivered("retry")  # the parent's, not written yet
+    pinned = Telemetry(multiprocess=False)
+    record = pinned.delivery_recorder("delivered", "log")
+    record(0.01)  # the parent's, not written yet
+    pid = os.fork()
+    if pid == 0:
+        try:
+            assert len(flushers()) == 1, "the recorder's thread restarted"
+            closed.delivered("dead")
+            assert len(flushers()) == 1, "a closed object started a thread"
+            assert delivered(closed, "dead") == 1
+            assert delivered(live, "retry") == 0, "the parent's value"
+            live.delivered("delivered")
+            assert len(flushers()) == 2, "the child's own thread"
+            live.close()
+            assert delivered(live, "delivered") == 1
+            record(0.02)
+            pinned.close()
+            assert flushers() == []
+            assert delivered(pinned, "delivered") == 1, "the parent's value"
+            assert pinned.sample(
+                "alarmer_delivery_attempt_duration_seconds_sum",
+                {"scheme": "log"},
+            ) == 0.02
+        except AssertionError as exc:
+            print("child:", exc, flush=True)
+            os._exit(1)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert delivered(live, "retry") == 1
+    live.close()
+    pinned.close()
+    assert delivered(pinned, "delivered") == 1
+    assert flushers() == []
+    print("ok")
+    """
+)
+
+
+def test_closed_telemetry_is_freed_and_not_restarted_in_forked_children():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    done = subprocess.run(
+        [sys.executable, "-c", FORKING],
+        env=env,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "ok"
