@@ -174,10 +174,11 @@ class DeliveryQueue:
         )
         with self.db.session() as session:
             self.sql.lock(session, OUTBOX_LOCK)
-            rows = session.execute(query).all()
-            if len(rows) < batch_size:
-                self._advance_floor(session, monotonic, full)
+            rows = list(session.execute(query).all())
+            seen_all = len(rows) < batch_size
             if not rows:
+                if seen_all:
+                    self._advance_floor(session, monotonic, full)
                 session.rollback()
                 return 0, [], 0
             max_age = dt.timedelta(seconds=self.opts.max_age)
@@ -215,11 +216,14 @@ class DeliveryQueue:
                     )
             claimed: list[dict[str, Any]] = []
             token = str(uuid.uuid4())
+            sources_rows = rows
             conn = session.connection()
             written = 0
             if deliveries:
                 _hold_back(session, deliveries)
                 if limit > 0:
+                    rows, deliveries = _within(rows, deliveries, limit)
+                    seen_all = seen_all and len(rows) == len(sources_rows)
                     claimed = [
                         d for d in deliveries if d["status"] == models.PENDING
                     ][:limit]
@@ -240,6 +244,9 @@ class DeliveryQueue:
                 EXPANSION,
                 [{"notification_id": r.id, "expanded_at": now} for r in rows],
             )
+            if seen_all:
+                # Every row above the floor is expanded now.
+                self._advance_floor(session, monotonic, full)
             if claimed and (
                 written != len(deliveries) or self.sql.name == "mysql"
             ):
@@ -585,6 +592,33 @@ class DeliveryQueue:
             )
         ).all()
         return [self._job(row, token) for row in rows], len(rest)
+
+
+def _within(
+    rows: list[Any], deliveries: list[dict[str, Any]], limit: int
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The first *rows* (and their *deliveries*) whose deliveries that
+    nothing holds back number at most *limit* (one row at least).
+
+    The others are not expanded now: they wait in the outbox rather
+    than be written pending, then written again when claimed.
+    """
+    pending: dict[int, int] = {}
+    for delivery in deliveries:
+        if delivery["status"] == models.PENDING:
+            key = delivery["notification_id"]
+            pending[key] = pending.get(key, 0) + 1
+    kept = 0
+    total = 0
+    for row in rows:
+        total += pending.get(row.id, 0)
+        if kept and total > limit:
+            break
+        kept += 1
+    if kept == len(rows):
+        return rows, deliveries
+    ids = {row.id for row in rows[:kept]}
+    return rows[:kept], [d for d in deliveries if d["notification_id"] in ids]
 
 
 def _hold_back(session: orm.Session, deliveries: list[dict[str, Any]]) -> None:

@@ -66,6 +66,17 @@ DEFER = 0.2
 RECORD_GATHER = 0.003
 #: Most outcomes written in one transaction.
 RECORD_BATCH = 1000
+#: Claimed deliveries held in memory (running or queued), per worker.
+#: The bigger this window, the bigger the batches a wave is expanded,
+#: claimed and recorded in (each batch is a transaction).
+CLAIMED_PER_WORKER = 16
+#: Most deliveries queued in memory behind one host's running ones, per
+#: worker: half of the window, so that a slow or dead host never holds
+#: all of it.  A host gets that many only when it is fast enough to
+#: take them within a fraction of ``claim_timeout`` (see HostSlots).
+WAITING_PER_WORKER = CLAIMED_PER_WORKER // 2
+#: The share of ``claim_timeout`` a delivery may wait in memory.
+WAIT_SHARE = 0.25
 
 
 class NotifierService:
@@ -105,6 +116,9 @@ class NotifierService:
             self.opts.max_inflight_per_host,
             self.deliverer.outcome_of,
             self._outcome,
+            max_waiting=2 * self.opts.workers,
+            wait_budget=WAIT_SHARE * self.opts.claim_timeout,
+            max_queue=WAITING_PER_WORKER * self.opts.workers,
         )
         self._outcomes: queue.SimpleQueue[DeliveryOutcome | None] = (
             queue.SimpleQueue()
@@ -287,13 +301,15 @@ class NotifierService:
     def _expand(self, now: float) -> bool:
         """Expand as many outbox rows as there is room to claim.
 
-        With no room at all (every in-memory queue full) the expansion
-        waits for a recorded batch, which wakes the dispatcher.
+        With less room than a worker's worth per worker (while some jobs
+        run) the expansion waits for recorded batches, which wake the
+        dispatcher: a wave is then expanded in batches of that size at
+        least, not a few rows per transaction.
 
         :returns: whether more outbox rows may be waiting.
         """
         opts = self.opts
-        with self._room() as (limit, _capped):
+        with self._room(opts.workers) as (limit, _capped):
             if limit == 0 and not self._stopping.is_set():
                 self._expand_due = True
                 return False
@@ -325,7 +341,7 @@ class NotifierService:
             inflight, backlog = self.pool.load()
             inflight += self._reserved
             backlog += self._reserved
-            free = 4 * opts.workers - inflight
+            free = CLAIMED_PER_WORKER * opts.workers - inflight
             limit = 0
             capped = False
             if self._stopping.is_set():
@@ -337,7 +353,8 @@ class NotifierService:
                 # while one is busy.
                 limit = max(0, min(free, opts.batch_size))
                 room = max(
-                    opts.max_inflight_per_host, 2 * opts.workers - backlog
+                    opts.max_inflight_per_host,
+                    WAITING_PER_WORKER * opts.workers - backlog,
                 )
                 capped = room < limit
                 limit = min(limit, room)
@@ -357,7 +374,9 @@ class NotifierService:
         """Run *job*, or queue it behind its host's running deliveries.
 
         At most ``max_inflight_per_host`` deliveries run per host and
-        ``2 * workers`` wait in memory (claims go up to ``4 * workers``);
+        up to ``WAITING_PER_WORKER * workers`` wait in memory, as many as
+        the host takes in a share of ``claim_timeout`` (claims go up to
+        ``CLAIMED_PER_WORKER * workers``);
         further ones go back to the database for a moment, so that a slow
         or dead host never holds every worker nor every claim.
         """

@@ -161,7 +161,7 @@ def test_kill_9_mid_wave_loses_nothing_and_repeats_only_unrecorded(
         }
         first = _start(config, tmp_path, "first")
         procs.append(first)
-        wait_for(lambda: len(receiver.bodies()) >= 150, timeout=60)
+        wait_for(lambda: len(receiver.bodies()) >= 60, timeout=60)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         with rt.db.read_session() as session:

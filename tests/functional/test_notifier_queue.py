@@ -325,3 +325,19 @@ def test_claims_at_expansion_and_promotion_are_swept_when_they_expire(rt):
     assert status == {1: "pending", 2: "waiting"}
     (again,) = queue.claim(10)
     assert again.id == job.id
+
+
+def test_expansion_stops_at_the_row_that_would_exceed_the_room(rt):
+    alarm_ids = [str(uuid.uuid4()) for _ in range(3)]
+    for alarm_id in alarm_ids:
+        add_notification(rt, alarm_id, 1, ["log://a", "log://b"])
+    queue = make_queue(rt)
+    # Room for 3: the first row's 2 deliveries; the second row's would
+    # make 4, so it waits in the outbox (not written pending).
+    expanded, jobs, left = queue.expand_claiming(3)
+    assert (expanded, len(jobs), left) == (1, 2, 0)
+    assert {d.alarm_id for d in deliveries(rt)} == {alarm_ids[0]}
+    expanded, jobs, left = queue.expand_claiming(4)
+    assert (expanded, len(jobs), left) == (2, 4, 0)
+    assert len(deliveries(rt)) == 6
+    assert queue.expand() == 0
