@@ -44,6 +44,8 @@ USER_AGENT = f"alarmer/{__version__}"
 SSL_VERIFY_PARAM = "aodh-alarm-ssl-verify"
 #: Bytes of a response body kept for the delivery log.
 MAX_BODY = 1024
+#: Checked literal addresses kept by a plugin (all forgotten past it).
+MAX_LITERALS = 4096
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -84,6 +86,10 @@ class HttpNotifier(base.Notifier):
         self._pool_size = max(10, conf.notifier.workers)
         self._pools: dict[tuple[object, ...], wire.Pool] = {}
         self._pools_lock = threading.Lock()
+        # Checked addresses written in URLs (see _addresses).
+        self._literals: dict[
+            tuple[str | None, int | None], list[base.IPAddress]
+        ] = {}
         self._networks = base.allowed_networks(conf)
         self._connect_timeout = conf.notifier.connect_timeout
         self._read_timeout = conf.notifier.read_timeout
@@ -142,13 +148,7 @@ class HttpNotifier(base.Notifier):
         """POST *message*; classify the answer for the retry policy."""
         start = time.monotonic()
         try:
-            addresses = base.check_target(
-                action,
-                self.conf,
-                unresolvable_ok=False,
-                networks=self._networks,
-                resolver=self.resolver,
-            )
+            addresses = self._addresses(action)
         except base.InvalidAction as exc:
             return base.Result(
                 delivered=False,
@@ -195,6 +195,37 @@ class HttpNotifier(base.Notifier):
                 return self._failure(start, f"request error: {exc}")
             return self._answer(start, response)
         return self._failure(start, "no address to connect to")
+
+    def _addresses(
+        self, action: urllib.parse.SplitResult
+    ) -> list[base.IPAddress]:
+        """The checked addresses of *action*'s host (see
+        :func:`notifiers.base.check_target`).
+
+        A name is resolved and checked at each attempt; the check of an
+        address written in the URL (no resolution) is kept, as its
+        answer cannot change.
+        """
+        key = (action.hostname, action.port)
+        found = self._literals.get(key)
+        if found is not None:
+            return found
+        addresses = base.check_target(
+            action,
+            self.conf,
+            unresolvable_ok=False,
+            networks=self._networks,
+            resolver=self.resolver,
+        )
+        if (
+            self.resolver is None
+            and len(addresses) == 1
+            and str(addresses[0]) == action.hostname
+        ):
+            if len(self._literals) >= MAX_LITERALS:
+                self._literals.clear()
+            self._literals[key] = addresses
+        return addresses
 
     def _answer(self, start: float, response: wire.Response) -> base.Result:
         """Classify *response* for the retry policy."""

@@ -46,6 +46,7 @@ MAX_HEADERS = 100
 
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
 _TARGET_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
+_NAMES_FORBIDDEN = re.compile(r"[\x00-\x20\x7f:]")
 
 
 class ConnectError(OSError):
@@ -103,7 +104,7 @@ def check_header(name: str, value: str) -> None:
 
     :raises ValueError: naming the header.
     """
-    if _FORBIDDEN.search(name) or ":" in name or not name:
+    if not name or _NAMES_FORBIDDEN.search(name):
         raise ValueError(f"Invalid header name {name!r}")
     if _FORBIDDEN.search(value.replace("\t", " ")):
         raise ValueError(f"Invalid value of header {name!r}")
@@ -116,9 +117,17 @@ def request_head(target: str, headers: dict[str, str], length: int) -> bytes:
     """
     if not target or _TARGET_FORBIDDEN.search(target):
         raise ValueError(f"Invalid request target {target!r}")
+    # One look over every name and every value; the culprit is named by
+    # a second look, header by header.
+    if _NAMES_FORBIDDEN.search("".join(headers)) or _FORBIDDEN.search(
+        "".join(headers.values()).replace("\t", " ")
+    ):
+        for name, value in headers.items():
+            check_header(name, value)
     lines = [f"POST {target} HTTP/1.1"]
     for name, value in headers.items():
-        check_header(name, value)
+        if not name:
+            raise ValueError("Invalid header name ''")
         lines.append(f"{name}: {value}")
     lines.append(f"Content-Length: {length}")
     lines.append("\r\n")

@@ -295,3 +295,22 @@ def test_broken_answers_are_retryable_connection_errors(plugin):
 def test_unsendable_requests_are_refused(target, headers):
     with pytest.raises(ValueError):
         wire.request_head(target, headers, 0)
+
+
+def test_only_an_address_written_in_the_url_keeps_its_check(plugin, receiver):
+    by_name = urllib.parse.urlsplit(f"http://localhost:{receiver.port}/n")
+    by_address = urllib.parse.urlsplit(receiver.url("/a"))
+    for _ in range(2):
+        assert plugin.notify(by_name, _message()).delivered
+    # A name is resolved and checked again at each attempt.
+    assert plugin._literals == {}
+    for _ in range(2):
+        assert plugin.notify(by_address, _message()).delivered
+    assert list(plugin._literals) == [("127.0.0.1", receiver.port)]
+    # A refused address is refused at each attempt, never kept.
+    internal = urllib.parse.urlsplit("http://10.1.2.3/x")
+    for _ in range(2):
+        refused = plugin.notify(internal, _message())
+        assert not refused.delivered and not refused.retryable
+        assert "allowed_networks" in refused.error
+    assert ("10.1.2.3", None) not in plugin._literals
