@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import urllib.parse
 from collections.abc import Callable, Mapping
 
 from oslo_config import cfg
@@ -33,6 +34,9 @@ OUTCOMES = {
     tables.PENDING: "retry",
     tables.DEAD: "dead",
 }
+
+#: Parsed targets kept by a :class:`Deliverer` (all forgotten past it).
+MAX_ACTIONS = 4096
 
 #: Builds the plugin of a scheme from the configuration (a plugin class).
 PluginFactory = Callable[[cfg.ConfigOpts], notifiers.Notifier]
@@ -70,6 +74,8 @@ class Deliverer:
         self._plugins: dict[str, notifiers.Notifier] = {}
         #: The telemetry's recorder of each (status, scheme).
         self._recorders: dict[tuple[str, str], Callable[[float], None]] = {}
+        # Parsed targets (see action); a dict's get and set are atomic.
+        self._actions: dict[str, urllib.parse.SplitResult] = {}
 
     def plugin(self, scheme: str) -> notifiers.Notifier | None:
         """Return the plugin instance of *scheme* (None: no such plugin)."""
@@ -82,6 +88,22 @@ class Deliverer:
                 plugin = cls(self.conf)
                 self._plugins[scheme] = plugin
             return plugin
+
+    def action(self, target: str) -> urllib.parse.SplitResult:
+        """:func:`notifiers.parse_action` of *target*, parsed once.
+
+        (A wave sends thousands of deliveries to the same few URLs.)  The
+        address is not part of it: plugins check it at each attempt.
+
+        :raises notifiers.InvalidAction: the target cannot be parsed.
+        """
+        action = self._actions.get(target)
+        if action is None:
+            action = notifiers.parse_action(target)
+            if len(self._actions) >= MAX_ACTIONS:
+                self._actions.clear()
+            self._actions[target] = action
+        return action
 
     def close(self) -> None:
         """Close the plugins (their connections)."""
@@ -114,7 +136,7 @@ class Deliverer:
         if self.stopping.is_set():
             return release(job)
         try:
-            action = notifiers.parse_action(job.target)
+            action = self.action(job.target)
         except notifiers.InvalidAction as exc:
             return self._dead(job, exc.message)
         scheme = action.scheme.lower()

@@ -18,6 +18,7 @@ import concurrent.futures
 import enum
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from notifiers.jobs import DeliveryOutcome, Job
@@ -41,16 +42,41 @@ class HostSlots:
 
     Thread-safe.  :attr:`inflight` counts the running and the queued jobs
     (the jobs this process holds); :attr:`backlog` the queued ones.
+
+    A host's queue holds ``max_waiting`` jobs; with a *wait_budget*
+    (seconds), it holds as many as the host gets through in that time at
+    its measured pace (the mean time of its last jobs), between
+    ``per_host`` and *max_queue*: a fast host's queue is long (a wave is
+    claimed in big batches), a slow one's short (no claim waits in
+    memory until it expires).
     """
 
-    def __init__(self, per_host: int, max_waiting: int) -> None:
+    def __init__(
+        self,
+        per_host: int,
+        max_waiting: int,
+        *,
+        wait_budget: float | None = None,
+        max_queue: int | None = None,
+    ) -> None:
         self.per_host = per_host
         self.max_waiting = max_waiting
+        self.wait_budget = wait_budget
+        self.max_queue = max_waiting if max_queue is None else max_queue
         self._lock = threading.Lock()
         self._running: dict[str, int] = {}
         self._waiting: dict[str, collections.deque[Job]] = {}
+        self._pace: dict[str, float] = {}
         self._inflight = 0
         self._backlog = 0
+
+    def queue_limit(self, host: str) -> int:
+        """How many jobs of *host* may wait in memory."""
+        pace = self._pace.get(host)
+        if self.wait_budget is None or pace is None:
+            return self.max_waiting
+        fits = int(self.per_host * self.wait_budget / max(pace, 1e-4))
+        return max(self.per_host, min(self.max_queue, fits))
 
     def admit(self, job: Job) -> Admission:
         """Take a slot of *job*'s host, or queue it, or refuse it."""
@@ -62,17 +88,23 @@ class HostSlots:
                 self._inflight += 1
                 return Admission.RUN
             waiting = self._waiting.setdefault(host, collections.deque())
-            if len(waiting) < self.max_waiting:
+            if len(waiting) < self.queue_limit(host):
                 waiting.append(job)
                 self._inflight += 1
                 self._backlog += 1
                 return Admission.QUEUED
             return Admission.REFUSED
 
-    def finish(self, job: Job) -> Job | None:
-        """*job* ended: return the queued job that takes its slot, if any."""
+    def finish(self, job: Job, seconds: float | None = None) -> Job | None:
+        """*job* ended (it ran *seconds*): return the queued job that
+        takes its slot, if any."""
         host = job.host
         with self._lock:
+            if seconds is not None:
+                pace = self._pace.get(host)
+                self._pace[host] = (
+                    seconds if pace is None else 0.8 * pace + 0.2 * seconds
+                )
             self._inflight -= 1
             waiting = self._waiting.get(host)
             if waiting:
@@ -108,7 +140,8 @@ class WorkerPool:
     :param work: makes the attempts of a job (runs on a worker thread).
     :param done: receives each outcome (on the worker thread).
     :param max_waiting: jobs queued per busy host (default
-        ``2 * workers``).
+        ``2 * workers``); see :class:`HostSlots` for *wait_budget* and
+        *max_queue*.
     """
 
     def __init__(
@@ -118,10 +151,16 @@ class WorkerPool:
         work: Callable[[Job], DeliveryOutcome],
         done: Callable[[DeliveryOutcome], None],
         max_waiting: int | None = None,
+        *,
+        wait_budget: float | None = None,
+        max_queue: int | None = None,
     ) -> None:
         self.workers = workers
         self.slots = HostSlots(
-            per_host, 2 * workers if max_waiting is None else max_waiting
+            per_host,
+            2 * workers if max_waiting is None else max_waiting,
+            wait_budget=wait_budget,
+            max_queue=max_queue,
         )
         self._work = work
         self._done = done
@@ -157,7 +196,8 @@ class WorkerPool:
     def _run(self, job: Job | None) -> None:
         """Deliver *job*, then the jobs queued behind it for its host."""
         while job is not None:
+            started = time.monotonic()
             outcome = self._work(job)
-            successor = self.slots.finish(job)
+            successor = self.slots.finish(job, time.monotonic() - started)
             self._done(outcome)
             job = successor

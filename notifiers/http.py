@@ -7,15 +7,17 @@ seconds of this attempt), ``X-Alarmer-Sequence`` (the alarm's
 notification sequence number) and, when a secret is configured,
 ``webhook-signature`` (see :mod:`notifiers.signing`).
 
-Connections are reused (one :class:`requests.Session` per process),
-every request has a connect and a read timeout, redirects are not
+Connections are kept alive and reused (:mod:`notifiers.wire`: one pool
+per address, port and TLS setting, in each plugin instance), every
+request has a connect and a read timeout, redirects are not
 followed (a redirect could lead to an internal address), and the target
 address is checked again before each attempt.  The host name is resolved
 once per attempt and the connection goes to an address that was checked
 (never to the name, which a second resolution could answer differently):
 the ``Host`` header, and for https the TLS server name (SNI) and the
-certificate verification, keep the name of the URL.  Pools are kept per
-address, name, port and scheme.
+certificate verification, keep the name of the URL.  No proxy and no
+``.netrc`` credentials are read from the environment: a webhook must
+not receive an operator's credentials.
 """
 
 from __future__ import annotations
@@ -23,20 +25,17 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import ssl
+import threading
 import time
 import urllib.parse
 
-import requests
-import requests.adapters
 import requests.utils
-import urllib3
-import urllib3.connectionpool
-import urllib3.exceptions
 import urllib3.util
 from oslo_config import cfg
 
 from alarmer import __version__, timeutils
-from notifiers import base, signing
+from notifiers import base, signing, wire
 
 LOG = logging.getLogger(__name__)
 
@@ -45,6 +44,8 @@ USER_AGENT = f"alarmer/{__version__}"
 SSL_VERIFY_PARAM = "aodh-alarm-ssl-verify"
 #: Bytes of a response body kept for the delivery log.
 MAX_BODY = 1024
+#: Checked literal addresses kept by a plugin (all forgotten past it).
+MAX_LITERALS = 4096
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -81,22 +82,17 @@ class HttpNotifier(base.Notifier):
         #: Resolves target names (default :func:`notifiers.base.resolve`);
         #: the only resolution of a delivery.
         self.resolver = resolver
-        self.session = requests.Session()
-        # Never read proxies or .netrc credentials from the environment:
-        # a webhook must not receive an operator's credentials.
-        self.session.trust_env = False
-        pool = max(10, conf.notifier.workers)
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=pool, pool_maxsize=pool, max_retries=0
-        )
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self._adapter = adapter
+        # Idle connections kept per pool: one per worker.
+        self._pool_size = max(10, conf.notifier.workers)
+        self._pools: dict[tuple[object, ...], wire.Pool] = {}
+        self._pools_lock = threading.Lock()
+        # Checked addresses written in URLs (see _addresses).
+        self._literals: dict[
+            tuple[str | None, int | None], list[base.IPAddress]
+        ] = {}
         self._networks = base.allowed_networks(conf)
-        self._timeout = urllib3.Timeout(
-            connect=conf.notifier.connect_timeout,
-            read=conf.notifier.read_timeout,
-        )
+        self._connect_timeout = conf.notifier.connect_timeout
+        self._read_timeout = conf.notifier.read_timeout
 
     @classmethod
     def validate(
@@ -152,13 +148,7 @@ class HttpNotifier(base.Notifier):
         """POST *message*; classify the answer for the retry policy."""
         start = time.monotonic()
         try:
-            addresses = base.check_target(
-                action,
-                self.conf,
-                unresolvable_ok=False,
-                networks=self._networks,
-                resolver=self.resolver,
-            )
+            addresses = self._addresses(action)
         except base.InvalidAction as exc:
             return base.Result(
                 delivered=False,
@@ -173,26 +163,31 @@ class HttpNotifier(base.Notifier):
         headers = self.headers(message, body)
         # What a client connecting by name sends: the URL's host and port.
         headers["Host"] = action.netloc.rpartition("@")[2]
+        headers["Accept-Encoding"] = "identity"
         if action.username is not None:
             # Credentials in the URL: HTTP basic auth, as requests does.
             headers["Authorization"] = urllib3.util.make_headers(
                 basic_auth=f"{urllib.parse.unquote(action.username)}:"
                 f"{urllib.parse.unquote(action.password or '')}"
             )["authorization"]
+        try:
+            head = wire.request_head(target, headers, len(body))
+        except ValueError as exc:
+            return self._failure(start, f"request error: {exc}")
         for index, address in enumerate(addresses):
             last = index == len(addresses) - 1
             try:
-                response = self._send(action, address, target, body, headers)
-            except urllib3.exceptions.NewConnectionError as exc:
+                response = self._pool(action, address).post(head, body)
+            except wire.ConnectError as exc:
                 if not last:
                     LOG.debug("cannot connect to %s: %s", address, exc)
                     continue
                 return self._failure(
                     start, f"connection error: {exc}", retryable=True
                 )
-            except urllib3.exceptions.TimeoutError as exc:
+            except TimeoutError as exc:
                 return self._failure(start, f"timeout: {exc}", retryable=True)
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
+            except OSError as exc:
                 return self._failure(
                     start, f"connection error: {exc}", retryable=True
                 )
@@ -201,49 +196,48 @@ class HttpNotifier(base.Notifier):
             return self._answer(start, response)
         return self._failure(start, "no address to connect to")
 
-    def _send(
-        self,
-        action: urllib.parse.SplitResult,
-        address: base.IPAddress,
-        target: str,
-        body: bytes,
-        headers: dict[str, str],
-    ) -> urllib3.BaseHTTPResponse:
-        """POST to *address*, a checked address of the action's host."""
-        # Straight to a urllib3 pool of the session's adapter: the session
-        # has no cookies, auth, proxies or environment settings to merge
-        # (trust_env is off), and this saves most of the per-request work
-        # of requests.
-        pool = self._pool(action, address)
-        return pool.urlopen(
-            "POST",
-            target,
-            body=body,
-            headers=headers,
-            retries=False,
-            redirect=False,
-            assert_same_host=False,
-            timeout=self._timeout,
-            preload_content=False,
-            decode_content=False,
-            release_conn=False,
-        )
+    def _addresses(
+        self, action: urllib.parse.SplitResult
+    ) -> list[base.IPAddress]:
+        """The checked addresses of *action*'s host (see
+        :func:`notifiers.base.check_target`).
 
-    def _answer(
-        self, start: float, response: urllib3.BaseHTTPResponse
-    ) -> base.Result:
+        A name is resolved and checked at each attempt; the check of an
+        address written in the URL (no resolution) is kept, as its
+        answer cannot change.
+        """
+        key = (action.hostname, action.port)
+        found = self._literals.get(key)
+        if found is not None:
+            return found
+        addresses = base.check_target(
+            action,
+            self.conf,
+            unresolvable_ok=False,
+            networks=self._networks,
+            resolver=self.resolver,
+        )
+        if (
+            self.resolver is None
+            and len(addresses) == 1
+            and str(addresses[0]) == action.hostname
+        ):
+            if len(self._literals) >= MAX_LITERALS:
+                self._literals.clear()
+            self._literals[key] = addresses
+        return addresses
+
+    def _answer(self, start: float, response: wire.Response) -> base.Result:
         """Classify *response* for the retry policy."""
-        try:
-            text = self._read_body(response)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            response.release_conn()
+        status = response.status
+        if response.body_error is not None:
             return self._failure(
                 start,
-                f"error reading the response: {exc}",
+                f"error reading the response: {response.body_error}",
                 retryable=True,
-                status=response.status,
+                status=status,
             )
-        status = response.status
+        text = response.body.decode("utf-8", "replace").strip()
         duration = time.monotonic() - start
         if 200 <= status < 300:
             return base.Result(
@@ -256,7 +250,7 @@ class HttpNotifier(base.Notifier):
         retry_after = None
         if retryable:
             retry_after = parse_retry_after(
-                response.headers.get("Retry-After")
+                response.headers.get("retry-after")
             )
         return base.Result(
             delivered=False,
@@ -267,50 +261,68 @@ class HttpNotifier(base.Notifier):
             duration=duration,
         )
 
-    @staticmethod
-    def _read_body(response: urllib3.BaseHTTPResponse) -> str:
-        """Read at most :data:`MAX_BODY` bytes; keep the connection if
-        the body was read to its end."""
-        data = response.read(MAX_BODY, decode_content=True) or b""
-        if len(data) < MAX_BODY or not response.read(1):
-            response.release_conn()
-        else:
-            response.close()
-            response.release_conn()
-        return data.decode("utf-8", "replace").strip()
-
     def _pool(
         self, action: urllib.parse.SplitResult, address: base.IPAddress
-    ) -> urllib3.connectionpool.HTTPConnectionPool:
+    ) -> wire.Pool:
         """Return the connection pool to *address* for *action*."""
         scheme = action.scheme.lower()
-        kwargs: dict[str, object] | None = None
+        port = action.port or (443 if scheme == "https" else 80)
+        verify: bool | str = False
+        cert: str | tuple[str, str] | None = None
+        name = None
         if scheme == "https":
             verify = self._verify(action)
-            kwargs = {"cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE"}
-            if verify:
-                kwargs["ca_certs"] = (
-                    verify
-                    if isinstance(verify, str)
-                    else requests.utils.DEFAULT_CA_BUNDLE_PATH
-                )
             cert = self._cert()
-            if isinstance(cert, tuple):
-                kwargs["cert_file"], kwargs["key_file"] = cert
-            elif cert is not None:
-                kwargs["cert_file"] = cert
-            name = action.hostname or ""
-            if verify and name and name != str(address):
+            hostname = action.hostname or ""
+            if verify and hostname and hostname != str(address):
                 # The name of the URL, not the address connected to, in
                 # the TLS handshake and the certificate check.
-                kwargs["server_hostname"] = name
-                kwargs["assert_hostname"] = name
-        return self._adapter.poolmanager.connection_from_host(
-            str(address),
-            action.port,
-            scheme=scheme,
-            pool_kwargs=kwargs,
-        )
+                name = hostname
+        key = (str(address), port, scheme, verify, cert, name)
+        pool = self._pools.get(key)
+        if pool is not None:
+            return pool
+        with self._pools_lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = wire.Pool(
+                    str(address),
+                    port,
+                    connect_timeout=self._connect_timeout,
+                    read_timeout=self._read_timeout,
+                    context=self._context(verify, cert)
+                    if scheme == "https"
+                    else None,
+                    server_name=name,
+                    verify=bool(verify),
+                    maxsize=self._pool_size,
+                    max_body=MAX_BODY,
+                )
+                self._pools[key] = pool
+            return pool
+
+    def _context(
+        self, verify: bool | str, cert: str | tuple[str, str] | None
+    ) -> ssl.SSLContext:
+        """The TLS context verifying with *verify* (a CA bundle, the
+        default one, or no verification) and presenting *cert*."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        # The name is matched by the pool, against the URL's host.
+        context.check_hostname = False
+        if verify:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(
+                cafile=verify
+                if isinstance(verify, str)
+                else requests.utils.DEFAULT_CA_BUNDLE_PATH
+            )
+        else:
+            context.verify_mode = ssl.CERT_NONE
+        if isinstance(cert, tuple):
+            context.load_cert_chain(cert[0], cert[1])
+        elif cert is not None:
+            context.load_cert_chain(cert)
+        return context
 
     @staticmethod
     def _failure(
@@ -330,4 +342,7 @@ class HttpNotifier(base.Notifier):
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self.session.close()
+        with self._pools_lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()

@@ -9,6 +9,10 @@
   never commit before those of an earlier one.  A delivery behind an
   open (waiting, pending or in flight) delivery of its stream (same
   alarm, same target) is created ``waiting``.
+* :meth:`DeliveryQueue.expand_claiming` is the wave path: it expands no
+  more outbox rows than the notifier has room for, and inserts the new
+  deliveries that nothing holds back already claimed (one write before
+  the attempt instead of two).
 * :meth:`DeliveryQueue.claim` takes due ``pending`` deliveries in
   ``next_attempt_at`` order, skipping the rows other notifiers lock, and
   marks them ``in_flight`` under a claim token and an expiry.
@@ -19,7 +23,8 @@
   ``owner``): that process is dead, its claims need not expire.
 * :meth:`DeliveryQueue.record` writes outcomes and attempts in one
   transaction and promotes (:func:`promote`) the deliveries that waited
-  for the ones that ended; it holds :data:`OUTBOX_LOCK` shared, so that a
+  for the ones that ended, claiming as many of them as it is asked to in
+  the same transaction; it holds :data:`OUTBOX_LOCK` shared, so that a
   delivery expanded as ``waiting`` behind one that ends now is always
   seen by one side or the other.
 * :func:`redeliver` queues a dead-lettered delivery again.
@@ -112,9 +117,29 @@ class DeliveryQueue:
 
         :returns: the number of outbox rows expanded.
         """
+        return self.expand_claiming(0)[0]
+
+    def expand_claiming(self, limit: int) -> tuple[int, list[Job], int]:
+        """:meth:`expand`, claiming at once up to *limit* new deliveries.
+
+        The wave path: a new delivery that nothing holds back is
+        inserted claimed by this notifier (as :meth:`claim` would leave
+        it, in the same transaction as its expansion), so that it is
+        written once before its attempt instead of twice.
+
+        With a *limit*, no more than *limit* outbox rows are expanded:
+        the others wait in the outbox (durable, in order) for the room
+        to claim them, rather than being written once as pending and
+        again when claimed.
+
+        :returns: the number of outbox rows expanded, the claimed jobs,
+            and the number of new deliveries left pending.
+        """
         now = timeutils.utcnow()
         window = now - dt.timedelta(seconds=self.opts.max_age)
         batch_size = self.opts.batch_size
+        if limit > 0:
+            batch_size = min(batch_size, limit)
         # Scanning every outbox row of the last max_age at each wake-up
         # would cost O(rows): scans start above a floor below which every
         # row is known to be expanded.  A row is only put under the floor
@@ -131,6 +156,7 @@ class DeliveryQueue:
                 NOTIFICATION.c.seq,
                 NOTIFICATION.c.actions,
                 NOTIFICATION.c.created_at,
+                *_MESSAGE_COLUMNS,
             )
             .select_from(
                 NOTIFICATION.outerjoin(
@@ -148,25 +174,29 @@ class DeliveryQueue:
         )
         with self.db.session() as session:
             self.sql.lock(session, OUTBOX_LOCK)
-            rows = session.execute(query).all()
-            if len(rows) < batch_size:
-                self._advance_floor(session, monotonic, full)
+            rows = list(session.execute(query).all())
+            seen_all = len(rows) < batch_size
             if not rows:
+                if seen_all:
+                    self._advance_floor(session, monotonic, full)
                 session.rollback()
-                return 0
+                return 0, [], 0
             max_age = dt.timedelta(seconds=self.opts.max_age)
             deliveries: list[dict[str, Any]] = []
+            sources: dict[str, Any] = {}
             for row in rows:
                 seen: set[str] = set()
                 for target in row.actions or ():
                     if not isinstance(target, str) or target in seen:
                         continue
                     seen.add(target)
+                    delivery_id = models.delivery_id(
+                        row.alarm_id, row.seq, target
+                    )
+                    sources[delivery_id] = row
                     deliveries.append(
                         {
-                            "id": models.delivery_id(
-                                row.alarm_id, row.seq, target
-                            ),
+                            "id": delivery_id,
                             "notification_id": row.id,
                             "alarm_id": row.alarm_id,
                             "seq": row.seq,
@@ -176,25 +206,72 @@ class DeliveryQueue:
                             "attempts": 0,
                             "next_attempt_at": now,
                             "dead_after": row.created_at + max_age,
+                            "claimed_by": None,
+                            "claim_owner": None,
+                            "claim_token": None,
+                            "claim_expires_at": None,
                             "created_at": now,
                             "updated_at": now,
                         }
                     )
+            claimed: list[dict[str, Any]] = []
+            token = str(uuid.uuid4())
+            sources_rows = rows
+            conn = session.connection()
+            written = 0
             if deliveries:
                 _hold_back(session, deliveries)
-                self.sql.insert_ignore(session, DELIVERY, deliveries)
-            self.sql.insert_ignore(
-                session,
+                if limit > 0:
+                    rows, deliveries = _within(rows, deliveries, limit)
+                    seen_all = seen_all and len(rows) == len(sources_rows)
+                    claimed = [
+                        d for d in deliveries if d["status"] == models.PENDING
+                    ][:limit]
+                    expires = now + dt.timedelta(
+                        seconds=self.opts.claim_timeout
+                    )
+                    for delivery in claimed:
+                        delivery["status"] = models.IN_FLIGHT
+                        delivery["claimed_by"] = self.worker_id
+                        delivery["claim_owner"] = self.owner
+                        delivery["claim_token"] = token
+                        delivery["claim_expires_at"] = expires
+                written = self.sql.insert_rows_ignore(
+                    conn, DELIVERY, deliveries
+                )
+            self.sql.insert_rows_ignore(
+                conn,
                 EXPANSION,
                 [{"notification_id": r.id, "expanded_at": now} for r in rows],
             )
+            if seen_all:
+                # Every row above the floor is expanded now.
+                self._advance_floor(session, monotonic, full)
+            if claimed and (
+                written != len(deliveries) or self.sql.name == "mysql"
+            ):
+                # Only the rows this transaction inserted are ours (an
+                # existing delivery of the same id is left as it is).
+                mine = set(
+                    session.execute(
+                        _CLAIMED_IDS,
+                        {
+                            "b_ids": [d["id"] for d in claimed],
+                            "b_token": token,
+                        },
+                    ).scalars()
+                )
+                claimed = [d for d in claimed if d["id"] in mine]
             session.commit()
         LOG.debug(
-            "expanded %d notifications into %d deliveries",
+            "expanded %d notifications into %d deliveries (%d claimed)",
             len(rows),
             len(deliveries),
+            len(claimed),
         )
-        return len(rows)
+        jobs = [self._new_job(d, sources[d["id"]], token) for d in claimed]
+        left = sum(d["status"] == models.PENDING for d in deliveries)
+        return len(rows), jobs, left
 
     def _advance_floor(
         self, session: orm.Session, monotonic: float, full: bool
@@ -341,6 +418,19 @@ class DeliveryQueue:
             )
         return reclaimed
 
+    def _new_job(self, delivery: dict[str, Any], row: Any, token: str) -> Job:
+        """The job of a *delivery* being inserted claimed, from the *row*
+        of its notification."""
+        return Job(
+            id=delivery["id"],
+            token=token,
+            target=delivery["target"],
+            stream=delivery["stream"],
+            attempts=0,
+            dead_after=delivery["dead_after"],
+            message=self._message(delivery["id"], row),
+        )
+
     def _job(self, row: Any, token: str) -> Job:
         return Job(
             id=row.id,
@@ -349,29 +439,43 @@ class DeliveryQueue:
             stream=row.stream,
             attempts=row.attempts,
             dead_after=row.dead_after,
-            message=notifiers.Message(
-                delivery_id=row.id,
-                alarm_id=row.alarm_id,
-                seq=row.seq,
-                alarm_name=row.alarm_name,
-                severity=row.severity,
-                previous=row.previous,
-                current=row.current,
-                reason=row.reason,
-                reason_data=row.reason_data or {},
-                project_id=row.project_id,
-                secrets=self.secrets(row.alarm_id, row.project_id),
-            ),
+            message=self._message(row.id, row),
+        )
+
+    def _message(self, delivery_id: str, row: Any) -> notifiers.Message:
+        """The message of *delivery_id* from its notification's *row*."""
+        return notifiers.Message(
+            delivery_id=delivery_id,
+            alarm_id=row.alarm_id,
+            seq=row.seq,
+            alarm_name=row.alarm_name,
+            severity=row.severity,
+            previous=row.previous,
+            current=row.current,
+            reason=row.reason,
+            reason_data=row.reason_data or {},
+            project_id=row.project_id,
+            secrets=self.secrets(row.alarm_id, row.project_id),
         )
 
     # -- outcomes ---------------------------------------------------------
 
-    def record(self, outcomes: Iterable[DeliveryOutcome]) -> None:
+    def record(
+        self, outcomes: Iterable[DeliveryOutcome], claim: int = 0
+    ) -> tuple[list[Job], int]:
         """Write outcomes and attempts in one transaction.
 
         Outcomes that write the same values (typically: delivered at the
         first attempt, from one claim) share one ``UPDATE ... WHERE id IN
         (...) AND claim_token = ...`` instead of one statement each.
+
+        The deliveries that waited for the ones that ended are made
+        pending; up to *claim* of them are claimed instead, in the same
+        transaction (the next notification of an alarm is not written
+        once as pending and again as claimed).
+
+        :returns: the jobs claimed, and the number of deliveries made
+            pending.
         """
         outcomes = list(outcomes)
         now = timeutils.utcnow()
@@ -430,10 +534,91 @@ class DeliveryQueue:
                 self.sql.lock(session, OUTBOX_LOCK, shared=True)
             for params in updates:
                 session.execute(_RECORD, params)
-            self.sql.insert_many(session, ATTEMPT, attempt_rows)
-            if ended:
-                promote(session, self.sql, now, sorted(ended))
+            self.sql.insert_rows(session.connection(), ATTEMPT, attempt_rows)
+            jobs: list[Job] = []
+            promoted = 0
+            if ended and claim > 0:
+                jobs, promoted = self._promote_claiming(
+                    session, now, sorted(ended), claim
+                )
+            elif ended:
+                promoted = promote(session, self.sql, now, sorted(ended))
             session.commit()
+        return jobs, promoted
+
+    def _promote_claiming(
+        self,
+        session: orm.Session,
+        now: dt.datetime,
+        streams: list[str],
+        limit: int,
+    ) -> tuple[list[Job], int]:
+        """:func:`promote` *streams*, claiming up to *limit* of them.
+
+        :returns: the jobs claimed, and the number made pending.
+        """
+        ids: list[str] = []
+        for i in range(0, len(streams), 500):
+            ids.extend(
+                session.execute(
+                    _PROMOTABLE_OF, {"b_streams": streams[i : i + 500]}
+                ).scalars()
+            )
+        if not ids:
+            return [], 0
+        take, rest = ids[:limit], ids[limit:]
+        for i in range(0, len(rest), 500):
+            session.execute(
+                _PROMOTE_IDS,
+                {"b_ids": rest[i : i + 500], "now": now},
+            )
+        token = str(uuid.uuid4())
+        session.execute(
+            _CLAIM_WAITING,
+            {
+                "b_ids": take,
+                "claimed_by": self.worker_id,
+                "claim_owner": self.owner,
+                "claim_token": token,
+                "claim_expires_at": now
+                + dt.timedelta(seconds=self.opts.claim_timeout),
+                "now": now,
+            },
+        )
+        # Another notifier's sweep may have promoted some meanwhile.
+        rows = session.execute(
+            _CLAIM_COLUMNS.where(
+                DELIVERY.c.id.in_(take), DELIVERY.c.claim_token == token
+            )
+        ).all()
+        return [self._job(row, token) for row in rows], len(rest)
+
+
+def _within(
+    rows: list[Any], deliveries: list[dict[str, Any]], limit: int
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The first *rows* (and their *deliveries*) whose deliveries that
+    nothing holds back number at most *limit* (one row at least).
+
+    The others are not expanded now: they wait in the outbox rather
+    than be written pending, then written again when claimed.
+    """
+    pending: dict[int, int] = {}
+    for delivery in deliveries:
+        if delivery["status"] == models.PENDING:
+            key = delivery["notification_id"]
+            pending[key] = pending.get(key, 0) + 1
+    kept = 0
+    total = 0
+    for row in rows:
+        total += pending.get(row.id, 0)
+        if kept and total > limit:
+            break
+        kept += 1
+    if kept == len(rows):
+        return rows, deliveries
+    ids = {row.id for row in rows[:kept]}
+    return rows[:kept], [d for d in deliveries if d["notification_id"] in ids]
 
 
 def _hold_back(session: orm.Session, deliveries: list[dict[str, Any]]) -> None:
@@ -443,14 +628,7 @@ def _hold_back(session: orm.Session, deliveries: list[dict[str, Any]]) -> None:
     for start in range(0, len(streams), 500):
         chunk = streams[start : start + 500]
         busy.update(
-            session.execute(
-                sa.select(DELIVERY.c.stream)
-                .where(
-                    DELIVERY.c.stream.in_(chunk),
-                    DELIVERY.c.status.in_(models.OPEN),
-                )
-                .distinct()
-            ).scalars()
+            session.execute(_OPEN_STREAMS, {"b_streams": chunk}).scalars()
         )
     for delivery in sorted(deliveries, key=lambda d: d["seq"]):
         if delivery["stream"] in busy:
@@ -458,11 +636,33 @@ def _hold_back(session: orm.Session, deliveries: list[dict[str, Any]]) -> None:
         busy.add(delivery["stream"])
 
 
+#: The streams among ``b_streams`` that have an open delivery.
+_OPEN_STREAMS = (
+    sa.select(DELIVERY.c.stream)
+    .where(
+        DELIVERY.c.stream.in_(sa.bindparam("b_streams", expanding=True)),
+        DELIVERY.c.status.in_(models.OPEN),
+    )
+    .distinct()
+)
 _CLAIM_IDS = (
     sa.select(DELIVERY.c.id)
     .where(DELIVERY.c.status == models.PENDING)
     .order_by(DELIVERY.c.next_attempt_at)
 )
+#: The columns of the notification that a job's message carries (with
+#: its alarm id and sequence number).
+_MESSAGE_COLUMNS = (
+    NOTIFICATION.c.alarm_name,
+    NOTIFICATION.c.severity,
+    NOTIFICATION.c.previous,
+    NOTIFICATION.c.current,
+    NOTIFICATION.c.reason,
+    NOTIFICATION.c.reason_data,
+    NOTIFICATION.c.project_id,
+)
+
+
 _CLAIM_COLUMNS = (
     sa.select(
         DELIVERY.c.id,
@@ -472,13 +672,7 @@ _CLAIM_COLUMNS = (
         DELIVERY.c.dead_after,
         DELIVERY.c.seq,
         NOTIFICATION.c.alarm_id,
-        NOTIFICATION.c.alarm_name,
-        NOTIFICATION.c.severity,
-        NOTIFICATION.c.previous,
-        NOTIFICATION.c.current,
-        NOTIFICATION.c.reason,
-        NOTIFICATION.c.reason_data,
-        NOTIFICATION.c.project_id,
+        *_MESSAGE_COLUMNS,
     )
     .select_from(
         DELIVERY.join(
@@ -488,18 +682,41 @@ _CLAIM_COLUMNS = (
     .order_by(DELIVERY.c.next_attempt_at)
 )
 _CLAIM_JOINED = _CLAIM_COLUMNS.where(DELIVERY.c.status == models.PENDING)
+#: The columns a claim writes (with ``updated_at``).
+_CLAIM_VALUES: dict[str, Any] = {
+    "status": models.IN_FLIGHT,
+    "claimed_by": sa.bindparam("claimed_by"),
+    "claim_owner": sa.bindparam("claim_owner"),
+    "claim_token": sa.bindparam("claim_token"),
+    "claim_expires_at": sa.bindparam(
+        "claim_expires_at", type_=models.UTCDateTime()
+    ),
+}
 _CLAIM_UPDATE = (
     DELIVERY.update()
     .where(DELIVERY.c.id.in_(sa.bindparam("b_ids", expanding=True)))
     .values(
-        status=models.IN_FLIGHT,
-        claimed_by=sa.bindparam("claimed_by"),
-        claim_owner=sa.bindparam("claim_owner"),
-        claim_token=sa.bindparam("claim_token"),
-        claim_expires_at=sa.bindparam(
-            "claim_expires_at", type_=models.UTCDateTime()
-        ),
+        **_CLAIM_VALUES,
         updated_at=sa.bindparam("updated_at", type_=models.UTCDateTime()),
+    )
+)
+#: The deliveries of ``b_ids`` claimed with ``b_token``.
+_CLAIMED_IDS = sa.select(DELIVERY.c.id).where(
+    DELIVERY.c.id.in_(sa.bindparam("b_ids", expanding=True)),
+    DELIVERY.c.claim_token == sa.bindparam("b_token"),
+)
+#: Claims the deliveries of ``b_ids`` that still wait (see
+#: :meth:`DeliveryQueue.record`).
+_CLAIM_WAITING = (
+    DELIVERY.update()
+    .where(
+        DELIVERY.c.id.in_(sa.bindparam("b_ids", expanding=True)),
+        DELIVERY.c.status == models.WAITING,
+    )
+    .values(
+        **_CLAIM_VALUES,
+        next_attempt_at=sa.bindparam("now", type_=models.UTCDateTime()),
+        updated_at=sa.bindparam("now", type_=models.UTCDateTime()),
     )
 )
 #: Writes the outcome of the deliveries of ``b_ids`` still claimed with
@@ -557,6 +774,17 @@ _PROMOTE = (
     DELIVERY.update()
     .where(DELIVERY.c.status == models.WAITING)
     .values(status=models.PENDING)
+)
+#: :data:`_PROMOTABLE` in the streams of ``b_streams``.
+_PROMOTABLE_OF = _PROMOTABLE.where(
+    DELIVERY.c.stream.in_(sa.bindparam("b_streams", expanding=True))
+)
+#: Makes pending the deliveries of ``b_ids`` that still wait.
+_PROMOTE_IDS = _PROMOTE.where(
+    DELIVERY.c.id.in_(sa.bindparam("b_ids", expanding=True))
+).values(
+    next_attempt_at=sa.bindparam("now", type_=models.UTCDateTime()),
+    updated_at=sa.bindparam("now", type_=models.UTCDateTime()),
 )
 
 

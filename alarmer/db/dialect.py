@@ -303,6 +303,27 @@ class Dialect(abc.ABC):
         )
         execute_many(conn, prepared, rows)
 
+    def insert_rows_ignore(
+        self, conn: sa.Connection, table: sa.Table, rows: Rows
+    ) -> int:
+        """:meth:`insert_rows`, skipping existing primary keys.
+
+        One driver ``executemany`` of the compiled :meth:`insert_ignore`
+        statement (:func:`execute_many`), on every backend.
+
+        :returns: the driver's count of the rows written (on MySQL, an
+            existing row may count too).
+        """
+        if not rows:
+            return 0
+        prepared = prepare(
+            conn,
+            f"{table.name}.insert_ignore",
+            lambda: self._insert_ignore(table),
+            column_keys=list(rows[0]),
+        )
+        return execute_many(conn, prepared, rows)
+
     def update_rows(
         self,
         conn: sa.Connection,

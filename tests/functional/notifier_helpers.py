@@ -175,3 +175,23 @@ def attempts(rt, delivery_id):
                 .order_by(models.DeliveryAttempt.id)
             ).scalars()
         )
+
+
+def write_config(tmp_path: Any, db_url: str, **notifier: object) -> Any:
+    """Write ``alarmer.conf`` for notifier processes of *db_url*.
+
+    The ``[notifier]`` section allows loopback targets, then sets
+    *notifier*.
+    """
+    config = tmp_path / "alarmer.conf"
+    lines = [
+        "[DEFAULT]",
+        f"data_dir = {tmp_path / 'data'}",
+        "[database]",
+        f"connection = {db_url}",
+        "[notifier]",
+        "allowed_networks = 127.0.0.0/8",
+        *(f"{name} = {value}" for name, value in notifier.items()),
+    ]
+    config.write_text("\n".join(lines) + "\n")
+    return config

@@ -226,3 +226,118 @@ def test_redeliver_resets_a_dead_delivery_and_pokes_the_wakeup(rt):
     remaining = (row.dead_after - timeutils.utcnow()).total_seconds()
     assert 3500 < remaining <= 3600
     assert not redeliver(rt.db, dead.id, 3600.0)
+
+
+# -- claims at expansion and at promotion ------------------------------
+
+
+def test_expansion_claims_what_nothing_holds_back_up_to_the_limit(rt):
+    alarm_ids = [str(uuid.uuid4()) for _ in range(3)]
+    for seq in (1, 2):
+        for alarm_id in alarm_ids:
+            add_notification(rt, alarm_id, seq, ["log://"])
+    queue = make_queue(rt, "w1")
+    queue.owner = "slot-1"
+    # Room for 2: at most 2 outbox rows are expanded, both claimed.
+    expanded, jobs, left = queue.expand_claiming(2)
+    assert (expanded, left) == (2, 0)
+    assert sorted(j.message.alarm_id for j in jobs) == sorted(alarm_ids[:2])
+    assert {j.message.seq for j in jobs} == {1}
+    assert len({j.token for j in jobs}) == 1
+    rows = {d.id: d for d in deliveries(rt)}
+    assert set(rows) == {j.id for j in jobs}
+    for job in jobs:
+        row = rows[job.id]
+        assert row.status == "in_flight"
+        assert (row.claimed_by, row.claim_owner) == ("w1", "slot-1")
+        assert row.claim_token == job.token
+        assert row.claim_expires_at > timeutils.utcnow()
+        assert job.message.alarm_name == f"name-{job.message.alarm_id[:8]}"
+        assert job.dead_after == row.dead_after
+    # The rest: the third alarm's first row is claimed, and the second
+    # rows wait behind the in-flight first ones.
+    expanded, more, left = queue.expand_claiming(10)
+    assert expanded == 4 and left == 0
+    assert [(j.message.alarm_id, j.message.seq) for j in more] == [
+        (alarm_ids[2], 1)
+    ]
+    status = {(d.alarm_id, d.seq): d.status for d in deliveries(rt)}
+    assert [status[(a, 2)] for a in alarm_ids] == ["waiting"] * 3
+    # A second notifier finds nothing to claim.
+    assert make_queue(rt, "w2").claim(10) == []
+
+
+def test_expansion_leaves_pending_past_the_limit(rt):
+    alarm_id = str(uuid.uuid4())
+    add_notification(rt, alarm_id, 1, ["log://", "log://a", "log://b"])
+    queue = make_queue(rt)
+    expanded, jobs, left = queue.expand_claiming(1)
+    assert (expanded, len(jobs), left) == (1, 1, 2)
+    status = sorted(d.status for d in deliveries(rt))
+    assert status == ["in_flight", "pending", "pending"]
+    assert len(queue.claim(10)) == 2
+
+
+def test_recording_claims_the_next_of_the_stream_in_its_transaction(
+    rt, receiver
+):
+    alarm_id = str(uuid.uuid4())
+    for seq in (1, 2, 3):
+        add_notification(rt, alarm_id, seq, [receiver.url()])
+    queue = make_queue(rt)
+    _, (first,), _ = queue.expand_claiming(10)
+    outcome = deliverer(rt).deliver(first)
+    assert outcome.status == models.DELIVERED
+    jobs, promoted = queue.record([outcome], claim=5)
+    assert promoted == 0
+    (second,) = jobs
+    assert second.message.seq == 2 and second.token != first.token
+    status = {d.seq: (d.status, d.claim_token) for d in deliveries(rt)}
+    assert status == {
+        1: ("delivered", None),
+        2: ("in_flight", second.token),
+        3: ("waiting", None),
+    }
+    # Without room, the next one is made pending for a later claim.
+    jobs, promoted = queue.record([deliverer(rt).deliver(second)], claim=0)
+    assert (jobs, promoted) == ([], 1)
+    (third,) = queue.claim(10)
+    assert third.message.seq == 3
+    assert [b.headers["X-Alarmer-Sequence"] for b in receiver.bodies()] == [
+        "1",
+        "2",
+    ]
+
+
+def test_claims_at_expansion_and_promotion_are_swept_when_they_expire(rt):
+    alarm_id = str(uuid.uuid4())
+    for seq in (1, 2):
+        add_notification(rt, alarm_id, seq, ["log://"])
+    queue = make_queue(rt)
+    _, (job,), _ = queue.expand_claiming(10)
+    # Its notifier died: the claim expires, the delivery is queued again
+    # with the same id; the second still waits.
+    later = timeutils.utcnow() + dt.timedelta(seconds=60)
+    with rt.db.session() as session:
+        assert queue.sweep(session, later) == 1
+        session.commit()
+    status = {d.seq: d.status for d in deliveries(rt)}
+    assert status == {1: "pending", 2: "waiting"}
+    (again,) = queue.claim(10)
+    assert again.id == job.id
+
+
+def test_expansion_stops_at_the_row_that_would_exceed_the_room(rt):
+    alarm_ids = [str(uuid.uuid4()) for _ in range(3)]
+    for alarm_id in alarm_ids:
+        add_notification(rt, alarm_id, 1, ["log://a", "log://b"])
+    queue = make_queue(rt)
+    # Room for 3: the first row's 2 deliveries; the second row's would
+    # make 4, so it waits in the outbox (not written pending).
+    expanded, jobs, left = queue.expand_claiming(3)
+    assert (expanded, len(jobs), left) == (1, 2, 0)
+    assert {d.alarm_id for d in deliveries(rt)} == {alarm_ids[0]}
+    expanded, jobs, left = queue.expand_claiming(4)
+    assert (expanded, len(jobs), left) == (2, 4, 0)
+    assert len(deliveries(rt)) == 6
+    assert queue.expand() == 0

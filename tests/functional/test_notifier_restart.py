@@ -208,7 +208,12 @@ def test_sigkill_then_restart_redelivers_at_once(make_conf, db_url, tmp_path):
         y, x = str(uuid.uuid4()), str(uuid.uuid4())
         add_notification(rt, y, 1, [hook])
         wait_for(lambda: holding.count(y) == 1, timeout=30)
+        # No claim, nor claim at expansion (it still expands).
         live.queue.claim = lambda limit: []  # type: ignore[method-assign]
+        expand = live.queue.expand_claiming
+        live.queue.expand_claiming = (  # type: ignore[method-assign]
+            lambda limit: expand(0)
+        )
         procs["first"] = _start(config, tmp_path, "first")
         first_pid = procs["first"].pid
         add_notification(rt, x, 1, [hook])
@@ -231,6 +236,7 @@ def test_sigkill_then_restart_redelivers_at_once(make_conf, db_url, tmp_path):
         assert holding.count(y) == 1
         assert _claimers(rt, [y]) == {y: live.worker_id}
         live.queue.claim = claim  # type: ignore[method-assign]
+        live.queue.expand_claiming = expand  # type: ignore[method-assign]
         holding.release.set()
 
         def all_delivered():

@@ -87,9 +87,20 @@ PACKAGE_LAYERS = {"alarmer": "foundation", "alarmer.metrics": "metrics.policy"}
 NOTIFIERS_USE = {"alarmer.alarms.tables"}
 
 #: The notifier plugins and what they may import of ``notifiers``: the
-#: plugin interface and the signing functions, none of the service.
-PLUGINS = {"notifiers.http", "notifiers.log", "notifiers.base"}
-PLUGINS_USE = {"notifiers", "notifiers.base", "notifiers.signing"}
+#: plugin interface, the signing functions and the webhook client, none
+#: of the service.
+PLUGINS = {
+    "notifiers.http",
+    "notifiers.log",
+    "notifiers.base",
+    "notifiers.wire",
+}
+PLUGINS_USE = {
+    "notifiers",
+    "notifiers.base",
+    "notifiers.signing",
+    "notifiers.wire",
+}
 
 #: Pure modules: computation only, no file, network or database.
 PURE = {

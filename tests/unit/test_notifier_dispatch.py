@@ -126,3 +126,37 @@ def test_pool_refuses_a_job_of_a_host_whose_queue_is_full():
     finally:
         release.set()
         pool.stop()
+
+
+def test_a_host_queue_holds_what_the_host_takes_within_the_budget():
+    # 2 running per host; up to 30 s of waiting; never more than 50.
+    slots = HostSlots(
+        per_host=2, max_waiting=4, wait_budget=30.0, max_queue=50
+    )
+    fast, slow = "http://fast.example", "http://slow.example"
+    # Not measured yet: the fixed limit.
+    assert slots.queue_limit(fast) == 4
+    for n in range(2):
+        slots.admit(job(fast, n))
+        slots.admit(job(slow, n))
+    slots.finish(job(fast, 0), 0.01)
+    slots.finish(job(slow, 0), 20.0)
+    # 2 at a time, 10 ms each: 6,000 in 30 s, capped at 50.
+    assert slots.queue_limit(fast) == 50
+    # 20 s each: 3 in 30 s.
+    assert slots.queue_limit(slow) == 3
+    # A hanging host: never fewer than its running slots.
+    slots.finish(job(slow, 1), 600.0)
+    assert slots.queue_limit(slow) == 2
+    admitted = [slots.admit(job(slow, n)) for n in range(10, 15)]
+    run, queued, refused = Admission.RUN, Admission.QUEUED, Admission.REFUSED
+    assert admitted == [run, run, queued, queued, refused]
+    # The pace follows the recent jobs (a moving mean).
+    for _ in range(40):
+        slots.finish(job(fast, 0), 1.0)
+        slots.admit(job(fast, 0))
+    assert slots.queue_limit(fast) == 50
+    for _ in range(40):
+        slots.finish(job(fast, 0), 10.0)
+        slots.admit(job(fast, 0))
+    assert slots.queue_limit(fast) == 6
