@@ -9,9 +9,11 @@ restarts, ``kill -9`` of writers and concurrent writer processes.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -213,6 +215,45 @@ def test_writer_follows_logs_replaced_by_another(driver_spec, many):
     finally:
         for drv in (writer, other, reader):
             drv.close()
+
+
+def test_forked_writer_does_not_lock_through_its_parents_open_log(tmp_path):
+    """A process forked from a writer that keeps a log open waits for
+    the parent's lock on that log: it does not append through the open
+    file it inherited (a flock belongs to the open file, not to the
+    process)."""
+    driver = file_driver.FileDriver(str(tmp_path / "series"))
+    v1 = driver.append("m-fork", None, b"one")
+    v2 = driver.append("m-fork", v1, b"two")  # the log is kept open
+    handle = driver._take_handle("m-fork")
+    assert handle is not None
+    fcntl.flock(handle[0], fcntl.LOCK_EX)  # an append of the parent
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: append, report, exit
+        code = 1
+        try:
+            os.close(read_end)
+            driver._give_handles([("m-fork", handle)])
+            done = driver.append_many([("m-fork", v2, b"child")])[0]
+            os.write(write_end, b"ok" if done is not None else b"no")
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], 1.0)
+        assert not ready, "the child appended while the parent held the lock"
+        fcntl.flock(handle[0], fcntl.LOCK_UN)
+        ready, _, _ = select.select([read_end], [], [], 30)
+        assert ready and os.read(read_end, 2) == b"ok"
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(read_end)
+    assert os.waitstatus_to_exitcode(status) == 0
+    driver._give_handles([("m-fork", handle)])
+    assert driver.read("m-fork").records == [b"one", b"two", b"child"]
+    driver.close()
 
 
 def test_invalid_metric_id(driver):

@@ -359,6 +359,10 @@ class FileDriver(SeriesDriver):
             collections.OrderedDict()
         )
         self._handles_lock = threading.Lock()
+        # The process the open logs belong to: a forked child must not
+        # lock through its parent's open files (a flock belongs to the
+        # open file, which both would share).
+        self._handles_pid = os.getpid()
         self.open_logs = (
             default_open_logs() if open_logs is None else max(open_logs, 0)
         )
@@ -425,8 +429,23 @@ class FileDriver(SeriesDriver):
 
     def _take_handle(self, metric_id: str) -> tuple[int, int] | None:
         """The open log of *metric_id*, taken out of the cache."""
+        if self._handles_pid != os.getpid():
+            self._drop_inherited()
         with self._handles_lock:
             return self._handles.pop(metric_id, None)
+
+    def _drop_inherited(self) -> None:
+        """Close the open logs inherited from the parent of a fork.
+
+        Closing this process's descriptors leaves the parent's open
+        files (and any lock it holds on them) as they are.
+        """
+        with self._handles_lock:
+            inherited = list(self._handles.values())
+            self._handles.clear()
+            self._handles_pid = os.getpid()
+        for fd, _generation in inherited:
+            os.close(fd)
 
     def _give_handles(
         self, handles: list[tuple[str, tuple[int, int]]]
@@ -841,6 +860,8 @@ class FileDriver(SeriesDriver):
         :meth:`_append_on`), taken from their cache at once and put back
         at once; anything else goes through :meth:`append`.
         """
+        if self._handles_pid != os.getpid():
+            self._drop_inherited()
         with self._handles_lock:
             pop = self._handles.pop
             handles = [
