@@ -829,3 +829,35 @@ def test_open_logs_are_bounded(tmp_path):
         assert driver.read(m).records == [b"one", b"two", b"three"]
     driver.close()
     assert len(os.listdir("/proc/self/fd")) <= fds_before
+
+
+def test_open_logs_leave_low_descriptors_to_sockets(tmp_path):
+    """Logs kept open never take the descriptor numbers ``select()``
+    can watch: a socket opened after thousands of logs still works
+    with it (waitress serves the API with ``select()``)."""
+    import resource
+    import select
+    import socket
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096:
+        pytest.skip(f"descriptor limit {soft}: no room above 1024")
+    driver = file_driver.FileDriver(str(tmp_path / "series"), open_logs=1500)
+    ids = [f"{k:04x}" for k in range(1500)]
+    versions = driver.append_many([(m, None, b"one") for m in ids])
+    versions = driver.append_many(
+        [(m, v, b"two") for m, v in zip(ids, versions, strict=True)]
+    )
+    assert None not in versions
+    assert len(driver._handles) == 1500
+    assert min(fd for fd, _gen in driver._handles.values()) >= 1024
+    left, right = socket.socketpair()
+    try:
+        assert left.fileno() < 1024
+        right.send(b"x")
+        ready, _, _ = select.select([left], [], [], 5)
+        assert ready == [left]
+    finally:
+        left.close()
+        right.close()
+    driver.close()

@@ -54,7 +54,10 @@ written: zeroed bytes are not a frame).
   still at the writer's version?), ``pwrite``, ``fstat`` (the stamp),
   unlock; a log found without a name is closed and the current one
   opened.  The generation of an open log is the one its header had when
-  it was opened (a header is written once).
+  it was opened (a header is written once).  Their descriptors (and
+  those of the open log directories) are numbered from 1024 on when
+  the descriptor limit allows, leaving the low numbers to sockets
+  watched with ``select()``, which takes none beyond 1023.
 """
 
 from __future__ import annotations
@@ -115,16 +118,37 @@ def _stamp(st: os.stat_result) -> int:
     return (st.st_ino << 128) | (st.st_size << 64) | st.st_ctime_ns
 
 
+#: Descriptors of the logs kept open are moved to this number or above:
+#: ``select()`` (waitress' loop) takes no descriptor beyond 1023, so
+#: the numbers below are left to sockets.
+_HIGH_FD = 1024
+
+
+def _high(fd: int) -> int:
+    """*fd* moved to a number of at least :data:`_HIGH_FD` when the
+    descriptor limit allows (else *fd* itself)."""
+    if fd >= _HIGH_FD:
+        return fd
+    try:
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD)
+    except OSError:  # the limit is at or below _HIGH_FD, or reached
+        return fd
+    os.close(fd)
+    return high
+
+
 def default_open_logs() -> int:
-    """How many logs a driver keeps open: a quarter of the process's
-    descriptor limit, at most 4,096."""
+    """How many logs a driver keeps open: at most 4,096, and a quarter of
+    the descriptors the process may have beyond :data:`_HIGH_FD` (a
+    quarter of its limit when that is lower)."""
     try:
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     except (OSError, ValueError):
         return 256
     if soft == resource.RLIM_INFINITY:
         return 4096
-    return max(0, min(4096, soft // 4))
+    room = soft - _HIGH_FD if soft > 2 * _HIGH_FD else soft
+    return max(0, min(4096, room // 4))
 
 
 def new_header() -> tuple[int, bytes]:
@@ -380,9 +404,11 @@ class FileDriver(SeriesDriver):
             fd = self._dirs.get(prefix)
             if fd is None:
                 try:
-                    fd = os.open(
-                        os.path.join(self.basepath, prefix),
-                        os.O_RDONLY | os.O_DIRECTORY,
+                    fd = _high(
+                        os.open(
+                            os.path.join(self.basepath, prefix),
+                            os.O_RDONLY | os.O_DIRECTORY,
+                        )
                     )
                 except FileNotFoundError:
                     return None
@@ -479,7 +505,7 @@ class FileDriver(SeriesDriver):
         decides).
         """
         try:
-            fd = os.open(metric_id, os.O_RDWR, dir_fd=dfd)
+            fd = _high(os.open(metric_id, os.O_RDWR, dir_fd=dfd))
         except FileNotFoundError:
             return None
         head = os.pread(fd, _HEADER.size, 0)
