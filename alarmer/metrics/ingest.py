@@ -105,7 +105,7 @@ def store_batch(
     :raises IngestConflict: the store gave up on a metric because of
         concurrent writers.
     """
-    items = [item for item in batch if np.asarray(item[1]).size]
+    items = [item for item in batch if _size(item[1])]
     if not items:
         return NOTHING
     try:
@@ -124,7 +124,9 @@ def store_batch(
     # the evaluators record which data triggered an evaluation.
     changed: dict[str, int] = {}
     by_metric: dict[str, int] = {}
-    for (ref, stamps, _), result in zip(items, results, strict=True):
+    for (ref, _, _), result, newest in zip(
+        items, results, _newest(items), strict=True
+    ):
         stored += result.stored
         refused += result.refused
         if result.refused:
@@ -136,7 +138,6 @@ def store_batch(
                 result.refused,
             )
         if result.stored:
-            newest = int(np.max(stamps))
             changed[ref.id] = max(newest, changed.get(ref.id, newest))
     if changed:
         channel.publish(changed)
@@ -147,3 +148,24 @@ def store_batch(
             # The measures are stored; only the lasting count is lost.
             LOG.exception("late refusals of %s not recorded", list(by_metric))
     return Ingested(stored, refused, tuple(changed))
+
+
+def _newest(items: Sequence[Item]) -> list[int]:
+    """The newest timestamp of each item (none empty), all at once."""
+    if len(items) == 1:
+        return [int(np.max(items[0][1]))]
+    stamps = [np.asarray(ts, dtype=np.int64) for _, ts, _ in items]
+    sizes = np.fromiter(map(len, stamps), dtype=np.int64, count=len(stamps))
+    starts = np.zeros(len(stamps), dtype=np.int64)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    newest: list[int] = np.maximum.reduceat(
+        np.concatenate(stamps), starts
+    ).tolist()
+    return newest
+
+
+def _size(stamps: object) -> int:
+    """How many timestamps *stamps* (an array, usually) holds."""
+    if type(stamps) is np.ndarray:
+        return int(stamps.size)
+    return int(np.asarray(stamps).size)

@@ -459,7 +459,70 @@ def test_in_order_writes_are_exact_before_and_after_aggregation(base, batched):
         check_all(other, ref.id, models[ref.id])
     writer.close()
     other.close()
+    check_reopened(base, models)
+
+
+def check_reopened(base, models) -> None:
+    """Every metric of *models* read by a new engine equals its model."""
     again = open_engine(base)
-    for ref in refs:
-        check_all(again, ref.id, models[ref.id])
+    for metric_id, model in models.items():
+        check_all(again, metric_id, model)
     again.close()
+
+
+def test_batch_items_each_in_their_own_order(base):
+    # One batch mixes, metric by metric, strictly increasing points,
+    # unordered ones, duplicates, single points, late points and empty
+    # writes: each metric ends exactly as its own model, with the
+    # results a write of that metric alone gives.
+    policy = make_policy([(60, 40), (600, None)], back_window=1)
+    refs = [eng.MetricRef(f"o{i}", policy) for i in range(8)]
+    models = {ref.id: Model(policy) for ref in refs}
+    writer = open_engine(base, compact_deltas=5)
+    alone = open_engine(base + "-alone", compact_deltas=5)
+    rng = np.random.default_rng(11)
+    newest = dict.fromkeys(models, 1_700_000_000)
+    for _step in range(40):
+        items = []
+        expected = []
+        for ref in refs:
+            t = newest[ref.id]
+            kind = int(rng.integers(0, 6))
+            if kind == 0:  # strictly increasing, newer than all
+                ts = sorted({t + int(x) for x in rng.integers(1, 90, 5)})
+            elif kind == 1:  # unordered
+                ts = [t + int(x) for x in rng.integers(1, 90, 5)]
+            elif kind == 2:  # a duplicate
+                ts = [t + 5, t + 5, t + 7]
+            elif kind == 3:  # one point
+                ts = [t + int(rng.integers(1, 90))]
+            elif kind == 4:  # late and recent, increasing
+                ts = [t - 1300, t - 20, t + 3]
+            else:  # nothing
+                ts = []
+            values = rng.normal(5, 2, len(ts)).tolist()
+            model = models[ref.id]
+            before = model.refused
+            model.write([x * NS for x in ts], values)
+            expected.append((model.refused - before, model.cut()))
+            items.append(
+                (
+                    ref,
+                    np.array(ts, dtype=np.int64) * NS,
+                    np.array(values, dtype=np.float64),
+                )
+            )
+            newest[ref.id] = max([t, *ts])
+        results = writer.add_measures_batch(items)
+        assert results == [alone.add_measures(*item) for item in items]
+        for (_ref, ts_ns, _v), result, (refused, cut) in zip(
+            items, results, expected, strict=True
+        ):
+            assert result.refused == refused
+            if ts_ns.size:
+                assert result.oldest_accepted == cut
+    for ref in refs:
+        check_all(writer, ref.id, models[ref.id])
+    writer.close()
+    alone.close()
+    check_reopened(base, models)

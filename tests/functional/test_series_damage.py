@@ -769,3 +769,95 @@ def test_deltas_before_any_snapshot_are_set_aside(tmp_path):
     assert store.damage_report()["by_kind"] == {storage.UNDECODABLE: 1}
     assert len(asides(driver.path(METRIC))) == 1
     assert open_store(base).inspect(METRIC).damage == ()
+
+
+def test_repair_by_another_writer_replaces_a_log_held_open(tmp_path):
+    """A writer keeps the log open; another repairs it.  The damaged
+    bytes stay in the copy set aside, the log replaced has no name left,
+    and the writer's next append goes into the repaired log."""
+    base = str(tmp_path / "series")
+    writer = file_driver.FileDriver(base)
+    repairer = file_driver.FileDriver(base)
+    v1 = writer.append("m1", None, b"one")
+    v2 = writer.append("m1", v1, b"two")  # the log is now kept open
+    with open(writer.path("m1"), "rb") as fh:
+        before = fh.read()
+    held = writer._take_handle("m1")
+    assert held is not None
+    writer._give_handles([("m1", held)])
+
+    def drop_first(scan):
+        return storage.Salvage(
+            scan.records[1:],
+            [storage.Damage(storage.UNDECODABLE, "record 0: test")],
+        )
+
+    repair = repairer.repair("m1", drop_first)
+    assert os.fstat(held[0]).st_nlink == 0  # the old log has no name
+    with open(repair.aside, "rb") as fh:
+        assert fh.read() == before
+    assert writer.append("m1", v2, b"stale") is None
+    assert writer.append_many([("m1", v2, b"stale")]) == [None]
+    v3 = writer.append_many([("m1", repair.version, b"three")])[0]
+    assert v3 is not None
+    assert repairer.read("m1").records == [b"two", b"three"]
+    assert writer.append("m1", v3, b"four") is not None
+    assert file_driver.FileDriver(base).read("m1").records == [
+        b"two",
+        b"three",
+        b"four",
+    ]
+    writer.close()
+    repairer.close()
+
+
+def test_open_logs_are_bounded(tmp_path):
+    """A writer keeps at most ``open_logs`` logs open."""
+    driver = file_driver.FileDriver(str(tmp_path / "series"), open_logs=3)
+    fds_before = len(os.listdir("/proc/self/fd"))
+    ids = [f"b{k:02d}" for k in range(10)]
+    versions = driver.append_many([(m, None, b"one") for m in ids])
+    for record in (b"two", b"three"):
+        versions = driver.append_many(
+            [(m, v, record) for m, v in zip(ids, versions, strict=True)]
+        )
+        assert None not in versions
+    # the open log directories, and 3 logs
+    dirs = len({m[:2] for m in ids})
+    assert len(os.listdir("/proc/self/fd")) - fds_before <= dirs + 3
+    for m in ids:
+        assert driver.read(m).records == [b"one", b"two", b"three"]
+    driver.close()
+    assert len(os.listdir("/proc/self/fd")) <= fds_before
+
+
+def test_open_logs_leave_low_descriptors_to_sockets(tmp_path):
+    """Logs kept open never take the descriptor numbers ``select()``
+    can watch: a socket opened after thousands of logs still works
+    with it (waitress serves the API with ``select()``)."""
+    import resource
+    import select
+    import socket
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096:
+        pytest.skip(f"descriptor limit {soft}: no room above 1024")
+    driver = file_driver.FileDriver(str(tmp_path / "series"), open_logs=1500)
+    ids = [f"{k:04x}" for k in range(1500)]
+    versions = driver.append_many([(m, None, b"one") for m in ids])
+    versions = driver.append_many(
+        [(m, v, b"two") for m, v in zip(ids, versions, strict=True)]
+    )
+    assert None not in versions
+    assert len(driver._handles) == 1500
+    assert min(fd for fd, _gen in driver._handles.values()) >= 1024
+    left, right = socket.socketpair()
+    try:
+        assert left.fileno() < 1024
+        right.send(b"x")
+        ready, _, _ = select.select([left], [], [], 5)
+        assert ready == [left]
+    finally:
+        left.close()
+        right.close()
+    driver.close()

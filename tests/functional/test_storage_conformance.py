@@ -9,9 +9,11 @@ restarts, ``kill -9`` of writers and concurrent writer processes.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -171,6 +173,89 @@ def test_append_many_is_conditional_per_metric(driver):
     assert driver.read("mc").records == [b"c1"]
 
 
+@pytest.mark.parametrize("many", [False, True], ids=["append", "append_many"])
+def test_writer_follows_logs_replaced_by_another(driver_spec, many):
+    """A writer that appended before (the file driver keeps the log
+    open) writes into the current log after another writer compacted,
+    deleted or re-created it, and never into a replaced one."""
+    writer = open_driver(*driver_spec)
+    other = open_driver(*driver_spec)
+    reader = open_driver(*driver_spec)
+
+    def append(expected, record):
+        if many:
+            return writer.append_many([("m-r", expected, record)])[0]
+        return writer.append("m-r", expected, record)
+
+    try:
+        v1 = append(None, b"one")
+        v2 = append(v1, b"two")
+        v3 = other.rewrite("m-r", v2, b"snapshot")
+        assert v3 is not None
+        assert append(v2, b"into the old log") is None
+        v4 = append(v3, b"three")
+        assert v4 is not None
+        assert reader.read("m-r").records == [b"snapshot", b"three"]
+        v5 = other.append("m-r", v4, b"four")
+        assert append(v4, b"stale") is None
+        assert append(v5, b"five") is not None
+        assert reader.read("m-r").records == [
+            b"snapshot",
+            b"three",
+            b"four",
+            b"five",
+        ]
+        other.delete("m-r")
+        assert append(v5, b"after the delete") is None
+        assert reader.read("m-r").version is None
+        w1 = other.append("m-r", None, b"again")
+        assert append(v5, b"stale generation") is None
+        assert append(w1, b"new log") is not None
+        assert reader.read("m-r").records == [b"again", b"new log"]
+    finally:
+        for drv in (writer, other, reader):
+            drv.close()
+
+
+def test_forked_writer_does_not_lock_through_its_parents_open_log(tmp_path):
+    """A process forked from a writer that keeps a log open waits for
+    the parent's lock on that log: it does not append through the open
+    file it inherited (a flock belongs to the open file, not to the
+    process)."""
+    driver = file_driver.FileDriver(str(tmp_path / "series"))
+    v1 = driver.append("m-fork", None, b"one")
+    v2 = driver.append("m-fork", v1, b"two")  # the log is kept open
+    handle = driver._take_handle("m-fork")
+    assert handle is not None
+    fcntl.flock(handle[0], fcntl.LOCK_EX)  # an append of the parent
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: append, report, exit
+        code = 1
+        try:
+            os.close(read_end)
+            driver._give_handles([("m-fork", handle)])
+            done = driver.append_many([("m-fork", v2, b"child")])[0]
+            os.write(write_end, b"ok" if done is not None else b"no")
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], 1.0)
+        assert not ready, "the child appended while the parent held the lock"
+        fcntl.flock(handle[0], fcntl.LOCK_UN)
+        ready, _, _ = select.select([read_end], [], [], 30)
+        assert ready and os.read(read_end, 2) == b"ok"
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(read_end)
+    assert os.waitstatus_to_exitcode(status) == 0
+    driver._give_handles([("m-fork", handle)])
+    assert driver.read("m-fork").records == [b"one", b"two", b"child"]
+    driver.close()
+
+
 def test_invalid_metric_id(driver):
     with pytest.raises(storage.InvalidMetricId):
         driver.read("../etc/passwd")
@@ -260,20 +345,37 @@ def test_engine_batch_with_a_stale_cache(driver_spec):
 
 
 def _worker_main() -> None:
-    """Subprocess: write one point per call, print each acknowledgement."""
-    kind, location, metric_id, first, count, step, back = sys.argv[1:8]
+    """Subprocess: write one point per call, print each acknowledgement.
+
+    With a width above 1, each call is one batch writing the point to
+    the metrics ``<metric_id>-0`` to ``<metric_id>-<width - 1>``.
+    """
+    kind, location, metric_id, first, count, step, back, width = sys.argv[1:9]
     engine = eng.SeriesStore(open_driver(kind, location), compact_deltas=16)
     policy = dataclasses.replace(POLICY, back_window=int(back))
-    metric = eng.MetricRef(metric_id, policy)
+    if int(width) == 1:
+        metrics = [eng.MetricRef(metric_id, policy)]
+    else:
+        metrics = [
+            eng.MetricRef(f"{metric_id}-{k}", policy)
+            for k in range(int(width))
+        ]
     for i in range(int(first), int(first) + int(count) * int(step), int(step)):
-        engine.add_measures(metric, np.array([i * NS]), np.array([float(i)]))
+        stamps, values = np.array([i * NS]), np.array([float(i)])
+        if len(metrics) == 1:
+            engine.add_measures(metrics[0], stamps, values)
+        else:
+            results = engine.add_measures_batch(
+                [(m, stamps, values) for m in metrics]
+            )
+            assert [r.stored for r in results] == [1] * len(metrics)
         sys.stdout.write(f"{i}\n")
         sys.stdout.flush()
     engine.close()
 
 
 def _spawn(
-    spec, metric_id, first, count, step=1, back_window=0
+    spec, metric_id, first, count, step=1, back_window=0, width=1
 ) -> subprocess.Popen:
     code = (
         "import sys; sys.path.insert(0, sys.argv.pop(1));"
@@ -292,6 +394,7 @@ def _spawn(
             str(count),
             str(step),
             str(back_window),
+            str(width),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -346,6 +449,40 @@ def test_concurrent_writer_processes_lose_nothing(driver_spec):
     assert (fine.timestamps // NS).tolist() == list(range(writers * each))
     total = engine.get_measures("metric-shared", "sum", 60 * NS)[0]
     assert total.values.sum() == sum(range(writers * each))
+    engine.close()
+
+
+@pytest.mark.slow
+def test_kill_9_of_batch_writers_loses_nothing(driver_spec):
+    """Writer processes write batches to the same metrics (each keeps
+    the logs open, compacts them every 16 writes: the others' open logs
+    are replaced under them); one is killed with SIGKILL at a random
+    moment, another then writes on.  Every acknowledged batch is in
+    every metric, and a point in no metric was never acknowledged."""
+    width, each = 8, 400
+    rng = random.Random(7)
+    steady = _spawn(driver_spec, "batch", 0, each, 2, 100000, width)
+    victim = _spawn(driver_spec, "batch", 1, 100000, 2, 100000, width)
+    assert victim.stdout is not None
+    first = victim.stdout.readline()
+    time.sleep(rng.uniform(0.2, 0.8))
+    os.kill(victim.pid, signal.SIGKILL)
+    rest, _ = victim.communicate()
+    killed = [int(x) for x in (first + rest).split()]
+    assert killed, "the victim acknowledged nothing before the kill"
+    after = _spawn(driver_spec, "batch", killed[-1] + 4, 50, 2, 100000, width)
+    out_steady, _ = steady.communicate(timeout=300)
+    out_after, _ = after.communicate(timeout=300)
+    assert steady.returncode == 0 and after.returncode == 0
+    acked = set(killed) | {int(x) for x in (out_steady + out_after).split()}
+    in_flight = killed[-1] + 2
+    engine = make_engine(driver_spec)
+    for k in range(width):
+        got = engine.get_measures(f"batch-{k}", "count", NS)[0]
+        stored = set((got.timestamps // NS).tolist())
+        assert acked <= stored, f"batch-{k} lost {sorted(acked - stored)[:5]}"
+        assert stored - acked <= {in_flight}
+        assert (got.values == 1.0).all()
     engine.close()
 
 

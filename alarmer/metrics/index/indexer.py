@@ -374,11 +374,15 @@ class Indexer:
         if not ids:
             return {}
         found: dict[str, ap.ArchivePolicy] = {}
+        by_name: dict[str, ap.ArchivePolicy | None] = {}
         with self._reading(session) as s:
             for metric_id, name in metrics_mod.select_policy_names(
                 s, ids, filters or MetricFilter(any_project=True)
             ):
-                policy = self._policy_in(s, name)
+                if name in by_name:
+                    policy = by_name[name]
+                else:
+                    policy = by_name[name] = self._policy_in(s, name)
                 if policy is not None:
                     found[metric_id] = policy
         return found

@@ -765,7 +765,7 @@ class SeriesStore:
         """:meth:`add_measures` for several metrics, results in order.
 
         With a driver whose ``append_many`` is cheaper than one append
-        per metric (Redis: one pipeline; files: no per-call overhead), the
+        per metric (Redis: one pipeline; files: logs kept open), the
         common case -- a metric already in the cache receiving new points
         -- is aggregated and appended per stripe: the metrics of one
         stripe lock under that lock, with one ``append_many`` call, then
@@ -794,6 +794,7 @@ class SeriesStore:
         ):
             return [self.add_measures(*item) for item in items]
         results: list[WriteResult | None] = [None] * len(items)
+        firsts, increasing = _runs(items)
         # One stripe at a time: a batch never holds the locks of metrics
         # it is not writing, so writers of other metrics go on.
         groups: dict[int, list[int]] = {}
@@ -801,7 +802,9 @@ class SeriesStore:
             groups.setdefault(hash(metric_id) % _STRIPES, []).append(pos)
         for stripe, positions in groups.items():
             with self._stripes[stripe]:
-                self._write_cached(items, positions, results)
+                self._write_cached(
+                    items, positions, results, firsts, increasing
+                )
         return [
             result if result is not None else self.add_measures(*items[pos])
             for pos, result in enumerate(results)
@@ -812,31 +815,57 @@ class SeriesStore:
         items: Sequence[tuple[MetricRef, np.ndarray, np.ndarray]],
         positions: Sequence[int],
         results: list[WriteResult | None],
+        firsts: list[int],
+        increasing: list[bool],
     ) -> None:
         """Write the cached metrics at *positions* with one
         ``append_many``; fill *results* for those written (the caller
-        holds their stripe lock)."""
-        # (position, entry, points applied or None when deferred, record)
-        pending: list[tuple[int, _Entry, agg.ApplyResult | None, bytes]] = []
-        for pos in positions:
+        holds their stripe lock).
+
+        *firsts* and *increasing*: each item's first timestamp and
+        whether its timestamps are strictly increasing (see
+        :func:`_runs`).
+        """
+        # (position, entry, points applied or None when deferred)
+        pending: list[tuple[int, _Entry, agg.ApplyResult | None]] = []
+        appends: list[tuple[str, storage.Version | None, bytes]] = []
+        compact_deltas = self.compact_deltas
+        compact_bytes = self.compact_bytes
+        with self._cache_lock:
+            cache = self._cache
+            entries = [cache.get(items[pos][0].id) for pos in positions]
+            for entry, pos in zip(entries, positions, strict=True):
+                if entry is not None:
+                    cache.move_to_end(items[pos][0].id)
+        for pos, entry in zip(positions, entries, strict=True):
             metric, ts, vals = items[pos]
-            entry = self._cache_get(metric.id)
+            if entry is None:
+                continue
+            held = entry.held
             if (
-                entry is None
-                or entry.held is None
+                held is None
                 or entry.version is None
-                or (
-                    # The index hands out one policy object per name.
-                    entry.held.policy is not metric.policy
-                    and entry.held.policy != metric.policy
-                )
-                or entry.deltas >= self.compact_deltas
-                or entry.delta_bytes >= self.compact_bytes
+                or entry.deltas >= compact_deltas
+                or entry.delta_bytes >= compact_bytes
             ):
                 continue
-            if entry.defer(ts):
-                pending.append(
-                    (pos, entry, None, codec.encode_delta(ts, vals))
+            if held.policy is not metric.policy:
+                if held.policy != metric.policy:
+                    continue
+                # The same policy: keep the index's object, which the
+                # next writes hand in (compared by identity).
+                held.policy = metric.policy
+            # In-order points newer than everything held or pending are
+            # appended and aggregated later (see _Entry.defer).
+            newest = (
+                entry.pending_last
+                if entry.pending_last is not None
+                else held.last_ts
+            )
+            if newest is not None and increasing[pos] and firsts[pos] > newest:
+                pending.append((pos, entry, None))
+                appends.append(
+                    (metric.id, entry.version, codec.encode_delta(ts, vals))
                 )
                 continue
             state = entry.state
@@ -844,42 +873,37 @@ class SeriesStore:
             applied = state.apply(ts, vals)
             if applied.ts.size == 0:
                 continue
-            pending.append(
+            pending.append((pos, entry, applied))
+            appends.append(
                 (
-                    pos,
-                    entry,
-                    applied,
+                    metric.id,
+                    entry.version,
                     codec.encode_delta(applied.ts, applied.values),
                 )
             )
         if not pending:
             return
         try:
-            versions = self.driver.append_many(
-                [
-                    (items[pos][0].id, entry.version, record)
-                    for pos, entry, _, record in pending
-                ]
-            )
+            versions = self.driver.append_many(appends)
         except storage.DamagedLog:
             # Which appends were done is unknown: forget them all, write
             # each metric again (repairing the damaged one).
-            for pos, _entry, _, _record in pending:
+            for pos, _entry, _ in pending:
                 self._cache_drop(items[pos][0].id)
             versions = [None] * len(pending)
-        stored = refused = writes = 0
-        for (pos, entry, outcome, record), version in zip(
-            pending, versions, strict=True
+        stored = refused = writes = conflicts = 0
+        for (pos, entry, outcome), version, append in zip(
+            pending, versions, appends, strict=True
         ):
-            metric = items[pos][0]
             if version is None:
-                with self._cache_lock:
-                    self._counters["write_conflicts"] += 1
-                self._cache_drop(metric.id)
+                conflicts += 1
+                self._cache_drop(append[0])
                 continue
+            record = append[2]
             if outcome is None:
                 _, ts, vals = items[pos]
-                entry.add_pending(ts, vals)
+                entry.pending.append((ts, vals))
+                entry.pending_last = int(ts[-1])
                 done = WriteResult(
                     int(ts.size), 0, entry.first_block_timestamp()
                 )
@@ -889,7 +913,10 @@ class SeriesStore:
                     outcome.refused,
                     entry.first_block_timestamp(),
                 )
-            _appended(entry, version, record)
+            entry.version = version
+            entry.stamp = version.stamp
+            entry.deltas += 1
+            entry.delta_bytes += len(record)
             stored += done.stored
             refused += done.refused
             writes += 1
@@ -899,6 +926,8 @@ class SeriesStore:
             self._counters["writes"] += writes
             if refused:
                 self._counters["measures_refused_late"] += refused
+            if conflicts:
+                self._counters["write_conflicts"] += conflicts
 
     # -- reads ---------------------------------------------------------------
 
@@ -1257,6 +1286,33 @@ def _appended(entry: _Entry, version: storage.Version, record: bytes) -> None:
     entry.stamp = version.stamp
     entry.deltas += 1
     entry.delta_bytes += len(record)
+
+
+def _runs(
+    items: Sequence[tuple[MetricRef, np.ndarray, np.ndarray]],
+) -> tuple[list[int], list[bool]]:
+    """Each item's first timestamp (0 when it has none) and whether its
+    timestamps are strictly increasing, computed for all items at once.
+    """
+    sizes = np.fromiter(
+        (ts.size for _, ts, _ in items), dtype=np.int64, count=len(items)
+    )
+    if not sizes.all():
+        firsts = [int(ts[0]) if ts.size else 0 for _, ts, _ in items]
+        return firsts, [
+            ts.size > 0 and bool((ts[1:] > ts[:-1]).all())
+            for _, ts, _ in items
+        ]
+    stamps = np.concatenate([ts for _, ts, _ in items])
+    starts = np.zeros(len(items), dtype=np.int64)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    # rises[k]: stamps[k] > stamps[k - 1]; the first point of each item
+    # has nothing before it in that item.
+    rises = np.ones(stamps.size, dtype=bool)
+    rises[1:] = stamps[1:] > stamps[:-1]
+    rises[starts] = True
+    increasing = np.logical_and.reduceat(rises, starts)
+    return stamps[starts].tolist(), increasing.tolist()
 
 
 def cut_time(stop: int | None, granularity: int) -> int | None:

@@ -46,16 +46,30 @@ written: zeroed bytes are not a frame).
   over the old one, holding the old file's lock; a writer that acquires
   a lock checks that its file is still the one at the path, so no append
   can land in a replaced file.
+- A log has one name for good once created (a damaged log is *copied*
+  aside, never linked), so a log replaced by a compaction or a repair,
+  or deleted, has no name left: ``st_nlink`` 0.  Writers keep the logs
+  they append to open (a bounded LRU of descriptors, ``open_logs``) and
+  an append on an open log is ``flock``, one ``fstat`` (still named?
+  still at the writer's version?), ``pwrite``, ``fstat`` (the stamp),
+  unlock; a log found without a name is closed and the current one
+  opened.  The generation of an open log is the one its header had when
+  it was opened (a header is written once).  Their descriptors (and
+  those of the open log directories) are numbered from 1024 on when
+  the descriptor limit allows, leaving the low numbers to sockets
+  watched with ``select()``, which takes none beyond 1023.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import fcntl
 import json
 import logging
 import os
+import resource
 import secrets
 import struct
 import threading
@@ -102,6 +116,39 @@ _CHEAP_CHECK = 64 * 1024
 def _stamp(st: os.stat_result) -> int:
     """(inode, size, change time) packed into one exact integer."""
     return (st.st_ino << 128) | (st.st_size << 64) | st.st_ctime_ns
+
+
+#: Descriptors of the logs kept open are moved to this number or above:
+#: ``select()`` (waitress' loop) takes no descriptor beyond 1023, so
+#: the numbers below are left to sockets.
+_HIGH_FD = 1024
+
+
+def _high(fd: int) -> int:
+    """*fd* moved to a number of at least :data:`_HIGH_FD` when the
+    descriptor limit allows (else *fd* itself)."""
+    if fd >= _HIGH_FD:
+        return fd
+    try:
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD)
+    except OSError:  # the limit is at or below _HIGH_FD, or reached
+        return fd
+    os.close(fd)
+    return high
+
+
+def default_open_logs() -> int:
+    """How many logs a driver keeps open: at most 4,096, and a quarter of
+    the descriptors the process may have beyond :data:`_HIGH_FD` (a
+    quarter of its limit when that is lower)."""
+    try:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return 256
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    room = soft - _HIGH_FD if soft > 2 * _HIGH_FD else soft
+    return max(0, min(4096, room // 4))
 
 
 def new_header() -> tuple[int, bytes]:
@@ -318,10 +365,31 @@ class FileDriver(SeriesDriver):
 
     BATCHED_APPENDS = True
 
-    def __init__(self, basepath: str, *, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        basepath: str,
+        *,
+        fsync: bool = False,
+        open_logs: int | None = None,
+    ) -> None:
         self.basepath = os.path.abspath(basepath)
         self.fsync = fsync
         os.makedirs(self.basepath, exist_ok=True)
+        # Logs kept open for appends, least recently used first:
+        # metric id -> (descriptor, generation of its header).  A
+        # descriptor is taken out while in use, so two threads never
+        # share one (a flock is held per open file, not per thread).
+        self._handles: collections.OrderedDict[str, tuple[int, int]] = (
+            collections.OrderedDict()
+        )
+        self._handles_lock = threading.Lock()
+        # The process the open logs belong to: a forked child must not
+        # lock through its parent's open files (a flock belongs to the
+        # open file, which both would share).
+        self._handles_pid = os.getpid()
+        self.open_logs = (
+            default_open_logs() if open_logs is None else max(open_logs, 0)
+        )
         # Open directories of the logs, by the first two characters of
         # the ids: stamps() stats a name relative to one (no full path
         # walk per metric).
@@ -336,9 +404,11 @@ class FileDriver(SeriesDriver):
             fd = self._dirs.get(prefix)
             if fd is None:
                 try:
-                    fd = os.open(
-                        os.path.join(self.basepath, prefix),
-                        os.O_RDONLY | os.O_DIRECTORY,
+                    fd = _high(
+                        os.open(
+                            os.path.join(self.basepath, prefix),
+                            os.O_RDONLY | os.O_DIRECTORY,
+                        )
                     )
                 except FileNotFoundError:
                     return None
@@ -371,10 +441,80 @@ class FileDriver(SeriesDriver):
         return out
 
     def close(self) -> None:
+        with self._handles_lock:
+            handles = list(self._handles.values())
+            self._handles.clear()
+        for fd, _generation in handles:
+            os.close(fd)
         with self._dirs_lock:
             for fd in self._dirs.values():
                 os.close(fd)
             self._dirs.clear()
+
+    # -- open logs -----------------------------------------------------------
+
+    def _take_handle(self, metric_id: str) -> tuple[int, int] | None:
+        """The open log of *metric_id*, taken out of the cache."""
+        if self._handles_pid != os.getpid():
+            self._drop_inherited()
+        with self._handles_lock:
+            return self._handles.pop(metric_id, None)
+
+    def _drop_inherited(self) -> None:
+        """Close the open logs inherited from the parent of a fork.
+
+        Closing this process's descriptors leaves the parent's open
+        files (and any lock it holds on them) as they are.
+        """
+        with self._handles_lock:
+            inherited = list(self._handles.values())
+            self._handles.clear()
+            self._handles_pid = os.getpid()
+        for fd, _generation in inherited:
+            os.close(fd)
+
+    def _give_handles(
+        self, handles: list[tuple[str, tuple[int, int]]]
+    ) -> None:
+        """Put open logs (not locked) back in the cache; close the
+        extra ones and the least recently used beyond the bound."""
+        extra: list[tuple[int, int]] = []
+        with self._handles_lock:
+            cache = self._handles
+            bound = self.open_logs
+            for metric_id, handle in handles:
+                if metric_id in cache or not bound:
+                    extra.append(handle)  # another thread kept one
+                else:
+                    cache[metric_id] = handle
+            while len(cache) > bound:
+                extra.append(cache.popitem(last=False)[1])
+        for fd, _generation in extra:
+            os.close(fd)
+
+    def _forget_handle(self, metric_id: str) -> None:
+        """Close the cached open log of *metric_id* (rewritten, deleted)."""
+        handle = self._take_handle(metric_id)
+        if handle is not None:
+            os.close(handle[0])
+
+    def _open_handle(self, dfd: int, metric_id: str) -> tuple[int, int] | None:
+        """Open the log at its name and read its generation.
+
+        None when there is no log, or no valid header (:meth:`append`
+        decides).
+        """
+        try:
+            fd = _high(os.open(metric_id, os.O_RDWR, dir_fd=dfd))
+        except FileNotFoundError:
+            return None
+        head = os.pread(fd, _HEADER.size, 0)
+        if len(head) == _HEADER.size:
+            magic, generation = _HEADER.unpack(head)
+            if magic == _MAGIC:
+                return fd, generation
+        os.close(fd)
+        return None
 
     def path(self, metric_id: str) -> str:
         """The log file of *metric_id*."""
@@ -643,16 +783,8 @@ class FileDriver(SeriesDriver):
     ) -> None:
         """Cut the incomplete final frame at *at*, a copy kept aside."""
         path = self.path(metric_id)
-        aside = self._aside_name(path)
         data = _read_all(fd)
-        afd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            if os.write(afd, data) != len(data):
-                raise OSError(errno.EIO, f"short write to {aside}")
-            if self.fsync:
-                os.fsync(afd)
-        finally:
-            os.close(afd)
+        aside = self._copy_aside(path, data)
         frames = len(parse_frames(data, _HEADER.size)[0])
         repair = Repair(
             metric_id=metric_id,
@@ -690,6 +822,21 @@ class FileDriver(SeriesDriver):
     ) -> Version | None:
         if not record:
             raise ValueError("an empty record cannot be stored")
+        check_metric_id(metric_id)
+        if expected is not None:
+            # The common case, on the log kept open.
+            dfd = self._dir_fd(metric_id[:2])
+            if dfd is not None:
+                version = self._append_open(dfd, metric_id, expected, record)
+                if version is not None:
+                    return version
+        return self._append_closed(metric_id, expected, record)
+
+    def _append_closed(
+        self, metric_id: str, expected: Version | None, record: bytes
+    ) -> Version | None:
+        """:meth:`append` on a log opened and locked for this append:
+        creates a new log, checks and cuts a torn tail, reports damage."""
         path = self.path(metric_id)
         if expected is None and not os.path.exists(path):
             created = self._create(path, record)
@@ -709,16 +856,24 @@ class FileDriver(SeriesDriver):
                 header = _HEADER.pack(_MAGIC, generation)
                 at = 0
             data = header + frame(record)
-            written = os.pwrite(fd, data, at)
-            if written != len(data):
-                os.ftruncate(fd, at)
-                raise OSError(errno.EIO, f"short write to {path}")
-            if self.fsync:
-                os.fsync(fd)
-            # Still under the lock: the stamp of exactly this log.
-            return Version(generation, at + written, _stamp(os.fstat(fd)))
+            stamp = self._write_locked(fd, data, at, path)
+            return Version(generation, at + len(data), stamp)
         finally:
             os.close(fd)
+
+    def _write_locked(self, fd: int, data: bytes, at: int, where: str) -> int:
+        """Write *data* at offset *at* of the locked log at *fd*.
+
+        A short write is cut off again.  :returns: the change stamp of
+        exactly this log (taken under the lock).
+        """
+        written = os.pwrite(fd, data, at)
+        if written != len(data):
+            os.ftruncate(fd, at)
+            raise OSError(errno.EIO, f"short write to {where}")
+        if self.fsync:
+            os.fsync(fd)
+        return _stamp(os.fstat(fd))
 
     def append_many(
         self, items: Sequence[tuple[str, Version | None, bytes]]
@@ -727,61 +882,128 @@ class FileDriver(SeriesDriver):
 
         Each append takes its own file's lock (writers of other metrics
         are never waited for).  The common case -- the log is exactly at
-        *expected* -- is written here, names opened relative to the open
-        log directories; anything else goes through :meth:`append`.
+        *expected* -- is written on the logs kept open (see
+        :meth:`_append_on`), taken from their cache at once and put back
+        at once; anything else goes through :meth:`append`.
         """
+        if self._handles_pid != os.getpid():
+            self._drop_inherited()
+        with self._handles_lock:
+            pop = self._handles.pop
+            handles = [
+                pop(metric_id, None) if expected is not None else None
+                for metric_id, expected, _record in items
+            ]
         out: list[Version | None] = []
+        kept: list[tuple[str, tuple[int, int]]] = []
         dirs = self._dirs
-        for metric_id, expected, record in items:
-            version = None
-            if expected is not None and record:
+        done = 0
+        try:
+            for (metric_id, expected, record), taken in zip(
+                items, handles, strict=True
+            ):
+                done += 1
+                handle = taken
+                if expected is None or not record:
+                    if handle is not None:
+                        kept.append((metric_id, handle))
+                    out.append(self.append(metric_id, expected, record))
+                    continue
                 dfd = dirs.get(metric_id[:2])
                 if dfd is None or "/" in metric_id:
                     dfd = self._dir_fd(check_metric_id(metric_id)[:2])
+                version = None
                 if dfd is not None:
-                    version = self._append_at(dfd, metric_id, expected, record)
-            if version is None:
-                version = self.append(metric_id, expected, record)
-            out.append(version)
+                    version, handle = self._append_on(
+                        dfd, metric_id, expected, record, handle
+                    )
+                    if handle is not None:
+                        kept.append((metric_id, handle))
+                elif handle is not None:
+                    kept.append((metric_id, handle))
+                if version is None:
+                    # Stale, or damaged: the checks of append().
+                    version = self._append_closed(metric_id, expected, record)
+                out.append(version)
+        finally:
+            for (metric_id, _e, _r), handle in zip(
+                items[done:], handles[done:], strict=True
+            ):
+                if handle is not None:
+                    kept.append((metric_id, handle))
+            self._give_handles(kept)
         return out
 
-    def _append_at(
+    def _append_open(
         self, dfd: int, metric_id: str, expected: Version, record: bytes
     ) -> Version | None:
-        """Append when the log is exactly at *expected*; None otherwise
-        (nothing written: :meth:`append` decides)."""
-        try:
-            fd = os.open(metric_id, os.O_RDWR, dir_fd=dfd)
-        except FileNotFoundError:
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            st = os.fstat(fd)
+        """:meth:`_append_on` with the log kept open for *metric_id*."""
+        handle = self._take_handle(metric_id)
+        version, handle = self._append_on(
+            dfd, metric_id, expected, record, handle
+        )
+        if handle is not None:
+            self._give_handles([(metric_id, handle)])
+        return version
+
+    def _append_on(
+        self,
+        dfd: int,
+        metric_id: str,
+        expected: Version,
+        record: bytes,
+        handle: tuple[int, int] | None,
+    ) -> tuple[Version | None, tuple[int, int] | None]:
+        """Append on the open log *handle* (None: open it) when the log is
+        exactly at *expected*.
+
+        :returns: (the new version, or None when nothing was written --
+            :meth:`append` decides; the open log to keep, or None).
+
+        Under the log's lock, one ``fstat`` tells whether it is still
+        the log at its name (a log replaced by a compaction or a
+        repair, or deleted, has no name left: a log never has a second
+        name once created, see :meth:`_set_aside`) and whether it is at
+        *expected* (its size; the generation in the header of a log
+        never changes).  A log no longer at its name is closed and the
+        current one opened.
+        """
+        for _attempt in range(2):
+            if handle is None:
+                handle = self._open_handle(dfd, metric_id)
+                if handle is None:
+                    return None, None
+            fd, generation = handle
             try:
-                current = os.stat(metric_id, dir_fd=dfd).st_ino
-            except FileNotFoundError:
-                return None
-            if (
-                current != st.st_ino
-                or not st.st_nlink
-                or st.st_size != expected.length
-                or read_generation(fd, st.st_size) != expected.generation
-            ):
-                return None
-            data = frame(record)
-            at = expected.length
-            written = os.pwrite(fd, data, at)
-            if written != len(data):
-                os.ftruncate(fd, at)
-                raise OSError(errno.EIO, f"short write to {metric_id}")
-            if self.fsync:
-                os.fsync(fd)
-            # Still under the lock: the stamp of exactly this log.
-            return Version(
-                expected.generation, at + written, _stamp(os.fstat(fd))
-            )
-        finally:
-            os.close(fd)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                st = os.fstat(fd)
+                if not st.st_nlink:
+                    handle = None  # replaced or deleted: open the current
+                    continue
+                if (
+                    st.st_size != expected.length
+                    or generation != expected.generation
+                ):
+                    return None, handle  # stale, or damage
+                data = frame(record)
+                at = expected.length
+                try:
+                    stamp = self._write_locked(fd, data, at, metric_id)
+                except BaseException:
+                    handle = None
+                    raise
+                return Version(
+                    expected.generation, at + len(data), stamp
+                ), handle
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                if handle is None:
+                    os.close(fd)
+        return None, handle
 
     def rewrite(
         self, metric_id: str, expected: Version | None, record: bytes
@@ -793,6 +1015,7 @@ class FileDriver(SeriesDriver):
             created = self._create(path, record)
             if created is not None:
                 return created
+        self._forget_handle(metric_id)
         fd = self._open_locked(path)
         if fd is None:
             return None
@@ -809,17 +1032,11 @@ class FileDriver(SeriesDriver):
     def _replace_locked(self, path: str, generation: int, data: bytes) -> None:
         """Rename a new log holding *data* over *path* (its lock held)."""
         tmp = f"{path}{_NOT_A_LOG}{generation:x}.tmp"
-        tfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            if os.write(tfd, data) != len(data):
-                raise OSError(errno.EIO, f"short write to {tmp}")
-            if self.fsync:
-                os.fsync(tfd)
+            self._write_file(tmp, data, os.O_TRUNC)
         except BaseException:
-            os.close(tfd)
             os.unlink(tmp)
             raise
-        os.close(tfd)
         os.rename(tmp, path)
         if self.fsync:
             self._fsync_dir(os.path.dirname(path))
@@ -828,6 +1045,7 @@ class FileDriver(SeriesDriver):
 
     def repair(self, metric_id: str, decide: Decide) -> Repair | None:
         path = self.path(metric_id)
+        self._forget_handle(metric_id)
         fd = self._open_locked(path)
         if fd is None:
             return None
@@ -837,16 +1055,26 @@ class FileDriver(SeriesDriver):
             salvage = decide(Scan(records, damage, path, len(data)))
             if salvage is None:
                 return None
-            return self._set_aside(metric_id, path, len(records), salvage)
+            return self._set_aside(
+                metric_id, path, data, len(records), salvage
+            )
         finally:
             os.close(fd)
 
     def _set_aside(
-        self, metric_id: str, path: str, frames: int, salvage: Salvage
+        self,
+        metric_id: str,
+        path: str,
+        data: bytes,
+        frames: int,
+        salvage: Salvage,
     ) -> Repair:
-        """Keep the locked file at *path* aside; write what is salvaged."""
-        aside = self._aside_name(path)
-        os.link(path, aside)  # the damaged bytes stay, under a new name
+        """Keep the locked file at *path* (holding *data*) aside; write
+        what is salvaged."""
+        # A copy, not a second name: a log that is replaced must be left
+        # without any name, which is how a writer holding it open
+        # (_append_on) knows it is no longer the log.
+        aside = self._copy_aside(path, data)
         version = None
         if salvage.records:
             generation, header = new_header()
@@ -869,6 +1097,24 @@ class FileDriver(SeriesDriver):
         )
         self._journal(repair)
         return repair
+
+    def _copy_aside(self, path: str, data: bytes) -> str:
+        """Write *data* (the damaged log at *path*) under a new name."""
+        aside = self._aside_name(path)
+        self._write_file(aside, data, os.O_EXCL)
+        return aside
+
+    def _write_file(self, name: str, data: bytes, flags: int) -> None:
+        """Create (*flags*: ``O_EXCL`` or ``O_TRUNC``) the file *name*
+        holding *data* (fsynced when the driver is)."""
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | flags, 0o644)
+        try:
+            if os.write(fd, data) != len(data):
+                raise OSError(errno.EIO, f"short write to {name}")
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _aside_name(path: str) -> str:
@@ -921,6 +1167,7 @@ class FileDriver(SeriesDriver):
             os.close(dfd)
 
     def delete(self, metric_id: str) -> None:
+        self._forget_handle(metric_id)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path(metric_id))
 
