@@ -1199,6 +1199,8 @@ def _detection_rows(
                 stages.late_commit_ms,
             ),
         ):
+            if not values:
+                continue  # e.g. no crossing was missed
             for q in (50, 99):
                 add(workload, f"{name} p{q}", percentile(values, q), "ms")
         add(
